@@ -1,0 +1,68 @@
+"""Atomic result files: a crash mid-write never leaves a half-written table or summary."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` via a temporary file in the same folder and an atomic rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode())
+
+
+def _plain(v: Any) -> Any:
+    """Numbers as numbers: numpy scalars become Python ones, NaN becomes null."""
+    try:
+        import numpy as np
+
+        if isinstance(v, np.generic):
+            v = v.item()
+        elif isinstance(v, np.ndarray):
+            v = v.tolist()
+    except ImportError:  # pragma: no cover
+        pass
+    if isinstance(v, float) and (math.isnan(v) or math.isinf(v)):
+        return None
+    if isinstance(v, dict):
+        return {str(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    return v
+
+
+def write_summary(run_dir: str | Path, summary: dict[str, Any]) -> Path:
+    """Write ``run_dir/summary.json`` (flat keys; nested values only where the issue asks for a list)."""
+    return atomic_write_text(Path(run_dir) / "summary.json", json.dumps(_plain(summary), indent=2) + "\n")
+
+
+def write_table(df, path: str | Path) -> Path:
+    """Write a pandas DataFrame as CSV (or Parquet by suffix), atomically."""
+    path = Path(path)
+    if path.suffix == ".parquet":
+        import io
+
+        buf = io.BytesIO()
+        df.to_parquet(buf, index=False)
+        return atomic_write_bytes(path, buf.getvalue())
+    return atomic_write_text(path, df.to_csv(index=False))
