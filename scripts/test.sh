@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Run the test suite (real firmware in real QEMU included). Installs first if the environment is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+exec .venv/bin/python -m pytest -n "${TINYHIL_TEST_JOBS:-2}" -q tests "$@"
