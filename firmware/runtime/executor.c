@@ -1,0 +1,123 @@
+/*
+ * Executor: walks th_model.layers, times each kernel call with the board timer and, on request, checksums each
+ * layer's output (outside the timed region) so the host can compare against the integer reference layer by
+ * layer.
+ */
+#include "th_board.h"
+#include "th_runtime.h"
+
+static uint64_t layer_ticks[TH_MAX_LAYERS];
+static uint32_t layer_crc[TH_MAX_LAYERS];
+static uint64_t total_ticks;
+static int crc_enabled;
+static int crc_valid;
+
+uint32_t th_tensor_bytes(const th_tensor_t *t)
+{
+    uint32_t row = ((uint32_t)t->c * (uint32_t)t->bits + 7u) / 8u;
+    return (uint32_t)t->h * (uint32_t)t->w * row;
+}
+
+uint8_t *th_tensor_data(const th_tensor_t *t)
+{
+    return th_arena + t->offset;
+}
+
+static const th_tensor_t *tensor_at(int16_t i)
+{
+    return i < 0 ? (const th_tensor_t *)0 : &th_model.tensors[i];
+}
+
+static int tensor_ok(int16_t i)
+{
+    return i >= 0 && (uint16_t)i < th_model.n_tensors &&
+           th_model.tensors[i].offset + th_tensor_bytes(&th_model.tensors[i]) <= th_model.arena_size;
+}
+
+const char *th_exec_check(void)
+{
+    if (th_model.n_layers > TH_MAX_LAYERS) {
+        return "model has more layers than TH_MAX_LAYERS";
+    }
+    if (!tensor_ok((int16_t)th_model.input) || !tensor_ok((int16_t)th_model.output)) {
+        return "model input/output tensor index or extent is invalid";
+    }
+    for (uint16_t i = 0; i < th_model.n_layers; ++i) {
+        const th_layer_t *L = &th_model.layers[i];
+        if (L->fn == 0 || !tensor_ok(L->in) || !tensor_ok(L->out) || (L->in2 >= 0 && !tensor_ok(L->in2))) {
+            return "a layer has no kernel or a tensor outside the arena";
+        }
+    }
+    return 0;
+}
+
+int th_exec_input_clobbered(void)
+{
+    const th_tensor_t *in = &th_model.tensors[th_model.input];
+    uint32_t a0 = in->offset, a1 = in->offset + th_tensor_bytes(in);
+    for (uint16_t i = 0; i < th_model.n_layers; ++i) {
+        const th_tensor_t *out = &th_model.tensors[th_model.layers[i].out];
+        uint32_t b0 = out->offset, b1 = out->offset + th_tensor_bytes(out);
+        if (b0 < a1 && a0 < b1) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+void th_exec_set_crc(int enabled)
+{
+    crc_enabled = enabled != 0;
+}
+
+int th_exec_crc_enabled(void)
+{
+    return crc_enabled;
+}
+
+void th_exec_layer(const th_layer_t *L, const th_tensor_t *in, const th_tensor_t *in2, const th_tensor_t *out)
+{
+    L->fn(L, in, in2, out, th_arena, th_scratch);
+}
+
+uint64_t th_exec_run(void)
+{
+    uint64_t total = 0u;
+    for (uint16_t i = 0; i < th_model.n_layers; ++i) {
+        const th_layer_t *L = &th_model.layers[i];
+        const th_tensor_t *in = tensor_at(L->in);
+        const th_tensor_t *in2 = tensor_at(L->in2);
+        const th_tensor_t *out = tensor_at(L->out);
+        uint64_t t0 = th_timer_now();
+        th_exec_layer(L, in, in2, out);
+        uint64_t t1 = th_timer_now();
+        layer_ticks[i] = t1 - t0;
+        total += t1 - t0;
+        if (crc_enabled) {
+            layer_crc[i] = th_crc32_update(0u, th_tensor_data(out), th_tensor_bytes(out));
+        }
+    }
+    crc_valid = crc_enabled;
+    total_ticks = total;
+    return total;
+}
+
+uint64_t th_exec_layer_ticks(uint16_t i)
+{
+    return i < TH_MAX_LAYERS ? layer_ticks[i] : 0u;
+}
+
+uint32_t th_exec_layer_crc(uint16_t i)
+{
+    return i < TH_MAX_LAYERS ? layer_crc[i] : 0u;
+}
+
+int th_exec_crc_valid(void)
+{
+    return crc_valid;
+}
+
+uint64_t th_exec_total_ticks(void)
+{
+    return total_ticks;
+}

@@ -1,0 +1,54 @@
+/*
+ * th_board.h - what every board port provides to the runtime (firmware/boards/<board>/ + boards/common/).
+ *
+ * A board supplies a polled UART, a free-running tick counter, an exit path and the stack bounds; the
+ * runtime (executor, protocol) never touches a register directly, so a new board is one folder.
+ */
+#ifndef TH_BOARD_H
+#define TH_BOARD_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Board bring-up: clocks, UART, timer. Called once from main() before anything else. */
+void th_board_init(void);
+
+/* Polled UART (115200 8N1 on silicon). th_uart_init is called by th_board_init. putc blocks until the byte is accepted; getc blocks until a byte arrives. */
+void th_uart_init(void);
+void th_uart_putc(char c);
+int th_uart_getc(void);
+
+/* Timer sources. Which one a board uses is fixed at build time by TH_TIMER_DWT (real silicon: DWT CYCCNT)
+ * or its absence (SysTick with a wrap counter; under QEMU -icount shift=0 a tick is a fixed number of
+ * guest instructions). Both are always compiled so the real-silicon path cannot rot. */
+void th_timer_init(void);
+uint64_t th_timer_now(void); /* monotonically increasing ticks since th_timer_init */
+const char *th_timer_name(void); /* "qemu-icount" or "dwt-cycles" */
+uint32_t th_timer_hz(void); /* tick frequency */
+
+void th_timer_systick_init(uint32_t core_hz);
+uint64_t th_timer_systick_now(void);
+void th_timer_dwt_init(void);
+uint64_t th_timer_dwt_now(void);
+
+/* Leaves the program: semihosting SYS_EXIT_EXTENDED (QEMU returns `code` as its exit status); on a
+ * real board without a debugger attached it parks the core. */
+void th_exit(int code) __attribute__((noreturn));
+
+/* Stack bounds from the linker script; the startup code paints the stack so the high-water mark can be
+ * measured later. */
+uint32_t th_stack_size(void);
+uint32_t th_stack_used(void); /* deepest use since reset, in bytes (from the painted pattern) */
+uint32_t th_static_ram(void); /* .data + .bss bytes (arena and scratch included) */
+
+/* Board identity, compiled in from the build flags (TH_BOARD_NAME, TH_CORE_HZ). */
+const char *th_board_name(void);
+uint32_t th_core_hz(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* TH_BOARD_H */
