@@ -127,7 +127,8 @@ def build_steps(layers: Sequence[LayerSpec], rule: MemoryRule = LIVENESS) -> lis
         if (rule.inplace_residual and nxt is not None and nxt.op == "add" and len(nxt.inputs) == 2
                 and layer.op in ("conv2d", "pointwise") and readers.get(layer.name) == [i + 1]):
             skip = next((s for s in nxt.inputs if s != layer.name), None)
-            if skip is not None:
+            # a conv that reads the skip itself cannot overwrite it while it still slides over it
+            if skip is not None and skip not in layer.inputs:
                 steps.append(Step(f"{layer.name}+{nxt.name}", tuple(layer.inputs) + (skip,), nxt.name,
                                   (skip,), (layer.name, nxt.name)))
                 i += 2
