@@ -1,0 +1,116 @@
+"""Choosing bit-widths: starting points (hardware-agnostic or budgeted) and the Free Bits refiner.
+
+``make_start(method_cfg, layers, **context)`` builds the starting :class:`~harness.quant.config.PrecisionConfig`
+named by ``method_cfg["name"]`` (the Hydra ``method`` group): ``uniform``, ``bitops``, ``file``, and the methods
+other modules register (``quantune``, ``quantmcu``). A method module registers itself with
+``@register_start("name")`` on a function ``fn(params: dict, layers: list[LayerSpec], context: dict) ->
+PrecisionConfig``, where ``params`` is the method config without ``name`` and ``context`` carries what the caller
+has (``table``, ``model``, ``data``, ...). Unregistered names are looked up as ``harness.search.<name>``.
+
+Every start is passed through :func:`~harness.search.activations.harmonize`, so a method that chose each layer's
+input bits independently still yields a consistent configuration (raised layers are listed in
+``meta["harmonized"]``).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from harness.errors import ConfigError
+from harness.graph.spec import LayerSpec
+from harness.quant.config import PrecisionConfig
+
+StartFn = Callable[[dict, list[LayerSpec], dict], PrecisionConfig]
+_REGISTRY: dict[str, StartFn] = {}
+
+
+def register_start(name: str) -> Callable[[StartFn], StartFn]:
+    """Decorator: make ``fn`` the starting-point method ``name``."""
+
+    def deco(fn: StartFn) -> StartFn:
+        _REGISTRY[name] = fn
+        return fn
+
+    return deco
+
+
+def available_starts() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def _plain(cfg: Any) -> dict:
+    try:
+        from omegaconf import DictConfig, OmegaConf
+
+        if isinstance(cfg, DictConfig):
+            cfg = OmegaConf.to_container(cfg, resolve=True)
+    except ImportError:  # pragma: no cover
+        pass
+    if not isinstance(cfg, Mapping):
+        raise ConfigError(f"method config must be a mapping with a 'name', got {cfg!r}")
+    return dict(cfg)
+
+
+def _take(params: dict, method: str, allowed: dict[str, Any]) -> dict[str, Any]:
+    """Method parameters with defaults; unknown keys are a ConfigError (catches typos in Hydra overrides)."""
+    unknown = sorted(set(params) - set(allowed))
+    if unknown:
+        raise ConfigError(f"method {method!r} does not take {unknown}; it takes {sorted(allowed)}")
+    return {**allowed, **params}
+
+
+def make_start(method_cfg: Mapping | Any, layers: Sequence[LayerSpec], **context: Any) -> PrecisionConfig:
+    """The starting configuration for ``method_cfg`` (a mapping or DictConfig with ``name``)."""
+    from harness.search.activations import activation_groups, harmonize
+
+    params = _plain(method_cfg)
+    name = params.pop("name", None)
+    if not name:
+        raise ConfigError("method config needs a 'name' (uniform, bitops, file, quantune, quantmcu)")
+    if name not in _REGISTRY and str(name).isidentifier():
+        try:
+            importlib.import_module(f"harness.search.{name}")
+        except ModuleNotFoundError as e:
+            if e.name != f"harness.search.{name}":  # the module exists but lacks a dependency: say so
+                raise
+    if name not in _REGISTRY:
+        raise ConfigError(f"unknown search method {name!r}; available: {available_starts()}")
+    layers = list(layers)
+    cfg = _REGISTRY[name](params, layers, dict(context))
+    if not isinstance(cfg, PrecisionConfig):
+        raise ConfigError(f"search method {name!r} returned {type(cfg).__name__}, not a PrecisionConfig")
+    cfg = harmonize(activation_groups(layers), cfg)
+    cfg.meta.setdefault("method", name)
+    return cfg
+
+
+@register_start("uniform")
+def _start_uniform(params: dict, layers: list[LayerSpec], context: dict) -> PrecisionConfig:
+    from harness.search.uniform import uniform_config
+
+    p = _take(params, "uniform", {"a_bits": 8, "w_bits": 8, "input_bits": 8})
+    return uniform_config(layers, p["a_bits"], p["w_bits"], input_bits=p["input_bits"])
+
+
+@register_start("bitops")
+def _start_bitops(params: dict, layers: list[LayerSpec], context: dict) -> PrecisionConfig:
+    from harness.search.bitops_budget import bitops_search
+
+    p = _take(params, "bitops", {"objective": "bits", "bitops_frac": None, "latency_frac": None,
+                                 "min_mean_bits": None, "flash_bytes": None, "sram_bytes": None,
+                                 "out_bits_rule": "consumer", "bits": [2, 4, 8], "input_bits": 8,
+                                 "output_bits": 8, "solver": "ilp", "time_limit": 30.0, "estimate": True})
+    return bitops_search(layers, table=context.get("table"), **p)
+
+
+@register_start("file")
+def _start_file(params: dict, layers: list[LayerSpec], context: dict) -> PrecisionConfig:
+    p = _take(params, "file", {"path": None})
+    if not p["path"]:
+        raise ConfigError("method 'file' needs a 'path' to a saved precision configuration (.json/.yaml)")
+    return PrecisionConfig.load(p["path"])
+
+
+__all__ = ["StartFn", "available_starts", "make_start", "register_start"]
