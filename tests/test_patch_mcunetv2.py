@@ -5,12 +5,13 @@ Paper (arXiv 2110.15352, Fig. 1 and text): MobileNetV2 width 1.0 at 224 px, int8
 
 Conventions this pins down:
 * "kB" is KiB (1024 bytes): 539 kB and 1372 kB are exact in KiB (1372 KiB = 112*112*(16 + 96) bytes).
-* The paper counts the input image layer by layer (the 539 kB figure) but, patch-based, only each patch's input
-  window (the image "can be partially decoded from JPEG"): ``MemoryRule(resident_input=False)``.
-* Its figures assume TinyEngine's in-place depthwise and residual buffers (``TINYENGINE``); with plain liveness
-  (``LIVENESS``, what our arena planner does without those tricks) the same plan needs more, stated below.
-* "First 5 blocks" = the stem + ``features.1``-``features.4``: the split is after ``features.4.project.conv`` (the
-  first block of the stride-8 stage), where the peak becomes the layer-by-layer part's 28x28 blocks.
+* The paper counts the input image layer by layer (the 539 kB figure) but, patch-based, only each patch's
+  input window (the image "can be partially decoded from JPEG"): ``MemoryRule(resident_input=False)``.
+* Its figures assume TinyEngine's in-place depthwise and residual buffers (``TINYENGINE``); with plain
+  liveness (``LIVENESS``, what our arena planner does without those tricks) the same plan needs more, stated
+  below.
+* "First 5 blocks" = the stem + ``features.1``-``features.4``: the split is after ``features.4.project.conv``
+  (the first block of the stride-8 stage), where the peak becomes the layer-by-layer part's 28x28 blocks.
 """
 
 import pytest
@@ -66,8 +67,13 @@ def test_paper_figures_under_the_tinyengine_rule(mbv2_224):
 
 
 def test_the_search_finds_the_paper_plan_or_better(mbv2_224):
-    plans = search_patch_plans(mbv2_224, max_mac_overhead=0.3, n_choices=(2, 3, 4, 5, 6),
-                               splits=["features.3.add", SPLIT, "features.5.add", "features.6.add"], rule=TINYENGINE)
+    plans = search_patch_plans(
+        mbv2_224,
+        max_mac_overhead=0.3,
+        n_choices=(2, 3, 4, 5, 6),
+        splits=["features.3.add", SPLIT, "features.5.add", "features.6.add"],
+        rule=TINYENGINE,
+    )
     summary = summarize_search(mbv2_224, plans, rule=TINYENGINE)
     assert summary.patch_wins
     assert summary.best.patch_peak <= plan_patches(mbv2_224, SPLIT, 4, rule=TINYENGINE).patch_peak
@@ -83,9 +89,11 @@ def test_plain_liveness_needs_more_for_the_same_plan_and_says_why(mbv2_224):
     dw = next(x for x in mbv2_224 if x.name == "features.2.dw.conv")
     assert plan.layer_peak == b(dw.in_shape) + b(dw.out_shape)
     block = {x.name: x for x in mbv2_224}
-    assert plan.rest_peak == (b(block["features.4.project.conv"].out_shape)
-                              + b(block["features.5.expand.conv"].out_shape)
-                              + b(block["features.5.dw.conv"].out_shape))
+    assert plan.rest_peak == (
+        b(block["features.4.project.conv"].out_shape)
+        + b(block["features.5.expand.conv"].out_shape)
+        + b(block["features.5.dw.conv"].out_shape)
+    )
     assert plan.patch_wins
 
 

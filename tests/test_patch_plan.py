@@ -52,15 +52,21 @@ def win_bytes(win, c, bits=8):
     return tensor_bytes(win[1] - win[0], win[3] - win[2], c, bits)
 
 
-# --- which splits are allowed --------------------------------------------------------------------------------
+# --- which splits are allowed -------------------------------------------------------------------------------
+
 
 def test_a_split_inside_a_residual_block_is_refused_with_the_reason():
     layers = residual()
     with pytest.raises(ConfigError, match="residual block") as e:
         plan_patches(layers, "b1.dw", 2)
     assert "stem" in str(e.value) and "b1.add" in str(e.value)
-    assert [layers[i].name for i in valid_splits(layers)] == ["stem", "b1.add", "b2.expand", "b2.dw",
-                                                              "b2.project"]
+    assert [layers[i].name for i in valid_splits(layers)] == [
+        "stem",
+        "b1.add",
+        "b2.expand",
+        "b2.dw",
+        "b2.project",
+    ]
 
 
 def test_split_by_name_and_by_index_are_the_same_plan():
@@ -70,8 +76,16 @@ def test_split_by_name_and_by_index_are_the_same_plan():
     assert plan_patches(layers, 3 - len(layers), 2).split == by_name.split
 
 
-@pytest.mark.parametrize("split,n,match", [("nope", 2, "not found"), (99, 2, "out of range"),
-                                            (6, 6, "cannot cut"), (0, 0, ">= 1"), (0, 2.5, "integer")])
+@pytest.mark.parametrize(
+    "split,n,match",
+    [
+        ("nope", 2, "not found"),
+        (99, 2, "out of range"),
+        (6, 6, "cannot cut"),
+        (0, 0, ">= 1"),
+        (0, 2.5, "integer"),
+    ],
+)
 def test_bad_split_or_patch_count_gives_a_clear_error(split, n, match):
     with pytest.raises(ConfigError, match=match):
         plan_patches(chain(), split, n)
@@ -97,6 +111,7 @@ def test_bad_bit_widths_are_reported(bits, match):
 
 
 # --- windows ------------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("n", [2, 3, 4])
 def test_output_patches_tile_the_stage_output_exactly_once(n):
@@ -145,6 +160,7 @@ def test_a_consumer_reads_inside_its_producers_per_patch_buffer():
 
 # --- MACs ---------------------------------------------------------------------------------------------------
 
+
 def test_patched_macs_are_the_sum_over_patches_and_only_overlap_is_redundant():
     layers = chain()
     plan = plan_patches(layers, 5, 3)
@@ -172,6 +188,7 @@ def test_more_patches_recompute_more():
 
 # --- SRAM ---------------------------------------------------------------------------------------------------
 
+
 def test_layer_by_layer_peak_of_a_chain_is_the_largest_input_plus_output():
     layers = chain()
     expected = max(nbytes(x.in_shape) + nbytes(x.out_shape) for x in layers)
@@ -198,24 +215,22 @@ def test_tinyengine_rule_shares_depthwise_and_residual_buffers():
     assert rep.peak <= layer_by_layer_peak(layers, rule=LIVENESS).peak
 
 
-def test_patch_stage_peak_is_the_stage_buffer_plus_the_largest_patch_working_set_on_a_chain():
+def test_patch_stage_peak_is_the_stage_buffer_plus_the_per_patch_working_set_on_a_chain():
     layers = chain()
     split, n = 4, 3
     plan = plan_patches(layers, split, n)
     chans = {INPUT: 3} | {x.name: x.out_shape[2] for x in layers}
-    worst = 0
-    for p, steps in enumerate(plan.schedule):
-        for i, st in enumerate(steps):
-            src = st.inputs[0]
-            in_b = win_bytes(plan.windows[src][p], chans[src])
-            out_b = 0 if i == len(steps) - 1 else win_bytes(st.out_window, chans[st.layer])
-            worst = max(worst, in_b + out_b)
+    # one per-patch buffer per tensor, sized for its largest patch; the split writes into the stage buffer
+    slot = {t: max(win_bytes(w, chans[t]) for w in wins) for t, wins in plan.windows.items()}
+    slot[plan.split] = 0
+    assert dict(plan.patch_buffer_bytes) == slot
+    worst = max(slot[x.inputs[0]] + slot[x.name] for x in layers[: split + 1])
     stage_out = nbytes(layers[split].out_shape)
     assert plan.stage_out_bytes == stage_out
     assert plan.patch_working_set == worst
     assert plan.stage_peak == stage_out + worst
     # the rest runs layer by layer from the full stage-output buffer
-    assert plan.rest_peak == max(nbytes(x.in_shape) + nbytes(x.out_shape) for x in layers[split + 1:])
+    assert plan.rest_peak == max(nbytes(x.in_shape) + nbytes(x.out_shape) for x in layers[split + 1 :])
     assert plan.patch_peak == max(plan.stage_peak, plan.rest_peak)
 
 
@@ -224,7 +239,9 @@ def test_a_resident_input_image_is_counted_whole_during_the_patch_stage():
     streamed = plan_patches(layers, 4, 3)
     resident = plan_patches(layers, 4, 3, rule=MemoryRule(resident_input=True))
     assert resident.stage_peak >= streamed.stage_peak
-    assert resident.stage_peak - resident.patch_working_set - resident.stage_out_bytes == nbytes(layers[0].in_shape)
+    assert resident.stage_peak - resident.patch_working_set - resident.stage_out_bytes == nbytes(
+        layers[0].in_shape
+    )
 
 
 def test_sub_byte_tensors_are_packed_per_pixel_row():
@@ -247,6 +264,7 @@ def test_a_tensor_read_by_several_layers_takes_the_widest_requested_precision():
 
 
 # --- search and verdict -------------------------------------------------------------------------------------
+
 
 def test_search_returns_valid_plans_within_the_overhead_sorted_by_peak():
     layers = residual()
@@ -281,7 +299,8 @@ def test_summary_reports_a_win_and_when_nothing_qualifies():
     assert none.best is None and not none.patch_wins and "no patch plan" in none.message
 
 
-# --- report ---------------------------------------------------------------------------------------------------
+# --- report -------------------------------------------------------------------------------------------------
+
 
 def test_describe_lists_every_stage_layer_and_the_peaks():
     layers = residual()

@@ -1,4 +1,4 @@
-"""Numeric proof of the plan: running the stage patch by patch with the plan's windows equals running it whole."""
+"""Numeric proof: running the stage patch by patch with the plan's windows equals running it whole."""
 
 import numpy as np
 import pytest
@@ -40,7 +40,7 @@ def tf_padding_net():
 
 
 def wide_skip_net():
-    """A skip tensor read by a 5x5 depthwise and by an add: its per-patch window is the union of both needs."""
+    """A skip read by a 5x5 depthwise and by an add: its per-patch window is the union of both needs."""
     b = SpecBuilder(27, 27, 4)
     x = b.conv(6, 3, 1)
     y = b.dw(5, 1, src=x)
@@ -64,12 +64,18 @@ def random_net(seed):
             b.dw(max(k, 3), s)
         else:
             c = b._shapes[b.last][2]
-            b.inverted_residual(c if s == 1 and rng.random() < 0.7 else c + 2, expand=2, k=max(k, 3), stride=s)
+            b.inverted_residual(
+                c if s == 1 and rng.random() < 0.7 else c + 2, expand=2, k=max(k, 3), stride=s
+            )
     return b.layers
 
 
-NETS = {"odd_strided": odd_strided_chain, "residual": residual_net, "tf_padding": tf_padding_net,
-        "wide_skip": wide_skip_net}
+NETS = {
+    "odd_strided": odd_strided_chain,
+    "residual": residual_net,
+    "tf_padding": tf_padding_net,
+    "wide_skip": wide_skip_net,
+}
 
 
 def check_plan_numerically(layers, split, n):
@@ -83,8 +89,9 @@ def check_plan_numerically(layers, split, n):
         bufs = run_patch(plan, layers, x, weights, p)
         for t, buf in bufs.items():
             h0, h1, w0, w1 = plan.windows[t][p]
-            np.testing.assert_allclose(buf, whole[t][h0:h1, w0:w1], rtol=1e-10, atol=1e-12,
-                                       err_msg=f"patch {p}, tensor {t}")
+            np.testing.assert_allclose(
+                buf, whole[t][h0:h1, w0:w1], rtol=1e-10, atol=1e-12, err_msg=f"patch {p}, tensor {t}"
+            )
     out = run_patched(plan, layers, x, weights)
     assert not np.isnan(out).any(), "some output pixels were written by no patch"
     np.testing.assert_allclose(out, whole[plan.split], rtol=1e-10, atol=1e-12)
@@ -124,7 +131,7 @@ def test_the_whole_image_as_one_patch_is_the_plain_network():
 
 
 def test_mobilenetv2_stage_of_the_default_model_is_exact_per_patch():
-    """The real model graph: mbv2-w0.35 at 96 px, patched up to the end of the stride-8 stage's first block."""
+    """The real model graph: mbv2-w0.35 at 96 px, patched up to the stride-8 stage's first block."""
     from harness.graph.trace import extract_layers
     from harness.models.mobilenetv2 import MobileNetV2
 

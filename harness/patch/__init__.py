@@ -6,6 +6,17 @@ from harness.patch.report import describe
 from harness.patch.search import SearchSummary, search_patch_plans, summarize_search
 
 __all__ = [
-    "LIVENESS", "TINYENGINE", "MemoryRule", "PatchPlan", "PatchStep", "SearchSummary", "bits_from_config",
-    "describe", "layer_by_layer_peak", "plan_patches", "search_patch_plans", "summarize_search", "valid_splits",
+    "LIVENESS",
+    "TINYENGINE",
+    "MemoryRule",
+    "PatchPlan",
+    "PatchStep",
+    "SearchSummary",
+    "bits_from_config",
+    "describe",
+    "layer_by_layer_peak",
+    "plan_patches",
+    "search_patch_plans",
+    "summarize_search",
+    "valid_splits",
 ]

@@ -1,21 +1,21 @@
 """Activation-memory accounting by tensor liveness, over LayerSpec lists (pure functions).
 
 The rule (the same one ``harness.codegen.memory.plan_arena`` applies to the integer model): layers run in list
-order, one *step* each; a tensor occupies SRAM from the step that produces it (the network input: from the first
-step) up to and including the step of its last consumer (a tensor nobody reads, such as the network output, until
-the last step). The peak is the maximum over steps of the summed bytes of the live tensors. A tensor of shape
-``(H, W, C)`` at ``b`` bits takes ``H * W * ceil(C * b / 8)`` bytes (packed, every pixel's channel row
-byte-aligned, as ``harness.codegen.ir``).
+order, one *step* each; a tensor occupies SRAM from the step that produces it (the network input: from the
+first step) up to and including the step of its last consumer (a tensor nobody reads, such as the network
+output, until the last step). The peak is the maximum over steps of the summed bytes of the live tensors. A
+tensor of shape ``(H, W, C)`` at ``b`` bits takes ``H * W * ceil(C * b / 8)`` bytes (packed, every pixel's
+channel row byte-aligned, as ``harness.codegen.ir``).
 
 :class:`MemoryRule` can switch on two buffer-sharing tricks of TinyEngine (MCUNet's runtime), which the MCUNet
 papers assume when they quote peak memory:
 
-* ``inplace_depthwise``: a depthwise layer whose input dies at it writes its output over that input (channel by
-  channel, with a one-channel scratch buffer that this accounting ignores): the step costs
-  ``max(in, out)`` instead of ``in + out``.
-* ``inplace_residual``: a conv/pointwise layer whose only consumer is the residual ``add`` right after it is fused
-  with that add, and the sum is written over the skip tensor when the skip dies there (its output is never
-  materialised); an add that cannot be fused writes over whichever of its inputs dies at it.
+* ``inplace_depthwise``: a depthwise layer whose input dies at it writes its output over that input (channel
+  by channel, with a one-channel scratch buffer that this accounting ignores): the step costs ``max(in, out)``
+  instead of ``in + out``.
+* ``inplace_residual``: a conv/pointwise layer whose only consumer is the residual ``add`` right after it is
+  fused with that add, and the sum is written over the skip tensor when the skip dies there (its output is
+  never materialised); an add that cannot be fused writes over whichever of its inputs dies at it.
 """
 
 from __future__ import annotations
@@ -47,8 +47,10 @@ class MemoryRule:
             return "liveness"
         if self == TINYENGINE:
             return "tinyengine"
-        return (f"liveness(inplace_dw={self.inplace_depthwise}, inplace_res={self.inplace_residual}, "
-                f"resident_input={self.resident_input})")
+        return (
+            f"liveness(inplace_dw={self.inplace_depthwise}, inplace_res={self.inplace_residual}, "
+            f"resident_input={self.resident_input})"
+        )
 
 
 LIVENESS = MemoryRule()
@@ -86,8 +88,10 @@ def tensor_bits(layers: Sequence[LayerSpec], bits: int | Mapping[str, int] = 8) 
     if isinstance(bits, Mapping):
         unknown = sorted(set(bits) - set(names))
         if unknown:
-            raise ConfigError(f"bit-widths given for unknown tensors {unknown}; tensors are named after their "
-                              f"producing layer, or {INPUT!r}")
+            raise ConfigError(
+                f"bit-widths given for unknown tensors {unknown}; tensors are named after their "
+                f"producing layer, or {INPUT!r}"
+            )
         out = {n: int(bits.get(n, 8)) for n in names}
     else:
         out = {n: int(bits) for n in names}
@@ -124,13 +128,26 @@ def build_steps(layers: Sequence[LayerSpec], rule: MemoryRule = LIVENESS) -> lis
     while i < len(layers):
         layer = layers[i]
         nxt = layers[i + 1] if i + 1 < len(layers) else None
-        if (rule.inplace_residual and nxt is not None and nxt.op == "add" and len(nxt.inputs) == 2
-                and layer.op in ("conv2d", "pointwise") and readers.get(layer.name) == [i + 1]):
+        if (
+            rule.inplace_residual
+            and nxt is not None
+            and nxt.op == "add"
+            and len(nxt.inputs) == 2
+            and layer.op in ("conv2d", "pointwise")
+            and readers.get(layer.name) == [i + 1]
+        ):
             skip = next((s for s in nxt.inputs if s != layer.name), None)
             # a conv that reads the skip itself cannot overwrite it while it still slides over it
             if skip is not None and skip not in layer.inputs:
-                steps.append(Step(f"{layer.name}+{nxt.name}", tuple(layer.inputs) + (skip,), nxt.name,
-                                  (skip,), (layer.name, nxt.name)))
+                steps.append(
+                    Step(
+                        f"{layer.name}+{nxt.name}",
+                        tuple(layer.inputs) + (skip,),
+                        nxt.name,
+                        (skip,),
+                        (layer.name, nxt.name),
+                    )
+                )
                 i += 2
                 continue
         overwrite: tuple[str, ...] = ()
@@ -153,7 +170,9 @@ class PeakReport:
     live_at_peak: tuple[str, ...]
 
 
-def peak_memory(steps: Sequence[Step], sizes: Mapping[str, int], initial: Iterable[str] = (INPUT,)) -> PeakReport:
+def peak_memory(
+    steps: Sequence[Step], sizes: Mapping[str, int], initial: Iterable[str] = (INPUT,)
+) -> PeakReport:
     """Peak live bytes of ``steps`` (see the module docstring for the rule).
 
     ``sizes`` gives every tensor's bytes (a tensor that lives elsewhere, e.g. in a shared buffer, can be 0);
@@ -198,8 +217,9 @@ def input_bytes(layers: Sequence[LayerSpec], bits: int) -> int:
     return tensor_bytes(*first.in_shape, bits)
 
 
-def layer_by_layer_peak(layers: Sequence[LayerSpec], bits: int | Mapping[str, int] = 8,
-                        rule: MemoryRule = LIVENESS) -> PeakReport:
+def layer_by_layer_peak(
+    layers: Sequence[LayerSpec], bits: int | Mapping[str, int] = 8, rule: MemoryRule = LIVENESS
+) -> PeakReport:
     """Peak activation SRAM of running ``layers`` one after another on whole tensors."""
     tb = tensor_bits(layers, bits)
     sizes = {INPUT: input_bytes(layers, tb[INPUT])}

@@ -1,17 +1,18 @@
 """The patch-based inference plan (MCUNetV2): which windows every layer of the patch stage computes per patch.
 
-The *patch stage* is ``layers[0 .. split]``. Its output (the split layer's output, of size ``H x W``) is cut into
-``n x n`` patches by :func:`harness.patch.windows.split_grains`; patches run in row-major order. Walking the stage
-backwards from a patch, every layer's output window is the bounding box of what its consumers inside the stage
-read, and its input window follows from the receptive-field recursion, clipped to the tensor with the clipped part
-turned into zero padding (so only patches on the image border get padding). The rest of the network runs layer by
-layer, reading the full stage-output buffer that the patches fill.
+The *patch stage* is ``layers[0 .. split]``. Its output (the split layer's output, of size ``H x W``) is cut
+into ``n x n`` patches by :func:`harness.patch.windows.split_grains`; patches run in row-major order. Walking
+the stage backwards from a patch, every layer's output window is the bounding box of what its consumers inside
+the stage read, and its input window follows from the receptive-field recursion, clipped to the tensor with
+the clipped part turned into zero padding (so only patches on the image border get padding). The rest of the
+network runs layer by layer, reading the full stage-output buffer that the patches fill.
 
 Peak SRAM of the patch-based schedule (an actual buffer plan under a :class:`MemoryRule`):
 
-* patch stage: the full stage-output buffer (plus the whole input image if ``rule.resident_input``) + the largest,
-  over patches and steps, per-patch working set: the patch's windows of the stage's tensors, live per the
-  liveness rule inside one patch (the split layer writes straight into the stage-output buffer);
+* patch stage: the full stage-output buffer (plus the whole input image if ``rule.resident_input``) + the
+  per-patch working set: every stage tensor gets one per-patch buffer sized for its largest window over all
+  patches, and these buffers are live per the liveness rule inside one patch (the split layer writes straight
+  into the stage-output buffer);
 * the rest: layer by layer with the stage-output buffer as its input;
 * ``patch_peak = max(stage peak, rest peak)``.
 """
@@ -21,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from harness.errors import ConfigError, UnsupportedLayerError
+from harness.errors import ConfigError
 from harness.graph.spec import INPUT, LayerSpec
 from harness.patch.liveness import (
     LIVENESS,
@@ -47,9 +48,10 @@ class PatchStep:
     """One layer run on one patch: what the firmware patch executor needs.
 
     ``in_windows[i]`` is the part of producer ``inputs[i]`` this layer reads, in that producer's full-tensor
-    coordinates; the producer's per-patch buffer holds ``PatchPlan.windows[inputs[i]][patch]``, which contains it
-    (offset = difference of the origins). ``padding`` is the zero border the kernel adds around ``in_windows[0]``
-    (non-zero only at image borders). ``out_window`` is what the layer writes, in its own output coordinates.
+    coordinates; the producer's per-patch buffer holds ``PatchPlan.windows[inputs[i]][patch]``, which contains
+    it (offset = difference of the origins). ``padding`` is the zero border the kernel adds around
+    ``in_windows[0]`` (non-zero only at image borders). ``out_window`` is what the layer writes, in its own
+    output coordinates.
     """
 
     layer: str
@@ -70,9 +72,9 @@ class PatchStep:
 class PatchPlan:
     """A patch-based schedule for the first stage of a network and its memory/compute accounting.
 
-    Sizes are in bytes; MACs as ``LayerSpec.macs``. ``schedule[p]`` lists the stage's layers in execution order
-    for patch ``p`` (row-major over ``grid_rows x grid_cols``); ``windows[t][p]`` is the window of tensor ``t``
-    (``"input"`` or a stage layer) that patch ``p`` holds.
+    Sizes are in bytes; MACs as ``LayerSpec.macs``. ``schedule[p]`` lists the stage's layers in execution
+    order for patch ``p`` (row-major over ``grid_rows x grid_cols``); ``windows[t][p]`` is the window of
+    tensor ``t`` (``"input"`` or a stage layer) that patch ``p`` holds.
     """
 
     split: str
@@ -93,8 +95,9 @@ class PatchPlan:
     layer_peak: int
     layer_peak_step: str
     stage_peak: int  # stage-output buffer (+ resident input) + largest per-patch working set
-    stage_peak_at: tuple[int, str]  # (patch, step) of the largest per-patch working set
-    patch_working_set: int  # that largest per-patch working set alone
+    stage_peak_at: tuple[int, str]  # (largest patch, step) of the per-patch working-set peak
+    patch_working_set: int  # liveness peak of the per-patch buffers, each sized for its largest patch
+    patch_buffer_bytes: Mapping[str, int]  # per-patch buffer size of every stage tensor (max over patches)
     rest_peak: int
     rest_peak_step: str
     per_layer_macs: Mapping[str, tuple[int, int]] = field(default_factory=dict)  # layer -> (once, patched)
@@ -139,23 +142,31 @@ def check_geometry(layers: Sequence[LayerSpec]) -> None:
         seen.add(layer.name)
         for src in layer.inputs:
             if src != INPUT and src not in seen:
-                raise ConfigError(f"layer {layer.name!r} reads {src!r}, which is not an earlier layer; "
-                                  "layers must be listed in execution order")
+                raise ConfigError(
+                    f"layer {layer.name!r} reads {src!r}, which is not an earlier layer; "
+                    "layers must be listed in execution order"
+                )
             if src in shapes and layer.op != "fc" and shapes[src] != layer.in_shape:
-                raise ConfigError(f"layer {layer.name!r}: in_shape {layer.in_shape} differs from the output "
-                                  f"shape {shapes[src]} of its producer {src!r}")
+                raise ConfigError(
+                    f"layer {layer.name!r}: in_shape {layer.in_shape} differs from the output "
+                    f"shape {shapes[src]} of its producer {src!r}"
+                )
         if INPUT in layer.inputs:
             shapes.setdefault(INPUT, layer.in_shape)
         shapes[layer.name] = layer.out_shape
         if layer.op in ("conv2d", "depthwise", "pointwise", "avgpool"):
             (ih, iw, _), (oh, ow, _) = layer.in_shape, layer.out_shape
             t, left, b, r = layer.padding
-            exp = (out_size(ih, layer.kernel[0], layer.stride, t, b),
-                   out_size(iw, layer.kernel[1], layer.stride, left, r))
+            exp = (
+                out_size(ih, layer.kernel[0], layer.stride, t, b),
+                out_size(iw, layer.kernel[1], layer.stride, left, r),
+            )
             if exp != (oh, ow):
-                raise ConfigError(f"layer {layer.name!r}: output {oh}x{ow} does not follow from input {ih}x{iw}, "
-                                  f"kernel {layer.kernel}, stride {layer.stride}, padding {layer.padding} "
-                                  f"(expected {exp[0]}x{exp[1]})")
+                raise ConfigError(
+                    f"layer {layer.name!r}: output {oh}x{ow} does not follow from input {ih}x{iw}, "
+                    f"kernel {layer.kernel}, stride {layer.stride}, padding {layer.padding} "
+                    f"(expected {exp[0]}x{exp[1]})"
+                )
 
 
 def resolve_split(layers: Sequence[LayerSpec], split: str | int) -> int:
@@ -179,11 +190,14 @@ def split_problem(layers: Sequence[LayerSpec], s: int) -> str | None:
         if layer.op not in SPATIAL_OPS:
             return f"the patch stage would contain {layer.name!r} ({layer.op}), which has no spatial extent"
     inside = {INPUT} | {layer.name for layer in stage}
-    for later in layers[s + 1:]:
+    for later in layers[s + 1 :]:
         for src in later.inputs:
             if src in inside and src != layers[s].name:
-                return (f"layer {later.name!r} after the split still reads {src!r} from inside the stage (a split "
-                        f"inside a residual block?): the stage must have a single output tensor, {layers[s].name!r}")
+                return (
+                    f"layer {later.name!r} after the split still reads {src!r} from inside the stage "
+                    f"(a split inside a residual block?): the stage must have a single output tensor, "
+                    f"{layers[s].name!r}"
+                )
     return None
 
 
@@ -220,8 +234,17 @@ def _patch_windows(stage: Sequence[LayerSpec], target: Window) -> tuple[dict[str
         for src, win in zip(layer.inputs, ins):
             need[src] = _union(need.get(src), win)
         per_pixel = layer.macs // (layer.out_shape[0] * layer.out_shape[1])
-        steps.append(PatchStep(layer.name, layer.op, tuple(layer.inputs), ins, out, pad,
-                               per_pixel * (oh1 - oh0) * (ow1 - ow0)))
+        steps.append(
+            PatchStep(
+                layer.name,
+                layer.op,
+                tuple(layer.inputs),
+                ins,
+                out,
+                pad,
+                per_pixel * (oh1 - oh0) * (ow1 - ow0),
+            )
+        )
     steps.reverse()
     return need, steps
 
@@ -230,12 +253,18 @@ def _window_bytes(win: Window, channels: int, bits: int) -> int:
     return tensor_bytes(win[1] - win[0], win[3] - win[2], channels, bits)
 
 
-def plan_patches(layers: Sequence[LayerSpec], split: str | int, n: int, bits: int | Mapping[str, int] = 8,
-                 rule: MemoryRule = LIVENESS) -> PatchPlan:
+def plan_patches(
+    layers: Sequence[LayerSpec],
+    split: str | int,
+    n: int,
+    bits: int | Mapping[str, int] = 8,
+    rule: MemoryRule = LIVENESS,
+) -> PatchPlan:
     """Plan patch-based inference of ``layers[:split+1]`` with ``n x n`` patches (see the module docstring).
 
-    ``split`` is a layer name or index; it must leave the stage with a single output tensor (not inside a residual
-    block). ``bits`` is the activation width of every tensor, or a mapping tensor-name -> width (default 8).
+    ``split`` is a layer name or index; it must leave the stage with a single output tensor (not inside a
+    residual block). ``bits`` is the activation width of every tensor, or a mapping tensor-name -> width
+    (default 8).
     """
     layers = list(layers)
     if not layers:
@@ -247,7 +276,7 @@ def plan_patches(layers: Sequence[LayerSpec], split: str | int, n: int, bits: in
     problem = split_problem(layers, s)
     if problem:
         raise ConfigError(f"cannot split after {layers[s].name!r}: {problem}")
-    stage, rest = layers[: s + 1], layers[s + 1:]
+    stage, rest = layers[: s + 1], layers[s + 1 :]
     tb = tensor_bits(layers, bits)
     oh, ow, oc = stage[-1].out_shape
     try:
@@ -266,6 +295,7 @@ def plan_patches(layers: Sequence[LayerSpec], split: str | int, n: int, bits: in
     macs_patched: dict[str, int] = {x.name: 0 for x in stage}
     worst = PeakReport(-1, "", (), ())
     worst_patch = 0
+    buffer_bytes: dict[str, int] = {}
     for r in rows:
         for c in cols:
             need, steps = _patch_windows(stage, (r[0], r[1], c[0], c[1]))
@@ -278,9 +308,14 @@ def plan_patches(layers: Sequence[LayerSpec], split: str | int, n: int, bits: in
             sizes[stage[-1].name] = 0  # written straight into the stage-output buffer
             if rule.resident_input:
                 sizes[INPUT] = 0  # read in place from the resident image
+            for t, nb in sizes.items():
+                buffer_bytes[t] = max(buffer_bytes.get(t, 0), nb)
             rep = peak_memory(stage_steps, sizes)
             if rep.peak > worst.peak:
                 worst, worst_patch = rep, len(schedule) - 1
+    # a static arena gives every per-patch tensor one slot sized for its largest patch; its liveness peak is
+    # what the firmware needs (equal to the worst single patch whenever one patch is the largest everywhere)
+    static = peak_memory(stage_steps, buffer_bytes)
 
     if rest:
         rest_sizes = {INPUT: stage_out_bytes}
@@ -295,15 +330,29 @@ def plan_patches(layers: Sequence[LayerSpec], split: str | int, n: int, bits: in
     full = layer_by_layer_peak(layers, tb, rule)
     once = sum(x.macs for x in stage)
     return PatchPlan(
-        split=stage[-1].name, split_index=s, n=n, rule=rule, stage=tuple(x.name for x in stage),
-        grid_rows=rows, grid_cols=cols, schedule=tuple(schedule),
-        windows={t: tuple(w) for t, w in windows.items()}, bits=tb,
-        stage_out_shape=(oh, ow, oc), stage_out_bytes=stage_out_bytes,
-        stage_macs_once=once, stage_macs_patched=sum(macs_patched.values()),
+        split=stage[-1].name,
+        split_index=s,
+        n=n,
+        rule=rule,
+        stage=tuple(x.name for x in stage),
+        grid_rows=rows,
+        grid_cols=cols,
+        schedule=tuple(schedule),
+        windows={t: tuple(w) for t, w in windows.items()},
+        bits=tb,
+        stage_out_shape=(oh, ow, oc),
+        stage_out_bytes=stage_out_bytes,
+        stage_macs_once=once,
+        stage_macs_patched=sum(macs_patched.values()),
         total_macs=sum(x.macs for x in layers),
-        layer_peak=full.peak, layer_peak_step=full.step,
-        stage_peak=stage_out_bytes + resident + worst.peak, stage_peak_at=(worst_patch, worst.step),
-        patch_working_set=worst.peak, rest_peak=rest_peak, rest_peak_step=rest_step,
+        layer_peak=full.peak,
+        layer_peak_step=full.step,
+        stage_peak=stage_out_bytes + resident + static.peak,
+        stage_peak_at=(worst_patch, static.step),
+        patch_working_set=static.peak,
+        patch_buffer_bytes=buffer_bytes,
+        rest_peak=rest_peak,
+        rest_peak_step=rest_step,
         per_layer_macs={x.name: (x.macs, macs_patched[x.name]) for x in stage},
     )
 

@@ -13,9 +13,14 @@ from harness.patch.plan import PatchPlan, check_geometry, plan_patches, resolve_
 DEFAULT_N = (2, 3, 4, 5, 6, 7, 8)
 
 
-def search_patch_plans(layers: Sequence[LayerSpec], max_mac_overhead: float = 0.3,
-                       n_choices: Iterable[int] = DEFAULT_N, splits: Iterable[str | int] | None = None,
-                       bits: int | Mapping[str, int] = 8, rule: MemoryRule = LIVENESS) -> list[PatchPlan]:
+def search_patch_plans(
+    layers: Sequence[LayerSpec],
+    max_mac_overhead: float = 0.3,
+    n_choices: Iterable[int] = DEFAULT_N,
+    splits: Iterable[str | int] | None = None,
+    bits: int | Mapping[str, int] = 8,
+    rule: MemoryRule = LIVENESS,
+) -> list[PatchPlan]:
     """Every (split, n) plan whose recomputed MACs stay within ``max_mac_overhead`` of the network's MACs.
 
     ``splits=None`` tries every valid split; ``n`` values larger than a stage's output are skipped. Sorted by
@@ -55,23 +60,36 @@ class SearchSummary:
     message: str
 
 
-def summarize_search(layers: Sequence[LayerSpec], plans: Sequence[PatchPlan], bits: int | Mapping[str, int] = 8,
-                     rule: MemoryRule = LIVENESS) -> SearchSummary:
+def summarize_search(
+    layers: Sequence[LayerSpec],
+    plans: Sequence[PatchPlan],
+    bits: int | Mapping[str, int] = 8,
+    rule: MemoryRule = LIVENESS,
+) -> SearchSummary:
     """Compare the best plan in ``plans`` with layer-by-layer inference and say which needs less SRAM."""
     full = layer_by_layer_peak(layers, bits, rule)
     lp = full.peak
     if not plans:
-        return SearchSummary(lp, None, False,
-                             f"no patch plan meets the constraints; layer-by-layer peak is {lp / 1024:.1f} KiB "
-                             f"(at {full.step})")
+        return SearchSummary(
+            lp,
+            None,
+            False,
+            f"no patch plan meets the constraints; layer-by-layer peak is {lp / 1024:.1f} KiB "
+            f"(at {full.step})",
+        )
     best = min(plans, key=lambda p: (p.patch_peak, p.mac_overhead))
     pp = best.patch_peak
-    where = (f"split after {best.split} with {best.n}x{best.n} patches, "
-             f"{100 * best.mac_overhead:.1f} % extra MACs")
+    where = (
+        f"split after {best.split} with {best.n}x{best.n} patches, {100 * best.mac_overhead:.1f} % extra MACs"
+    )
     if pp >= lp:
-        msg = (f"patch-based inference is NOT better: best patch-based peak {pp / 1024:.1f} KiB ({where}) >= "
-               f"layer-by-layer peak {lp / 1024:.1f} KiB; run layer by layer")
+        msg = (
+            f"patch-based inference is NOT better: best patch-based peak {pp / 1024:.1f} KiB ({where}) >= "
+            f"layer-by-layer peak {lp / 1024:.1f} KiB; run layer by layer"
+        )
         return SearchSummary(lp, best, False, msg)
-    msg = (f"patch-based inference wins: peak {pp / 1024:.1f} KiB ({where}) vs {lp / 1024:.1f} KiB layer by "
-           f"layer ({lp / pp:.2f}x lower)")
+    msg = (
+        f"patch-based inference wins: peak {pp / 1024:.1f} KiB ({where}) vs {lp / 1024:.1f} KiB layer by "
+        f"layer ({lp / pp:.2f}x lower)"
+    )
     return SearchSummary(lp, best, True, msg)

@@ -40,9 +40,10 @@ def _activate(x: np.ndarray, activation: str | None) -> np.ndarray:
     return x
 
 
-def apply_layer(layer: LayerSpec, xs: Sequence[np.ndarray], w: np.ndarray | None,
-                padding: tuple[int, int, int, int]) -> np.ndarray:
-    """Run one layer on ``(h, w, c)`` inputs with the given explicit zero padding (top, left, bottom, right)."""
+def apply_layer(
+    layer: LayerSpec, xs: Sequence[np.ndarray], w: np.ndarray | None, padding: tuple[int, int, int, int]
+) -> np.ndarray:
+    """Run one layer on ``(h, w, c)`` inputs with explicit zero padding (top, left, bottom, right)."""
     if layer.op == "add":
         return _activate(xs[0] + xs[1], layer.activation)
     if layer.op == "fc":
@@ -65,21 +66,26 @@ def apply_layer(layer: LayerSpec, xs: Sequence[np.ndarray], w: np.ndarray | None
     return _activate(y, layer.activation)
 
 
-def run_whole(layers: Sequence[LayerSpec], x: np.ndarray, weights: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+def run_whole(
+    layers: Sequence[LayerSpec], x: np.ndarray, weights: Mapping[str, np.ndarray]
+) -> dict[str, np.ndarray]:
     """Run ``layers`` on whole tensors; returns every tensor by name (``"input"`` included)."""
     env: dict[str, np.ndarray] = {INPUT: x}
     for layer in layers:
-        env[layer.name] = apply_layer(layer, [env[s] for s in layer.inputs], weights.get(layer.name),
-                                      layer.padding)
+        env[layer.name] = apply_layer(
+            layer, [env[s] for s in layer.inputs], weights.get(layer.name), layer.padding
+        )
     return env
 
 
-def run_patch(plan: PatchPlan, layers: Sequence[LayerSpec], x: np.ndarray, weights: Mapping[str, np.ndarray],
-              p: int) -> dict[str, np.ndarray]:
-    """Run patch ``p`` of the plan using only its windows and paddings; returns its per-patch buffers by tensor.
+def run_patch(
+    plan: PatchPlan, layers: Sequence[LayerSpec], x: np.ndarray, weights: Mapping[str, np.ndarray], p: int
+) -> dict[str, np.ndarray]:
+    """Run patch ``p`` using only the plan's windows and paddings; returns the patch's buffers by tensor.
 
-    Every buffer holds ``plan.windows[tensor][p]`` of that tensor; a consumer slices the part it reads from its
-    producer's buffer. Only the network input is cut from the full tensor (what a patch fetches from the image).
+    Every buffer holds ``plan.windows[tensor][p]`` of that tensor; a consumer slices the part it reads from
+    its producer's buffer. Only the network input is cut from the full tensor (what a patch fetches from the
+    image).
     """
     by_name = {layer.name: layer for layer in layers}
     h0, h1, w0, w1 = plan.windows[INPUT][p]
@@ -93,16 +99,19 @@ def run_patch(plan: PatchPlan, layers: Sequence[LayerSpec], x: np.ndarray, weigh
                 raise AssertionError(f"patch {p}: buffer of {src} does not match its window {o}")
             if not (o[0] <= a0 < a1 <= o[1] and o[2] <= b0 < b1 <= o[3]):
                 raise AssertionError(f"patch {p}, layer {st.layer}: reads {src} outside its buffer")
-            xs.append(buf[a0 - o[0]:a1 - o[0], b0 - o[2]:b1 - o[2]])
+            xs.append(buf[a0 - o[0] : a1 - o[0], b0 - o[2] : b1 - o[2]])
         y = apply_layer(by_name[st.layer], xs, weights.get(st.layer), st.padding)
         if y.shape[:2] != st.out_hw:
-            raise AssertionError(f"patch {p}, layer {st.layer}: produced {y.shape[:2]}, plan says {st.out_hw}")
+            raise AssertionError(
+                f"patch {p}, layer {st.layer}: produced {y.shape[:2]}, plan says {st.out_hw}"
+            )
         bufs[st.layer] = y
     return bufs
 
 
-def run_patched(plan: PatchPlan, layers: Sequence[LayerSpec], x: np.ndarray,
-                weights: Mapping[str, np.ndarray]) -> np.ndarray:
+def run_patched(
+    plan: PatchPlan, layers: Sequence[LayerSpec], x: np.ndarray, weights: Mapping[str, np.ndarray]
+) -> np.ndarray:
     """Run the plan's stage patch by patch and assemble the stage output (NaN where no patch wrote)."""
     out = np.full(plan.stage_out_shape, np.nan)
     for p, steps in enumerate(plan.schedule):

@@ -19,9 +19,17 @@ class SpecBuilder:
         self._shapes: dict[str, tuple[int, int, int]] = {INPUT: (h, w, c)}
         self.last = INPUT
 
-    def _add_window(self, op: str, cout: int | None, k: int, stride: int,
-                    padding: tuple[int, int, int, int] | None, src: str | None, name: str | None,
-                    activation: str | None) -> str:
+    def _add_window(
+        self,
+        op: str,
+        cout: int | None,
+        k: int,
+        stride: int,
+        padding: tuple[int, int, int, int] | None,
+        src: str | None,
+        name: str | None,
+        activation: str | None,
+    ) -> str:
         src = self.last if src is None else src
         ih, iw, ic = self._shapes[src]
         if padding is None:
@@ -33,20 +41,38 @@ class SpecBuilder:
             raise ConfigError(f"{op} k={k} s={stride} on {ih}x{iw} leaves no output")
         oc = ic if cout is None else cout
         name = name or f"{op}{len(self.layers)}"
-        self.layers.append(LayerSpec(name, op, (ih, iw, ic), (oh, ow, oc), (k, k), stride, padding, (src,),
-                                     activation))
+        self.layers.append(
+            LayerSpec(name, op, (ih, iw, ic), (oh, ow, oc), (k, k), stride, padding, (src,), activation)
+        )
         self._shapes[name] = (oh, ow, oc)
         self.last = name
         return name
 
-    def conv(self, cout: int, k: int = 3, stride: int = 1, padding: tuple[int, int, int, int] | None = None,
-             src: str | None = None, name: str | None = None, activation: str | None = "relu6") -> str:
+    def conv(
+        self,
+        cout: int,
+        k: int = 3,
+        stride: int = 1,
+        padding: tuple[int, int, int, int] | None = None,
+        src: str | None = None,
+        name: str | None = None,
+        activation: str | None = "relu6",
+    ) -> str:
         """A dense convolution (``pointwise`` when k == 1)."""
         op = "pointwise" if k == 1 else "conv2d"
-        return self._add_window(op, cout, k, stride, padding if k > 1 else (0, 0, 0, 0), src, name, activation)
+        return self._add_window(
+            op, cout, k, stride, padding if k > 1 else (0, 0, 0, 0), src, name, activation
+        )
 
-    def dw(self, k: int = 3, stride: int = 1, padding: tuple[int, int, int, int] | None = None,
-           src: str | None = None, name: str | None = None, activation: str | None = "relu6") -> str:
+    def dw(
+        self,
+        k: int = 3,
+        stride: int = 1,
+        padding: tuple[int, int, int, int] | None = None,
+        src: str | None = None,
+        name: str | None = None,
+        activation: str | None = "relu6",
+    ) -> str:
         """A depthwise convolution."""
         return self._add_window("depthwise", None, k, stride, padding, src, name, activation)
 
@@ -65,9 +91,10 @@ class SpecBuilder:
         self.last = name
         return name
 
-    def inverted_residual(self, cout: int, expand: int = 6, k: int = 3, stride: int = 1,
-                          prefix: str | None = None) -> str:
-        """MobileNetV2 block: expand 1x1 -> depthwise kxk -> project 1x1, plus a skip add when shapes allow."""
+    def inverted_residual(
+        self, cout: int, expand: int = 6, k: int = 3, stride: int = 1, prefix: str | None = None
+    ) -> str:
+        """MobileNetV2 block: expand 1x1, depthwise kxk, project 1x1, and a skip add when shapes allow."""
         src = self.last
         cin = self._shapes[src][2]
         prefix = prefix or f"b{len(self.layers)}"

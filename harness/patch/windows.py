@@ -13,8 +13,8 @@ from harness.errors import ConfigError
 def split_grains(size: int, n: int) -> tuple[tuple[int, int], ...]:
     """Cut ``[0, size)`` into ``n`` contiguous output grains.
 
-    Split rule (``numpy.array_split``): every grain gets ``size // n`` pixels and the first ``size % n`` grains
-    one more, so grains differ by at most one pixel and the larger ones sit at the top/left.
+    Split rule (``numpy.array_split``): every grain gets ``size // n`` pixels and the first ``size % n``
+    grains one more, so grains differ by at most one pixel and the larger ones sit at the top/left.
     """
     if n < 1:
         raise ConfigError(f"the number of patches per side must be >= 1, got {n}")
@@ -29,14 +29,15 @@ def split_grains(size: int, n: int) -> tuple[tuple[int, int], ...]:
     return tuple(grains)
 
 
-def input_extent(out_lo: int, out_hi: int, kernel: int, stride: int, pad_before: int,
-                 in_size: int) -> tuple[int, int, int, int]:
+def input_extent(
+    out_lo: int, out_hi: int, kernel: int, stride: int, pad_before: int, in_size: int
+) -> tuple[int, int, int, int]:
     """Input rows a sliding-window layer reads to produce output rows ``[out_lo, out_hi)``.
 
     Returns ``(in_lo, in_hi, pad_lo, pad_hi)``: the window clipped to the real input ``[0, in_size)`` and the
-    zero rows the kernel must add before/after it. The unclipped window is
-    ``[out_lo*stride - pad_before, (out_hi-1)*stride - pad_before + kernel)``; only what falls outside the image
-    becomes padding, so interior patches get none and border patches exactly the layer's own border padding.
+    zero rows the kernel must add before/after it. The unclipped window is ``[out_lo*stride - pad_before,
+    (out_hi-1)*stride - pad_before + kernel)``; only what falls outside the image becomes padding, so interior
+    patches get none and border patches exactly the layer's own border padding.
     """
     if not 0 <= out_lo < out_hi:
         raise ConfigError(f"empty or negative output range [{out_lo}, {out_hi})")
@@ -44,8 +45,10 @@ def input_extent(out_lo: int, out_hi: int, kernel: int, stride: int, pad_before:
     hi = (out_hi - 1) * stride - pad_before + kernel
     in_lo, in_hi = max(lo, 0), min(hi, in_size)
     if in_lo >= in_hi:
-        raise ConfigError(f"output range [{out_lo}, {out_hi}) reads only padding (kernel {kernel}, "
-                          f"stride {stride}, padding {pad_before}, input {in_size})")
+        raise ConfigError(
+            f"output range [{out_lo}, {out_hi}) reads only padding (kernel {kernel}, "
+            f"stride {stride}, padding {pad_before}, input {in_size})"
+        )
     return in_lo, in_hi, in_lo - lo, hi - in_hi
 
 
