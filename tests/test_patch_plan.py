@@ -312,3 +312,14 @@ def test_describe_lists_every_stage_layer_and_the_peaks():
     assert f"{plan.layer_peak / 1024:.1f} KiB" in text
     detailed = describe(plan, per_patch=True)
     assert all(f"patch {p} " in detailed for p in range(plan.num_patches))
+
+
+def test_a_plan_serialises_to_json_with_its_full_schedule():
+    import json
+
+    plan = plan_patches(residual(), "b2.project", 3, bits=4)
+    d = json.loads(json.dumps(plan.to_dict()))
+    assert len(d["schedule"]) == 9 and len(d["schedule"][0]) == len(plan.stage)
+    assert d["schedule"][4][0]["padding"] == list(plan.schedule[4][0].padding)
+    assert d["sram_bytes"]["patch_based"] == plan.patch_peak
+    assert d["windows"][INPUT][8] == list(plan.windows[INPUT][8])

@@ -131,6 +131,51 @@ class PatchPlan:
         """True when patch-based inference needs strictly less SRAM than layer-by-layer."""
         return self.patch_peak < self.layer_peak
 
+    def to_dict(self) -> dict:
+        """JSON-ready summary and schedule (windows ``[h0, h1, w0, w1]``, padding ``[t, l, b, r]``)."""
+        return {
+            "split": self.split,
+            "split_index": self.split_index,
+            "n": self.n,
+            "rule": self.rule.name,
+            "stage": list(self.stage),
+            "grid_rows": [list(r) for r in self.grid_rows],
+            "grid_cols": [list(c) for c in self.grid_cols],
+            "bits": dict(self.bits),
+            "stage_out_shape": list(self.stage_out_shape),
+            "macs": {
+                "stage_once": self.stage_macs_once,
+                "stage_patched": self.stage_macs_patched,
+                "redundant": self.redundant_macs,
+                "overhead": self.mac_overhead,
+                "total": self.total_macs,
+            },
+            "sram_bytes": {
+                "layer_by_layer": self.layer_peak,
+                "patch_based": self.patch_peak,
+                "stage": self.stage_peak,
+                "stage_output": self.stage_out_bytes,
+                "patch_working_set": self.patch_working_set,
+                "rest": self.rest_peak,
+                "patch_buffers": dict(self.patch_buffer_bytes),
+            },
+            "windows": {t: [list(w) for w in ws] for t, ws in self.windows.items()},
+            "schedule": [
+                [
+                    {
+                        "layer": st.layer,
+                        "inputs": list(st.inputs),
+                        "in_windows": [list(w) for w in st.in_windows],
+                        "out_window": list(st.out_window),
+                        "padding": list(st.padding),
+                        "macs": st.macs,
+                    }
+                    for st in steps
+                ]
+                for steps in self.schedule
+            ],
+        }
+
 
 def check_geometry(layers: Sequence[LayerSpec]) -> None:
     """Check that every layer's shapes agree with its kernel/stride/padding and its producers."""
