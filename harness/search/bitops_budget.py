@@ -52,6 +52,7 @@ class _Problem:
     objective: str
     limits: dict[str, float]  # upper limits: bitops, latency, flash, sram
     min_score: float | None  # lower limit on sum(a + w)
+    uses_table: bool  # latency objective or budget
 
     def o_options(self, name: str) -> tuple[int, ...]:
         return self.opts[self.groups.output_group(name)] if self.rule == "consumer" else (int(self.rule),)
@@ -77,10 +78,6 @@ class _Problem:
                 raise TableError(f"latency table has no usable (a, w) pair for layer {name!r} "
                                  f"({self.groups.by_name[name].key()}); profile it first")
         return pairs
-
-    @property
-    def uses_table(self) -> bool:
-        return self.objective == "latency" or "latency" in self.limits
 
     # evaluation of a full assignment (greedy, checks) ----------------------------------------------------------
 
@@ -148,7 +145,8 @@ def _problem(layers: Sequence[LayerSpec], objective: str, bitops_frac: float | N
             opts.append((int(input_bits),))
         else:
             opts.append(bits)
-    p = _Problem(layers, groups, opts, bits, table, out_bits_rule, estimate, objective, {}, None)
+    p = _Problem(layers, groups, opts, bits, table, out_bits_rule, estimate, objective, {}, None,
+                 objective == "latency" or latency_frac is not None)
     top = max(bits)
     gb8 = [o[-1] if len(o) > 1 else o[0] for o in opts]
     m8 = p.metrics(gb8, dict.fromkeys(groups.weighted, top))  # the all-top-bits reference
