@@ -88,6 +88,7 @@ uint64_t th_exec_run(void)
         const th_tensor_t *in = tensor_at(L->in);
         const th_tensor_t *in2 = tensor_at(L->in2);
         const th_tensor_t *out = tensor_at(L->out);
+        th_timer_align();
         uint64_t t0 = th_timer_now();
         th_exec_layer(L, in, in2, out);
         uint64_t t1 = th_timer_now();

@@ -1,0 +1,5 @@
+"""Firmware builds: offline PlatformIO core, project generation, section sizes."""
+
+from harness.build.project import BuildResult, MemoryEstimate, build, check_fit, generate_project
+
+__all__ = ["BuildResult", "MemoryEstimate", "build", "check_fit", "generate_project"]

@@ -22,6 +22,7 @@
 
 static volatile uint32_t systick_wraps;
 static uint32_t systick_hz;
+static int64_t systick_offset; /* keeps th_timer_now() monotonic across th_timer_align() */
 
 void SysTick_Handler(void)
 {
@@ -32,6 +33,7 @@ void th_timer_systick_init(uint32_t core_hz)
 {
     systick_hz = core_hz;
     systick_wraps = 0u;
+    systick_offset = 0;
     SCB_SHPR3 &= 0x00FFFFFFu; /* highest priority: a wrap must never wait behind anything */
     SYST_RVR = SYST_RELOAD;
     SYST_CVR = 0u;
@@ -42,7 +44,7 @@ void th_timer_systick_init(uint32_t core_hz)
     }
 }
 
-uint64_t th_timer_systick_now(void)
+static uint64_t systick_raw(void)
 {
     uint32_t w, v;
     do {
@@ -55,6 +57,24 @@ uint64_t th_timer_systick_now(void)
         ++w;
     }
     return ((uint64_t)w << 24) + (uint64_t)(SYST_RELOAD - v);
+}
+
+uint64_t th_timer_systick_now(void)
+{
+    return (uint64_t)((int64_t)systick_raw() + systick_offset);
+}
+
+/* Restarts the tick period now. The host's commands arrive at arbitrary points of the 24-bit period (the guest
+ * spins on the UART meanwhile), so without this a layer's count could differ by one tick between runs. After it,
+ * the count of a timed region depends only on the instructions inside it. */
+void th_timer_systick_align(void)
+{
+    uint64_t before = systick_raw();
+    SYST_CVR = 0u; /* clears the counter without an interrupt; it reloads on the next clock edge */
+    while (SYST_CVR == 0u) {
+    }
+    uint64_t after = systick_raw();
+    systick_offset += (int64_t)before - (int64_t)after + 1;
 }
 
 static uint32_t dwt_last;
@@ -96,6 +116,13 @@ uint64_t th_timer_now(void)
     return th_timer_dwt_now();
 #else
     return th_timer_systick_now();
+#endif
+}
+
+void th_timer_align(void)
+{
+#ifndef TH_TIMER_DWT
+    th_timer_systick_align();
 #endif
 }
 

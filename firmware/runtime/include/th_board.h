@@ -26,11 +26,15 @@ int th_uart_getc(void);
  * guest instructions). Both are always compiled so the real-silicon path cannot rot. */
 void th_timer_init(void);
 uint64_t th_timer_now(void); /* monotonically increasing ticks since th_timer_init */
+/* Called right before a timed region: aligns the tick phase so a region's count depends only on its own
+ * instructions (SysTick); a no-op for cycle counters. */
+void th_timer_align(void);
 const char *th_timer_name(void); /* "qemu-icount" or "dwt-cycles" */
 uint32_t th_timer_hz(void); /* tick frequency */
 
 void th_timer_systick_init(uint32_t core_hz);
 uint64_t th_timer_systick_now(void);
+void th_timer_systick_align(void);
 void th_timer_dwt_init(void);
 uint64_t th_timer_dwt_now(void);
 

@@ -1,0 +1,142 @@
+"""QEMU driver: runs one firmware image in ``qemu-system-arm`` with its UART on a TCP socket.
+
+QEMU listens on an ephemeral port (``tcp:127.0.0.1:0,server=on,wait=on``) and prints the port it chose; it starts
+the guest only once the host has connected, so nothing the firmware prints is lost. ``-icount shift=0`` makes one
+guest instruction one nanosecond of virtual time (deterministic SysTick counts); semihosting lets the firmware set
+QEMU's exit status.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import threading
+from collections import deque
+from pathlib import Path
+
+from harness.boards.resources import QemuMachine
+from harness.errors import DeviceError, MissingDependencyError
+
+_PORT_RE = re.compile(rb"waiting for connection on: \S*tcp:127\.0\.0\.1:(\d+)")
+EXIT_STATUS_MEANING = {
+    3: "the firmware faulted (see its e-[fault ...] line)",
+    4: "the firmware took an unexpected exception",
+}
+
+
+class QemuDriver:
+    """Start, watch and stop one QEMU process."""
+
+    def __init__(self, machine: QemuMachine, elf: str | Path):
+        self.machine = machine
+        self.elf = Path(elf)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._stderr: deque[bytes] = deque(maxlen=200)
+        self._port: int | None = None
+        self._port_seen = threading.Event()
+        self._reader: threading.Thread | None = None
+
+    def command_line(self, serial: str = "tcp:127.0.0.1:0,server=on,wait=on") -> list[str]:
+        m = self.machine
+        cmd = [m.binary, "-M", m.machine]
+        if m.cpu:
+            cmd += ["-cpu", m.cpu]
+        cmd += [
+            "-nographic",
+            "-monitor", "none",
+            "-icount", "shift=0",
+            "-semihosting-config", "enable=on,target=native",
+            "-serial", serial,
+            *m.extra_args,
+            "-kernel", str(self.elf),
+        ]  # fmt: skip
+        return cmd
+
+    def _pump_stderr(self) -> None:
+        assert self.proc is not None and self.proc.stderr is not None
+        for line in iter(self.proc.stderr.readline, b""):
+            self._stderr.append(line)
+            if self._port is None:
+                m = _PORT_RE.search(line)
+                if m:
+                    self._port = int(m.group(1))
+                    self._port_seen.set()
+        self._port_seen.set()  # EOF: wake start() so it can report the exit
+
+    def start(self, timeout: float = 10.0) -> str:
+        """Launch QEMU and return the pyserial URL of its UART (QEMU waits for that connection to boot)."""
+        if shutil.which(self.machine.binary) is None:
+            raise MissingDependencyError(
+                f"{self.machine.binary} not found: apt-get install -y --no-install-recommends qemu-system-arm"
+            )
+        if not self.elf.is_file():
+            raise DeviceError(f"firmware image {self.elf} does not exist")
+        self.stop()
+        self._stderr.clear()
+        self._port = None
+        self._port_seen.clear()
+        self.proc = subprocess.Popen(
+            self.command_line(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,  # a Ctrl-C in the terminal must not kill QEMU before we clean up
+        )
+        self._reader = threading.Thread(target=self._pump_stderr, name="qemu-stderr", daemon=True)
+        self._reader.start()
+        if not self._port_seen.wait(timeout) or self._port is None:
+            diag = self.diagnose() or "QEMU did not open its serial socket"
+            self.stop()
+            raise DeviceError(f"QEMU ({self.machine.machine}) failed to start within {timeout:g} s: {diag}")
+        return f"socket://127.0.0.1:{self._port}"
+
+    @property
+    def returncode(self) -> int | None:
+        return None if self.proc is None else self.proc.poll()
+
+    def stderr_text(self) -> str:
+        return b"".join(self._stderr).decode("utf-8", "replace").strip()
+
+    def diagnose(self) -> str | None:
+        """Why the link failed, when QEMU knows: its exit status and its stderr. None while it still runs."""
+        if self.proc is None:
+            return None
+        try:
+            rc = self.proc.wait(timeout=0.5)  # a dying QEMU closes the socket just before it exits
+        except subprocess.TimeoutExpired:
+            return None
+        if self._reader is not None:
+            self._reader.join(timeout=1.0)
+        meaning = EXIT_STATUS_MEANING.get(rc, "")
+        err = self.stderr_text()
+        msg = f"QEMU exited with status {rc}" + (f" ({meaning})" if meaning else "")
+        return msg + (f": {err}" if err else "")
+
+    def wait(self, timeout: float) -> int:
+        """Wait for QEMU to exit by itself; DeviceError if it does not."""
+        if self.proc is None:
+            raise DeviceError("QEMU is not running")
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise DeviceError(f"QEMU did not exit within {timeout:g} s") from None
+
+    def stop(self, timeout: float = 3.0) -> None:
+        """Terminate QEMU (SIGTERM, then SIGKILL) and reap it."""
+        p = self.proc
+        if p is None:
+            return
+        if p.poll() is None:
+            p.terminate()
+            try:
+                p.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(timeout=timeout)
+        if self._reader is not None:
+            self._reader.join(timeout=1.0)
+        if p.stderr is not None:
+            p.stderr.close()
+        self.proc = None
+

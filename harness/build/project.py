@@ -1,0 +1,323 @@
+"""Firmware projects (microTVM's project API shape): generate a PlatformIO project for a board and a model, build it.
+
+``generate_project`` writes ``platformio.ini`` (the local platform in ``firmware/platform`` via ``symlink://``) and
+copies the model's generated sources into ``src/``; ``build`` runs PlatformIO offline and returns the ELF with its
+section sizes. A model that cannot fit is rejected twice: before building, from the caller's size estimate, and
+after linking (the linker script overflows, or the real sections exceed the board).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from harness.boards.config import BoardConfig, known_boards, load_board_config, repo_root
+from harness.build.pio_core import pio_environment
+from harness.build.sizes import SectionSizes, linker_overflows, min_stack_bytes, section_sizes
+from harness.errors import BuildError, ConfigError, DoesNotFitError
+
+#: Static RAM of the runtime itself (per-layer tick/CRC tables, parser state), measured at TH_MAX_LAYERS=256.
+RUNTIME_SRAM_BYTES = 4 * 1024
+#: Flash of the runtime, startup and board code without kernels (measured: ~12.5 KB).
+RUNTIME_FLASH_BYTES = 16 * 1024
+_SOURCE_SUFFIXES = (".c", ".h", ".inc")
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """What a model needs before it is built: arena and scratch in SRAM, constant data (weights) in flash."""
+
+    arena: int
+    scratch: int = 0
+    weights: int = 0
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    board: str
+    elf: Path
+    map: Path
+    text: int
+    data: int
+    bss: int
+    stack: int
+    flash_used: int
+    sram_used: int
+    flash_size: int
+    sram_size: int
+    seconds: float
+    cached: bool = False
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["elf"], d["map"] = str(self.elf), str(self.map)
+        return d
+
+
+def firmware_root() -> Path:
+    return repo_root() / "firmware"
+
+
+def _board(board: str | BoardConfig | object) -> BoardConfig:
+    cfg = load_board_config(board)  # type: ignore[arg-type]
+    if not cfg.buildable:
+        buildable = [b for b in known_boards() if load_board_config(b).buildable]
+        raise ConfigError(
+            f"board '{cfg.name}' has no firmware support yet (needs {cfg.firmware_dir} and "
+            f"firmware/platform/boards/{cfg.platformio_board}.json); buildable boards: {', '.join(buildable)}"
+        )
+    return cfg
+
+
+def check_fit(board: str | BoardConfig, estimate: MemoryEstimate) -> None:
+    """DoesNotFitError if ``estimate`` cannot fit the board (before spending time on a build)."""
+    cfg = load_board_config(board)
+    stack = min_stack_bytes(repo_root() / cfg.linker_script) if (repo_root() / cfg.linker_script).is_file() else 0
+    sram_need = estimate.arena + estimate.scratch + RUNTIME_SRAM_BYTES + stack
+    if sram_need > cfg.sram.size:
+        raise DoesNotFitError(
+            f"model does not fit {cfg.name}: SRAM needs about {sram_need} B (arena {estimate.arena} + scratch "
+            f"{estimate.scratch} + runtime {RUNTIME_SRAM_BYTES} + stack {stack}) but the board has "
+            f"{cfg.sram.size} B"
+        )
+    flash_need = estimate.weights + RUNTIME_FLASH_BYTES
+    if flash_need > cfg.flash.size:
+        raise DoesNotFitError(
+            f"model does not fit {cfg.name}: flash needs about {flash_need} B (weights {estimate.weights} + "
+            f"runtime {RUNTIME_FLASH_BYTES}) but the board has {cfg.flash.size} B"
+        )
+
+
+def _collect_sources(model_sources: Path | str | Sequence[Path | str]) -> list[Path]:
+    items = [model_sources] if isinstance(model_sources, (str, Path)) else list(model_sources)
+    files: list[Path] = []
+    for item in items:
+        p = Path(item)
+        if p.is_dir():
+            files += sorted(f for f in p.iterdir() if f.is_file() and f.suffix in _SOURCE_SUFFIXES)
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise ConfigError(f"model source {p} does not exist")
+    names = [f.name for f in files]
+    dup = {n for n in names if names.count(n) > 1}
+    if dup:
+        raise ConfigError(f"model sources have clashing file names: {sorted(dup)}")
+    if not any(f.suffix == ".c" for f in files):
+        raise ConfigError(f"no C source among the model sources {[str(i) for i in items]}")
+    return files
+
+
+def _write_if_changed(path: Path, data: bytes) -> None:
+    # Unchanged files keep their mtime, so PlatformIO rebuilds only what changed.
+    if not path.is_file() or path.read_bytes() != data:
+        path.write_bytes(data)
+
+
+def project_ini(board: BoardConfig, build_flags: Iterable[str] = ()) -> str:
+    fw = firmware_root()
+    flags = "\n    ".join(build_flags)
+    return (
+        "; Generated by tinyhil (harness/build/project.py). Build by hand with:\n"
+        ";   PLATFORMIO_CORE_DIR=<repo>/.pio-core pio run -d <this folder>\n"
+        "[platformio]\n"
+        f"default_envs = {board.name}\n\n"
+        f"[env:{board.name}]\n"
+        f"platform = symlink://{fw / 'platform'}\n"
+        f"board = {board.platformio_board}\n"
+        f"custom_tinyhil_firmware_dir = {fw}\n"
+        + (f"build_flags =\n    {flags}\n" if flags else "")
+    )
+
+
+def generate_project(
+    board_cfg: str | BoardConfig | object,
+    model_sources: Path | str | Sequence[Path | str],
+    out_dir: str | Path,
+    *,
+    estimate: MemoryEstimate | None = None,
+    build_flags: Iterable[str] = (),
+) -> Path:
+    """Write a PlatformIO project for ``board_cfg`` with ``model_sources`` (files, or a folder of .c/.h) in ``src/``.
+
+    ``estimate`` (arena + scratch + weights) is checked against the board first (DoesNotFitError). Re-generating
+    into the same folder rewrites only what changed and removes stale sources, so rebuilds stay incremental.
+    """
+    board = _board(board_cfg)
+    if estimate is not None:
+        check_fit(board, estimate)
+    files = _collect_sources(model_sources)
+    out = Path(out_dir)
+    src = out / "src"
+    src.mkdir(parents=True, exist_ok=True)
+    _write_if_changed(out / "platformio.ini", project_ini(board, build_flags).encode())
+    if estimate is not None:
+        _write_if_changed(out / "tinyhil-estimate.json", json.dumps(asdict(estimate)).encode())
+    keep = set()
+    for f in files:
+        _write_if_changed(src / f.name, f.read_bytes())
+        keep.add(f.name)
+    for stale in src.iterdir():
+        if stale.is_file() and stale.name not in keep:
+            stale.unlink()
+    return out
+
+
+@lru_cache(maxsize=1)
+def _compiler_id() -> str:
+    try:
+        r = subprocess.run(["arm-none-eabi-gcc", "--version"], capture_output=True, text=True, check=False)
+        return r.stdout.splitlines()[0] if r.stdout else "unknown"
+    except FileNotFoundError:
+        return "missing"
+
+
+def _content_key(project_dir: Path, board: BoardConfig) -> str:
+    """Hash of everything that determines the image: firmware sources, board, project sources, flags, compiler."""
+    fw = firmware_root()
+    h = hashlib.sha256()
+    h.update(_compiler_id().encode())
+    groups = [
+        sorted((fw / "runtime").rglob("*")),
+        sorted((fw / "boards" / "common").glob("*")),
+        sorted(board.firmware_dir.glob("*")),
+        [fw / "platform" / "builder" / "main.py", fw / "platform" / "boards" / f"{board.platformio_board}.json"],
+        sorted((project_dir / "src").glob("*")),
+        [project_dir / "platformio.ini"],
+    ]
+    for group in groups:
+        for f in group:
+            if f.is_file():
+                h.update(str(f.relative_to(fw if f.is_relative_to(fw) else project_dir)).encode())
+                h.update(b"\0")
+                h.update(f.read_bytes())
+                h.update(b"\0")
+    return h.hexdigest()[:32]
+
+
+def default_cache_dir() -> Path:
+    return repo_root() / ".cache" / "tinyhil" / "builds"
+
+
+def _error_lines(output: str) -> str:
+    pat = re.compile(r"error|undefined reference|overflowed|will not fit|multiple definition|no such file", re.I)
+    noise = re.compile(r"^\*\*\* \[|^=+|\[FAILED\]|^Environment|^-+\s|^\w[\w-]*\s+FAILED")
+    lines = [ln for ln in output.splitlines() if pat.search(ln) and not noise.search(ln)]
+    if not lines:
+        lines = output.strip().splitlines()[-25:]
+    return "\n".join(lines[:40])
+
+
+def _does_not_fit(board: BoardConfig, overflows: dict[str, int], estimate: MemoryEstimate | None) -> DoesNotFitError:
+    parts = []
+    for region, n in sorted(overflows.items()):
+        size = board.sram.size if region == "RAM" else board.flash.size
+        what = "SRAM" if region == "RAM" else "flash"
+        parts.append(f"{what} overflowed by {n} B (needs {size + n} B, the board has {size} B)")
+    est = (
+        f"; estimate: arena {estimate.arena} B, scratch {estimate.scratch} B, weights {estimate.weights} B"
+        if estimate
+        else ""
+    )
+    return DoesNotFitError(f"model does not fit {board.name}: {'; '.join(parts)}{est}")
+
+
+def build(
+    project_dir: str | Path,
+    board: str | BoardConfig | object,
+    *,
+    estimate: MemoryEstimate | None = None,
+    cache_dir: str | Path | None | bool = None,
+    timeout: float = 600.0,
+) -> BuildResult:
+    """Build the project with PlatformIO (offline) and return the image and its sizes.
+
+    BuildError carries the compiler's error lines; DoesNotFitError names the sizes. ``cache_dir``: where images are
+    cached by content hash (default ``<repo>/.cache/tinyhil/builds``; ``False`` disables the cache).
+    """
+    cfg = _board(board)
+    project = Path(project_dir).resolve()
+    if not (project / "platformio.ini").is_file():
+        raise BuildError(f"{project} is not a generated project (no platformio.ini): call generate_project first")
+    if estimate is not None:
+        check_fit(cfg, estimate)
+    out_dir = project / ".pio" / "build" / cfg.name
+    elf, mapf = out_dir / "firmware.elf", out_dir / "firmware.map"
+    t0 = time.monotonic()
+
+    cache: Path | None = None
+    if cache_dir is not False:
+        cache = Path(cache_dir) if isinstance(cache_dir, (str, Path)) else default_cache_dir()
+        cache = cache / _content_key(project, cfg)
+        if (cache / "firmware.elf").is_file() and (cache / "sizes.json").is_file():
+            out_dir.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(cache / "firmware.elf", elf)
+            if (cache / "firmware.map").is_file():
+                shutil.copyfile(cache / "firmware.map", mapf)
+            sizes = SectionSizes(**json.loads((cache / "sizes.json").read_text()))
+            return _result(cfg, elf, mapf, sizes, time.monotonic() - t0, cached=True)
+
+    cmd = [sys.executable, "-m", "platformio", "run", "-d", str(project), "-e", cfg.name]
+    try:
+        r = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=timeout, env=pio_environment(), check=False
+        )
+    except subprocess.TimeoutExpired:
+        raise BuildError(f"firmware build for {cfg.name} did not finish within {timeout:g} s") from None
+    output = r.stdout + r.stderr
+    if r.returncode != 0 or not elf.is_file():
+        overflows = linker_overflows(output)
+        if overflows:
+            raise _does_not_fit(cfg, overflows, estimate)
+        raise BuildError(f"firmware build for {cfg.name} failed:\n{_error_lines(output)}")
+    sizes = section_sizes(elf)
+    if sizes.sram_used > cfg.sram.size or sizes.flash_used > cfg.flash.size:
+        raise DoesNotFitError(
+            f"model does not fit {cfg.name}: image uses {sizes.flash_used} B flash (of {cfg.flash.size}) and "
+            f"{sizes.sram_used} B SRAM (of {cfg.sram.size}: data {sizes.data} + bss {sizes.bss} + stack "
+            f"{sizes.stack})"
+        )
+    if cache is not None:
+        _store(cache, elf, mapf, sizes)
+    return _result(cfg, elf, mapf, sizes, time.monotonic() - t0, cached=False)
+
+
+def _store(cache: Path, elf: Path, mapf: Path, sizes: SectionSizes) -> None:
+    # Write into a temporary sibling and rename, so a concurrent reader never sees half an entry.
+    tmp = cache.with_name(cache.name + f".tmp{time.monotonic_ns()}")
+    tmp.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(elf, tmp / "firmware.elf")
+    if mapf.is_file():
+        shutil.copyfile(mapf, tmp / "firmware.map")
+    (tmp / "sizes.json").write_text(json.dumps(asdict(sizes)))
+    try:
+        tmp.rename(cache)
+    except OSError:  # another process stored the same entry first
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _result(cfg: BoardConfig, elf: Path, mapf: Path, s: SectionSizes, seconds: float, cached: bool) -> BuildResult:
+    return BuildResult(
+        board=cfg.name,
+        elf=elf,
+        map=mapf,
+        text=s.text,
+        data=s.data,
+        bss=s.bss,
+        stack=s.stack,
+        flash_used=s.flash_used,
+        sram_used=s.sram_used,
+        flash_size=cfg.flash.size,
+        sram_size=cfg.sram.size,
+        seconds=seconds,
+        cached=cached,
+    )
