@@ -30,8 +30,12 @@ def chain() -> list[LayerSpec]:
 
 def residual() -> list[LayerSpec]:
     """c0 -> c1 -> add(c0, c1) -> c2: c1 and c2 read one activation group (c0, c1, add)."""
-    return [pw("c0", INPUT, 3, 8), pw("c1", "c0", 8, 8),
-            LayerSpec("add", "add", (4, 4, 8), (4, 4, 8), inputs=("c0", "c1")), pw("c2", "add", 8, 16)]
+    return [
+        pw("c0", INPUT, 3, 8),
+        pw("c1", "c0", 8, 8),
+        LayerSpec("add", "add", (4, 4, 8), (4, 4, 8), inputs=("c0", "c1")),
+        pw("c2", "add", 8, 16),
+    ]
 
 
 def table(layers: list[LayerSpec], count: Count) -> LatencyTable:
@@ -40,7 +44,9 @@ def table(layers: list[LayerSpec], count: Count) -> LatencyTable:
     for (key, a, w, o), spec in profile_entries(layers):
         c = count(spec.name, a, w, o)
         if c is not None:
-            rows.append({"layer_key": key, "a_bits": a, "w_bits": w, "o_bits": o, "count": float(c), "op": spec.op})
+            rows.append(
+                {"layer_key": key, "a_bits": a, "w_bits": w, "o_bits": o, "count": float(c), "op": spec.op}
+            )
     t = LatencyTable()
     t.add(rows, **TARGET)
     return t
@@ -55,7 +61,7 @@ def cfg(**layers: tuple[int, int]) -> PrecisionConfig:
     return PrecisionConfig(dict(layers))
 
 
-# the paper's move --------------------------------------------------------------------------------------------
+# the paper's move -------------------------------------------------------------------------------------------
 
 
 def test_a_faster_higher_precision_pair_is_taken_and_its_saving_reported():
@@ -64,7 +70,9 @@ def test_a_faster_higher_precision_pair_is_taken_and_its_saving_reported():
     start = cfg(c0=(8, 8), c1=(4, 4), c2=(8, 8))
     r = refine(chain(), start, t)
     assert r.config["c1"] == (8, 4)  # the fastest of the faster pairs
-    assert [(m.layer, m.from_bits, m.to_bits, m.saving) for m in r.moves] == [("c1", (4, 4), (8, 4), 100 - 80)]
+    assert [(m.layer, m.from_bits, m.to_bits, m.saving) for m in r.moves] == [
+        ("c1", (4, 4), (8, 4), 100 - 80)
+    ]
     assert r.predicted_before == t.predict(chain(), start)[0]
     assert r.predicted_after == t.predict(chain(), r.config)[0] == r.predicted_before - 20
 
@@ -99,7 +107,7 @@ def test_a_pair_as_fast_as_the_current_one_is_not_a_move():
     assert r.moves == [] and r.saving == 0
 
 
-# errors ----------------------------------------------------------------------------------------------------------
+# errors -----------------------------------------------------------------------------------------------------
 
 
 def test_a_missing_entry_for_the_current_configuration_names_the_key():
@@ -119,14 +127,16 @@ def test_a_table_from_another_board_or_timer_is_refused():
         refine(chain(), start, t, board=TARGET["board"], timer="dwt")
 
 
-# pricing everything a raise changes -----------------------------------------------------------------------------
+# pricing everything a raise changes -------------------------------------------------------------------------
 
 
 def test_a_raise_of_a_shared_activation_is_priced_for_every_reader():
     # c2 alone would gain 30 from reading 8-bit, but c1 reads the same tensor and loses 50
     layers = residual()
-    count = flat(c1=lambda a, w, o: 100 + (50 if a == 8 else 0) + (5 if w == 8 else 0),
-                 c2=lambda a, w, o: 100 - (30 if a == 8 else 0) + (5 if w == 8 else 0))
+    count = flat(
+        c1=lambda a, w, o: 100 + (50 if a == 8 else 0) + (5 if w == 8 else 0),
+        c2=lambda a, w, o: 100 - (30 if a == 8 else 0) + (5 if w == 8 else 0),
+    )
     t = table(layers, count)
     start = cfg(c0=(8, 4), c1=(4, 4), c2=(4, 4))
     assert refine(layers, start, t).moves == []
@@ -139,8 +149,10 @@ def test_a_raise_of_a_shared_activation_is_priced_for_every_reader():
 
 def test_a_shared_raise_that_helps_both_readers_counts_both_savings():
     layers = residual()
-    count = flat(c1=lambda a, w, o: 100 - (10 if a == 8 else 0) + (5 if w == 8 else 0),
-                 c2=lambda a, w, o: 100 - (30 if a == 8 else 0) + (5 if w == 8 else 0))
+    count = flat(
+        c1=lambda a, w, o: 100 - (10 if a == 8 else 0) + (5 if w == 8 else 0),
+        c2=lambda a, w, o: 100 - (30 if a == 8 else 0) + (5 if w == 8 else 0),
+    )
     r = refine(layers, cfg(c0=(8, 4), c1=(4, 4), c2=(4, 4)), table(layers, count))
     (m,) = r.moves
     assert m.layer == "c1" and m.to_bits == (8, 4) and m.also == (("c2", (4, 4), (8, 4)),) and m.saving == 40
@@ -148,7 +160,9 @@ def test_a_shared_raise_that_helps_both_readers_counts_both_savings():
 
 def test_the_producers_output_precision_is_priced_and_changes_the_decision():
     # c1 reading 8-bit saves 10, but c0 then writes 8-bit instead of 4-bit output, which costs 30 more
-    count = flat(c0=lambda a, w, o: 100 + (30 if o == 8 else 0), c1=lambda a, w, o: 100 - (10 if a == 8 else 0))
+    count = flat(
+        c0=lambda a, w, o: 100 + (30 if o == 8 else 0), c1=lambda a, w, o: 100 - (10 if a == 8 else 0)
+    )
     t = table(chain(), count)
     start = cfg(c0=(8, 8), c1=(4, 8), c2=(8, 8))
     assert refine(chain(), start, t).moves == []
@@ -174,7 +188,7 @@ def test_a_missing_output_precision_row_is_modelled_and_the_model_is_named():
     assert strict.moves == [] and any("cannot be priced" in n for n in strict.notes)
 
 
-# budgets, iteration ---------------------------------------------------------------------------------------------
+# budgets, iteration -----------------------------------------------------------------------------------------
 
 
 def test_a_raise_that_breaks_the_memory_budget_is_not_free():
@@ -186,15 +200,19 @@ def test_a_raise_that_breaks_the_memory_budget_is_not_free():
     r = refine(chain(), start, t, fits=flash)
     assert r.config["c1"] == (8, 4)  # the next best move, which needs no more flash
     assert any("exceeds the memory budget" in n for n in r.notes)
-    both = make_fits(chain(), flash_bytes=param_bytes(chain(), start), sram_bytes=peak_sram_bytes(chain(), start))
+    both = make_fits(
+        chain(), flash_bytes=param_bytes(chain(), start), sram_bytes=peak_sram_bytes(chain(), start)
+    )
     assert refine(chain(), start, t, fits=both).moves == []
 
 
 def test_sweeps_repeat_until_no_move_improves():
     # c2 raising its input to 8 makes c1 write 8-bit output, and only then is c1's w=8 faster
     c1 = {4: {(4, 4): 50, (4, 8): 60}, 8: {(4, 4): 100, (4, 8): 50}}
-    count = flat(c1=lambda a, w, o: c1.get(o, {}).get((a, w), 1000),
-                 c2=lambda a, w, o: {2: 300, 4: 200, 8: 100}[a] + (10 if w == 8 else 0))
+    count = flat(
+        c1=lambda a, w, o: c1.get(o, {}).get((a, w), 1000),
+        c2=lambda a, w, o: {2: 300, 4: 200, 8: 100}[a] + (10 if w == 8 else 0),
+    )
     t = table(chain(), count)
     start = cfg(c0=(8, 8), c1=(4, 4), c2=(4, 4))
     r = refine(chain(), start, t)
@@ -208,12 +226,15 @@ def test_on_random_tables_the_result_is_consistent_and_a_local_optimum():
     layers = residual()
     rng = np.random.default_rng(0)
     bits = (2, 4, 8)
+    keys = {s.name: s.key() for s in layers}
     n_moves = 0
     for _ in range(15):
         vals = {e: float(rng.integers(50, 150)) for e, _ in profile_entries(layers)}
-        t = table(layers, lambda n, a, w, o, _v=vals, _k={s.name: s.key() for s in layers}: _v[(_k[n], a, w, o)])
+        t = table(layers, lambda n, a, w, o, _v=vals: _v[(keys[n], a, w, o)])
         g = int(rng.choice(bits))
-        start = cfg(c0=(8, int(rng.choice(bits))), c1=(g, int(rng.choice(bits))), c2=(g, int(rng.choice(bits))))
+        start = cfg(
+            c0=(8, int(rng.choice(bits))), c1=(g, int(rng.choice(bits))), c2=(g, int(rng.choice(bits)))
+        )
         r = refine(layers, start, t)
         n_moves += len(r.moves)
         assert r == refine(layers, start, t)  # deterministic
@@ -227,3 +248,14 @@ def test_on_random_tables_the_result_is_consistent_and_a_local_optimum():
                         other = harmonize(layers, r.config.with_layer(n, a, w))
                         assert t.predict(layers, other)[0] >= r.predicted_after - 1e-9
     assert n_moves > 15  # the cases exercise the refiner, not only its fixed points
+
+
+def test_a_move_unpacks_as_layer_from_to_saving():
+    c1 = {(4, 4): 100, (8, 4): 80}
+    r = refine(
+        chain(),
+        cfg(c0=(8, 8), c1=(4, 4), c2=(8, 8)),
+        table(chain(), flat(c1=lambda a, w, o: c1.get((a, w), 120))),
+    )
+    layer, frm, to, saving = r.moves[0]
+    assert (layer, frm, to, saving) == ("c1", (4, 4), (8, 4), 20)

@@ -39,7 +39,7 @@ def table_of(rows: list[dict], **target) -> LatencyTable:
     return t
 
 
-# adding rows, resuming -----------------------------------------------------------------------------------------
+# adding rows, resuming --------------------------------------------------------------------------------------
 
 
 def test_add_reports_new_keys_and_refuses_to_overwrite_a_measurement():
@@ -86,7 +86,7 @@ def test_defaults_fill_min_max_repeats_date_and_output_size():
     assert pd.Timestamp(r["date"]).tzinfo is not None
 
 
-# lookup and the target guard -------------------------------------------------------------------------------------
+# lookup and the target guard --------------------------------------------------------------------------------
 
 
 def test_lookup_of_a_missing_entry_names_the_key_the_bits_and_how_to_profile_it():
@@ -115,19 +115,24 @@ def test_a_table_from_one_board_or_timer_is_refused_for_another():
 def test_a_table_holding_several_targets_must_be_narrowed_before_lookup():
     t = table_of([row("k", 8, 8, 8, 1.0)])
     t.add([row("k", 8, 8, 8, 7.0)], **{**TARGET, "timer": "dwt"})
-    assert t.targets() == sorted([Target(**TARGET), Target(**{**TARGET, "timer": "dwt"})],
-                                 key=lambda x: (x.board, x.timer, x.firmware_hash, x.cflags))
+    assert t.targets() == sorted(
+        [Target(**TARGET), Target(**{**TARGET, "timer": "dwt"})],
+        key=lambda x: (x.board, x.timer, x.firmware_hash, x.cflags),
+    )
     with pytest.raises(TableError, match="2 targets"):
         t.lookup("k", 8, 8, 8)
     assert t.for_target(TARGET["board"], "dwt").lookup("k", 8, 8, 8) == 7.0
 
 
-# persistence ----------------------------------------------------------------------------------------------------
+# persistence ------------------------------------------------------------------------------------------------
 
 
 def test_parquet_and_csv_round_trip_keep_every_value_and_type(tmp_path: Path):
-    t = table_of([row("k1", 8, 8, 8, 100.5, macs=1000, op="pointwise"), row("k1", 2, 4, 2, 80.0)],
-                 firmware_hash="0042", cflags="")  # a hash that looks like a number, empty flags
+    t = table_of(
+        [row("k1", 8, 8, 8, 100.5, macs=1000, op="pointwise"), row("k1", 2, 4, 2, 80.0)],
+        firmware_hash="0042",
+        cflags="",
+    )  # a hash that looks like a number, empty flags
     pq, csv = t.save(tmp_path / "lut")
     assert pq.exists() and csv.exists()
     from_pq = LatencyTable.load(tmp_path / "lut.parquet")
@@ -157,15 +162,20 @@ def test_load_without_a_file_says_to_profile():
         LatencyTable.load("/nonexistent/lut")
 
 
-# estimates for missing o_bits rows -----------------------------------------------------------------------------
+# estimates for missing o_bits rows --------------------------------------------------------------------------
 
 
 def test_missing_output_bits_are_modelled_from_layers_measured_at_both():
     # per output element, writing 4-bit instead of 8-bit output costs +0.5 on "other" (op pointwise)
     out4, out8 = "pointwise_x_o4x4x8", "pointwise_y_o2x2x8"
-    t = table_of([row(out8, 8, 8, 8, 100.0, op="pointwise"),
-                  row(out4, 8, 8, 8, 1000.0, op="pointwise"), row(out4, 8, 8, 4, 1064.0, op="pointwise"),
-                  row("add_z_o2x2x8", 8, 0, 8, 10.0, op="add"), ])
+    t = table_of(
+        [
+            row(out8, 8, 8, 8, 100.0, op="pointwise"),
+            row(out4, 8, 8, 8, 1000.0, op="pointwise"),
+            row(out4, 8, 8, 4, 1064.0, op="pointwise"),
+            row("add_z_o2x2x8", 8, 0, 8, 10.0, op="add"),
+        ]
+    )
     count, source = t.estimate(out8, 8, 8, 4)
     assert source == O_DELTA_OP
     assert count == pytest.approx(100.0 + 2 * 2 * 8 * (64.0 / (4 * 4 * 8)))
@@ -181,13 +191,17 @@ def test_without_evidence_the_count_is_taken_as_independent_of_output_bits():
         t.estimate("pointwise_y_o2x2x8", 4, 8, 8)  # (a, w) never measured: no model
 
 
-# end-to-end prediction -----------------------------------------------------------------------------------------
+# end-to-end prediction --------------------------------------------------------------------------------------
 
 
 def residual_net() -> list[LayerSpec]:
     """c0 -> c1 -> add(c0, c1) -> c2; c0, c1 and the add share one activation group."""
-    return [pw("c0", INPUT), pw("c1", "c0"), LayerSpec("add", "add", (4, 4, 8), (4, 4, 8), inputs=("c0", "c1")),
-            pw("c2", "add")]
+    return [
+        pw("c0", INPUT),
+        pw("c1", "c0"),
+        LayerSpec("add", "add", (4, 4, 8), (4, 4, 8), inputs=("c0", "c1")),
+        pw("c2", "add"),
+    ]
 
 
 def full_table(layers: list[LayerSpec], count) -> LatencyTable:
@@ -220,5 +234,6 @@ def test_profile_entries_cover_every_bit_combination_once():
     assert len(entries) == len(set(entries))
     weighted_keys = {s.key() for s in layers if s.has_weights}
     assert {e for e in entries if e[0] in weighted_keys} == {
-        (k, a, w, o) for k in weighted_keys for a in (2, 4, 8) for w in (2, 4, 8) for o in (2, 4, 8)}
+        (k, a, w, o) for k in weighted_keys for a in (2, 4, 8) for w in (2, 4, 8) for o in (2, 4, 8)
+    }
     assert [e[1:] for e in entries if e[0] == layers[2].key()] == [(2, 0, 2), (4, 0, 4), (8, 0, 8)]

@@ -1,4 +1,5 @@
-"""The budgeted ILP start: optimal against brute force on a small network, greedy feasible, budgets enforced."""
+"""The budgeted ILP start: optimal against brute force on a small network, greedy feasible, budgets
+enforced."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 
 from harness.errors import ConfigError
-from harness.graph.spec import INPUT, LayerSpec
+from harness.graph.spec import LayerSpec
 from harness.measure.lut import LatencyTable, profile_entries
 from harness.quant.config import PrecisionConfig
 from harness.search.activations import activation_groups, layer_bits
@@ -21,20 +22,38 @@ TARGET = {"board": "b", "timer": "t", "firmware_hash": "h", "cflags": ""}
 
 def net() -> list[LayerSpec]:
     """c0 -> c1 -> add(c0, c1) -> c2 -> fc: two free activation groups, (c0, c1, add) and (c2)."""
-    return [LayerSpec("c0", "conv2d", (6, 6, 3), (6, 6, 8), kernel=(3, 3), padding=(1, 1, 1, 1)),
-            LayerSpec("c1", "pointwise", (6, 6, 8), (6, 6, 8), inputs=("c0",)),
-            LayerSpec("add", "add", (6, 6, 8), (6, 6, 8), inputs=("c0", "c1")),
-            LayerSpec("c2", "depthwise", (6, 6, 8), (3, 3, 8), kernel=(3, 3), stride=2, padding=(0, 0, 1, 1),
-                      inputs=("add",)),
-            LayerSpec("fc", "fc", (1, 1, 72), (1, 1, 10), inputs=("c2",))]
+    return [
+        LayerSpec("c0", "conv2d", (6, 6, 3), (6, 6, 8), kernel=(3, 3), padding=(1, 1, 1, 1)),
+        LayerSpec("c1", "pointwise", (6, 6, 8), (6, 6, 8), inputs=("c0",)),
+        LayerSpec("add", "add", (6, 6, 8), (6, 6, 8), inputs=("c0", "c1")),
+        LayerSpec(
+            "c2",
+            "depthwise",
+            (6, 6, 8),
+            (3, 3, 8),
+            kernel=(3, 3),
+            stride=2,
+            padding=(0, 0, 1, 1),
+            inputs=("add",),
+        ),
+        LayerSpec("fc", "fc", (1, 1, 72), (1, 1, 10), inputs=("c2",)),
+    ]
 
 
 def random_table(layers: list[LayerSpec], seed: int) -> LatencyTable:
     """Counts that depend on a, w and o, not monotonically."""
     rng = np.random.default_rng(seed)
-    rows = [{"layer_key": k, "a_bits": a, "w_bits": w, "o_bits": o, "op": s.op,
-             "count": float(s.macs // 8 * rng.uniform(0.5, 2.0) + rng.integers(0, 50) * o)}
-            for (k, a, w, o), s in profile_entries(layers)]
+    rows = [
+        {
+            "layer_key": k,
+            "a_bits": a,
+            "w_bits": w,
+            "o_bits": o,
+            "op": s.op,
+            "count": float(s.macs // 8 * rng.uniform(0.5, 2.0) + rng.integers(0, 50) * o),
+        }
+        for (k, a, w, o), s in profile_entries(layers)
+    ]
     t = LatencyTable()
     t.add(rows, **TARGET)
     return t
@@ -89,10 +108,13 @@ def test_min_table_latency_with_output_bits_and_memory_budgets_is_optimal(seed):
     sram = peak_sram_bytes(layers, PrecisionConfig({"c0": (8, 8), "c1": (4, 8), "c2": (4, 8), "fc": (8, 8)}))
 
     def feasible(x):
-        return (score(x) >= 2 * 4.0 * 4 and param_bytes(layers, x) <= flash
-                and peak_sram_bytes(layers, x) <= sram)
+        return (
+            score(x) >= 2 * 4.0 * 4 and param_bytes(layers, x) <= flash and peak_sram_bytes(layers, x) <= sram
+        )
 
-    c = bitops_search(layers, objective="latency", table=t, min_mean_bits=4.0, flash_bytes=flash, sram_bytes=sram)
+    c = bitops_search(
+        layers, objective="latency", table=t, min_mean_bits=4.0, flash_bytes=flash, sram_bytes=sram
+    )
     assert feasible(c)
     assert latency(layers, t, c) == pytest.approx(brute(layers, lambda x: latency(layers, t, x), feasible))
     assert c.meta["predicted"] == pytest.approx(latency(layers, t, c))
@@ -110,8 +132,11 @@ def test_max_bits_under_a_latency_budget_is_optimal():
 def test_the_greedy_fallback_meets_the_budgets_and_is_no_better_than_the_ilp():
     layers = net()
     t = random_table(layers, 4)
-    cases = [dict(objective="bits", bitops_frac=0.3), dict(objective="bitops", min_mean_bits=5.0),
-             dict(objective="latency", table=t, min_mean_bits=4.0)]
+    cases = [
+        {"objective": "bits", "bitops_frac": 0.3},
+        {"objective": "bitops", "min_mean_bits": 5.0},
+        {"objective": "latency", "table": t, "min_mean_bits": 4.0},
+    ]
     for kw in cases:
         g = bitops_search(layers, solver="greedy", **kw)
         ilp = bitops_search(layers, **kw)

@@ -20,12 +20,16 @@ def pw(name: str, src: str, c_in: int = 8, c_out: int = 8) -> LayerSpec:
 
 def net() -> list[LayerSpec]:
     """c0 -> c1 -> add(c0, c1) -> pool -> fc: c1 and fc read one group (c0, c1, add, pool)."""
-    return [pw("c0", INPUT, 3), pw("c1", "c0"), LayerSpec("add", "add", (4, 4, 8), (4, 4, 8), inputs=("c0", "c1")),
-            LayerSpec("pool", "avgpool", (4, 4, 8), (1, 1, 8), kernel=(4, 4), inputs=("add",)),
-            LayerSpec("fc", "fc", (1, 1, 8), (1, 1, 10), inputs=("pool",))]
+    return [
+        pw("c0", INPUT, 3),
+        pw("c1", "c0"),
+        LayerSpec("add", "add", (4, 4, 8), (4, 4, 8), inputs=("c0", "c1")),
+        LayerSpec("pool", "avgpool", (4, 4, 8), (1, 1, 8), kernel=(4, 4), inputs=("add",)),
+        LayerSpec("fc", "fc", (1, 1, 8), (1, 1, 10), inputs=("pool",)),
+    ]
 
 
-# activation groups ---------------------------------------------------------------------------------------------
+# activation groups ------------------------------------------------------------------------------------------
 
 
 def test_weightless_layers_join_their_inputs_and_output_into_one_group():
@@ -60,11 +64,13 @@ def test_the_graph_and_the_configuration_are_checked():
     with pytest.raises(ConfigError, match="no \\(a_bits, w_bits\\).*fc"):
         group_bits(activation_groups(net()), PrecisionConfig({"c0": (8, 8), "c1": (8, 8)}))
     with pytest.raises(ConfigError, match="not conv/linear"):
-        group_bits(activation_groups(net()), PrecisionConfig({"c0": (8, 8), "c1": (8, 8), "fc": (8, 8),
-                                                              "add": (8, 8)}))
+        group_bits(
+            activation_groups(net()),
+            PrecisionConfig({"c0": (8, 8), "c1": (8, 8), "fc": (8, 8), "add": (8, 8)}),
+        )
 
 
-# starting points -------------------------------------------------------------------------------------------------
+# starting points --------------------------------------------------------------------------------------------
 
 
 def test_uniform_keeps_the_image_input_8_bit_unless_told_otherwise():
@@ -75,7 +81,10 @@ def test_uniform_keeps_the_image_input_8_bit_unless_told_otherwise():
 
 def test_make_start_builds_uniform_and_rejects_unknown_names_and_parameters():
     assert make_start({"name": "uniform", "a_bits": 2, "w_bits": 4}, net()).layers == {
-        "c0": (8, 4), "c1": (2, 4), "fc": (2, 4)}
+        "c0": (8, 4),
+        "c1": (2, 4),
+        "fc": (2, 4),
+    }
     with pytest.raises(ConfigError, match="unknown search method"):
         make_start({"name": "no_such_method"}, net())
     with pytest.raises(ConfigError, match="does not take \\['abits'\\]"):

@@ -1,17 +1,20 @@
 """The latency lookup table: measured per-layer counts keyed by target, layer shape and bits.
 
-One row per ``(board, timer, firmware_hash, cflags, layer_key, a_bits, w_bits, o_bits)`` (:data:`KEY_COLUMNS`).
-``layer_key`` is :meth:`~harness.graph.spec.LayerSpec.key`; ``o_bits`` is the precision the layer writes its output
-at (the producer narrows, so the count depends on it). Layers without weights (add, avgpool) have
-``w_bits = 0`` and ``a_bits = o_bits`` (they never change precision; see :mod:`harness.search.activations`).
+One row per ``(board, timer, firmware_hash, cflags, layer_key, a_bits, w_bits, o_bits)``
+(:data:`KEY_COLUMNS`). ``layer_key`` is :meth:`~harness.graph.spec.LayerSpec.key`; ``o_bits`` is the precision
+the layer writes its output at (the producer narrows, so the count depends on it). Layers without weights
+(add, avgpool) have ``w_bits = 0`` and ``a_bits = o_bits`` (they never change precision; see
+:mod:`harness.search.activations`).
 
-Columns: ``count`` (median over ``repeats`` runs), ``count_min``, ``count_max``, ``repeats``, ``macs``, ``op``,
-``out_numel`` (output elements, for the o_bits fallback model), ``date`` (ISO 8601); extra columns are kept.
+Columns: ``count`` (median over ``repeats`` runs), ``count_min``, ``count_max``, ``repeats``, ``macs``,
+``op``, ``out_numel`` (output elements, for the o_bits fallback model), ``date`` (ISO 8601); extra columns
+are kept.
 
-A table is saved as Parquet and CSV side by side (same stem), each written atomically; :meth:`LatencyTable.save`
-merges with what is already on disk so that no measured row is ever lost. Counts from different targets (board,
-timer, firmware build, compiler flags) are never mixed: :meth:`LatencyTable.for_target` selects one, and a table
-that holds none of the asked target raises :class:`~harness.errors.TableError` naming both.
+A table is saved as Parquet and CSV side by side (same stem), each written atomically;
+:meth:`LatencyTable.save` merges with what is already on disk so that no measured row is ever lost. Counts
+from different targets (board, timer, firmware build, compiler flags) are never mixed:
+:meth:`LatencyTable.for_target` selects one, and a table that holds none of the asked target raises
+:class:`~harness.errors.TableError` naming both.
 """
 
 from __future__ import annotations
@@ -61,12 +64,14 @@ class Target:
     cflags: str
 
     def __str__(self) -> str:
-        return (f"board {self.board!r}, timer {self.timer!r}, firmware {self.firmware_hash!r}, "
-                f"cflags {self.cflags!r}")
+        return (
+            f"board {self.board!r}, timer {self.timer!r}, firmware {self.firmware_hash!r}, "
+            f"cflags {self.cflags!r}"
+        )
 
 
 def out_numel_from_key(layer_key: str) -> float:
-    """Output element count parsed from a :meth:`LayerSpec.key` string (NaN if it has no ``_oHxWxC`` suffix)."""
+    """Output elements parsed from a :meth:`LayerSpec.key` string (NaN without an ``_oHxWxC`` suffix)."""
     m = _OUT_SHAPE.search(layer_key)
     return float(np.prod([int(x) for x in m.groups()])) if m else float("nan")
 
@@ -95,26 +100,34 @@ def _empty_frame() -> pd.DataFrame:
 def _require_columns(df: pd.DataFrame) -> None:
     missing = [c for c in KEY_COLUMNS + ("count",) if c not in df.columns]
     if missing:
-        raise TableError(f"latency rows lack column(s) {missing}; every row needs {list(KEY_COLUMNS)} and 'count'")
+        raise TableError(
+            f"latency rows lack column(s) {missing}; every row needs {list(KEY_COLUMNS)} and 'count'"
+        )
 
 
 def _validate_rows(df: pd.DataFrame) -> None:
     for c in KEY_COLUMNS + ("count",):
         if df[c].isna().any():
-            raise TableError(f"latency rows have empty {c!r} values (rows {list(df.index[df[c].isna()])[:5]})")
+            raise TableError(
+                f"latency rows have empty {c!r} values (rows {list(df.index[df[c].isna()])[:5]})"
+            )
     bad = df[~df["a_bits"].isin(A_BITS) | ~df["o_bits"].isin(A_BITS) | ~df["w_bits"].isin(W_BITS)]
     if len(bad):
         r = bad.iloc[0]
-        raise TableError(f"latency row for {r['layer_key']!r} has bits a={r['a_bits']} w={r['w_bits']} "
-                         f"o={r['o_bits']}; a/o must be in {A_BITS}, w in {W_BITS} (0 = no weights)")
+        raise TableError(
+            f"latency row for {r['layer_key']!r} has bits a={r['a_bits']} w={r['w_bits']} "
+            f"o={r['o_bits']}; a/o must be in {A_BITS}, w in {W_BITS} (0 = no weights)"
+        )
     if (df["count"] < 0).any():
         raise TableError("latency rows have negative counts")
     lo_bad = df["count_min"] > df["count"]
     hi_bad = df["count_max"] < df["count"]
     if (lo_bad | hi_bad).any():
         r = df[lo_bad | hi_bad].iloc[0]
-        raise TableError(f"latency row for {r['layer_key']!r} {_fmt(r['a_bits'], r['w_bits'], r['o_bits'])}: "
-                         f"count {r['count']} outside [count_min {r['count_min']}, count_max {r['count_max']}]")
+        raise TableError(
+            f"latency row for {r['layer_key']!r} {_fmt(r['a_bits'], r['w_bits'], r['o_bits'])}: "
+            f"count {r['count']} outside [count_min {r['count_min']}, count_max {r['count_max']}]"
+        )
 
 
 def _paths(path: str | Path) -> tuple[Path, Path]:
@@ -154,26 +167,39 @@ class LatencyTable:
         if "count" in df.columns:
             for c in ("count_min", "count_max"):
                 df[c] = df[c].where(df[c].notna(), df["count"]) if c in df.columns else df["count"]
-        defaults_ = {"repeats": 1, "macs": np.nan, "op": "",
-                     "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        defaults_ = {
+            "repeats": 1,
+            "macs": np.nan,
+            "op": "",
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
         for c, v in defaults_.items():
             if c not in df.columns:
                 df[c] = v
         if "out_numel" not in df.columns:
             df["out_numel"] = np.nan
         if "layer_key" in df.columns:
-            df["out_numel"] = df["out_numel"].where(df["out_numel"].notna(),
-                                                    df["layer_key"].map(lambda k: out_numel_from_key(str(k))))
+            df["out_numel"] = df["out_numel"].where(
+                df["out_numel"].notna(), df["layer_key"].map(lambda k: out_numel_from_key(str(k)))
+            )
         return df
 
     @staticmethod
     def _row_key(r: Mapping[str, Any]) -> EntryKey:
-        return (str(r["board"]), str(r["timer"]), str(r["firmware_hash"]), str(r["cflags"]), str(r["layer_key"]),
-                int(r["a_bits"]), int(r["w_bits"]), int(r["o_bits"]))
+        return (
+            str(r["board"]),
+            str(r["timer"]),
+            str(r["firmware_hash"]),
+            str(r["cflags"]),
+            str(r["layer_key"]),
+            int(r["a_bits"]),
+            int(r["w_bits"]),
+            int(r["o_bits"]),
+        )
 
     @classmethod
     def load(cls, path: str | Path, *, missing_ok: bool = False) -> LatencyTable:
-        """Read a table (Parquet preferred, else the CSV beside it). ``missing_ok``: no file gives an empty table."""
+        """Read a table (Parquet preferred, else the CSV beside it); ``missing_ok``: no file, empty table."""
         pq, csv = _paths(path)
         if pq.exists():
             try:
@@ -182,8 +208,12 @@ class LatencyTable:
                 raise TableError(f"cannot read latency table {pq}: {e}") from None
         elif csv.exists():
             try:
-                df = pd.read_csv(csv, dtype={c: str for c in _STR}, keep_default_na=False,
-                                 na_values={c: [""] for c in _FLOAT})
+                df = pd.read_csv(
+                    csv,
+                    dtype={c: str for c in _STR},
+                    keep_default_na=False,
+                    na_values={c: [""] for c in _FLOAT},
+                )
             except Exception as e:  # noqa: BLE001
                 raise TableError(f"cannot read latency table {csv}: {e}") from None
         elif missing_ok:
@@ -195,8 +225,8 @@ class LatencyTable:
     def save(self, path: str | Path, *, merge: bool = True) -> tuple[Path, Path]:
         """Write ``<stem>.parquet`` and ``<stem>.csv`` atomically.
 
-        With ``merge`` (default), rows already on disk whose key this table lacks are kept (and become part of this
-        table), so two profiling sessions saving to one file never drop each other's rows.
+        With ``merge`` (default), rows already on disk whose key this table lacks are kept (and become part of
+        this table), so two profiling sessions saving to one file never drop each other's rows.
         """
         from harness.results.io import write_table
 
@@ -210,10 +240,11 @@ class LatencyTable:
         write_table(table._df, csv)
         return pq, csv
 
-    # editing -------------------------------------------------------------------------------------------------
+    # editing ------------------------------------------------------------------------------------------------
 
-    def add(self, rows: pd.DataFrame | Iterable[Mapping[str, Any]], *, on_duplicate: str = "skip",
-            **defaults: Any) -> list[EntryKey]:
+    def add(
+        self, rows: pd.DataFrame | Iterable[Mapping[str, Any]], *, on_duplicate: str = "skip", **defaults: Any
+    ) -> list[EntryKey]:
         """Add measured rows; returns the keys that were new.
 
         A row whose key is already present is not added (``on_duplicate="skip"``: profiling resumes without
@@ -231,8 +262,10 @@ class LatencyTable:
         _validate_rows(df)
         in_batch = df.duplicated(list(KEY_COLUMNS))
         if in_batch.any():
-            raise TableError(f"rows to add repeat the key {self._row_key(df[in_batch].iloc[0])}; "
-                             "give one median row per key")
+            raise TableError(
+                f"rows to add repeat the key {self._row_key(df[in_batch].iloc[0])}; "
+                "give one median row per key"
+            )
         present = set(map(self._row_key, self._df[list(KEY_COLUMNS)].to_dict("records")))
         keys = [self._row_key(r) for r in df[list(KEY_COLUMNS)].to_dict("records")]
         is_new = [k not in present for k in keys]
@@ -242,9 +275,9 @@ class LatencyTable:
         if len(new):
             self._df = _normalize(pd.concat([self._df, new], ignore_index=True)) if len(self._df) else new
             self._index = None
-        return [k for k, n in zip(keys, is_new) if n]
+        return [k for k, n in zip(keys, is_new, strict=False) if n]
 
-    # views ---------------------------------------------------------------------------------------------------
+    # views --------------------------------------------------------------------------------------------------
 
     @property
     def df(self) -> pd.DataFrame:
@@ -259,12 +292,13 @@ class LatencyTable:
         t = self._df[list(TARGET_COLUMNS)].drop_duplicates().sort_values(list(TARGET_COLUMNS))
         return [Target(*map(str, r)) for r in t.itertuples(index=False)]
 
-    def for_target(self, board: str, timer: str, firmware_hash: str | None = None,
-                   cflags: str | None = None) -> LatencyTable:
+    def for_target(
+        self, board: str, timer: str, firmware_hash: str | None = None, cflags: str | None = None
+    ) -> LatencyTable:
         """The rows of one board and timer (and firmware build / flags, when given).
 
-        Raises TableError naming both sides when the table holds rows for other targets only, so a table measured
-        on one board or timer is never used for another.
+        Raises TableError naming both sides when the table holds rows for other targets only, so a table
+        measured on one board or timer is never used for another.
         """
         want = {"board": board, "timer": timer, "firmware_hash": firmware_hash, "cflags": cflags}
         mask = np.ones(len(self._df), dtype=bool)
@@ -274,8 +308,10 @@ class LatencyTable:
         asked = ", ".join(f"{c} {v!r}" for c, v in want.items() if v is not None)
         if not mask.any():
             have = "; ".join(map(str, self.targets())) or "no rows at all"
-            raise TableError(f"latency table was measured on {have}; it has nothing for {asked}. Counts from "
-                             "another board or timer do not transfer: profile this target first")
+            raise TableError(
+                f"latency table was measured on {have}; it has nothing for {asked}. Counts from "
+                "another board or timer do not transfer: profile this target first"
+            )
         view = LatencyTable.__new__(LatencyTable)
         view._df, view._index = self._df[mask].reset_index(drop=True), None
         return view
@@ -286,23 +322,29 @@ class LatencyTable:
         if len(ts) != 1:
             if not ts:
                 raise TableError("latency table is empty; profile the model on the board first")
-            raise TableError(f"latency table holds {len(ts)} targets ({'; '.join(map(str, ts))}); select one with "
-                             "for_target(board, timer, firmware_hash, cflags)")
+            raise TableError(
+                f"latency table holds {len(ts)} targets ({'; '.join(map(str, ts))}); select one with "
+                "for_target(board, timer, firmware_hash, cflags)"
+            )
         return ts[0]
 
     def require_target(self, board: str, timer: str) -> None:
         """Raise TableError unless this table's one target is on ``board`` with ``timer``."""
         t = self.target()
         if (t.board, t.timer) != (str(board), str(timer)):
-            raise TableError(f"latency table was measured on board {t.board!r} with timer {t.timer!r}, but it is "
-                             f"being used for board {board!r} with timer {timer!r}; profile that target first")
+            raise TableError(
+                f"latency table was measured on board {t.board!r} with timer {t.timer!r}, but it is "
+                f"being used for board {board!r} with timer {timer!r}; profile that target first"
+            )
 
     def _entries(self) -> dict[Entry, float]:
         if self._index is None:
             self.target()  # refuse mixed targets
             d = self._df
-            self._index = {(k, int(a), int(w), int(o)): float(c) for k, a, w, o, c in
-                           zip(d["layer_key"], d["a_bits"], d["w_bits"], d["o_bits"], d["count"])}
+            self._index = {
+                (k, int(a), int(w), int(o)): float(c)
+                for k, a, w, o, c in zip(d["layer_key"], d["a_bits"], d["w_bits"], d["o_bits"], d["count"], strict=False)
+            }
         return self._index
 
     def pairs(self, layer_key: str) -> list[tuple[int, int]]:
@@ -312,7 +354,7 @@ class LatencyTable:
     def has(self, layer_key: str, a: int, w: int, o: int = 8) -> bool:
         return (layer_key, int(a), int(w), int(o)) in self._entries()
 
-    # queries -------------------------------------------------------------------------------------------------
+    # queries ------------------------------------------------------------------------------------------------
 
     def lookup(self, layer_key: str, a: int, w: int, o: int = 8) -> float:
         """The measured count; TableError saying what is missing and how to get it."""
@@ -322,21 +364,26 @@ class LatencyTable:
             pass
         have = sorted((aa, ww, oo) for (k, aa, ww, oo) in self._entries() if k == layer_key)
         t = self.target()
-        got = (f"it has this shape at {', '.join(_fmt(*x) for x in have)}" if have
-               else "it has no row at all for this layer shape")
-        raise TableError(f"latency table ({t}) has no entry for layer {layer_key!r} at {_fmt(a, w, o)} "
-                         f"(a_bits={a}, w_bits={w}, o_bits={o}); {got}. Profile it: measure that layer at these "
-                         "bits on the board (LatencyTable.missing() lists every entry a profiling run still needs)")
+        got = (
+            f"it has this shape at {', '.join(_fmt(*x) for x in have)}"
+            if have
+            else "it has no row at all for this layer shape"
+        )
+        raise TableError(
+            f"latency table ({t}) has no entry for layer {layer_key!r} at {_fmt(a, w, o)} "
+            f"(a_bits={a}, w_bits={w}, o_bits={o}); {got}. Profile it: measure that layer at these "
+            "bits on the board (LatencyTable.missing() lists every entry a profiling run still needs)"
+        )
 
     def estimate(self, layer_key: str, a: int, w: int, o: int = 8) -> tuple[float, str]:
         """A count and where it comes from: the measured row, else a model of the o_bits dependence.
 
         When ``(layer_key, a, w)`` was measured at another output precision ``o_ref`` (8 preferred, else the
         nearest, ties to the higher) the count is ``count(o_ref) + out_numel * d``, where ``d`` is the median
-        per-output-element change from ``o_ref`` to ``o`` over every ``(key, a, w)`` measured at both, first among
-        layers of the same op (:data:`O_DELTA_OP`), else over all ops (:data:`O_DELTA_ALL`). With no such evidence
-        the count is taken as independent of o_bits (:data:`O_INVARIANT`, the Free Bits paper's assumption). A
-        shape never measured at ``(a, w)`` raises TableError as :meth:`lookup` does.
+        per-output-element change from ``o_ref`` to ``o`` over every ``(key, a, w)`` measured at both, first
+        among layers of the same op (:data:`O_DELTA_OP`), else over all ops (:data:`O_DELTA_ALL`). With no
+        such evidence the count is taken as independent of o_bits (:data:`O_INVARIANT`, the Free Bits paper's
+        assumption). A shape never measured at ``(a, w)`` raises TableError as :meth:`lookup` does.
         """
         a, w, o = int(a), int(w), int(o)
         e = self._entries()
@@ -371,36 +418,62 @@ class LatencyTable:
         per_elem = (new.loc[both, "count"] - ref.loc[both, "count"]) / ref.loc[both, "out_numel"]
         return float(np.median(per_elem.to_numpy()))
 
-    def missing(self, entries: Iterable[Sequence], *, board: str | None = None, timer: str | None = None,
-                firmware_hash: str | None = None, cflags: str | None = None) -> list[Entry]:
-        """The entries (``(layer_key, a, w)`` or ``(layer_key, a, w, o)``, o defaulting to 8) not yet measured.
+    def missing(
+        self,
+        entries: Iterable[Sequence],
+        *,
+        board: str | None = None,
+        timer: str | None = None,
+        firmware_hash: str | None = None,
+        cflags: str | None = None,
+    ) -> list[Entry]:
+        """The entries (``(layer_key, a, w)`` or ``(layer_key, a, w, o)``, o defaulting to 8) not yet
+        measured.
 
-        For a resumable profiling run: pass the target fields to look only at that target's rows (a target with no
-        rows yet has everything missing). Order is kept, repeats dropped.
+        For a resumable profiling run: pass the target fields to look only at that target's rows (a target
+        with no rows yet has everything missing). Order is kept, repeats dropped.
         """
         d = self._df
-        for c, v in (("board", board), ("timer", timer), ("firmware_hash", firmware_hash), ("cflags", cflags)):
+        for c, v in (
+            ("board", board),
+            ("timer", timer),
+            ("firmware_hash", firmware_hash),
+            ("cflags", cflags),
+        ):
             if v is not None:
                 d = d[d[c] == str(v)]
         if len(d[list(TARGET_COLUMNS)].drop_duplicates()) > 1:
-            raise TableError("latency table holds several targets; pass board, timer, firmware_hash and cflags "
-                             "to missing() to say which one is being profiled")
-        present = set(zip(d["layer_key"], d["a_bits"].astype(int), d["w_bits"].astype(int), d["o_bits"].astype(int)))
+            raise TableError(
+                "latency table holds several targets; pass board, timer, firmware_hash and cflags "
+                "to missing() to say which one is being profiled"
+            )
+        present = set(
+            zip(d["layer_key"], d["a_bits"].astype(int), d["w_bits"].astype(int), d["o_bits"].astype(int), strict=False)
+        )
         out: list[Entry] = []
         seen: set[Entry] = set()
         for item in entries:
             if len(item) not in (3, 4):
-                raise TableError(f"missing() takes (layer_key, a, w) or (layer_key, a, w, o) items, got {item!r}")
+                raise TableError(
+                    f"missing() takes (layer_key, a, w) or (layer_key, a, w, o) items, got {item!r}"
+                )
             ent: Entry = (str(item[0]), int(item[1]), int(item[2]), int(item[3]) if len(item) == 4 else 8)
             if ent not in present and ent not in seen:
                 out.append(ent)
             seen.add(ent)
         return out
 
-    # end-to-end prediction -----------------------------------------------------------------------------------
+    # end-to-end prediction ----------------------------------------------------------------------------------
 
-    def explain(self, layers: Sequence, config, out_bits_rule: str | int = "consumer", *,
-                estimate: bool = False, output_bits: int = 8) -> pd.DataFrame:
+    def explain(
+        self,
+        layers: Sequence,
+        config,
+        out_bits_rule: str | int = "consumer",
+        *,
+        estimate: bool = False,
+        output_bits: int = 8,
+    ) -> pd.DataFrame:
         """Per-layer prediction: layer, op, layer_key, a_bits, w_bits, o_bits, count, source."""
         from harness.search.activations import activation_groups, layer_bits
 
@@ -411,26 +484,48 @@ class LatencyTable:
             a, w, o = bits[s.name]
             key = s.key()
             c, src = self.estimate(key, a, w, o) if estimate else (self.lookup(key, a, w, o), MEASURED)
-            recs.append({"layer": s.name, "op": s.op, "layer_key": key, "a_bits": a, "w_bits": w, "o_bits": o,
-                         "count": c, "source": src})
-        return pd.DataFrame(recs, columns=["layer", "op", "layer_key", "a_bits", "w_bits", "o_bits", "count",
-                                           "source"])
+            recs.append(
+                {
+                    "layer": s.name,
+                    "op": s.op,
+                    "layer_key": key,
+                    "a_bits": a,
+                    "w_bits": w,
+                    "o_bits": o,
+                    "count": c,
+                    "source": src,
+                }
+            )
+        return pd.DataFrame(
+            recs, columns=["layer", "op", "layer_key", "a_bits", "w_bits", "o_bits", "count", "source"]
+        )
 
-    def predict(self, layers: Sequence, config, out_bits_rule: str | int = "consumer", *,
-                estimate: bool = False, output_bits: int = 8) -> tuple[float, dict[str, float]]:
+    def predict(
+        self,
+        layers: Sequence,
+        config,
+        out_bits_rule: str | int = "consumer",
+        *,
+        estimate: bool = False,
+        output_bits: int = 8,
+    ) -> tuple[float, dict[str, float]]:
         """End-to-end count as the sum of per-layer counts: ``(total, {layer name: count})``.
 
-        Every layer (weightless ones included) is keyed as :mod:`harness.search.activations` describes: o_bits is
-        the precision its consumers read (``out_bits_rule="consumer"``) or a fixed value. Missing entries raise
-        TableError unless ``estimate`` allows the o_bits fallback of :meth:`estimate`.
+        Every layer (weightless ones included) is keyed as :mod:`harness.search.activations` describes: o_bits
+        is the precision its consumers read (``out_bits_rule="consumer"``) or a fixed value. Missing entries
+        raise TableError unless ``estimate`` allows the o_bits fallback of :meth:`estimate`.
         """
         ex = self.explain(layers, config, out_bits_rule, estimate=estimate, output_bits=output_bits)
-        per = dict(zip(ex["layer"], map(float, ex["count"])))
+        per = dict(zip(ex["layer"], map(float, ex["count"]), strict=False))
         return float(sum(per.values())), per
 
 
-def profile_entries(layers: Sequence, a_bits: Iterable[int] = A_BITS, w_bits: Iterable[int] = (2, 4, 8),
-                    o_bits: Iterable[int] = A_BITS) -> list[tuple[Entry, Any]]:
+def profile_entries(
+    layers: Sequence,
+    a_bits: Iterable[int] = A_BITS,
+    w_bits: Iterable[int] = (2, 4, 8),
+    o_bits: Iterable[int] = A_BITS,
+) -> list[tuple[Entry, Any]]:
     """Every ``(entry, layer)`` a full profile of these layers needs, one per unique entry, in layer order.
 
     Weighted layers get every (a, w, o) combination; weightless ones every ``(g, 0, g)``. Feed the entries to

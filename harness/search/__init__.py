@@ -1,14 +1,16 @@
 """Choosing bit-widths: starting points (hardware-agnostic or budgeted) and the Free Bits refiner.
 
-``make_start(method_cfg, layers, **context)`` builds the starting :class:`~harness.quant.config.PrecisionConfig`
-named by ``method_cfg["name"]`` (the Hydra ``method`` group): ``uniform``, ``bitops``, ``file``, and the methods
-other modules register (``quantune``, ``quantmcu``). A method module registers itself with
-``@register_start("name")`` on a function ``fn(params: dict, layers: list[LayerSpec], context: dict) ->
-PrecisionConfig``, where ``params`` is the method config without ``name`` and ``context`` carries what the caller
-has (``table``, ``model``, ``data``, ...). Unregistered names are looked up as ``harness.search.<name>``.
+``make_start(method_cfg, layers, **context)`` builds the starting
+:class:`~harness.quant.config.PrecisionConfig` named by ``method_cfg["name"]`` (the Hydra ``method`` group):
+``uniform``, ``bitops``, ``file``, and the methods other modules register (``quantune``, ``quantmcu``). A
+method module registers itself with ``@register_start("name")`` on a function ``fn(params: dict, layers:
+list[LayerSpec], context: dict) -> PrecisionConfig``, where ``params`` is the method config without ``name``
+and ``context`` carries what the caller has (``table``, ``model``, ``data``, ...). An unregistered name
+imports the modules of this package whose names start with it (``quantune`` -> ``harness.search.quantune*``)
+and looks again.
 
-Every start is passed through :func:`~harness.search.activations.harmonize`, so a method that chose each layer's
-input bits independently still yields a consistent configuration (raised layers are listed in
+Every start is passed through :func:`~harness.search.activations.harmonize`, so a method that chose each
+layer's input bits independently still yields a consistent configuration (raised layers are listed in
 ``meta["harmonized"]``).
 """
 
@@ -61,6 +63,21 @@ def _take(params: dict, method: str, allowed: dict[str, Any]) -> dict[str, Any]:
     return {**allowed, **params}
 
 
+def _discover(name: str) -> None:
+    """Import the modules of this package named after a method (``quantune`` finds ``quantune.py``,
+    ``quantunev2.py``, ...), so that their ``@register_start`` runs."""
+    import pkgutil
+
+    for mod in pkgutil.iter_modules(__path__):
+        if mod.name.startswith(name):
+            try:
+                importlib.import_module(f"{__name__}.{mod.name}")
+            except ModuleNotFoundError as e:
+                raise ConfigError(
+                    f"search method {name!r}: module {mod.name!r} needs {e.name!r}: {e}"
+                ) from None
+
+
 def make_start(method_cfg: Mapping | Any, layers: Sequence[LayerSpec], **context: Any) -> PrecisionConfig:
     """The starting configuration for ``method_cfg`` (a mapping or DictConfig with ``name``)."""
     from harness.search.activations import activation_groups, harmonize
@@ -70,11 +87,7 @@ def make_start(method_cfg: Mapping | Any, layers: Sequence[LayerSpec], **context
     if not name:
         raise ConfigError("method config needs a 'name' (uniform, bitops, file, quantune, quantmcu)")
     if name not in _REGISTRY and str(name).isidentifier():
-        try:
-            importlib.import_module(f"harness.search.{name}")
-        except ModuleNotFoundError as e:
-            if e.name != f"harness.search.{name}":  # the module exists but lacks a dependency: say so
-                raise
+        _discover(str(name))
     if name not in _REGISTRY:
         raise ConfigError(f"unknown search method {name!r}; available: {available_starts()}")
     layers = list(layers)
@@ -98,10 +111,25 @@ def _start_uniform(params: dict, layers: list[LayerSpec], context: dict) -> Prec
 def _start_bitops(params: dict, layers: list[LayerSpec], context: dict) -> PrecisionConfig:
     from harness.search.bitops_budget import bitops_search
 
-    p = _take(params, "bitops", {"objective": "bits", "bitops_frac": None, "latency_frac": None,
-                                 "min_mean_bits": None, "flash_bytes": None, "sram_bytes": None,
-                                 "out_bits_rule": "consumer", "bits": [2, 4, 8], "input_bits": 8,
-                                 "output_bits": 8, "solver": "ilp", "time_limit": 30.0, "estimate": True})
+    p = _take(
+        params,
+        "bitops",
+        {
+            "objective": "bits",
+            "bitops_frac": None,
+            "latency_frac": None,
+            "min_mean_bits": None,
+            "flash_bytes": None,
+            "sram_bytes": None,
+            "out_bits_rule": "consumer",
+            "bits": [2, 4, 8],
+            "input_bits": 8,
+            "output_bits": 8,
+            "solver": "ilp",
+            "time_limit": 30.0,
+            "estimate": True,
+        },
+    )
     return bitops_search(layers, table=context.get("table"), **p)
 
 

@@ -1,19 +1,21 @@
-"""Which activation tensors share one precision, and the (a, w, o) bits every layer runs at under a configuration.
+"""Which activation tensors share one precision, and the (a, w, o) bits every layer runs at under a
+configuration.
 
 The rules (shared by latency prediction, the Free Bits refiner, the BitOPs search and memory accounting):
 
 * A tensor is named after the layer that writes it (the network input is :data:`~harness.graph.spec.INPUT`).
   Every tensor holds ONE precision: the producer narrows to it in its requantization (``harness.codegen.ir``).
-* Layers without weights (``add``, ``avgpool``) do not change precision: their inputs and their output share one
-  precision. Tensors joined this way form an *activation group* (e.g. the residual stream of a MobileNetV2 stage:
-  block input, projection outputs and add outputs). A group is one decision.
+* Layers without weights (``add``, ``avgpool``) do not change precision: their inputs and their output share
+  one precision. Tensors joined this way form an *activation group* (e.g. the residual stream of a MobileNetV2
+  stage: block input, projection outputs and add outputs). A group is one decision.
 * A group's precision is the ``a_bits`` of the weighted layers that read it (a conv/linear's ``a_bits`` in a
-  :class:`~harness.quant.config.PrecisionConfig` is the precision of its input tensor). All its weighted readers
-  must agree; :func:`harmonize` raises disagreeing readers to their maximum. A group no weighted layer reads (the
-  network output) is written at ``output_bits`` (8: logits are int8).
-* Latency-table keying: a weighted layer is looked up at ``(a_bits, w_bits, o_bits)`` with ``a_bits`` its input
-  group's precision, ``w_bits`` from the config and ``o_bits`` its output group's precision. A weightless layer is
-  looked up at ``(g, NO_WEIGHTS, g)`` with ``g`` its group's precision (``w_bits = 0`` means "no weights").
+  :class:`~harness.quant.config.PrecisionConfig` is the precision of its input tensor). All its weighted
+  readers must agree; :func:`harmonize` raises disagreeing readers to their maximum. A group no weighted layer
+  reads (the network output) is written at ``output_bits`` (8: logits are int8).
+* Latency-table keying: a weighted layer is looked up at ``(a_bits, w_bits, o_bits)`` with ``a_bits`` its
+  input group's precision, ``w_bits`` from the config and ``o_bits`` its output group's precision. A
+  weightless layer is looked up at ``(g, NO_WEIGHTS, g)`` with ``g`` its group's precision (``w_bits = 0``
+  means "no weights").
 """
 
 from __future__ import annotations
@@ -62,7 +64,9 @@ def activation_groups(layers: Sequence[LayerSpec]) -> ActivationGroups:
         if s.op not in KNOWN_OPS:
             raise ConfigError(f"layer {s.name!r}: unknown op {s.op!r} (expected one of {KNOWN_OPS})")
         if s.name in by_name or s.name == INPUT:
-            raise ConfigError(f"layer name {s.name!r} is used twice (or clashes with the input tensor's name)")
+            raise ConfigError(
+                f"layer name {s.name!r} is used twice (or clashes with the input tensor's name)"
+            )
         if not s.inputs:
             raise ConfigError(f"layer {s.name!r} has no inputs")
         for p in s.inputs:
@@ -106,20 +110,28 @@ def activation_groups(layers: Sequence[LayerSpec]) -> ActivationGroups:
             producers[group_of[s.name]].append(s.name)
         else:
             passthrough[group_of[s.name]].append(s.name)
-    return ActivationGroups(tuple(layers), group_of, *(tuple(map(tuple, x)) for x in
-                                                       (tensors, readers, producers, passthrough)), by_name)
+    return ActivationGroups(
+        tuple(layers),
+        group_of,
+        *(tuple(map(tuple, x)) for x in (tensors, readers, producers, passthrough)),
+        by_name,
+    )
 
 
 def _check_covers(groups: ActivationGroups, config: PrecisionConfig) -> None:
     weighted = groups.weighted
     missing = [n for n in weighted if n not in config]
     if missing:
-        raise ConfigError(f"precision configuration has no (a_bits, w_bits) for layer(s) {missing[:5]}"
-                          + (f" and {len(missing) - 5} more" if len(missing) > 5 else ""))
+        raise ConfigError(
+            f"precision configuration has no (a_bits, w_bits) for layer(s) {missing[:5]}"
+            + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        )
     extra = [n for n in config if n not in groups.by_name or not groups.by_name[n].has_weights]
     if extra:
-        raise ConfigError(f"precision configuration names layer(s) {extra[:5]} that are not conv/linear layers "
-                          "of this network")
+        raise ConfigError(
+            f"precision configuration names layer(s) {extra[:5]} that are not conv/linear layers "
+            "of this network"
+        )
 
 
 def group_bits(groups: ActivationGroups, config: PrecisionConfig, *, output_bits: int = 8) -> list[int]:
@@ -133,20 +145,26 @@ def group_bits(groups: ActivationGroups, config: PrecisionConfig, *, output_bits
         asked = {r: config[r][0] for r in rs}
         if len(set(asked.values())) > 1:
             raise ConfigError(
-                f"layers {list(asked)} read one activation tensor (group of {list(groups.tensors[g])}) but ask for "
-                f"different input bits {asked}; one tensor holds one precision: use "
-                "harness.search.activations.harmonize() to raise them to their maximum")
+                f"layers {list(asked)} read one activation tensor (group of {list(groups.tensors[g])}) but "
+                f"ask for different input bits {asked}; one tensor holds one precision: use "
+                "harness.search.activations.harmonize() to raise them to their maximum"
+            )
         out.append(next(iter(asked.values())))
     return out
 
 
-def layer_bits(groups: ActivationGroups, config: PrecisionConfig, out_bits_rule: str | int = "consumer",
-               *, output_bits: int = 8) -> dict[str, Bits]:
+def layer_bits(
+    groups: ActivationGroups,
+    config: PrecisionConfig,
+    out_bits_rule: str | int = "consumer",
+    *,
+    output_bits: int = 8,
+) -> dict[str, Bits]:
     """``(a_bits, w_bits, o_bits)`` each layer is keyed by in the latency table.
 
-    ``out_bits_rule``: ``"consumer"`` (o_bits = precision of the output's group, what the firmware writes) or an
-    int, which keys every conv/linear layer at that o_bits (a table profiled only at o=8, as in the Free Bits
-    paper). Weightless layers are always keyed ``(g, 0, g)``.
+    ``out_bits_rule``: ``"consumer"`` (o_bits = precision of the output's group, what the firmware writes) or
+    an int, which keys every conv/linear layer at that o_bits (a table profiled only at o=8, as in the Free
+    Bits paper). Weightless layers are always keyed ``(g, 0, g)``.
     """
     if out_bits_rule != "consumer" and out_bits_rule not in (2, 4, 8):
         raise ConfigError(f"out_bits_rule must be 'consumer' or one of 2, 4, 8; got {out_bits_rule!r}")
@@ -165,8 +183,8 @@ def layer_bits(groups: ActivationGroups, config: PrecisionConfig, out_bits_rule:
 def harmonize(layers: Sequence[LayerSpec] | ActivationGroups, config: PrecisionConfig) -> PrecisionConfig:
     """Raise the ``a_bits`` of every reader of a shared tensor to the readers' maximum.
 
-    Raising never lowers accuracy (the Free Bits assumption), so this is the safe way to make a configuration from
-    a method that chose each layer's input bits independently consistent. Changed layers are listed in
+    Raising never lowers accuracy (the Free Bits assumption), so this is the safe way to make a configuration
+    from a method that chose each layer's input bits independently consistent. Changed layers are listed in
     ``meta["harmonized"]``.
     """
     groups = layers if isinstance(layers, ActivationGroups) else activation_groups(layers)

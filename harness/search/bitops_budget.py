@@ -1,20 +1,21 @@
 """Budgeted starting points: an integer linear programme over (layer, bit pair), with a greedy fallback.
 
-Decisions follow :mod:`harness.search.activations`: one weight precision per conv/linear layer and one precision per
-activation group (all readers of a tensor agree). The ILP has one binary per (layer, (a, w)) pair and one per
-(group, bits), linked so that every reader of a group takes the group's bits; latency rows that depend on o_bits
-(the consumer's precision) are linearised with one extra variable per (layer, a, w, o).
+Decisions follow :mod:`harness.search.activations`: one weight precision per conv/linear layer and one
+precision per activation group (all readers of a tensor agree). The ILP has one binary per (layer, (a, w))
+pair and one per (group, bits), linked so that every reader of a group takes the group's bits; latency rows
+that depend on o_bits (the consumer's precision) are linearised with one extra variable per (layer, a, w, o).
 
 Objectives (``objective``):
 
 * ``"bits"``: maximise the number of bits, ``sum over layers of (a + w)`` (a hardware-agnostic accuracy proxy:
   every layer counts the same; uniform 8-bit is the maximum), ties to fewer BitOPs;
-* ``"bitops"``: minimise BitOPs, ``sum over conv/linear layers of macs * a * w`` (add/avgpool are not counted),
-  ties to more bits;
+* ``"bitops"``: minimise BitOPs, ``sum over conv/linear layers of macs * a * w`` (add/avgpool are not
+  counted), ties to more bits;
 * ``"latency"``: minimise the count predicted by a :class:`~harness.measure.lut.LatencyTable`.
 
 Constraints, each optional: ``bitops_frac`` / ``latency_frac`` (at most this fraction of the uniform 8-bit
-BitOPs / predicted count), ``min_mean_bits`` (mean of (a + w) / 2 over layers at least this), ``flash_bytes`` and
+BitOPs / predicted count), ``min_mean_bits`` (mean of (a + w) / 2 over layers at least this), ``flash_bytes``
+and
 ``sram_bytes`` (the layer-by-layer accounting of :mod:`harness.search.budget`). The network input stays at
 ``input_bits`` and a tensor no layer reads (the logits) at ``output_bits``.
 """
@@ -62,7 +63,8 @@ class _Problem:
         assert self.table is not None
         try:
             c, _ = (self.table.estimate if self.estimate else _measured(self.table))(
-                self.groups.by_name[name].key(), a, w, o)
+                self.groups.by_name[name].key(), a, w, o
+            )
         except TableError:
             return None
         return c
@@ -75,11 +77,13 @@ class _Problem:
             measured = set(self.table.pairs(self.groups.by_name[name].key()))
             pairs = [p for p in pairs if p in measured]
             if not pairs:
-                raise TableError(f"latency table has no usable (a, w) pair for layer {name!r} "
-                                 f"({self.groups.by_name[name].key()}); profile it first")
+                raise TableError(
+                    f"latency table has no usable (a, w) pair for layer {name!r} "
+                    f"({self.groups.by_name[name].key()}); profile it first"
+                )
         return pairs
 
-    # evaluation of a full assignment (greedy, checks) ----------------------------------------------------------
+    # evaluation of a full assignment (greedy, checks) -------------------------------------------------------
 
     def bits_of(self, gb: list[int], w: dict[str, int], name: str) -> tuple[int, int, int]:
         a = gb[self.groups.input_group(name)]
@@ -98,8 +102,13 @@ class _Problem:
                 m["flash"] += layer_param_bytes(s, w[s.name])
         if "sram" in self.limits:
             shapes = tensor_shapes(self.layers)
-            m["sram"] = max((sum(tensor_bytes(shapes[t], gb[self.groups.group_of[t]]) for t in live)
-                             for live in live_sets(self.layers)), default=0)
+            m["sram"] = max(
+                (
+                    sum(tensor_bytes(shapes[t], gb[self.groups.group_of[t]]) for t in live)
+                    for live in live_sets(self.layers)
+                ),
+                default=0,
+            )
         if self.uses_table:
             tot = 0.0
             for s in self.layers:
@@ -119,17 +128,30 @@ def _measured(table: LatencyTable):
     return lambda k, a, w, o: (table.lookup(k, a, w, o), "measured")
 
 
-def _problem(layers: Sequence[LayerSpec], objective: str, bitops_frac: float | None, latency_frac: float | None,
-             min_mean_bits: float | None, flash_bytes: int | None, sram_bytes: int | None,
-             table: LatencyTable | None, out_bits_rule: str | int, bits: Sequence[int], input_bits: int | None,
-             output_bits: int, estimate: bool) -> _Problem:
+def _problem(
+    layers: Sequence[LayerSpec],
+    objective: str,
+    bitops_frac: float | None,
+    latency_frac: float | None,
+    min_mean_bits: float | None,
+    flash_bytes: int | None,
+    sram_bytes: int | None,
+    table: LatencyTable | None,
+    out_bits_rule: str | int,
+    bits: Sequence[int],
+    input_bits: int | None,
+    output_bits: int,
+    estimate: bool,
+) -> _Problem:
     if objective not in OBJECTIVES:
         raise ConfigError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
-    bits = tuple(sorted(set(int(b) for b in bits)))
+    bits = tuple(sorted({int(b) for b in bits}))
     if not bits or any(b not in ALLOWED_BITS for b in bits):
         raise ConfigError(f"bits must be a non-empty subset of {ALLOWED_BITS}, got {bits}")
     if (objective == "latency" or latency_frac is not None) and table is None:
-        raise ConfigError("the latency objective / latency_frac budget needs a latency table (profile the model)")
+        raise ConfigError(
+            "the latency objective / latency_frac budget needs a latency table (profile the model)"
+        )
     for name, v in (("bitops_frac", bitops_frac), ("latency_frac", latency_frac)):
         if v is not None and not 0 < v:
             raise ConfigError(f"{name} must be a positive fraction of the 8-bit figure, got {v}")
@@ -145,8 +167,19 @@ def _problem(layers: Sequence[LayerSpec], objective: str, bitops_frac: float | N
             opts.append((int(input_bits),))
         else:
             opts.append(bits)
-    p = _Problem(layers, groups, opts, bits, table, out_bits_rule, estimate, objective, {}, None,
-                 objective == "latency" or latency_frac is not None)
+    p = _Problem(
+        layers,
+        groups,
+        opts,
+        bits,
+        table,
+        out_bits_rule,
+        estimate,
+        objective,
+        {},
+        None,
+        objective == "latency" or latency_frac is not None,
+    )
     top = max(bits)
     gb8 = [o[-1] if len(o) > 1 else o[0] for o in opts]
     m8 = p.metrics(gb8, dict.fromkeys(groups.weighted, top))  # the all-top-bits reference
@@ -172,7 +205,7 @@ def _infeasible(p: _Problem, how: str) -> ConfigError:
     return ConfigError(f"no precision configuration meets the budget ({lims}) [{how}]")
 
 
-# ILP -------------------------------------------------------------------------------------------------------------
+# ILP --------------------------------------------------------------------------------------------------------
 
 
 def _solve_ilp(p: _Problem, time_limit: float) -> tuple[list[int], dict[str, int], bool] | None:
@@ -246,7 +279,9 @@ def _solve_ilp(p: _Problem, time_limit: float) -> tuple[list[int], dict[str, int
                 for a, w in p.pairs(s.name):
                     for o in p.o_options(s.name):
                         cnt = p.count(s.name, a, w, o)
-                        gc, k = group_term(g_.output_group(s.name), o) if p.rule == "consumer" else (None, 1.0)
+                        gc, k = (
+                            group_term(g_.output_group(s.name), o) if p.rule == "consumer" else (None, 1.0)
+                        )
                         if gc is None:  # output bits fixed: linear in x
                             if k:
                                 if cnt is None:
@@ -268,8 +303,9 @@ def _solve_ilp(p: _Problem, time_limit: float) -> tuple[list[int], dict[str, int
                     c, k = group_term(g, b)
                     if cnt is None:
                         if c is None:
-                            raise TableError(f"latency table cannot price {s.name!r} ({s.key()}) at "
-                                             f"a{b}w0o{o}; profile it")
+                            raise TableError(
+                                f"latency table cannot price {s.name!r} ({s.key()}) at a{b}w0o{o}; profile it"
+                            )
                         upper[c] = 0.0
                     else:
                         add_to("latency", c, cnt, k * cnt)
@@ -290,9 +326,11 @@ def _solve_ilp(p: _Problem, time_limit: float) -> tuple[list[int], dict[str, int
     max_score = 2.0 * max(p.bits) * len(g_.weighted)
     max_bitops = sum(g_.by_name[n].macs for n in g_.weighted) * max(p.bits) ** 2 or 1.0
     obj: dict[int, float] = {}
-    parts = {"bits": [("score", -1.0), ("bitops", 0.5 / max_bitops)],
-             "bitops": [("bitops", 1.0), ("score", -0.5 / max_score)],
-             "latency": [("latency", 1.0)]}[p.objective]
+    parts = {
+        "bits": [("score", -1.0), ("bitops", 0.5 / max_bitops)],
+        "bitops": [("bitops", 1.0), ("score", -0.5 / max_score)],
+        "latency": [("latency", 1.0)],
+    }[p.objective]
     for name, f in parts:
         for c, v in scaled(name, f).items():
             obj[c] = obj.get(c, 0.0) + v
@@ -310,8 +348,9 @@ def _solve_ilp(p: _Problem, time_limit: float) -> tuple[list[int], dict[str, int
     idx = np.arange(n, dtype=np.int32)
     h.changeColsCost(n, idx, np.array(costs, dtype=float))
     ints = [i for i in range(n) if integral[i]]
-    h.changeColsIntegrality(len(ints), np.array(ints, dtype=np.int32),
-                            np.array([highspy.HighsVarType.kInteger] * len(ints)))
+    h.changeColsIntegrality(
+        len(ints), np.array(ints, dtype=np.int32), np.array([highspy.HighsVarType.kInteger] * len(ints))
+    )
     for lo, hi, terms in rows:
         ks = sorted(terms)
         h.addRow(lo, hi, len(ks), np.array(ks, dtype=np.int32), np.array([terms[k] for k in ks], dtype=float))
@@ -329,10 +368,12 @@ def _solve_ilp(p: _Problem, time_limit: float) -> tuple[list[int], dict[str, int
     return gb, w, status == highspy.HighsModelStatus.kOptimal
 
 
-# greedy ----------------------------------------------------------------------------------------------------------
+# greedy -----------------------------------------------------------------------------------------------------
 
 
-def _steps(p: _Problem, gb: list[int], w: dict[str, int], down: bool) -> list[tuple[list[int], dict[str, int]]]:
+def _steps(
+    p: _Problem, gb: list[int], w: dict[str, int], down: bool
+) -> list[tuple[list[int], dict[str, int]]]:
     """Every one-step change (a group's bits or a layer's weight bits to the next lower/higher option)."""
     out = []
     for g, o in enumerate(p.opts):
@@ -350,8 +391,9 @@ def _steps(p: _Problem, gb: list[int], w: dict[str, int], down: bool) -> list[tu
 
 def _solve_greedy(p: _Problem) -> tuple[list[int], dict[str, int]]:
     """Descend from the all-top-bits configuration: first the cheapest steps (budget violation removed per bit
-    lost) until every budget holds, then (BitOPs / latency objectives) the steps that save the most cost per bit
-    lost while the budgets and ``min_mean_bits`` hold; for the bits objective, raise back what still fits."""
+    lost) until every budget holds, then (BitOPs / latency objectives) the steps that save the most cost per
+    bit lost while the budgets and ``min_mean_bits`` hold; for the bits objective, raise back what still
+    fits."""
     gb = [o[-1] for o in p.opts]
     w = dict.fromkeys(p.groups.weighted, max(p.bits))
     m = p.metrics(gb, w)
@@ -394,25 +436,50 @@ def _solve_greedy(p: _Problem) -> tuple[list[int], dict[str, int]]:
     return gb, w
 
 
-# entry point -----------------------------------------------------------------------------------------------------
+# entry point ------------------------------------------------------------------------------------------------
 
 
-def bitops_search(layers: Sequence[LayerSpec], *, objective: str = "bits", bitops_frac: float | None = None,
-                  latency_frac: float | None = None, min_mean_bits: float | None = None,
-                  flash_bytes: int | None = None, sram_bytes: int | None = None,
-                  table: LatencyTable | None = None, out_bits_rule: str | int = "consumer",
-                  bits: Sequence[int] = ALLOWED_BITS, input_bits: int | None = 8, output_bits: int = 8,
-                  solver: str = "ilp", time_limit: float = 30.0, estimate: bool = True) -> PrecisionConfig:
+def bitops_search(
+    layers: Sequence[LayerSpec],
+    *,
+    objective: str = "bits",
+    bitops_frac: float | None = None,
+    latency_frac: float | None = None,
+    min_mean_bits: float | None = None,
+    flash_bytes: int | None = None,
+    sram_bytes: int | None = None,
+    table: LatencyTable | None = None,
+    out_bits_rule: str | int = "consumer",
+    bits: Sequence[int] = ALLOWED_BITS,
+    input_bits: int | None = 8,
+    output_bits: int = 8,
+    solver: str = "ilp",
+    time_limit: float = 30.0,
+    estimate: bool = True,
+) -> PrecisionConfig:
     """A consistent :class:`PrecisionConfig` optimising ``objective`` under the budgets (module docstring).
 
     ``solver="ilp"`` uses HiGHS and falls back to the greedy descent when no solution was found in
-    ``time_limit`` seconds (said in ``meta["solver"]``); ``"greedy"`` uses the descent only. An infeasible budget
-    raises ConfigError.
+    ``time_limit`` seconds (said in ``meta["solver"]``); ``"greedy"`` uses the descent only. An infeasible
+    budget raises ConfigError.
     """
     if solver not in ("ilp", "greedy"):
         raise ConfigError(f"solver must be 'ilp' or 'greedy', got {solver!r}")
-    p = _problem(layers, objective, bitops_frac, latency_frac, min_mean_bits, flash_bytes, sram_bytes, table,
-                 out_bits_rule, bits, input_bits, output_bits, estimate)
+    p = _problem(
+        layers,
+        objective,
+        bitops_frac,
+        latency_frac,
+        min_mean_bits,
+        flash_bytes,
+        sram_bytes,
+        table,
+        out_bits_rule,
+        bits,
+        input_bits,
+        output_bits,
+        estimate,
+    )
     used, optimal = "greedy", False
     res = None
     if solver == "ilp":
@@ -426,8 +493,16 @@ def bitops_search(layers: Sequence[LayerSpec], *, objective: str = "bits", bitop
             used = "greedy (ILP found no solution in time)"
     m = p.metrics(gb, w)
     cfg = {n: (gb[p.groups.input_group(n)], w[n]) for n in p.groups.weighted}
-    meta = {"method": f"bitops-{objective}", "solver": used, "optimal": optimal, "objective": objective,
-            "budgets": dict(p.limits), "min_mean_bits": min_mean_bits, "bitops": m["bitops"], "mean_bits": m["score"] / 2 / len(cfg)}
+    meta = {
+        "method": f"bitops-{objective}",
+        "solver": used,
+        "optimal": optimal,
+        "objective": objective,
+        "budgets": dict(p.limits),
+        "min_mean_bits": min_mean_bits,
+        "bitops": m["bitops"],
+        "mean_bits": m["score"] / 2 / len(cfg),
+    }
     if "latency" in m:
         meta["predicted"] = m["latency"]
     return PrecisionConfig(cfg, meta=meta)

@@ -1,9 +1,9 @@
 """Memory accounting for the searches: parameter bytes (flash) and peak activation SRAM, pure functions.
 
-These are the searches' default, layer-by-layer approximations (packed weights as in ``harness.codegen.ir`` plus a
-fixed per-output-channel overhead for bias, multiplier and shift; tensors live from their producer to their last
-reader). A caller with a finer accounting (patch-based inference, the code generator's exact layout) passes its own
-functions to :func:`make_fits`; the searches only ever see ``fits(config) -> bool``.
+These are the searches' default, layer-by-layer approximations (packed weights as in ``harness.codegen.ir``
+plus a fixed per-output-channel overhead for bias, multiplier and shift; tensors live from their producer to
+their last reader). A caller with a finer accounting (patch-based inference, the code generator's exact
+layout) passes its own functions to :func:`make_fits`; the searches only ever see ``fits(config) -> bool``.
 """
 
 from __future__ import annotations
@@ -40,8 +40,9 @@ def layer_param_bytes(spec: LayerSpec, w_bits: int, per_channel_bytes: int = PER
     return rows * ((n * w_bits + 7) // 8) + spec.out_shape[2] * per_channel_bytes
 
 
-def param_bytes(layers: Sequence[LayerSpec], config: PrecisionConfig,
-                per_channel_bytes: int = PER_CHANNEL_BYTES) -> int:
+def param_bytes(
+    layers: Sequence[LayerSpec], config: PrecisionConfig, per_channel_bytes: int = PER_CHANNEL_BYTES
+) -> int:
     """Flash bytes of all weights under ``config``."""
     return sum(layer_param_bytes(s, config[s.name][1], per_channel_bytes) for s in layers if s.has_weights)
 
@@ -64,27 +65,42 @@ def tensor_shapes(layers: Sequence[LayerSpec]) -> dict[str, tuple[int, int, int]
 
 def live_sets(layers: Sequence[LayerSpec]) -> list[list[str]]:
     """Tensors held in SRAM while each layer runs (layer by layer): its inputs, its output and every tensor
-    produced earlier that a later layer still reads. Tensors nobody reads (network outputs) stay to the end."""
+    produced earlier that a later layer still reads. Tensors nobody reads (network outputs) stay to the
+    end."""
     n = len(layers)
     born = {INPUT: -1, **{s.name: i for i, s in enumerate(layers)}}
     read_last = {p: i for i, s in enumerate(layers) for p in s.inputs}
-    last = {t: read_last.get(t, n) for t in born}  # a tensor nobody reads is a network output: kept to the end
+    last = {
+        t: read_last.get(t, n) for t in born
+    }  # a tensor nobody reads is a network output: kept to the end
     return [[t for t in born if born[t] <= i <= last[t]] for i in range(n)]
 
 
-def peak_sram_bytes(layers: Sequence[LayerSpec], config: PrecisionConfig, *, output_bits: int = 8,
-                    groups: ActivationGroups | None = None) -> int:
+def peak_sram_bytes(
+    layers: Sequence[LayerSpec],
+    config: PrecisionConfig,
+    *,
+    output_bits: int = 8,
+    groups: ActivationGroups | None = None,
+) -> int:
     """Largest sum of live activation bytes over the layers, each tensor at its group's precision."""
     groups = groups or activation_groups(layers)
     gb = group_bits(groups, config, output_bits=output_bits)
     shapes = tensor_shapes(layers)
-    return max((sum(tensor_bytes(shapes[t], gb[groups.group_of[t]]) for t in live) for live in live_sets(layers)),
-               default=0)
+    return max(
+        (sum(tensor_bytes(shapes[t], gb[groups.group_of[t]]) for t in live) for live in live_sets(layers)),
+        default=0,
+    )
 
 
-def make_fits(layers: Sequence[LayerSpec], *, flash_bytes: int | None = None, sram_bytes: int | None = None,
-              param_bytes_fn: Callable[[Sequence[LayerSpec], PrecisionConfig], int] = param_bytes,
-              peak_sram_fn: Callable[[Sequence[LayerSpec], PrecisionConfig], int] = peak_sram_bytes) -> FitsFn:
+def make_fits(
+    layers: Sequence[LayerSpec],
+    *,
+    flash_bytes: int | None = None,
+    sram_bytes: int | None = None,
+    param_bytes_fn: Callable[[Sequence[LayerSpec], PrecisionConfig], int] = param_bytes,
+    peak_sram_fn: Callable[[Sequence[LayerSpec], PrecisionConfig], int] = peak_sram_bytes,
+) -> FitsFn:
     """``fits(config)``: parameter bytes within ``flash_bytes`` and peak activations within ``sram_bytes``
     (either budget may be None: unbounded). Pass the accounting module's functions for exact figures."""
     layers = list(layers)

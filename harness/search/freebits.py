@@ -2,24 +2,24 @@
 
 The paper's heuristic, per conv/linear layer k at ``(a_k, w_k)``: among the table's pairs ``(a, w)`` with
 ``a >= a_k`` and ``w >= w_k`` that are faster, take the fastest. Raising precision never lowers accuracy (the
-paper's assumption), so each accepted move is free. tinyhil prices a move by everything it changes, not only k's
-own row (``pricing="full"``, the default):
+paper's assumption), so each accepted move is free. tinyhil prices a move by everything it changes, not only
+k's own row (``pricing="full"``, the default):
 
-* raising k's input precision raises the precision of the tensor k reads, so every *producer* of that activation
-  group now narrows to the new precision: its row at ``o_bits = a`` is priced (when the table lacks that o_bits
-  row, :meth:`LatencyTable.estimate` models it and the result's notes say which model was used);
-* that tensor is *one* decision: the other layers that read it (a second conv; the add of a residual branch and
-  everything joined to it, see :mod:`harness.search.activations`) move to the new precision with it, and their
-  change in count is part of the move's price;
-* a move whose configuration fails ``fits(config)`` (flash or SRAM budget) is not free and is skipped; the next
-  best move of that layer is tried.
+* raising k's input precision raises the precision of the tensor k reads, so every *producer* of that
+  activation group now narrows to the new precision: its row at ``o_bits = a`` is priced (when the table lacks
+  that o_bits row, :meth:`LatencyTable.estimate` models it and the result's notes say which model was used);
+* that tensor is *one* decision: the other layers that read it (a second conv; the add of a residual branch
+  and everything joined to it, see :mod:`harness.search.activations`) move to the new precision with it, and
+  their change in count is part of the move's price;
+* a move whose configuration fails ``fits(config)`` (flash or SRAM budget) is not free and is skipped; the
+  next best move of that layer is tried.
 
-``pricing="paper"`` judges a move by layer k's own row alone (at its current o_bits), as the paper does; the moves
-still carry their consequences, and every reported saving is the full, table-predicted change.
+``pricing="paper"`` judges a move by layer k's own row alone (at its current o_bits), as the paper does; the
+moves still carry their consequences, and every reported saving is the full, table-predicted change.
 
-Iteration: the paper makes one pass over the layers. By default the refiner sweeps the layers in execution order
-until a sweep makes no move (``iterate=False``: one pass). It terminates: each accepted move strictly lowers the
-predicted total and only ever raises bits.
+Iteration: the paper makes one pass over the layers. By default the refiner sweeps the layers in execution
+order until a sweep makes no move (``iterate=False``: one pass). It terminates: each accepted move strictly
+lowers the predicted total and only ever raises bits.
 
 Ties (two moves of one layer with the same saving, to within 1e-9 counts): ``tie_break="more_bits"`` (default)
 takes the one with the most bits (a + w, then a), since at equal latency more bits is the better model;
@@ -53,6 +53,10 @@ class Move:
     saving: float
     also: tuple[tuple[str, AW, AW], ...] = ()
 
+    def __iter__(self):
+        """Unpacks as ``layer, from_bits, to_bits, saving``."""
+        return iter((self.layer, self.from_bits, self.to_bits, self.saving))
+
 
 @dataclass
 class RefineResult:
@@ -71,8 +75,15 @@ class RefineResult:
 class _State:
     """The mutable search state: per-layer w bits and per-group activation bits, priced through the table."""
 
-    def __init__(self, layers: Sequence[LayerSpec], config: PrecisionConfig, table: LatencyTable,
-                 out_bits_rule: str | int, output_bits: int, estimate: bool) -> None:
+    def __init__(
+        self,
+        layers: Sequence[LayerSpec],
+        config: PrecisionConfig,
+        table: LatencyTable,
+        out_bits_rule: str | int,
+        output_bits: int,
+        estimate: bool,
+    ) -> None:
         self.groups = activation_groups(layers)
         self.gb = group_bits(self.groups, config, output_bits=output_bits)
         self.w = {n: config[n][1] for n in self.groups.weighted}
@@ -80,7 +91,9 @@ class _State:
         self.keys = {s.name: s.key() for s in layers}
         self._cache: dict[tuple[str, int, int, int], tuple[float, str]] = {}
 
-    def bits(self, name: str, gb: list[int] | None = None, w: dict[str, int] | None = None) -> tuple[int, int, int]:
+    def bits(
+        self, name: str, gb: list[int] | None = None, w: dict[str, int] | None = None
+    ) -> tuple[int, int, int]:
         gb, w = gb or self.gb, w or self.w
         a = gb[self.groups.input_group(name)]
         if name not in w:  # add/avgpool: keyed (g, 0, g) whatever the rule
@@ -91,8 +104,7 @@ class _State:
     def price(self, name: str, bits: tuple[int, int, int]) -> tuple[float, str]:
         k = (self.keys[name], *bits)
         if k not in self._cache:
-            self._cache[k] = (self.table.estimate(*k) if self.estimate
-                              else (self.table.lookup(*k), MEASURED))
+            self._cache[k] = self.table.estimate(*k) if self.estimate else (self.table.lookup(*k), MEASURED)
         return self._cache[k]
 
     def total(self) -> tuple[float, list[str]]:
@@ -106,8 +118,9 @@ class _State:
         return tot, est
 
     def config(self, meta: dict) -> PrecisionConfig:
-        return PrecisionConfig({n: (self.gb[self.groups.input_group(n)], self.w[n]) for n in self.groups.weighted},
-                               meta=meta)
+        return PrecisionConfig(
+            {n: (self.gb[self.groups.input_group(n)], self.w[n]) for n in self.groups.weighted}, meta=meta
+        )
 
 
 def _est_note(name: str, key: str, b: tuple[int, int, int], src: str) -> str:
@@ -159,17 +172,28 @@ def _tie_key(c: _Candidate, tie_break: str) -> tuple:
     return (round(c.decision_delta / EPS), sign * (a + w), sign * a, c.to)
 
 
-def refine(layers: Sequence[LayerSpec], config: PrecisionConfig, table: LatencyTable, *,
-           out_bits_rule: str | int = "consumer", pricing: str = "full",
-           fits: Callable[[PrecisionConfig], bool] | None = None, iterate: bool = True, max_sweeps: int = 100,
-           tie_break: str = "more_bits", estimate: bool = True, output_bits: int = 8,
-           board: str | None = None, timer: str | None = None) -> RefineResult:
+def refine(
+    layers: Sequence[LayerSpec],
+    config: PrecisionConfig,
+    table: LatencyTable,
+    *,
+    out_bits_rule: str | int = "consumer",
+    pricing: str = "full",
+    fits: Callable[[PrecisionConfig], bool] | None = None,
+    iterate: bool = True,
+    max_sweeps: int = 100,
+    tie_break: str = "more_bits",
+    estimate: bool = True,
+    output_bits: int = 8,
+    board: str | None = None,
+    timer: str | None = None,
+) -> RefineResult:
     """Raise bits wherever the table says it is faster (see the module docstring).
 
     ``config`` must be consistent (readers of one tensor agree on a_bits; see
     :func:`harness.search.activations.harmonize`). ``board``/``timer``, when given, select those rows of the
-    table and refuse a table measured elsewhere. ``estimate=False`` prices only measured rows (a move needing an
-    unmeasured row is skipped and noted). Returns the refined configuration and the predicted counts.
+    table and refuse a table measured elsewhere. ``estimate=False`` prices only measured rows (a move needing
+    an unmeasured row is skipped and noted). Returns the refined configuration and the predicted counts.
     """
     if pricing not in ("full", "paper"):
         raise ConfigError(f"pricing must be 'full' or 'paper', got {pricing!r}")
@@ -209,12 +233,17 @@ def refine(layers: Sequence[LayerSpec], config: PrecisionConfig, table: LatencyT
             for c in cands:
                 new_cfg = _config_from(st, c, config.meta)
                 if fits is not None and not fits(new_cfg):
-                    notes.append(f"{k}: a{a0}w{w0} -> a{c.to[0]}w{c.to[1]} would save {-c.full_delta:g} but "
-                                 "exceeds the memory budget")
+                    notes.append(
+                        f"{k}: a{a0}w{w0} -> a{c.to[0]}w{c.to[1]} would save {-c.full_delta:g} but "
+                        "exceeds the memory budget"
+                    )
                     continue
                 g = st.groups.input_group(k)
-                also = tuple((n, (a0, st.w[n]), (c.to[0], st.w[n])) for n in st.groups.readers[g]
-                             if n != k and c.to[0] != a0)
+                also = tuple(
+                    (n, (a0, st.w[n]), (c.to[0], st.w[n]))
+                    for n in st.groups.readers[g]
+                    if n != k and c.to[0] != a0
+                )
                 moves.append(Move(k, (a0, w0), c.to, -c.full_delta, also))
                 used_estimates.update(dict.fromkeys(c.estimates))
                 st.gb, st.w = c.gb, c.w
@@ -227,10 +256,16 @@ def refine(layers: Sequence[LayerSpec], config: PrecisionConfig, table: LatencyT
     notes = list(dict.fromkeys(notes)) + list(used_estimates) + list(skipped)
     if moved and iterate and sweeps >= max_sweeps:
         notes.append(f"stopped after max_sweeps={max_sweeps} sweeps with moves still being found")
-    meta = {**config.meta, "refined": f"freebits-{pricing}", "predicted_before": before, "predicted_after": after}
+    meta = {
+        **config.meta,
+        "refined": f"freebits-{pricing}",
+        "predicted_before": before,
+        "predicted_after": after,
+    }
     return RefineResult(st.config(meta), before, after, moves, notes, sweeps)
 
 
 def _config_from(st: _State, c: _Candidate, meta: dict) -> PrecisionConfig:
-    return PrecisionConfig({n: (c.gb[st.groups.input_group(n)], c.w[n]) for n in st.groups.weighted},
-                           meta=dict(meta))
+    return PrecisionConfig(
+        {n: (c.gb[st.groups.input_group(n)], c.w[n]) for n in st.groups.weighted}, meta=dict(meta)
+    )
