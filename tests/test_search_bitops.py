@@ -171,3 +171,22 @@ def test_latency_needs_a_table_and_bad_options_are_refused():
         bitops_search(net(), objective="speed")
     with pytest.raises(ConfigError, match="bits"):
         bitops_search(net(), bits=(3, 8))
+
+
+@pytest.mark.parametrize("seed", [5, 6, 7])
+def test_with_a_floor_the_ilp_is_the_exact_free_bits_optimum_the_refiner_approaches(seed):
+    from harness.search.freebits import refine
+
+    layers = net()
+    t = random_table(layers, seed)
+    start = PrecisionConfig({"c0": (8, 2), "c1": (2, 4), "c2": (2, 2), "fc": (4, 2)})
+
+    def raises_only(x):
+        return all(x[n][i] >= start[n][i] for n in start for i in (0, 1))
+
+    exact = bitops_search(layers, objective="latency", table=t, floor=start)
+    assert raises_only(exact)
+    assert latency(layers, t, exact) == pytest.approx(brute(layers, lambda x: latency(layers, t, x), raises_only))
+    assert refine(layers, start, t).predicted_after >= latency(layers, t, exact) - 1e-6
+    greedy = bitops_search(layers, objective="latency", table=t, floor=start, solver="greedy")
+    assert raises_only(greedy)

@@ -275,7 +275,7 @@ class LatencyTable:
         if len(new):
             self._df = _normalize(pd.concat([self._df, new], ignore_index=True)) if len(self._df) else new
             self._index = None
-        return [k for k, n in zip(keys, is_new, strict=False) if n]
+        return [k for k, n in zip(keys, is_new, strict=True) if n]
 
     # views --------------------------------------------------------------------------------------------------
 
@@ -343,7 +343,9 @@ class LatencyTable:
             d = self._df
             self._index = {
                 (k, int(a), int(w), int(o)): float(c)
-                for k, a, w, o, c in zip(d["layer_key"], d["a_bits"], d["w_bits"], d["o_bits"], d["count"], strict=False)
+                for k, a, w, o, c in zip(
+                    d["layer_key"], d["a_bits"], d["w_bits"], d["o_bits"], d["count"], strict=True
+                )
             }
         return self._index
 
@@ -448,7 +450,13 @@ class LatencyTable:
                 "to missing() to say which one is being profiled"
             )
         present = set(
-            zip(d["layer_key"], d["a_bits"].astype(int), d["w_bits"].astype(int), d["o_bits"].astype(int), strict=False)
+            zip(
+                d["layer_key"],
+                d["a_bits"].astype(int),
+                d["w_bits"].astype(int),
+                d["o_bits"].astype(int),
+                strict=True,
+            )
         )
         out: list[Entry] = []
         seen: set[Entry] = set()
@@ -516,7 +524,7 @@ class LatencyTable:
         raise TableError unless ``estimate`` allows the o_bits fallback of :meth:`estimate`.
         """
         ex = self.explain(layers, config, out_bits_rule, estimate=estimate, output_bits=output_bits)
-        per = dict(zip(ex["layer"], map(float, ex["count"]), strict=False))
+        per = dict(zip(ex["layer"], map(float, ex["count"]), strict=True))
         return float(sum(per.values())), per
 
 

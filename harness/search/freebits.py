@@ -199,6 +199,8 @@ def refine(
         raise ConfigError(f"pricing must be 'full' or 'paper', got {pricing!r}")
     if tie_break not in ("more_bits", "fewer_bits"):
         raise ConfigError(f"tie_break must be 'more_bits' or 'fewer_bits', got {tie_break!r}")
+    if max_sweeps < 1:
+        raise ConfigError(f"max_sweeps must be at least 1, got {max_sweeps}")
     if board is not None or timer is not None:
         if board is None or timer is None:
             raise ConfigError("pass both board and timer (or neither) to refine()")
@@ -210,8 +212,10 @@ def refine(
         notes.append("the starting configuration already exceeds the memory budget; no raise can fit")
     used_estimates: dict[str, None] = dict.fromkeys(est_before)
     skipped: dict[str, None] = {}
+    if config.patches:
+        notes.append("per-patch activation overrides are kept as given and not priced by the table")
     moves: list[Move] = []
-    sweeps = 0
+    sweeps, moved = 0, False
     while sweeps < max_sweeps:
         sweeps += 1
         moved = False
@@ -231,8 +235,7 @@ def refine(
                     cands.append(c)
             cands.sort(key=lambda c: _tie_key(c, tie_break))
             for c in cands:
-                new_cfg = _config_from(st, c, config.meta)
-                if fits is not None and not fits(new_cfg):
+                if fits is not None and not fits(_config_from(st, c, config)):
                     notes.append(
                         f"{k}: a{a0}w{w0} -> a{c.to[0]}w{c.to[1]} would save {-c.full_delta:g} but "
                         "exceeds the memory budget"
@@ -262,10 +265,12 @@ def refine(
         "predicted_before": before,
         "predicted_after": after,
     }
-    return RefineResult(st.config(meta), before, after, moves, notes, sweeps)
+    refined = st.config(meta)
+    refined.patches = {p: dict(v) for p, v in config.patches.items()}
+    return RefineResult(refined, before, after, moves, notes, sweeps)
 
 
-def _config_from(st: _State, c: _Candidate, meta: dict) -> PrecisionConfig:
-    return PrecisionConfig(
-        {n: (c.gb[st.groups.input_group(n)], c.w[n]) for n in st.groups.weighted}, meta=dict(meta)
-    )
+def _config_from(st: _State, c: _Candidate, start: PrecisionConfig) -> PrecisionConfig:
+    """The configuration a candidate move leads to (what ``fits`` judges)."""
+    layers = {n: (c.gb[st.groups.input_group(n)], c.w[n]) for n in st.groups.weighted}
+    return PrecisionConfig(layers, {p: dict(v) for p, v in start.patches.items()}, dict(start.meta))
