@@ -228,7 +228,7 @@ def test_on_random_tables_the_result_is_consistent_and_a_local_optimum():
     bits = (2, 4, 8)
     keys = {s.name: s.key() for s in layers}
     n_moves = 0
-    for _ in range(15):
+    for _ in range(10):
         vals = {e: float(rng.integers(50, 150)) for e, _ in profile_entries(layers)}
         t = table(layers, lambda n, a, w, o, _v=vals: _v[(keys[n], a, w, o)])
         g = int(rng.choice(bits))
@@ -247,7 +247,7 @@ def test_on_random_tables_the_result_is_consistent_and_a_local_optimum():
                     if a >= r.config[n][0] and w >= r.config[n][1]:
                         other = harmonize(layers, r.config.with_layer(n, a, w))
                         assert t.predict(layers, other)[0] >= r.predicted_after - 1e-9
-    assert n_moves > 15  # the cases exercise the refiner, not only its fixed points
+    assert n_moves > 10  # the cases exercise the refiner, not only its fixed points
 
 
 def test_a_move_unpacks_as_layer_from_to_saving():

@@ -473,6 +473,19 @@ class LatencyTable:
 
     # end-to-end prediction ----------------------------------------------------------------------------------
 
+    def _per_layer(
+        self, layers: Sequence, config, out_bits_rule: str | int, estimate: bool, output_bits: int
+    ) -> list[tuple[Any, tuple[int, int, int], float, str]]:
+        from harness.search.activations import activation_groups, layer_bits
+
+        bits = layer_bits(activation_groups(layers), config, out_bits_rule, output_bits=output_bits)
+        out = []
+        for s in layers:
+            b = bits[s.name]
+            c, src = self.estimate(s.key(), *b) if estimate else (self.lookup(s.key(), *b), MEASURED)
+            out.append((s, b, c, src))
+        return out
+
     def explain(
         self,
         layers: Sequence,
@@ -483,30 +496,12 @@ class LatencyTable:
         output_bits: int = 8,
     ) -> pd.DataFrame:
         """Per-layer prediction: layer, op, layer_key, a_bits, w_bits, o_bits, count, source."""
-        from harness.search.activations import activation_groups, layer_bits
-
-        groups = activation_groups(layers)
-        bits = layer_bits(groups, config, out_bits_rule, output_bits=output_bits)
-        recs = []
-        for s in layers:
-            a, w, o = bits[s.name]
-            key = s.key()
-            c, src = self.estimate(key, a, w, o) if estimate else (self.lookup(key, a, w, o), MEASURED)
-            recs.append(
-                {
-                    "layer": s.name,
-                    "op": s.op,
-                    "layer_key": key,
-                    "a_bits": a,
-                    "w_bits": w,
-                    "o_bits": o,
-                    "count": c,
-                    "source": src,
-                }
-            )
-        return pd.DataFrame(
-            recs, columns=["layer", "op", "layer_key", "a_bits", "w_bits", "o_bits", "count", "source"]
-        )
+        recs = [
+            (s.name, s.op, s.key(), *b, c, src)
+            for s, b, c, src in self._per_layer(layers, config, out_bits_rule, estimate, output_bits)
+        ]
+        cols = ["layer", "op", "layer_key", "a_bits", "w_bits", "o_bits", "count", "source"]
+        return pd.DataFrame(recs, columns=cols)
 
     def predict(
         self,
@@ -523,8 +518,9 @@ class LatencyTable:
         is the precision its consumers read (``out_bits_rule="consumer"``) or a fixed value. Missing entries
         raise TableError unless ``estimate`` allows the o_bits fallback of :meth:`estimate`.
         """
-        ex = self.explain(layers, config, out_bits_rule, estimate=estimate, output_bits=output_bits)
-        per = dict(zip(ex["layer"], map(float, ex["count"]), strict=True))
+        per = {
+            s.name: c for s, _, c, _ in self._per_layer(layers, config, out_bits_rule, estimate, output_bits)
+        }
         return float(sum(per.values())), per
 
 
