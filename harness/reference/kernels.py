@@ -43,7 +43,7 @@ def requantize(
 ) -> np.ndarray:
     """``clamp(out_zp + MultiplyByQuantizedMultiplier(acc, m, s), act_min, act_max)``, per channel (last axis)."""
     out = mbqm(wrap_int32(acc), multiplier, shift) + int(out_zp)
-    # out_zp + mbqm is computed in int32 in C; |mbqm| <= 2**31-1 and |zp| <= 128 cannot wrap past the clamp range
+    # exact in int64; the C code clamps mbqm to [lo - zp, hi - zp] first, which is the same function
     return np.clip(out, act_min, act_max).astype(np.int8)
 
 

@@ -1,0 +1,53 @@
+/*
+ * fc.c - fully connected on a (1, 1, Cin) vector, weights (Cout, Cin) with byte-aligned rows.
+ *
+ *   th_fc_a8w8   the input becomes one interleaved q15 column; two output channels per step (matmul.c).
+ *   th_fc_ref    plain loops, int8 only.
+ *   other pairs  fc_generic specialised per (A, W).
+ */
+#include "th_kernels.h"
+
+void th_fc_a8w8(TH_KERNEL_ARGS)
+{
+    (void)in2;
+    int16_t *col = (int16_t *)scratch;
+    th_q15_column_s8((const int8_t *)(arena + in->offset), in->c, in->zero_point, col);
+    th_mm_s8_q15(L, out, (const int8_t *)L->weights, in->c, out->c, col, 0, arena + out->offset, 0);
+}
+
+void th_fc_ref(TH_KERNEL_ARGS)
+{
+    (void)in2;
+    (void)scratch;
+    const int8_t *x = (const int8_t *)(arena + in->offset);
+    const int8_t *w = (const int8_t *)L->weights;
+    uint8_t *y = arena + out->offset;
+    const int32_t cin = in->c, zp = in->zero_point;
+    for (int32_t o = 0; o < out->c; ++o) {
+        int32_t acc = L->bias[o];
+        for (int32_t c = 0; c < cin; ++c) {
+            acc += (x[c] - zp) * w[o * cin + c];
+        }
+        th_put(y, (uint32_t)o, out->bits,
+               th_requant_clamp(acc, L->mult[o], L->shift[o], out->zero_point, L->act_min, L->act_max));
+    }
+}
+
+TH_ALWAYS_INLINE void fc_generic(TH_KERNEL_ARGS, const int ab, const int wb)
+{
+    (void)in2;
+    const uint32_t cin = in->c;
+    const uint32_t wrb = th_row_bytes(cin, wb);
+    int16_t *col = (int16_t *)scratch;
+    th_unpack_centered(arena + in->offset, cin, ab, in->zero_point, col, wrb * (8u / (uint32_t)wb));
+    th_generic_pixel(L, out, (const uint8_t *)L->weights, wrb, col, arena + out->offset, wb);
+}
+
+TH_GENERIC_PAIR(fc, fc_generic, 2, 2)
+TH_GENERIC_PAIR(fc, fc_generic, 2, 4)
+TH_GENERIC_PAIR(fc, fc_generic, 2, 8)
+TH_GENERIC_PAIR(fc, fc_generic, 4, 2)
+TH_GENERIC_PAIR(fc, fc_generic, 4, 4)
+TH_GENERIC_PAIR(fc, fc_generic, 4, 8)
+TH_GENERIC_PAIR(fc, fc_generic, 8, 2)
+TH_GENERIC_PAIR(fc, fc_generic, 8, 4)

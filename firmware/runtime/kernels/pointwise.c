@@ -1,0 +1,88 @@
+/*
+ * pointwise.c - 1x1 convolution (optional stride, no padding), weights (Cout, Cin) with byte-aligned rows.
+ *
+ *   th_pointwise_a8w8  each input pixel becomes an interleaved q15 column once (no im2col needed), two pixels
+ *                      at a time through the 2x2 core of matmul.c.
+ *   th_pointwise_ref   plain loops, int8 only.
+ *   other pairs        pointwise_generic specialised per (A, W).
+ */
+#include "th_kernels.h"
+
+TH_ALWAYS_INLINE const uint8_t *src_pixel(const th_layer_t *L, const th_tensor_t *in, const th_tensor_t *out,
+                                          const uint8_t *x, uint32_t irb, uint32_t p)
+{
+    const uint32_t oy = p / out->w, ox = p % out->w;
+    return x + ((oy * L->stride) * in->w + ox * L->stride) * irb;
+}
+
+void th_pointwise_a8w8(TH_KERNEL_ARGS)
+{
+    (void)in2;
+    const uint8_t *x = arena + in->offset;
+    uint8_t *y = arena + out->offset;
+    const uint32_t cin = in->c;
+    const uint32_t orb = th_row_bytes(out->c, out->bits);
+    const uint32_t npix = (uint32_t)out->h * out->w;
+    const int8_t *w = (const int8_t *)L->weights;
+    int16_t *col0 = (int16_t *)scratch;
+    int16_t *col1 = col0 + th_ru4(cin);
+    uint32_t p = 0;
+    for (; p + 2u <= npix; p += 2u) {
+        th_q15_column_s8((const int8_t *)src_pixel(L, in, out, x, cin, p), cin, in->zero_point, col0);
+        th_q15_column_s8((const int8_t *)src_pixel(L, in, out, x, cin, p + 1u), cin, in->zero_point, col1);
+        th_mm_s8_q15(L, out, w, cin, out->c, col0, col1, y + p * orb, y + (p + 1u) * orb);
+    }
+    if (p < npix) {
+        th_q15_column_s8((const int8_t *)src_pixel(L, in, out, x, cin, p), cin, in->zero_point, col0);
+        th_mm_s8_q15(L, out, w, cin, out->c, col0, 0, y + p * orb, 0);
+    }
+}
+
+void th_pointwise_ref(TH_KERNEL_ARGS)
+{
+    (void)in2;
+    (void)scratch;
+    const uint8_t *x = arena + in->offset;
+    const int8_t *w = (const int8_t *)L->weights;
+    uint8_t *y = arena + out->offset;
+    const int32_t cin = in->c, zp = in->zero_point;
+    const uint32_t orb = th_row_bytes(out->c, out->bits);
+    const uint32_t npix = (uint32_t)out->h * out->w;
+    for (uint32_t p = 0; p < npix; ++p) {
+        const int8_t *xp = (const int8_t *)src_pixel(L, in, out, x, (uint32_t)cin, p);
+        for (int32_t o = 0; o < out->c; ++o) {
+            int32_t acc = L->bias[o];
+            for (int32_t c = 0; c < cin; ++c) {
+                acc += (xp[c] - zp) * w[o * cin + c];
+            }
+            th_put(y + p * orb, (uint32_t)o, out->bits,
+                   th_requant_clamp(acc, L->mult[o], L->shift[o], out->zero_point, L->act_min, L->act_max));
+        }
+    }
+}
+
+TH_ALWAYS_INLINE void pointwise_generic(TH_KERNEL_ARGS, const int ab, const int wb)
+{
+    (void)in2;
+    const uint8_t *x = arena + in->offset;
+    uint8_t *y = arena + out->offset;
+    const uint32_t cin = in->c;
+    const uint32_t irb = th_row_bytes(cin, ab), wrb = th_row_bytes(cin, wb);
+    const uint32_t cinp = wrb * (8u / (uint32_t)wb);
+    const uint32_t orb = th_row_bytes(out->c, out->bits);
+    const uint32_t npix = (uint32_t)out->h * out->w;
+    int16_t *col = (int16_t *)scratch;
+    for (uint32_t p = 0; p < npix; ++p) {
+        th_unpack_centered(src_pixel(L, in, out, x, irb, p), cin, ab, in->zero_point, col, cinp);
+        th_generic_pixel(L, out, (const uint8_t *)L->weights, wrb, col, y + p * orb, wb);
+    }
+}
+
+TH_GENERIC_PAIR(pointwise, pointwise_generic, 2, 2)
+TH_GENERIC_PAIR(pointwise, pointwise_generic, 2, 4)
+TH_GENERIC_PAIR(pointwise, pointwise_generic, 2, 8)
+TH_GENERIC_PAIR(pointwise, pointwise_generic, 4, 2)
+TH_GENERIC_PAIR(pointwise, pointwise_generic, 4, 4)
+TH_GENERIC_PAIR(pointwise, pointwise_generic, 4, 8)
+TH_GENERIC_PAIR(pointwise, pointwise_generic, 8, 2)
+TH_GENERIC_PAIR(pointwise, pointwise_generic, 8, 4)
