@@ -73,8 +73,14 @@ def _hydra_app(command: str) -> Callable[[], None]:
 
     @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name=command)
     def app(cfg) -> None:
+        from harness.errors import TinyHilError
+
         run_dir = Path(HydraConfig.get().runtime.output_dir)
-        execute(cfg, run_dir)
+        try:
+            execute(cfg, run_dir)
+        except TinyHilError as e:  # Hydra would print a traceback; the message is what the user needs
+            _console().print(f"[bold red]tinyhil {command}: error:[/bold red] {e}")
+            sys.exit(e.exit_code)
 
     return app
 

@@ -1,0 +1,40 @@
+"""Per-layer tables: printed with rich for a person, written as CSV for a program."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from harness.measure.session import ModelMeasurement
+from harness.results.io import write_table
+
+
+def per_layer_frame(m: ModelMeasurement) -> pd.DataFrame:
+    df = pd.DataFrame(m.per_layer_rows())
+    df.insert(0, "board", m.board)
+    df.insert(1, "timer", m.timer)
+    df["count_per_mac"] = df["count"] / df["macs"].clip(lower=1)
+    return df
+
+
+def write_per_layer(m: ModelMeasurement, run_dir: Path, name: str = "per_layer.csv") -> Path:
+    return write_table(per_layer_frame(m), Path(run_dir) / name)
+
+
+def print_per_layer(m: ModelMeasurement, title: str = "") -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=title or f"{m.board} ({m.timer}, {m.unit})")
+    for col in ("#", "layer", "op", "a/w/o", "in", "out", "MACs", m.unit, f"{m.unit}/MAC", "bit-exact"):
+        t.add_column(col, justify="right" if col not in ("layer", "op") else "left")
+    for r in m.layers:
+        t.add_row(str(r.index), r.name, r.op, f"{r.a_bits}/{r.w_bits}/{r.o_bits}",
+                  "x".join(map(str, r.in_shape)), "x".join(map(str, r.out_shape)), f"{r.macs:,}",
+                  f"{r.count:,.0f}", f"{r.count / max(r.macs, 1):.2f}", "yes" if r.bit_exact else "NO")
+    t.add_row("", "total", "", "", "", "", f"{sum(r.macs for r in m.layers):,}", f"{m.total_count:,.0f}", "", "")
+    console = Console()
+    if not console.is_terminal:  # logs and CI: do not squeeze the table to 80 columns
+        console = Console(width=160)
+    console.print(t)
