@@ -1,0 +1,228 @@
+"""QuantuneV2 sensitivity analysis: metrics, the unfused graph, two passes, ranking and top-k assignments."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from harness.errors import ConfigError, UnsupportedLayerError
+from harness.graph.trace import extract_layers
+from harness.models import build_model
+from harness.quant.config import PrecisionConfig
+from harness.search.quantune.analyze import analyze
+from harness.search.quantune.assign import bit_pair, topk_config
+from harness.search.quantune.baseline import one_at_a_time
+from harness.search.quantune.metrics import NoiseStats, delta_sqnr, mse, sqnr, sqnr_db
+from harness.search.quantune.ranking import RankRule, rank_layers, spearman, topk_overlap
+from harness.search.quantune.units import unfused_ops
+
+torch.set_num_threads(2)
+
+
+def tiny() -> nn.Module:
+    torch.manual_seed(0)
+    return build_model("tiny-cnn").eval()
+
+
+def perturbed(
+    model: nn.Module, rel_noise: dict[str, float], default: float = 0.0, seed: int = 1
+) -> nn.Module:
+    """A copy of ``model`` whose conv/linear weights carry Gaussian noise of ``rel_noise[name]`` x their std:
+    stands in for a quantized model (same module names, BN and ReLU kept)."""
+    g = torch.Generator().manual_seed(seed)
+    q = copy.deepcopy(model)
+    with torch.no_grad():
+        for name, mod in q.named_modules():
+            if isinstance(mod, (nn.Conv2d, nn.Linear)):
+                s = rel_noise.get(name, default) * float(mod.weight.std())
+                mod.weight.add_(torch.randn(mod.weight.shape, generator=g) * s)
+    return q
+
+
+def calib(n: int = 12) -> torch.Tensor:
+    return torch.randn(n, 1, 8, 8, generator=torch.Generator().manual_seed(2))
+
+
+# metrics ----------------------------------------------------------------------------------------------------
+
+
+def test_sqnr_of_noise_at_a_known_power_ratio():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(200_000, generator=g)
+    noise = torch.randn(200_000, generator=g) * 0.1  # noise power 1/100 of the signal's: 20 dB
+    assert sqnr(x, x + noise) == pytest.approx(20.0, abs=0.1)
+    assert sqnr(2 * x, 2 * (x + noise)) == pytest.approx(sqnr(x, x + noise))  # scale-free
+
+
+def test_sqnr_and_mse_from_exact_sums():
+    x = torch.tensor([3.0, 4.0])
+    q = torch.tensor([3.0, 3.0])
+    # signal 9 + 16 = 25, noise 1 -> 10 log10 25; MSE 1 / 2
+    assert sqnr(x, q) == pytest.approx(10 * math.log10(25))
+    assert mse(x, q) == pytest.approx(0.5)
+    assert sqnr_db(25.0, 0.0, cap_db=None) == math.inf and sqnr_db(25.0, 0.0, cap_db=80.0) == 80.0
+    with pytest.raises(ValueError, match="shape"):
+        sqnr(x, q[:1])
+
+
+def test_noise_stats_accumulated_in_chunks_equal_the_whole():
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(64, 5, generator=g)
+    q = x + 0.05 * torch.randn(64, 5, generator=g)
+    parts = NoiseStats()
+    for i in range(0, 64, 10):
+        parts.add(x[i : i + 10], q[i : i + 10])
+    assert parts.sqnr(cap_db=None) == pytest.approx(sqnr(x, q))
+    assert parts.mse == pytest.approx(mse(x, q))
+    assert parts.count == x.numel()
+
+
+def test_delta_sqnr_is_what_a_layer_loses():
+    assert delta_sqnr(40.0, 30.0) == 10.0 and delta_sqnr(30.0, 30.0) == 0.0
+
+
+# the unfused graph ------------------------------------------------------------------------------------------
+
+
+def test_bn_and_relu_are_attributed_to_the_conv_they_fuse_into():
+    ops = {op.key: op for op in unfused_ops(tiny())}
+    assert (ops["pw.bn"].owner, ops["pw.act"].owner) == ("pw.conv", "pw.conv")
+    assert ops["relu"].owner is None  # the ReLU after the residual add fuses into no conv
+    assert [k for k, o in ops.items() if o.kind in ("conv", "linear")] == [
+        s.name for s in extract_layers(tiny()) if s.has_weights
+    ]  # the names a PrecisionConfig uses
+
+
+def test_a_weight_shared_conv_is_refused():
+    class Twice(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(2, 2, 1)
+
+        def forward(self, x):
+            return self.conv(self.conv(x))
+
+    with pytest.raises(UnsupportedLayerError, match="called 2 times"):
+        unfused_ops(Twice())
+
+
+# two passes and the ranking ---------------------------------------------------------------------------------
+
+
+def test_exactly_two_forward_passes_and_the_damaged_layer_ranks_first():
+    model = tiny()
+    quant = perturbed(model, {"pw.conv": 1.0}, default=0.01)
+    calls = {"float": 0, "quant": 0}
+    model.register_forward_pre_hook(lambda m, a: calls.__setitem__("float", calls["float"] + 1))
+    quant.register_forward_pre_hook(lambda m, a: calls.__setitem__("quant", calls["quant"] + 1))
+    for rule in (RankRule("dsqnr"), RankRule("zscore")):
+        calls.update(float=0, quant=0)
+        s = analyze(model, quant, calib(), weight_of=lambda m: m.weight, rule=rule, cap_db=60.0)
+        assert calls == {"float": 1, "quant": 1} and s.forward_calls == 2
+        assert s.ranking[0] == "pw.conv", rule
+        assert s.ranking.index("pw.conv") == 0
+        assert min(s.layers, key=lambda r: r["w_sqnr"])["layer"] == "pw.conv"
+
+
+def test_chunks_pass_each_image_twice_and_give_the_same_metrics():
+    model = tiny()
+    quant = perturbed(model, {}, default=0.05)
+    whole = analyze(model, quant, calib(12), weight_of=lambda m: m.weight)
+    chunked = analyze(model, quant, calib(12), weight_of=lambda m: m.weight, chunk_size=5)
+    assert chunked.forward_calls == 2 * 3 and chunked.images == 12
+    for a, b in zip(whole.ops, chunked.ops):
+        assert a["op"] == b["op"] and a["dsqnr"] == pytest.approx(b["dsqnr"], rel=1e-6, abs=1e-9)
+
+
+def test_unit_dsqnr_is_the_sum_of_its_ops():
+    model = tiny()
+    s = analyze(model, perturbed(model, {}, default=0.05), calib(), weight_of=lambda m: m.weight)
+    by_layer = {r["layer"]: r["dsqnr"] for r in s.layers}
+    for layer in ("dw.conv", "pw.conv", "res.conv"):
+        assert sum(r["dsqnr"] for r in s.ops if r["layer"] == layer) == pytest.approx(
+            by_layer[layer], abs=1e-6
+        )
+
+
+def test_dsqnr_rule_breaks_ties_by_mse_and_zscore_weights_select_a_metric():
+    rows = [
+        {"dsqnr": 5.0, "mse": 1e-3, "w_sqnr": 30.0},
+        {"dsqnr": 5.04, "mse": 1e-4, "w_sqnr": 10.0},
+        {"dsqnr": 9.0, "mse": 1e-5, "w_sqnr": 40.0},
+    ]
+    assert rank_layers(rows, RankRule("dsqnr", tie_db=0.1)) == [2, 0, 1]  # 5.0 and 5.04 tie; larger MSE wins
+    assert rank_layers(rows, RankRule("dsqnr", tie_db=0.0)) == [2, 1, 0]
+    only_w = RankRule("zscore", weights={"dsqnr": 0, "mse": 0, "wsqnr": 1})
+    assert rank_layers(rows, only_w) == [1, 0, 2]  # lowest weight SQNR first
+    with pytest.raises(ConfigError, match="unknown sensitivity rule"):
+        RankRule("accuracy")
+    with pytest.raises(ConfigError, match="unknown sensitivity weight"):
+        RankRule("zscore", weights={"sqnr": 1})
+
+
+def test_spearman_and_topk_overlap_of_two_rankings():
+    a = ["a", "b", "c", "d"]
+    assert spearman(a, a) == 1.0 and spearman(a, a[::-1]) == -1.0
+    assert topk_overlap(a, ["b", "a", "d", "c"], 2) == 1.0 and topk_overlap(a, ["c", "d", "a", "b"], 2) == 0.0
+    with pytest.raises(ConfigError):
+        spearman(a, ["a", "b", "c", "x"])
+
+
+def test_one_at_a_time_baseline_evaluates_n_plus_one_times():
+    acc = {None: (0.9, 0.3), "a": (0.9, 0.35), "b": (0.5, 1.0), "c": (0.9, 0.31)}
+    seen = []
+
+    def evaluate(name):
+        seen.append(name)
+        return acc[name]
+
+    res = one_at_a_time(["a", "b", "c"], evaluate)
+    assert seen == [None, "a", "b", "c"] and res.evaluations == 4
+    assert res.ranking == ["b", "a", "c"]  # a and c tie on top-1; a raises the loss more
+
+
+# assignments ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("k", [0, 1, 3, 5])
+def test_topk_keeps_exactly_k_layers_high_and_the_rest_low(k):
+    layers = extract_layers(tiny())
+    ranking = ["pw.conv", "classifier", "dw.conv", "res.conv", "stem.conv"]
+    cfg = topk_config(ranking, layers, k, high=(8, 8), low=(4, 2), input_bits=None)
+    assert sorted(n for n, (a, w) in cfg.items() if (a, w) == (8, 8)) == sorted(ranking[:k])
+    assert all(cfg[n] == (4, 2) for n in ranking[k:])
+    assert cfg.meta["kept_high"] == ranking[:k]
+
+
+def test_topk_keeps_the_image_input_at_input_bits():
+    layers = extract_layers(tiny())
+    ranking = ["pw.conv", "classifier", "dw.conv", "res.conv", "stem.conv"]
+    cfg = topk_config(ranking, layers, 0, low=2, input_bits=8)
+    assert cfg["stem.conv"] == (8, 2) and cfg["pw.conv"] == (2, 2)
+
+
+def test_topk_rejects_bad_k_bits_and_foreign_rankings():
+    layers = extract_layers(tiny())
+    ranking = ["pw.conv", "classifier", "dw.conv", "res.conv", "stem.conv"]
+    with pytest.raises(ConfigError, match="k must be"):
+        topk_config(ranking, layers, 6)
+    with pytest.raises(ConfigError, match="not in"):
+        topk_config(ranking, layers, 1, low=3)
+    with pytest.raises(ConfigError, match="must not be below"):
+        topk_config(ranking, layers, 1, high=4, low=8)
+    with pytest.raises(ConfigError, match="another model"):
+        topk_config(ranking[:-1] + ["features.0.conv"], layers, 1)
+    assert bit_pair({"a_bits": 8, "w_bits": 2}, "x") == (8, 2) and bit_pair([4, 2], "x") == (4, 2)
+
+
+def test_an_assignment_round_trips_through_json_and_yaml(tmp_path):
+    layers = extract_layers(tiny())
+    ranking = ["pw.conv", "classifier", "dw.conv", "res.conv", "stem.conv"]
+    cfg = topk_config(ranking, layers, 2, high=(8, 8), low=(4, 4))
+    for suffix in (".json", ".yaml"):
+        back = PrecisionConfig.load(cfg.save(tmp_path / f"cfg{suffix}"))
+        assert back.layers == cfg.layers and back.meta == cfg.meta
