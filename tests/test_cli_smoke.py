@@ -1,0 +1,51 @@
+"""The user's view: `tinyhil run experiment=smoke` end to end, and clear errors for bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def tinyhil(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.run([sys.executable, "-m", "harness.cli", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+@pytest.mark.qemu
+def test_smoke_run_writes_summary_and_per_layer_table(tmp_path):
+    p = tinyhil("run", "experiment=smoke", f"hydra.run.dir={tmp_path}/run", f"workdir={tmp_path}/work",
+                cwd=REPO)
+    assert p.returncode == 0, p.stderr[-3000:]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    for key in ("board", "timer", "total_count", "per_layer", "bit_exact", "host_seconds", "emulator_seconds"):
+        assert key in summary
+    assert summary["board"] == "qemu-mps2-an386"
+    assert summary["timer"] == "qemu-icount"
+    assert summary["bit_exact"] is True
+    assert isinstance(summary["total_count"], float) and summary["total_count"] > 0
+    assert {r["op"] for r in summary["per_layer"]} == {"conv2d", "depthwise", "pointwise", "add", "avgpool", "fc"}
+    assert sum(r["count"] for r in summary["per_layer"]) == pytest.approx(summary["total_count"])
+    csv = (tmp_path / "run" / "per_layer.csv").read_text().splitlines()
+    assert csv[0].startswith("board,timer,index,name,op")
+    assert len(csv) == 1 + len(summary["per_layer"])
+
+
+def test_unknown_board_is_a_clear_error(tmp_path):
+    p = tinyhil("run", "experiment=smoke", "board=no-such-board", f"hydra.run.dir={tmp_path}/run", cwd=REPO)
+    assert p.returncode != 0
+    assert "Traceback" not in p.stderr
+    assert "no-such-board" in p.stderr
+
+
+def test_unknown_command_lists_the_commands(tmp_path):
+    p = tinyhil("frobnicate", cwd=REPO)
+    assert p.returncode == 2
+    assert "unknown command" in p.stderr and "profile" in p.stderr
