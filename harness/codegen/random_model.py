@@ -255,7 +255,7 @@ def random_layer_model(
     rng = _rng(rng)
     _check_bits(a_bits, w_bits, o_bits)
     if op == "fc":
-        h = w = 1
+        h = w = stride = 1
     lo, hi = qrange(a_bits)
     x = TensorSpec("x", (h, w, cin), a_bits, scale=1.0, zero_point=int(rng.integers(lo, hi + 1)))
     tensors = {"x": x}
