@@ -56,7 +56,11 @@ class Board(ABC):
         """A protocol client on a fresh transport, synchronised past the boot banner."""
         link = self.open_transport()
         dut = Dut(link, timeout=timeout or self.cfg.driver.command_timeout_s)
-        dut.sync(self.cfg.driver.boot_timeout_s)
+        try:
+            dut.sync(self.cfg.driver.boot_timeout_s)
+        except BaseException:
+            self.close()
+            raise
         return dut
 
     def close(self) -> None:
@@ -94,7 +98,11 @@ class QemuBoard(Board):
         self.close()
         self.driver = QemuDriver(self.machine, self.image)
         url = self.driver.start(timeout=self.cfg.driver.boot_timeout_s)
-        self.link = SerialLink(url, diagnose=self.driver.diagnose)
+        try:
+            self.link = SerialLink(url, diagnose=self.driver.diagnose)
+        except BaseException:
+            self.close()
+            raise
         return self.link
 
     def wait_exit(self, timeout: float = 10.0) -> int:

@@ -8,10 +8,15 @@ QEMU's exit status.
 
 from __future__ import annotations
 
+import atexit
+import ctypes
 import re
 import shutil
+import signal
 import subprocess
+import sys
 import threading
+import weakref
 from collections import deque
 from pathlib import Path
 
@@ -25,8 +30,28 @@ EXIT_STATUS_MEANING = {
 }
 
 
+_LIVE: weakref.WeakSet[QemuDriver] = weakref.WeakSet()
+
+
+def _stop_all() -> None:
+    for drv in list(_LIVE):
+        drv.stop(timeout=1.0)
+
+
+atexit.register(_stop_all)
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    # An emulator whose host process died (killed test run, crashed experiment) would spin a core forever.
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        except OSError:
+            pass
+
+
 class QemuDriver:
-    """Start, watch and stop one QEMU process."""
+    """Start, watch and stop one QEMU process (stopped at interpreter exit, and killed if its parent dies)."""
 
     def __init__(self, machine: QemuMachine, elf: str | Path):
         self.machine = machine
@@ -82,7 +107,9 @@ class QemuDriver:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             start_new_session=True,  # a Ctrl-C in the terminal must not kill QEMU before we clean up
+            preexec_fn=_die_with_parent,
         )
+        _LIVE.add(self)
         self._reader = threading.Thread(target=self._pump_stderr, name="qemu-stderr", daemon=True)
         self._reader.start()
         if not self._port_seen.wait(timeout) or self._port is None:
@@ -139,4 +166,11 @@ class QemuDriver:
         if p.stderr is not None:
             p.stderr.close()
         self.proc = None
+        _LIVE.discard(self)
+
+    def __del__(self) -> None:
+        try:
+            self.stop(timeout=1.0)
+        except Exception:  # noqa: BLE001 - interpreter shutdown
+            pass
 

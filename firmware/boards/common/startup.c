@@ -27,9 +27,16 @@ void PendSV_Handler(void) __attribute__((weak, alias("Default_Handler")));
 
 typedef void (*th_vector_t)(void);
 
-/* Only the system exceptions: the runtime is fully polled and uses no peripheral interrupt, and QEMU loads
- * the initial SP/PC from here. Real boards that need IRQs extend the table in their own folder. */
-__attribute__((section(".vectors"), used)) const th_vector_t th_vectors[16] = {
+/* External interrupts the table covers (all enter th_irq_handler, which dispatches on IPSR). The runtime's
+ * only interrupt is the UART receive wake-up; the table must be aligned to its size rounded up to a power of
+ * two, which the flash base of every board satisfies. */
+#define TH_NUM_IRQS 64
+void th_irq_handler(void);
+#define IRQ8 th_irq_handler, th_irq_handler, th_irq_handler, th_irq_handler, \
+             th_irq_handler, th_irq_handler, th_irq_handler, th_irq_handler
+
+/* QEMU and the core load the initial SP/PC from here. */
+__attribute__((section(".vectors"), used)) const th_vector_t th_vectors[16 + TH_NUM_IRQS] = {
     (th_vector_t)(uintptr_t)&__stack_top,
     Reset_Handler,
     NMI_Handler,
@@ -46,7 +53,21 @@ __attribute__((section(".vectors"), used)) const th_vector_t th_vectors[16] = {
     0,
     PendSV_Handler,
     SysTick_Handler,
+    IRQ8, IRQ8, IRQ8, IRQ8, IRQ8, IRQ8, IRQ8, IRQ8,
 };
+
+void th_irq_handler(void)
+{
+    uint32_t ipsr;
+    __asm volatile("mrs %0, ipsr" : "=r"(ipsr));
+#ifdef TH_UART_RX_IRQ
+    if (ipsr == 16u + (uint32_t)TH_UART_RX_IRQ) {
+        th_uart_rx_isr();
+        return;
+    }
+#endif
+    th_exit(4); /* an interrupt nobody enabled */
+}
 
 /* Paints the stack below the current frame so th_stack_used() can find the deepest write later. Must not be
  * inlined into a function that has locals below the painted range. */

@@ -5,13 +5,17 @@
 #include <stdint.h>
 
 #include "th_board.h"
+#include "uart_wait.h"
 
 #if defined(TH_UART_CMSDK)
 
 #define UART_DATA (*(volatile uint32_t *)(TH_UART_BASE + 0x00u))
 #define UART_STATE (*(volatile uint32_t *)(TH_UART_BASE + 0x04u))
 #define UART_CTRL (*(volatile uint32_t *)(TH_UART_BASE + 0x08u))
+#define UART_INTCLEAR (*(volatile uint32_t *)(TH_UART_BASE + 0x0Cu))
 #define UART_BAUDDIV (*(volatile uint32_t *)(TH_UART_BASE + 0x10u))
+#define CTRL_RX_INTEN (1u << 3)
+#define INT_RX (1u << 1)
 #define STATE_TX_FULL (1u << 0)
 #define STATE_RX_FULL (1u << 1)
 
@@ -32,9 +36,15 @@ void th_uart_putc(char c)
 
 int th_uart_getc(void)
 {
-    while ((UART_STATE & STATE_RX_FULL) == 0u) {
-    }
+    TH_UART_WAIT((UART_STATE & STATE_RX_FULL) != 0u, UART_CTRL |= CTRL_RX_INTEN);
     return (int)(UART_DATA & 0xFFu);
+}
+
+void th_uart_rx_isr(void)
+{
+    UART_CTRL &= ~CTRL_RX_INTEN;
+    UART_INTCLEAR = INT_RX;
+    TH_UART_RX_DONE();
 }
 
 #endif /* TH_UART_CMSDK */

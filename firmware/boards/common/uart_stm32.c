@@ -5,6 +5,7 @@
 #include <stdint.h>
 
 #include "th_board.h"
+#include "uart_wait.h"
 
 #if defined(TH_UART_STM32F4)
 
@@ -17,6 +18,7 @@
 #define CR1_UE (1u << 13)
 #define CR1_TE (1u << 3)
 #define CR1_RE (1u << 2)
+#define CR1_RXNEIE (1u << 5)
 
 void th_uart_init(void)
 {
@@ -33,9 +35,14 @@ void th_uart_putc(char c)
 
 int th_uart_getc(void)
 {
-    while ((USART_SR & SR_RXNE) == 0u) {
-    }
+    TH_UART_WAIT((USART_SR & SR_RXNE) != 0u, USART_CR1 |= CR1_RXNEIE);
     return (int)(USART_DR & 0xFFu);
+}
+
+void th_uart_rx_isr(void)
+{
+    USART_CR1 &= ~CR1_RXNEIE; /* RXNE stays set until DR is read: only disarm */
+    TH_UART_RX_DONE();
 }
 
 #endif /* TH_UART_STM32F4 */

@@ -18,6 +18,10 @@ void th_board_init(void);
 
 /* Polled UART (115200 8N1 on silicon). th_uart_init is called by th_board_init. putc blocks until the byte is accepted; getc blocks until a byte arrives. */
 void th_uart_init(void);
+/* Boards that define TH_UART_RX_IRQ sleep (WFI) while waiting for a byte and are woken by the UART's receive
+ * interrupt, whose handler only disarms it: an idle emulator then uses no host CPU. Data still moves by
+ * polling. Without TH_UART_RX_IRQ getc spins. */
+void th_uart_rx_isr(void);
 void th_uart_putc(char c);
 int th_uart_getc(void);
 
