@@ -337,3 +337,62 @@ def random_network(
     t = add(make_avgpool_layer, "pool5", t, "t7", o_bits=pick())
     t = add(make_weighted_layer, "fc6", "fc", t, "logits", w_bits=pick(), o_bits=8, cout=classes)
     return IntModel(tensors, layers, "input", "logits", name=name)
+
+
+def random_coverage_chain(
+    rng: np.random.Generator | int | None = None,
+    *,
+    input_shape: tuple[int, int, int] = (11, 11, 5),
+    ops: tuple[str, ...] = ("conv2d", "depthwise", "pointwise", "fc"),
+    pairs: tuple[tuple[int, int], ...] = tuple((a, w) for a in BITS for w in BITS),
+    n_adds: int = 3,
+    name: str = "coverage",
+) -> IntModel:
+    """One model that runs every ``op`` at every ``(a_bits, w_bits)`` pair at least once (for firmware tests).
+
+    Spatial layers (conv2d/depthwise/pointwise) come first in random order, with odd channel counts, kernels
+    1/3/5, one stride-2 conv, ReLU/ReLU6/linear clamps; ``n_adds`` residual adds join a depthwise layer's input
+    and output; then a global average pool and the fc layers. Each layer's output precision is the next layer's
+    input precision, so every o_bits occurs too.
+    """
+    rng = _rng(rng)
+    spatial = [(op, a, w) for op in ops if op != "fc" for a, w in pairs]
+    rng.shuffle(spatial)
+    fcs = [("fc", a, w) for a, w in pairs] if "fc" in ops else []
+    rng.shuffle(fcs)
+    steps = spatial + [("avgpool", None, None)] + fcs
+    # the precision each step reads: its own a_bits; avgpool reads whatever the last spatial layer chose
+    wants = [a if a is not None else int(rng.choice(BITS)) for _, a, _ in steps] + [8]
+    x = TensorSpec("input", tuple(input_shape), wants[0], scale=1.0 / 8, zero_point=0)
+    tensors, layers = {"input": x}, []
+    values = {"input": random_input(x, rng)}
+    add_after = set(rng.choice([i for i, s in enumerate(spatial) if s[0] == "depthwise"] or [-1],
+                               size=min(n_adds, sum(s[0] == "depthwise" for s in spatial)), replace=False).tolist())
+    strided = next((i for i, s in enumerate(spatial) if s[0] == "conv2d"), -1)
+    t = x
+
+    def push(layer: IntLayer, out: TensorSpec) -> TensorSpec:
+        layers.append(layer)
+        tensors[out.name] = out
+        values[out.name] = run_layer(IntModel(tensors, [], "input", out.name), layer, values)
+        return out
+
+    for i, (op, a, w) in enumerate(steps):
+        o_bits = wants[i + 1]
+        nm = f"l{i}_{op}" + (f"_a{a}w{w}" if a is not None else "")
+        if op == "avgpool":
+            t = push(*make_avgpool_layer(nm, t, f"t{i}", o_bits=o_bits, x_values=values[t.name], rng=rng))
+            continue
+        act = [None, "relu", "relu6"][int(rng.integers(3))]
+        k = int(rng.choice([1, 3, 5])) if op in ("conv2d", "depthwise") else 1
+        cout = int(rng.choice([3, 5, 6, 7, 9, 11, 13])) if op in ("conv2d", "pointwise", "fc") else None
+        ins = t
+        add_here = i in add_after
+        layer_o = ins.bits if add_here else o_bits  # keep the add's operands readable; the add narrows instead
+        t = push(*make_weighted_layer(nm, op, ins, f"t{i}", w_bits=w, o_bits=layer_o, cout=cout, kernel=k,
+                                      stride=2 if i == strided else 1, act=act, x_values=values[ins.name],
+                                      rng=rng))
+        if add_here:
+            t = push(*make_add_layer(f"l{i}_add", ins, t, f"t{i}_add", o_bits=o_bits, a_values=values[ins.name],
+                                     b_values=values[t.name], rng=rng))
+    return IntModel(tensors, layers, "input", t.name, name=name)
