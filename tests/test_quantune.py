@@ -226,3 +226,40 @@ def test_an_assignment_round_trips_through_json_and_yaml(tmp_path):
     for suffix in (".json", ".yaml"):
         back = PrecisionConfig.load(cfg.save(tmp_path / f"cfg{suffix}"))
         assert back.layers == cfg.layers and back.meta == cfg.meta
+
+
+# method options, saved rankings and the registered starting point ------------------------------------------
+
+
+def test_method_options_are_validated():
+    from harness.search.quantune.pipeline import QuantuneParams
+
+    p = QuantuneParams.from_mapping(
+        {"name": "quantune", "k": 2, "high": [8, 8], "low": {"a_bits": 4, "w_bits": 2}}
+    )
+    assert (p.k, p.high, p.low, p.probe) == (2, (8, 8), (4, 2), (4, 2))  # the probe defaults to `low`
+    assert QuantuneParams.from_mapping({"low": 2, "probe": 4}).probe == (4, 4)
+    with pytest.raises(ConfigError, match="does not take"):
+        QuantuneParams.from_mapping({"kk": 3})
+    with pytest.raises(ConfigError, match="k must be"):
+        QuantuneParams.from_mapping({"k": -1})
+    with pytest.raises(ConfigError, match="unknown sensitivity rule"):
+        QuantuneParams.from_mapping({"rule": "top1"})
+
+
+def test_a_saved_ranking_is_the_quantune_starting_point(tmp_path):
+    from harness.search import make_start
+    from harness.search.quantune.pipeline import load_ranking, save_ranking
+
+    layers = extract_layers(tiny())
+    order = ["pw.conv", "classifier", "dw.conv", "res.conv", "stem.conv"]
+    rows = [{"rank": i + 1, "layer": n, "dsqnr": 10.0 - i} for i, n in enumerate(order)]
+    path = save_ranking(rows[::-1], tmp_path / "ranking.csv")  # row order does not matter, rank does
+    assert load_ranking(path) == order
+    cfg = make_start({"name": "quantune", "k": 2, "high": 8, "low": 2, "ranking": str(path)}, layers)
+    assert cfg.meta["method"] == "quantune" and cfg.meta["kept_high"] == order[:2]
+    assert cfg["pw.conv"] == (8, 8) and cfg["dw.conv"][1] == 2
+    with pytest.raises(ConfigError, match="needs the float model"):
+        make_start({"name": "quantune", "k": 2}, layers)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_ranking(tmp_path / "missing.csv")

@@ -16,6 +16,28 @@ from harness.search.quantune.metrics import NoiseStats, delta_sqnr, mse, sqnr
 from harness.search.quantune.ranking import RankRule, spearman, topk_overlap
 
 __all__ = [
-    "NoiseStats", "OneAtATime", "RankRule", "Sensitivity", "analyze", "bit_pair", "delta_sqnr", "mse",
-    "one_at_a_time", "spearman", "sqnr", "topk_config", "topk_overlap",
+    "NoiseStats",
+    "OneAtATime",
+    "RankRule",
+    "Sensitivity",
+    "analyze",
+    "bit_pair",
+    "delta_sqnr",
+    "mse",
+    "one_at_a_time",
+    "spearman",
+    "sqnr",
+    "topk_config",
+    "topk_overlap",
 ]
+
+
+def _register() -> None:
+    # imported lazily by harness.search's discovery of "quantune*" modules
+    from harness.search import register_start
+    from harness.search.quantune.pipeline import start
+
+    register_start("quantune")(start)
+
+
+_register()
