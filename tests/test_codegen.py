@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from harness.codegen.emit_c import emit_model_c, estimate_footprint, kernel_symbol, kernel_symbols, model_hash
-from harness.codegen.ir import AddParams, IntLayer, IntModel, TensorSpec
+from harness.codegen.ir import IntLayer, IntModel, TensorSpec
 from harness.codegen.memory import lifetimes, plan_arena, scratch_bytes
 from harness.codegen.packing import pack
 from harness.codegen.random_model import random_input, random_layer_model, random_network
@@ -30,9 +30,16 @@ def chain(sizes: list[int]) -> IntModel:
     """A chain of pointwise layers whose tensors are sizes[i] bytes (1 x 1 x C int8)."""
     tensors = {f"t{i}": TensorSpec(f"t{i}", (1, 1, c), 8) for i, c in enumerate(sizes)}
     layers = [
-        IntLayer(f"l{i}", "pointwise", [f"t{i}"], f"t{i + 1}", weight=np.zeros((sizes[i + 1], sizes[i]), np.int8),
-                 bias=np.zeros(sizes[i + 1], np.int32), multiplier=np.full(sizes[i + 1], 1 << 30, np.int32),
-                 shift=np.zeros(sizes[i + 1], np.int32))
+        IntLayer(
+            f"l{i}",
+            "pointwise",
+            [f"t{i}"],
+            f"t{i + 1}",
+            weight=np.zeros((sizes[i + 1], sizes[i]), np.int8),
+            bias=np.zeros(sizes[i + 1], np.int32),
+            multiplier=np.full(sizes[i + 1], 1 << 30, np.int32),
+            shift=np.zeros(sizes[i + 1], np.int32),
+        )
         for i in range(len(sizes) - 1)
     ]
     return IntModel(tensors, layers, "t0", f"t{len(sizes) - 1}")
@@ -100,7 +107,11 @@ def _bad(mutate) -> IntModel:
         (lambda m, l: setattr(l, "act_min", l.act_max + 1), ConfigError, "clamp"),
         (lambda m, l: setattr(l, "inputs", ["nope"]), ConfigError, "unknown tensor 'nope'"),
         (lambda m, l: setattr(m.tensors["x"], "zero_point", 200), ConfigError, "zero_point 200"),
-        (lambda m, l: setattr(l, "bias", np.full(4, 2**31 - 10, np.int64)), ConfigError, "accumulator can overflow"),
+        (
+            lambda m, l: setattr(l, "bias", np.full(4, 2**31 - 10, np.int64)),
+            ConfigError,
+            "accumulator can overflow",
+        ),
     ],
 )
 def test_bad_models_raise_specific_errors(tmp_path, mutate, err, msg):
@@ -157,13 +168,30 @@ def build_and_run(model: IntModel, x: np.ndarray, tmp: Path, variant: str = "opt
     paths = emit_model_c(model, tmp, variant=variant)
     (tmp / "driver.c").write_text(DRIVER)
     kernels = sorted(str(p) for p in (FIRMWARE / "kernels").glob("*.c"))
-    cmd = ["gcc", "-std=c99", "-O1", "-Wall", "-Wextra", "-Werror", f"-I{FIRMWARE / 'include'}",
-           *(["-DTH_EMULATE_DSP"] if emulate_dsp else []), str(paths[0]), str(tmp / "driver.c"), *kernels,
-           "-o", str(tmp / "run")]
+    cmd = [
+        "gcc",
+        "-std=c99",
+        "-O1",
+        "-Wall",
+        "-Wextra",
+        "-Werror",
+        f"-I{FIRMWARE / 'include'}",
+        *(["-DTH_EMULATE_DSP"] if emulate_dsp else []),
+        str(paths[0]),
+        str(tmp / "driver.c"),
+        *kernels,
+        "-o",
+        str(tmp / "run"),
+    ]
     subprocess.run(cmd, check=True, capture_output=True, text=True)
     (tmp / "in.bin").write_bytes(pack(x, model.tensors[model.input].bits))
-    out = subprocess.run([str(tmp / "run"), str(tmp / "in.bin"), str(tmp / "out.bin")], check=True,
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [str(tmp / "run"), str(tmp / "in.bin"), str(tmp / "out.bin")],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     blob, chunks, pos = (tmp / "out.bin").read_bytes(), [], 0
     for layer in model.layers:
         n = model.tensors[layer.output].nbytes
@@ -174,8 +202,10 @@ def build_and_run(model: IntModel, x: np.ndarray, tmp: Path, variant: str = "opt
 
 
 @pytest.mark.skipif(shutil.which("gcc") is None, reason="needs a host gcc")
-@pytest.mark.parametrize("seed,variant,simd", [(0, "opt", False), (1, "opt", True), (2, "ref", False),
-                                               (3, "opt", True), (4, "ref", True)])
+@pytest.mark.parametrize(
+    "seed,variant,simd",
+    [(0, "opt", False), (1, "opt", True), (2, "ref", False), (3, "opt", True), (4, "ref", True)],
+)
 def test_generated_model_runs_bit_exact_on_the_host(tmp_path, seed, variant, simd):
     model = random_network(seed, input_shape=(15, 13, 3), width=12)
     x = random_input(model.tensors["input"], seed)
@@ -237,17 +267,49 @@ def test_cortex_m_link_keeps_only_used_kernels_and_matches_the_estimate(tmp_path
     )
     kernels = sorted(str(p) for p in (FIRMWARE / "kernels").glob("*.c"))
     elf = tmp_path / "m.elf"
-    subprocess.run(["arm-none-eabi-gcc", "-std=c99", "-O2", "-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard",
-                    "-mfpu=fpv4-sp-d16", "-ffunction-sections", "-fdata-sections", "--specs=nano.specs", "-nostartfiles",
-                    "-Wl,--gc-sections", "-Wl,-e,_start", f"-I{FIRMWARE / 'include'}", str(tmp_path / "model_data.c"),
-                    str(tmp_path / "main.c"), *kernels, "-lc", "-lgcc", "-o", str(elf)], check=True, capture_output=True)
-    syms = subprocess.run(["arm-none-eabi-nm", str(elf)], capture_output=True, text=True).stdout
+    subprocess.run(
+        [
+            "arm-none-eabi-gcc",
+            "-std=c99",
+            "-O2",
+            "-mcpu=cortex-m4",
+            "-mthumb",
+            "-mfloat-abi=hard",
+            "-mfpu=fpv4-sp-d16",
+            "-ffunction-sections",
+            "-fdata-sections",
+            "--specs=nano.specs",
+            "-nostartfiles",
+            "-Wl,--gc-sections",
+            "-Wl,-e,_start",
+            f"-I{FIRMWARE / 'include'}",
+            str(tmp_path / "model_data.c"),
+            str(tmp_path / "main.c"),
+            *kernels,
+            "-lc",
+            "-lgcc",
+            "-o",
+            str(elf),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    syms = subprocess.run(["arm-none-eabi-nm", str(elf)], capture_output=True, text=True, check=True).stdout
     linked = {line.split()[-1] for line in syms.splitlines() if line.split()[-1].startswith("th_")}
-    kernels_in_elf = {s for s in linked if s.startswith(("th_conv2d", "th_depthwise", "th_pointwise", "th_fc",
-                                                         "th_add", "th_avgpool"))}
+    kernels_in_elf = {
+        s
+        for s in linked
+        if s.startswith(("th_conv2d", "th_depthwise", "th_pointwise", "th_fc", "th_add", "th_avgpool"))
+    }
     assert kernels_in_elf == set(kernel_symbols(model))
-    size = subprocess.run(["arm-none-eabi-size", "-A", "-d", str(elf)], capture_output=True, text=True).stdout
-    sec = {p[0]: int(p[1]) for p in (line.split() for line in size.splitlines()) if len(p) >= 2 and p[1].isdigit()}
+    size = subprocess.run(
+        ["arm-none-eabi-size", "-A", "-d", str(elf)], capture_output=True, text=True, check=True
+    ).stdout
+    sec = {
+        p[0]: int(p[1])
+        for p in (line.split() for line in size.splitlines())
+        if len(p) >= 2 and p[1].isdigit()
+    }
     flash_real = sec.get(".text", 0) + sec.get(".rodata", 0) + sec.get(".data", 0)
     sram_real = sec.get(".bss", 0) + sec.get(".data", 0)
     flash_est, sram_est = estimate_footprint(model)

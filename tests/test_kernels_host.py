@@ -41,8 +41,9 @@ def _random_case(op, a, w, o, rng):
     cin = int(rng.choice([1, 3, 4, 5, 7, 8, 13, 16, 21]))
     cout = int(rng.choice([1, 2, 3, 5, 8, 11, 17]))
     act = [None, "relu", "relu6"][int(rng.integers(3))]
-    return random_layer_model(op, a, w, o, h=h, w=wd, cin=cin, cout=cout, kernel=k, stride=stride, padding=pad,
-                              act=act, rng=rng)
+    return random_layer_model(
+        op, a, w, o, h=h, w=wd, cin=cin, cout=cout, kernel=k, stride=stride, padding=pad, act=act, rng=rng
+    )
 
 
 def check(kernels: HostKernels, model, rng, **kw) -> np.ndarray:
@@ -89,8 +90,18 @@ def test_a8w8_uses_both_blocking_tails(kernels, op):
 def test_add_all_precisions(kernels, b1, b2, bo):
     rng = np.random.default_rng(b1 * 100 + b2 * 10 + bo)
     for act in (None, "relu"):
-        model = random_layer_model("add", b1, 8, bo, in2_bits=b2, h=int(rng.integers(1, 6)),
-                                   w=int(rng.integers(1, 6)), cin=int(rng.integers(1, 12)), act=act, rng=rng)
+        model = random_layer_model(
+            "add",
+            b1,
+            8,
+            bo,
+            in2_bits=b2,
+            h=int(rng.integers(1, 6)),
+            w=int(rng.integers(1, 6)),
+            cin=int(rng.integers(1, 12)),
+            act=act,
+            rng=rng,
+        )
         check(kernels, model, rng)
 
 
@@ -99,8 +110,9 @@ def test_add_all_precisions(kernels, b1, b2, bo):
 def test_avgpool_all_precisions(kernels, a, o):
     rng = np.random.default_rng(a * 10 + o)
     for kernel, stride in [(None, None), (2, 2), (3, 1), (3, 2)]:
-        model = random_layer_model("avgpool", a, 8, o, h=7, w=6, cin=int(rng.integers(1, 10)), kernel=kernel,
-                                   stride=stride, rng=rng)
+        model = random_layer_model(
+            "avgpool", a, 8, o, h=7, w=6, cin=int(rng.integers(1, 10)), kernel=kernel, stride=stride, rng=rng
+        )
         check(kernels, model, rng)
 
 
@@ -127,7 +139,9 @@ def test_extreme_add_params(kernels):
         model = random_layer_model("add", 8, 8, 8, h=3, w=3, cin=5, rng=rng)
         p = model.layers[-1].add
         p.left_shift = int(rng.choice([0, 20, 31]))
-        p.in1_multiplier, p.in2_multiplier, p.out_multiplier = (int(rng.choice(EXTREME_MULT)) for _ in range(3))
+        p.in1_multiplier, p.in2_multiplier, p.out_multiplier = (
+            int(rng.choice(EXTREME_MULT)) for _ in range(3)
+        )
         p.in1_shift, p.in2_shift, p.out_shift = (int(rng.integers(-31, 32)) for _ in range(3))
         check(kernels, model, rng)
 
@@ -148,8 +162,23 @@ def requant_lib(tmp_path_factory):
 
     d = tmp_path_factory.mktemp("requant")
     (d / "t.c").write_text(_REQ)
-    subprocess.run(["gcc", "-std=c99", "-O2", "-fPIC", "-shared", "-Wall", "-Wextra", "-Werror",
-                    f"-I{FIRMWARE / 'include'}", str(d / "t.c"), "-o", str(d / "t.so")], check=True)
+    subprocess.run(
+        [
+            "gcc",
+            "-std=c99",
+            "-O2",
+            "-fPIC",
+            "-shared",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            f"-I{FIRMWARE / 'include'}",
+            str(d / "t.c"),
+            "-o",
+            str(d / "t.so"),
+        ],
+        check=True,
+    )
     return ctypes.CDLL(str(d / "t.so"))
 
 
@@ -159,12 +188,17 @@ def test_th_mbqm_matches_numpy_on_extremes(requant_lib):
     rng = np.random.default_rng(0)
     edge = [INT32_MIN, INT32_MIN + 1, -(1 << 30), -65537, -3, -1, 0, 1, 3, 65535, 1 << 30, INT32_MAX]
     xs = np.array(edge * 63 * 7 + rng.integers(INT32_MIN, INT32_MAX, 20000, endpoint=True).tolist(), np.int32)
-    ms = np.array([m for m in EXTREME_MULT for _ in range(len(edge) * 63)] + rng.integers(
-        INT32_MIN, INT32_MAX, 20000, endpoint=True).tolist(), np.int32)
-    ss = np.array(np.tile(np.repeat(np.arange(-31, 32), len(edge)), 7).tolist()
-                  + rng.integers(-31, 32, 20000).tolist(), np.int32)
+    ms = np.array(
+        [m for m in EXTREME_MULT for _ in range(len(edge) * 63)]
+        + rng.integers(INT32_MIN, INT32_MAX, 20000, endpoint=True).tolist(),
+        np.int32,
+    )
+    ss = np.array(
+        np.tile(np.repeat(np.arange(-31, 32), len(edge)), 7).tolist() + rng.integers(-31, 32, 20000).tolist(),
+        np.int32,
+    )
     out = np.zeros_like(xs)
-    p = lambda a: a.ctypes.data_as(ctypes.POINTER(ctypes.c_int32))  # noqa: E731
+    p = lambda a: a.ctypes.data_as(ctypes.POINTER(ctypes.c_int32))
     requant_lib.t_mbqm(p(xs), p(ms), p(ss), p(out), ctypes.c_int(xs.size))
     assert np.array_equal(out.astype(np.int64), mbqm(xs, ms, ss))
 
@@ -184,12 +218,30 @@ ARM_FLAGS = {
 @pytest.mark.parametrize("cpu", list(ARM_FLAGS))
 def test_kernels_cross_compile_for_cortex_m(cpu, tmp_path):
     srcs = sorted(str(p) for p in (FIRMWARE / "kernels").glob("*.c"))
-    res = subprocess.run(["arm-none-eabi-gcc", "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror",
-                          "-ffunction-sections", *ARM_FLAGS[cpu], f"-I{FIRMWARE / 'include'}", "-c", *srcs],
-                         capture_output=True, text=True, cwd=tmp_path)
+    res = subprocess.run(
+        [
+            "arm-none-eabi-gcc",
+            "-std=c99",
+            "-O2",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-ffunction-sections",
+            *ARM_FLAGS[cpu],
+            f"-I{FIRMWARE / 'include'}",
+            "-c",
+            *srcs,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        check=False,
+    )
     assert res.returncode == 0, res.stderr
     objs = sorted(str(p) for p in tmp_path.glob("*.o"))
     assert len(objs) == len(srcs)
-    dis = subprocess.run(["arm-none-eabi-objdump", "-d", *objs], capture_output=True, text=True).stdout
+    dis = subprocess.run(
+        ["arm-none-eabi-objdump", "-d", *objs], capture_output=True, text=True, check=True
+    ).stdout
     has_dsp = cpu in ("cortex-m4", "cortex-m7", "cortex-m55")
     assert ("smlad" in dis) == has_dsp, "the DSP path must be used exactly on cores with the DSP extension"

@@ -16,8 +16,10 @@ from harness.codegen.random_model import random_coverage_chain, random_input
 
 pytestmark = [
     pytest.mark.qemu,
-    pytest.mark.skipif(shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
-                       reason="needs qemu-system-arm and arm-none-eabi-gcc"),
+    pytest.mark.skipif(
+        shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
+        reason="needs qemu-system-arm and arm-none-eabi-gcc",
+    ),
 ]
 
 
@@ -27,7 +29,9 @@ def test_every_kernel_is_bit_exact_on_the_emulated_board(tmp_path, board_name, s
     from harness.measure.session import run_on_board
 
     model = random_coverage_chain(seed)
-    covered = {(layer.op, model.a_bits(layer), layer.w_bits) for layer in model.layers if layer.weight is not None}
+    covered = {
+        (layer.op, model.a_bits(layer), layer.w_bits) for layer in model.layers if layer.weight is not None
+    }
     assert len(covered) == 4 * 9
     rng = np.random.default_rng(seed)
     inputs = [random_input(model.tensors[model.input], rng) for _ in range(2)]

@@ -50,16 +50,39 @@ def test_conv_family_matches_loops(op, seed):
     a, wb, o = (int(rng.choice([2, 4, 8])) for _ in range(3))
     k = 1 if op == "pointwise" else int(rng.choice([1, 3, 5]))
     stride = int(rng.choice([1, 2]))
-    model = random_layer_model(op, a, wb, o, h=int(rng.integers(k, 8)), w=int(rng.integers(k, 8)),
-                               cin=int(rng.integers(1, 6)), cout=int(rng.integers(1, 6)), kernel=k, stride=stride,
-                               padding=["same", "valid"][seed % 2], act=[None, "relu", "relu6"][seed % 3], rng=rng)
+    model = random_layer_model(
+        op,
+        a,
+        wb,
+        o,
+        h=int(rng.integers(k, 8)),
+        w=int(rng.integers(k, 8)),
+        cin=int(rng.integers(1, 6)),
+        cout=int(rng.integers(1, 6)),
+        kernel=k,
+        stride=stride,
+        padding=["same", "valid"][seed % 2],
+        act=[None, "relu", "relu6"][seed % 3],
+        rng=rng,
+    )
     layer = model.layers[-1]
     x = random_input(model.tensors["x"], rng)
     got = run_model(model, x)["y"]
     w = layer.weight.reshape(layer.weight.shape[0], 1, 1, -1) if op == "pointwise" else layer.weight
-    want = naive_conv(x, w, layer.bias, layer.multiplier, layer.shift, model.tensors["x"].zero_point,
-                      model.tensors["y"].zero_point, layer.stride, layer.padding, layer.act_min, layer.act_max,
-                      depthwise=op == "depthwise")
+    want = naive_conv(
+        x,
+        w,
+        layer.bias,
+        layer.multiplier,
+        layer.shift,
+        model.tensors["x"].zero_point,
+        model.tensors["y"].zero_point,
+        layer.stride,
+        layer.padding,
+        layer.act_min,
+        layer.act_max,
+        depthwise=op == "depthwise",
+    )
     assert got.dtype == np.int8
     assert (got == want).all()
 
@@ -82,16 +105,37 @@ def test_fc_is_a_dot_product_per_output():
     w = np.array([[1, 2, 3], [-1, 0, 1]])
     acc = K.pointwise_acc(x, w, np.array([10, 0]), in_zp=1)
     assert acc.reshape(-1).tolist() == [10 + 2 - 6 + 18, -2 + 6]
-    y = K.fc(x, w, np.array([10, 0]), np.array([1 << 30, 1 << 30]), np.array([1, 1]),
-             in_zp=1, out_zp=-5, act_min=-128, act_max=127)
+    y = K.fc(
+        x,
+        w,
+        np.array([10, 0]),
+        np.array([1 << 30, 1 << 30]),
+        np.array([1, 1]),
+        in_zp=1,
+        out_zp=-5,
+        act_min=-128,
+        act_max=127,
+    )
     assert y.reshape(-1).tolist() == [24 - 5, 4 - 5]  # multiplier 0.5 * 2**1 = 1
 
 
 def test_add_follows_tflite_int8_add():
     x1 = np.array([[[10, -20]]])
     x2 = np.array([[[5, 100]]])
-    kw = dict(in1_zp=2, in2_zp=-1, out_zp=3, left_shift=20, in1_multiplier=1 << 30, in1_shift=0,
-              in2_multiplier=1 << 30, in2_shift=-1, out_multiplier=1 << 30, out_shift=-19, act_min=-128, act_max=127)
+    kw = {
+        "in1_zp": 2,
+        "in2_zp": -1,
+        "out_zp": 3,
+        "left_shift": 20,
+        "in1_multiplier": 1 << 30,
+        "in1_shift": 0,
+        "in2_multiplier": 1 << 30,
+        "in2_shift": -1,
+        "out_multiplier": 1 << 30,
+        "out_shift": -19,
+        "act_min": -128,
+        "act_max": 127,
+    }
     got = K.add(x1, x2, **kw).reshape(-1).tolist()
     want = []
     for a, b in ((10, 5), (-20, 100)):
@@ -105,7 +149,9 @@ def test_add_follows_tflite_int8_add():
 def test_avgpool_averages_windows():
     x = np.arange(16).reshape(4, 4, 1) - 8
     m, s = 1 << 30, -1  # 0.5 * 2**-1 = 1/4
-    y = K.avgpool(x, kernel=(2, 2), stride=2, multiplier=m, shift=s, in_zp=0, out_zp=0, act_min=-128, act_max=127)
+    y = K.avgpool(
+        x, kernel=(2, 2), stride=2, multiplier=m, shift=s, in_zp=0, out_zp=0, act_min=-128, act_max=127
+    )
     # window sums -22, -14, 10, 18; quarters -5.5, -3.5, 2.5, 4.5 round half away from zero
     assert y[..., 0].tolist() == [[-6, -4], [3, 5]]
 
@@ -146,19 +192,28 @@ def test_unknown_op_is_unsupported():
 def _mobilenetv2(width: float = 0.35, res: int = 96, classes: int = 1000) -> IntModel:
     """MobileNetV2 topology with random 8-bit weights (calibrated on uniform noise)."""
     rng = np.random.default_rng(0)
-    c = lambda v: max(8, int(v * width + 4) // 8 * 8)  # noqa: E731
+    c = lambda v: max(8, int(v * width + 4) // 8 * 8)
     x = TensorSpec("input", (res, res, 3), 8, 1 / 128, 0)
     tensors, layers = {"input": x}, []
 
     def mk(op, t, **kw):
-        layer, out = make_weighted_layer(f"l{len(layers)}", op, t, f"t{len(layers)}", w_bits=8, o_bits=8, rng=rng,
-                                         **kw)
+        layer, out = make_weighted_layer(
+            f"l{len(layers)}", op, t, f"t{len(layers)}", w_bits=8, o_bits=8, rng=rng, **kw
+        )
         layers.append(layer)
         tensors[out.name] = out
         return out
 
     t = mk("conv2d", x, cout=c(32), stride=2, act="relu6")
-    cfg = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]
+    cfg = [
+        (1, 16, 1, 1),
+        (6, 24, 2, 2),
+        (6, 32, 3, 2),
+        (6, 64, 4, 2),
+        (6, 96, 3, 1),
+        (6, 160, 3, 2),
+        (6, 320, 1, 1),
+    ]
     for e, ch, n, s in cfg:
         for i in range(n):
             h = mk("pointwise", t, cout=t.shape[2] * e, act="relu6") if e != 1 else t

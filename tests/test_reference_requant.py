@@ -88,8 +88,9 @@ def test_mbqm_broadcasts_per_channel():
     acc = np.arange(-12, 12).reshape(2, 3, 4)
     m = np.array([1 << 30, 1 << 30, INT32_MAX, 1 << 30])
     s = np.array([0, -1, -2, 3])
-    want = np.array([[[scalar_mbqm(int(v), int(m[c]), int(s[c])) for c, v in enumerate(px)] for px in row]
-                     for row in acc])
+    want = np.array(
+        [[[scalar_mbqm(int(v), int(m[c]), int(s[c])) for c, v in enumerate(px)] for px in row] for row in acc]
+    )
     assert (mbqm(acc, m, s) == want).all()
 
 

@@ -91,9 +91,7 @@ def plan_arena(model: IntModel, keep_input: bool = False, validate: bool = True)
     for t in order:
         s0, s1 = life[t]
         busy = sorted(
-            (offsets[u], offsets[u] + sizes[u])
-            for u in offsets
-            if life[u][0] <= s1 and s0 <= life[u][1]
+            (offsets[u], offsets[u] + sizes[u]) for u in offsets if life[u][0] <= s1 and s0 <= life[u][1]
         )
         off = 0
         for b0, b1 in busy:

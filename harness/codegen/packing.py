@@ -54,7 +54,9 @@ def pack(values: np.ndarray, bits: int) -> bytes:
     v = v.astype(np.int64)
     lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
     if v.size and (v.min() < lo or v.max() > hi):
-        raise ConfigError(f"values in [{v.min()}, {v.max()}] do not fit {bits}-bit two's complement [{lo}, {hi}]")
+        raise ConfigError(
+            f"values in [{v.min()}, {v.max()}] do not fit {bits}-bit two's complement [{lo}, {hi}]"
+        )
     n = v.shape[-1]
     rows = v.reshape(-1, n)
     per = 8 // bits
@@ -72,10 +74,14 @@ def unpack(buf: bytes | bytearray | memoryview | np.ndarray, shape: tuple[int, .
     bits = _check_bits(bits)
     shape = tuple(int(s) for s in shape)
     need = packed_nbytes(shape, bits)
-    raw = np.frombuffer(bytes(buf), dtype=np.uint8) if not isinstance(buf, np.ndarray) else buf.astype(np.uint8)
+    raw = (
+        np.frombuffer(bytes(buf), dtype=np.uint8) if not isinstance(buf, np.ndarray) else buf.astype(np.uint8)
+    )
     raw = raw.reshape(-1)
     if raw.size < need:
-        raise ConfigError(f"buffer of {raw.size} bytes is too short for shape {shape} at {bits} bits ({need} bytes)")
+        raise ConfigError(
+            f"buffer of {raw.size} bytes is too short for shape {shape} at {bits} bits ({need} bytes)"
+        )
     n = shape[-1]
     per = 8 // bits
     nb = (n + per - 1) // per

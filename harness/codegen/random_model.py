@@ -167,15 +167,35 @@ def make_weighted_layer(
     lo, hi = _clamp(act, o_bits, zp)
     out = TensorSpec(out_name, (oh, ow, cout), o_bits, scale=x.scale / base, zero_point=zp)
     layer = IntLayer(
-        name, op, [x.name], out_name, kernel=k, stride=stride, padding=pad, weight=weight, w_bits=w_bits,
-        bias=bias, multiplier=mult, shift=shift, act_min=lo, act_max=hi, meta={"act": act or "none"},
+        name,
+        op,
+        [x.name],
+        out_name,
+        kernel=k,
+        stride=stride,
+        padding=pad,
+        weight=weight,
+        w_bits=w_bits,
+        bias=bias,
+        multiplier=mult,
+        shift=shift,
+        act_min=lo,
+        act_max=hi,
+        meta={"act": act or "none"},
     )
     return layer, out
 
 
 def make_add_layer(
-    name: str, a: TensorSpec, b: TensorSpec, out_name: str, *, o_bits: int, act: str | None = None,
-    a_values: np.ndarray | None = None, b_values: np.ndarray | None = None,
+    name: str,
+    a: TensorSpec,
+    b: TensorSpec,
+    out_name: str,
+    *,
+    o_bits: int,
+    act: str | None = None,
+    a_values: np.ndarray | None = None,
+    b_values: np.ndarray | None = None,
     rng: np.random.Generator | int | None = None,
 ) -> tuple[IntLayer, TensorSpec]:
     """A TFLite ADD of tensors ``a`` and ``b``; the output scale/zero point fit the calibrated real sum."""
@@ -192,18 +212,36 @@ def make_add_layer(
     if act in ("relu", "relu6"):
         zp = lo
     else:
-        zp = int(np.clip(lo - round(float(s.min()) / out_scale), lo, hi)) if s.min() > 0 else int(
-            np.clip(round(-float(s.mean()) / out_scale), lo, hi))
+        zp = (
+            int(np.clip(lo - round(float(s.min()) / out_scale), lo, hi))
+            if s.min() > 0
+            else int(np.clip(round(-float(s.mean()) / out_scale), lo, hi))
+        )
     amin, amax = _clamp(act, o_bits, zp)
     p = AddParams(*add_params(a.scale, b.scale, out_scale))
     out = TensorSpec(out_name, a.shape, o_bits, scale=out_scale, zero_point=zp)
-    return IntLayer(name, "add", [a.name, b.name], out_name, act_min=amin, act_max=amax, add=p,
-                    meta={"act": act or "none"}), out
+    return IntLayer(
+        name,
+        "add",
+        [a.name, b.name],
+        out_name,
+        act_min=amin,
+        act_max=amax,
+        add=p,
+        meta={"act": act or "none"},
+    ), out
 
 
 def make_avgpool_layer(
-    name: str, x: TensorSpec, out_name: str, *, o_bits: int, kernel: int | tuple[int, int] | None = None,
-    stride: int | None = None, x_values: np.ndarray | None = None, rng: np.random.Generator | int | None = None,
+    name: str,
+    x: TensorSpec,
+    out_name: str,
+    *,
+    o_bits: int,
+    kernel: int | tuple[int, int] | None = None,
+    stride: int | None = None,
+    x_values: np.ndarray | None = None,
+    rng: np.random.Generator | int | None = None,
 ) -> tuple[IntLayer, TensorSpec]:
     """An average pool (global when ``kernel`` is None), rescaled so the calibrated averages spread over the
     output range."""
@@ -216,16 +254,31 @@ def make_avgpool_layer(
     if oh < 1 or ow < 1:
         raise ConfigError(f"{name}: window {k} larger than input {x.shape}")
     xv = _calib(x, x_values, rng).astype(np.float64) - x.zero_point
-    avg = np.stack([xv[i : i + s * (oh - 1) + 1 : s, j : j + s * (ow - 1) + 1 : s] for i in range(k[0])
-                    for j in range(k[1])]).mean(axis=0)
+    avg = np.stack(
+        [
+            xv[i : i + s * (oh - 1) + 1 : s, j : j + s * (ow - 1) + 1 : s]
+            for i in range(k[0])
+            for j in range(k[1])
+        ]
+    ).mean(axis=0)
     std = max(float(avg.std()), 0.5)
     gain = min(((1 << o_bits) / 6.0) / std, float(1 << 16)) * float(np.exp(rng.normal(0.0, 0.1)))
     m, sh = quantize_multiplier(gain / (k[0] * k[1]))
     lo, hi = qrange(o_bits)
     zp = int(np.clip(round(-float(avg.mean()) * gain), lo, hi))
     out = TensorSpec(out_name, (oh, ow, c), o_bits, scale=x.scale / gain, zero_point=zp)
-    layer = IntLayer(name, "avgpool", [x.name], out_name, kernel=k, stride=s, multiplier=np.array([m], np.int32),
-                     shift=np.array([sh], np.int32), act_min=lo, act_max=hi)
+    layer = IntLayer(
+        name,
+        "avgpool",
+        [x.name],
+        out_name,
+        kernel=k,
+        stride=s,
+        multiplier=np.array([m], np.int32),
+        shift=np.array([sh], np.int32),
+        act_min=lo,
+        act_max=hi,
+    )
     return layer, out
 
 
@@ -260,22 +313,39 @@ def random_layer_model(
     x = TensorSpec("x", (h, w, cin), a_bits, scale=1.0, zero_point=int(rng.integers(lo, hi + 1)))
     tensors = {"x": x}
     if op in ("conv2d", "depthwise", "pointwise", "fc"):
-        layer, out = make_weighted_layer("l0", op, x, "y", w_bits=w_bits, o_bits=o_bits, cout=cout, kernel=kernel,
-                                         stride=stride, padding=padding, act=act, rng=rng)
+        layer, out = make_weighted_layer(
+            "l0",
+            op,
+            x,
+            "y",
+            w_bits=w_bits,
+            o_bits=o_bits,
+            cout=cout,
+            kernel=kernel,
+            stride=stride,
+            padding=padding,
+            act=act,
+            rng=rng,
+        )
     elif op == "avgpool":
         k = None if kernel is None else kernel
-        layer, out = make_avgpool_layer("l0", x, "y", o_bits=o_bits, kernel=k, stride=stride if k else None, rng=rng)
+        layer, out = make_avgpool_layer(
+            "l0", x, "y", o_bits=o_bits, kernel=k, stride=stride if k else None, rng=rng
+        )
     elif op == "add":
         # the firmware loads one input, so the second operand is computed from it by a 3x3 conv that mixes
         # neighbours and channels (values nearly independent of x at the same position)
         b2 = a_bits if in2_bits is None else in2_bits
         xv = random_input(x, rng)
-        pre, x2 = make_weighted_layer("pre", "conv2d", x, "x2", w_bits=8, o_bits=b2, cout=cin, kernel=3,
-                                      x_values=xv, rng=rng)
+        pre, x2 = make_weighted_layer(
+            "pre", "conv2d", x, "x2", w_bits=8, o_bits=b2, cout=cin, kernel=3, x_values=xv, rng=rng
+        )
         x2.scale = float(x2.scale * np.exp(rng.normal(0, 0.5)))
         tensors["x2"] = x2
         x2v = run_layer(IntModel(tensors, [], "x", "x2"), pre, {"x": xv})
-        layer, out = make_add_layer("l0", x, x2, "y", o_bits=o_bits, act=act, a_values=xv, b_values=x2v, rng=rng)
+        layer, out = make_add_layer(
+            "l0", x, x2, "y", o_bits=o_bits, act=act, a_values=xv, b_values=x2v, rng=rng
+        )
         tensors["y"] = out
         return IntModel(tensors, [pre, layer], "x", "y", name=f"add_a{a_bits}i{b2}o{o_bits}")
     else:
@@ -307,7 +377,7 @@ def random_network(
     """
     rng = _rng(rng)
     _check_bits(*bits)
-    pick = lambda: int(rng.choice(bits))  # noqa: E731
+    pick = lambda: int(rng.choice(bits))
     x = TensorSpec("input", tuple(input_shape), 8, scale=1.0 / 128, zero_point=0)
     tensors = {"input": x}
     layers: list[IntLayer] = []
@@ -325,13 +395,37 @@ def random_network(
         values[out.name] = run_layer(IntModel(tensors, [], "input", out.name), layer, values)
         return out
 
-    t = add(make_weighted_layer, "conv0", "conv2d", x, "t0", w_bits=pick(), o_bits=pick(), cout=width, kernel=3,
-            stride=2, act="relu6")
-    t = add(make_weighted_layer, "dw1", "depthwise", t, "t1", w_bits=pick(), o_bits=pick(), kernel=3, act="relu")
+    t = add(
+        make_weighted_layer,
+        "conv0",
+        "conv2d",
+        x,
+        "t0",
+        w_bits=pick(),
+        o_bits=pick(),
+        cout=width,
+        kernel=3,
+        stride=2,
+        act="relu6",
+    )
+    t = add(
+        make_weighted_layer, "dw1", "depthwise", t, "t1", w_bits=pick(), o_bits=pick(), kernel=3, act="relu"
+    )
     skip = add(make_weighted_layer, "pw1", "pointwise", t, "t2", w_bits=pick(), o_bits=pick(), cout=width)
-    t = add(make_weighted_layer, "pw2", "pointwise", skip, "t3", w_bits=pick(), o_bits=pick(), cout=width * expand,
-            act="relu6")
-    t = add(make_weighted_layer, "dw2", "depthwise", t, "t4", w_bits=pick(), o_bits=pick(), kernel=3, act="relu6")
+    t = add(
+        make_weighted_layer,
+        "pw2",
+        "pointwise",
+        skip,
+        "t3",
+        w_bits=pick(),
+        o_bits=pick(),
+        cout=width * expand,
+        act="relu6",
+    )
+    t = add(
+        make_weighted_layer, "dw2", "depthwise", t, "t4", w_bits=pick(), o_bits=pick(), kernel=3, act="relu6"
+    )
     t = add(make_weighted_layer, "pw3", "pointwise", t, "t5", w_bits=pick(), o_bits=pick(), cout=width)
     t = add(make_add_layer, "add4", skip, t, "t6", o_bits=pick())
     t = add(make_avgpool_layer, "pool5", t, "t7", o_bits=pick())
@@ -366,8 +460,13 @@ def random_coverage_chain(
     x = TensorSpec("input", tuple(input_shape), wants[0], scale=1.0 / 8, zero_point=0)
     tensors, layers = {"input": x}, []
     values = {"input": random_input(x, rng)}
-    add_after = set(rng.choice([i for i, s in enumerate(spatial) if s[0] == "depthwise"] or [-1],
-                               size=min(n_adds, sum(s[0] == "depthwise" for s in spatial)), replace=False).tolist())
+    add_after = set(
+        rng.choice(
+            [i for i, s in enumerate(spatial) if s[0] == "depthwise"] or [-1],
+            size=min(n_adds, sum(s[0] == "depthwise" for s in spatial)),
+            replace=False,
+        ).tolist()
+    )
     strided = next((i for i, s in enumerate(spatial) if s[0] == "conv2d"), -1)
     t = x
 
@@ -388,11 +487,36 @@ def random_coverage_chain(
         cout = int(rng.choice([3, 5, 6, 7, 9, 11, 13])) if op in ("conv2d", "pointwise", "fc") else None
         ins = t
         add_here = i in add_after
-        layer_o = ins.bits if add_here else o_bits  # keep the add's operands readable; the add narrows instead
-        t = push(*make_weighted_layer(nm, op, ins, f"t{i}", w_bits=w, o_bits=layer_o, cout=cout, kernel=k,
-                                      stride=2 if i == strided else 1, act=act, x_values=values[ins.name],
-                                      rng=rng))
+        layer_o = (
+            ins.bits if add_here else o_bits
+        )  # keep the add's operands readable; the add narrows instead
+        t = push(
+            *make_weighted_layer(
+                nm,
+                op,
+                ins,
+                f"t{i}",
+                w_bits=w,
+                o_bits=layer_o,
+                cout=cout,
+                kernel=k,
+                stride=2 if i == strided else 1,
+                act=act,
+                x_values=values[ins.name],
+                rng=rng,
+            )
+        )
         if add_here:
-            t = push(*make_add_layer(f"l{i}_add", ins, t, f"t{i}_add", o_bits=o_bits, a_values=values[ins.name],
-                                     b_values=values[t.name], rng=rng))
+            t = push(
+                *make_add_layer(
+                    f"l{i}_add",
+                    ins,
+                    t,
+                    f"t{i}_add",
+                    o_bits=o_bits,
+                    a_values=values[ins.name],
+                    b_values=values[t.name],
+                    rng=rng,
+                )
+            )
     return IntModel(tensors, layers, "input", t.name, name=name)

@@ -25,7 +25,9 @@ def check_tensor(t: TensorSpec) -> None:
         raise ConfigError(f"tensor {t.name!r}: bits={t.bits!r} not in {BITS}")
     lo, hi = qrange(t.bits)
     if not lo <= int(t.zero_point) <= hi:
-        raise ConfigError(f"tensor {t.name!r}: zero_point {t.zero_point} outside the {t.bits}-bit range [{lo}, {hi}]")
+        raise ConfigError(
+            f"tensor {t.name!r}: zero_point {t.zero_point} outside the {t.bits}-bit range [{lo}, {hi}]"
+        )
     if len(t.shape) != 3 or any(int(d) < 1 or int(d) > 65535 for d in t.shape):
         raise ConfigError(f"tensor {t.name!r}: shape {t.shape} must be (H, W, C) with 1 <= each <= 65535")
 
@@ -55,7 +57,9 @@ def _check_geometry(layer: IntLayer, ins: TensorSpec, outs: TensorSpec) -> None:
     if any(not 0 <= p <= 255 for p in (pt, pl, pb, pr)):
         raise ConfigError(f"layer {layer.name!r}: padding {layer.padding} must be within 0..255")
     if pt >= kh or pb >= kh or pl >= kw or pr >= kw:
-        raise ConfigError(f"layer {layer.name!r}: padding {layer.padding} must be smaller than kernel {layer.kernel}")
+        raise ConfigError(
+            f"layer {layer.name!r}: padding {layer.padding} must be smaller than kernel {layer.kernel}"
+        )
     h, w, _ = ins.shape
     oh, ow = _out_len(h, kh, s, pt, pb), _out_len(w, kw, s, pl, pr)
     if (oh, ow) != tuple(outs.shape[:2]):
@@ -94,7 +98,9 @@ def _check_weighted(model: IntModel, layer: IntLayer) -> None:
         if int(layer.stride) != 1:
             raise ConfigError(f"layer {layer.name!r}: fc needs stride 1, got {layer.stride}")
     if tuple(w.shape) != expected:
-        raise ConfigError(f"layer {layer.name!r} ({layer.op}): weight shape {tuple(w.shape)}, expected {expected}")
+        raise ConfigError(
+            f"layer {layer.name!r} ({layer.op}): weight shape {tuple(w.shape)}, expected {expected}"
+        )
     if w.size and not np.issubdtype(w.dtype, np.integer):
         raise ConfigError(f"layer {layer.name!r}: weights must be integers, got dtype {w.dtype}")
     lo, hi = wrange(layer.w_bits)
@@ -113,16 +119,22 @@ def _check_weighted(model: IntModel, layer: IntLayer) -> None:
     per_out = wabs.sum(axis=tuple(range(1, w.ndim))) if layer.op != "depthwise" else wabs.sum(axis=(0, 1))
     worst = np.abs(bias) + per_out * amax
     if worst.max(initial=0) > _I32[1]:
-        raise ConfigError(f"layer {layer.name!r}: the int32 accumulator can overflow (worst case {worst.max()})")
+        raise ConfigError(
+            f"layer {layer.name!r}: the int32 accumulator can overflow (worst case {worst.max()})"
+        )
 
 
 def check_layer(model: IntModel, layer: IntLayer) -> None:
     """One layer against its tensors (op, bit-widths, shapes, parameter ranges)."""
     if layer.op not in OPS:
-        raise UnsupportedLayerError(f"layer {layer.name!r}: unknown op {layer.op!r} (supported: {', '.join(OPS)})")
+        raise UnsupportedLayerError(
+            f"layer {layer.name!r}: unknown op {layer.op!r} (supported: {', '.join(OPS)})"
+        )
     n_in = 2 if layer.op == "add" else 1
     if len(layer.inputs) != n_in:
-        raise ConfigError(f"layer {layer.name!r} ({layer.op}): needs {n_in} input(s), got {len(layer.inputs)}")
+        raise ConfigError(
+            f"layer {layer.name!r} ({layer.op}): needs {n_in} input(s), got {len(layer.inputs)}"
+        )
     for t in [*layer.inputs, layer.output]:
         if t not in model.tensors:
             raise ConfigError(f"layer {layer.name!r}: unknown tensor {t!r}")
@@ -138,7 +150,9 @@ def check_layer(model: IntModel, layer: IntLayer) -> None:
     elif layer.op == "add":
         in2 = model.in_spec(layer, 1)
         if not (tuple(ins.shape) == tuple(in2.shape) == tuple(outs.shape)):
-            raise ConfigError(f"layer {layer.name!r}: add needs equal shapes, got {ins.shape}, {in2.shape} -> {outs.shape}")
+            raise ConfigError(
+                f"layer {layer.name!r}: add needs equal shapes, got {ins.shape}, {in2.shape} -> {outs.shape}"
+            )
         p = layer.add
         if p is None:
             raise ConfigError(f"layer {layer.name!r}: add needs AddParams")
@@ -152,7 +166,9 @@ def check_layer(model: IntModel, layer: IntLayer) -> None:
                 raise ConfigError(f"layer {layer.name!r}: add {nm}_shift {s} must be in -31..31")
     else:  # avgpool
         if ins.shape[2] != outs.shape[2]:
-            raise ConfigError(f"layer {layer.name!r}: avgpool keeps channels, got {ins.shape[2]} -> {outs.shape[2]}")
+            raise ConfigError(
+                f"layer {layer.name!r}: avgpool keeps channels, got {ins.shape[2]} -> {outs.shape[2]}"
+            )
         if any(int(p) for p in layer.padding):
             raise ConfigError(f"layer {layer.name!r}: avgpool takes no padding, got {layer.padding}")
         _check_geometry(layer, ins, outs)
@@ -187,7 +203,9 @@ def validate_model(model: IntModel) -> None:
             if t not in ready:
                 raise ConfigError(f"layer {layer.name!r} reads tensor {t!r} before any layer produces it")
         if layer.output in ready:
-            raise ConfigError(f"layer {layer.name!r} writes tensor {layer.output!r}, which is already produced")
+            raise ConfigError(
+                f"layer {layer.name!r} writes tensor {layer.output!r}, which is already produced"
+            )
         ready.add(layer.output)
     if model.output not in ready:
         raise ConfigError(f"model {model.name!r}: no layer produces the output tensor {model.output!r}")

@@ -30,24 +30,60 @@ _I32P = C.POINTER(C.c_int32)
 
 
 class ThTensor(C.Structure):
-    _fields_ = [("offset", C.c_uint32), ("h", C.c_uint16), ("w", C.c_uint16), ("c", C.c_uint16),
-                ("bits", C.c_uint8), ("zero_point", C.c_int8)]
+    _fields_ = [
+        ("offset", C.c_uint32),
+        ("h", C.c_uint16),
+        ("w", C.c_uint16),
+        ("c", C.c_uint16),
+        ("bits", C.c_uint8),
+        ("zero_point", C.c_int8),
+    ]
 
 
 class ThLayer(C.Structure):
     _fields_ = [
-        ("fn", C.c_void_p), ("name", C.c_char_p), ("op", C.c_uint8), ("a_bits", C.c_uint8), ("w_bits", C.c_uint8),
-        ("o_bits", C.c_uint8), ("kh", C.c_uint8), ("kw", C.c_uint8), ("stride", C.c_uint8), ("pad_t", C.c_uint8),
-        ("pad_l", C.c_uint8), ("pad_b", C.c_uint8), ("pad_r", C.c_uint8), ("in_", C.c_int16), ("in2", C.c_int16),
-        ("out", C.c_int16), ("act_min", C.c_int32), ("act_max", C.c_int32), ("weights", C.c_void_p),
-        ("bias", _I32P), ("mult", _I32P), ("shift", _I32P), ("left_shift", C.c_int32), ("in1_mult", C.c_int32),
-        ("in1_shift", C.c_int32), ("in2_mult", C.c_int32), ("in2_shift", C.c_int32), ("out_mult", C.c_int32),
-        ("out_shift", C.c_int32), ("macs", C.c_uint32),
+        ("fn", C.c_void_p),
+        ("name", C.c_char_p),
+        ("op", C.c_uint8),
+        ("a_bits", C.c_uint8),
+        ("w_bits", C.c_uint8),
+        ("o_bits", C.c_uint8),
+        ("kh", C.c_uint8),
+        ("kw", C.c_uint8),
+        ("stride", C.c_uint8),
+        ("pad_t", C.c_uint8),
+        ("pad_l", C.c_uint8),
+        ("pad_b", C.c_uint8),
+        ("pad_r", C.c_uint8),
+        ("in_", C.c_int16),
+        ("in2", C.c_int16),
+        ("out", C.c_int16),
+        ("act_min", C.c_int32),
+        ("act_max", C.c_int32),
+        ("weights", C.c_void_p),
+        ("bias", _I32P),
+        ("mult", _I32P),
+        ("shift", _I32P),
+        ("left_shift", C.c_int32),
+        ("in1_mult", C.c_int32),
+        ("in1_shift", C.c_int32),
+        ("in2_mult", C.c_int32),
+        ("in2_shift", C.c_int32),
+        ("out_mult", C.c_int32),
+        ("out_shift", C.c_int32),
+        ("macs", C.c_uint32),
     ]
 
 
-_KERNEL = C.CFUNCTYPE(None, C.POINTER(ThLayer), C.POINTER(ThTensor), C.POINTER(ThTensor), C.POINTER(ThTensor),
-                      C.POINTER(C.c_uint8), C.c_void_p)
+_KERNEL = C.CFUNCTYPE(
+    None,
+    C.POINTER(ThLayer),
+    C.POINTER(ThTensor),
+    C.POINTER(ThTensor),
+    C.POINTER(ThTensor),
+    C.POINTER(C.c_uint8),
+    C.c_void_p,
+)
 
 # A probe compiled into the library reports the C layout, so a drift between th_model.h and the ctypes mirror
 # fails loudly instead of passing garbage to the kernels.
@@ -63,8 +99,13 @@ unsigned th_probe_layout(unsigned i) {
 """
 
 
-def compile_kernels(out_dir: Path | str, *, emulate_dsp: bool = False, cc: str | None = None,
-                    extra_flags: tuple[str, ...] = ()) -> Path:
+def compile_kernels(
+    out_dir: Path | str,
+    *,
+    emulate_dsp: bool = False,
+    cc: str | None = None,
+    extra_flags: tuple[str, ...] = (),
+) -> Path:
     """Compile every kernel into ``out_dir/libthkernels[_dsp].so`` (``-O2 -fPIC``); returns its path.
 
     ``emulate_dsp`` defines TH_EMULATE_DSP: the SIMD code paths run through portable instruction emulations.
@@ -78,10 +119,23 @@ def compile_kernels(out_dir: Path | str, *, emulate_dsp: bool = False, cc: str |
     probe.write_text(_PROBE)
     lib = out_dir / ("libthkernels_dsp.so" if emulate_dsp else "libthkernels.so")
     srcs = sorted(str(p) for p in (FIRMWARE / "kernels").glob("*.c"))
-    cmd = [cc, "-std=c99", "-O2", "-fPIC", "-shared", "-Wall", "-Wextra", *extra_flags,
-           f"-I{FIRMWARE / 'include'}", *(["-DTH_EMULATE_DSP"] if emulate_dsp else []), *srcs, str(probe),
-           "-o", str(lib)]
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    cmd = [
+        cc,
+        "-std=c99",
+        "-O2",
+        "-fPIC",
+        "-shared",
+        "-Wall",
+        "-Wextra",
+        *extra_flags,
+        f"-I{FIRMWARE / 'include'}",
+        *(["-DTH_EMULATE_DSP"] if emulate_dsp else []),
+        *srcs,
+        str(probe),
+        "-o",
+        str(lib),
+    ]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
     if res.returncode != 0:
         raise BuildError(f"host kernel build failed:\n{' '.join(cmd)}\n{res.stderr}")
     return lib
@@ -109,8 +163,15 @@ class HostKernels:
         self.lib = C.CDLL(str(lib_path))
         self.lib.th_probe_layout.restype = C.c_uint
         self.lib.th_probe_layout.argtypes = [C.c_uint]
-        want = [C.sizeof(ThLayer), ThLayer.in_.offset, ThLayer.act_min.offset, ThLayer.weights.offset,
-                ThLayer.left_shift.offset, ThLayer.macs.offset, C.sizeof(ThTensor)]
+        want = [
+            C.sizeof(ThLayer),
+            ThLayer.in_.offset,
+            ThLayer.act_min.offset,
+            ThLayer.weights.offset,
+            ThLayer.left_shift.offset,
+            ThLayer.macs.offset,
+            C.sizeof(ThTensor),
+        ]
         got = [self.lib.th_probe_layout(i) for i in range(len(want))]
         if got != want:
             raise BuildError(f"ctypes mirror of th_model.h is out of date: C layout {got}, ctypes {want}")
@@ -154,11 +215,25 @@ class HostKernels:
         keep = [_i32(layer.bias), _i32(layer.multiplier), _i32(layer.shift)]
         p = layer.add
         L = ThLayer(
-            fn=None, name=layer.name.encode(), op=0, a_bits=model.a_bits(layer), w_bits=layer.w_bits,
-            o_bits=model.o_bits(layer), kh=layer.kernel[0], kw=layer.kernel[1], stride=layer.stride,
-            pad_t=layer.padding[0], pad_l=layer.padding[1], pad_b=layer.padding[2], pad_r=layer.padding[3],
-            in_=0, in2=1 if len(layer.inputs) > 1 else -1, out=len(layer.inputs), act_min=layer.act_min,
-            act_max=layer.act_max, weights=C.cast(wbuf, C.c_void_p),
+            fn=None,
+            name=layer.name.encode(),
+            op=0,
+            a_bits=model.a_bits(layer),
+            w_bits=layer.w_bits,
+            o_bits=model.o_bits(layer),
+            kh=layer.kernel[0],
+            kw=layer.kernel[1],
+            stride=layer.stride,
+            pad_t=layer.padding[0],
+            pad_l=layer.padding[1],
+            pad_b=layer.padding[2],
+            pad_r=layer.padding[3],
+            in_=0,
+            in2=1 if len(layer.inputs) > 1 else -1,
+            out=len(layer.inputs),
+            act_min=layer.act_min,
+            act_max=layer.act_max,
+            weights=C.cast(wbuf, C.c_void_p),
             bias=C.cast(keep[0], _I32P) if keep[0] is not None else None,
             mult=C.cast(keep[1], _I32P) if keep[1] is not None else None,
             shift=C.cast(keep[2], _I32P) if keep[2] is not None else None,
@@ -166,19 +241,32 @@ class HostKernels:
         )
         if p is not None:
             L.left_shift, L.in1_mult, L.in1_shift = p.left_shift, p.in1_multiplier, p.in1_shift
-            L.in2_mult, L.in2_shift, L.out_mult, L.out_shift = p.in2_multiplier, p.in2_shift, p.out_multiplier, p.out_shift
+            L.in2_mult, L.in2_shift, L.out_mult, L.out_shift = (
+                p.in2_multiplier,
+                p.in2_shift,
+                p.out_multiplier,
+                p.out_shift,
+            )
         t_in = tensors[0]
         t_in2 = tensors[1] if len(layer.inputs) > 1 else None
         t_out = tensors[-1]
-        fn(C.byref(L), C.byref(t_in), C.byref(t_in2) if t_in2 is not None else None, C.byref(t_out), arena,
-           C.cast(scratch, C.c_void_p))
+        fn(
+            C.byref(L),
+            C.byref(t_in),
+            C.byref(t_in2) if t_in2 is not None else None,
+            C.byref(t_out),
+            arena,
+            C.cast(scratch, C.c_void_p),
+        )
         out_spec, off = specs[-1], offsets[-1]
         # everything but the output bytes must be untouched; the scratch guard too
         mask = np.ones(pos, dtype=bool)
         mask[off : off + out_spec.nbytes] = False
         if not np.array_equal(arena_np[mask], before[mask]):
             bad = np.flatnonzero(mask & (arena_np != before))
-            raise AssertionError(f"{name} wrote outside its output tensor (arena bytes {bad[:8].tolist()} ...)")
+            raise AssertionError(
+                f"{name} wrote outside its output tensor (arena bytes {bad[:8].tolist()} ...)"
+            )
         if not (scratch_np[sbytes:] == 0x5A).all():
             raise AssertionError(f"{name} wrote past its {sbytes} scratch bytes")
         raw = bytes(arena_np[off : off + out_spec.nbytes])

@@ -115,7 +115,9 @@ def depthwise_acc(
     return wrap_int32(acc + np.asarray(bias, dtype=np.int64))
 
 
-def pointwise_acc(x: np.ndarray, w: np.ndarray, bias: np.ndarray, *, in_zp: int, stride: int = 1) -> np.ndarray:
+def pointwise_acc(
+    x: np.ndarray, w: np.ndarray, bias: np.ndarray, *, in_zp: int, stride: int = 1
+) -> np.ndarray:
     """int32 accumulators of a 1x1 conv with weights ``(Cout, Cin)`` (no padding)."""
     w = np.asarray(w)
     return conv2d_acc(x, w.reshape(w.shape[0], 1, 1, w.shape[1]), bias, in_zp=in_zp, stride=stride)
@@ -127,7 +129,9 @@ def conv2d(x, w, bias, multiplier, shift, *, in_zp, out_zp, stride=1, padding=(0
     return requantize(acc, multiplier, shift, out_zp, act_min, act_max)
 
 
-def depthwise(x, w, bias, multiplier, shift, *, in_zp, out_zp, stride=1, padding=(0, 0, 0, 0), act_min, act_max):
+def depthwise(
+    x, w, bias, multiplier, shift, *, in_zp, out_zp, stride=1, padding=(0, 0, 0, 0), act_min, act_max
+):
     """Quantized depthwise conv; weights ``(Kh, Kw, C)``; returns ``(OH, OW, C)`` int8 values."""
     acc = depthwise_acc(x, w, bias, in_zp=in_zp, stride=stride, padding=padding)
     return requantize(acc, multiplier, shift, out_zp, act_min, act_max)
@@ -144,7 +148,9 @@ def fc(x, w, bias, multiplier, shift, *, in_zp, out_zp, act_min, act_max):
     x = np.asarray(x)
     if x.ndim != 3 or x.shape[:2] != (1, 1):
         raise ConfigError(f"fc: input must be a (1, 1, C) vector, got shape {x.shape}")
-    return pointwise(x, w, bias, multiplier, shift, in_zp=in_zp, out_zp=out_zp, act_min=act_min, act_max=act_max)
+    return pointwise(
+        x, w, bias, multiplier, shift, in_zp=in_zp, out_zp=out_zp, act_min=act_min, act_max=act_max
+    )
 
 
 def add(
