@@ -44,7 +44,14 @@ class SerialLink:
         self._buf = bytearray()
         self._closed = False
         try:
-            self._port = serial.serial_for_url(url, baudrate=baudrate, timeout=0.05, write_timeout=30)
+            port = serial.serial_for_url(url, baudrate=baudrate, timeout=0.05, write_timeout=30, do_not_open=True)
+            if url.startswith("socket://"):
+                # pyserial's open() "resets the input buffer" by reading and discarding whatever already arrived:
+                # a board that answers the connection at once (QEMU starts the guest on accept) would lose its
+                # first lines. Nothing stale can be waiting on a fresh TCP connection, so skip that.
+                port.reset_input_buffer = lambda: None  # type: ignore[method-assign]
+            port.open()
+            self._port = port
         except (serial.SerialException, OSError, ValueError) as exc:
             raise DeviceError(f"cannot open serial link {url}: {exc}{self._context()}") from exc
 
