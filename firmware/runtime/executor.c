@@ -4,6 +4,7 @@
  * layer.
  */
 #include "th_board.h"
+#include "th_patch.h"
 #include "th_runtime.h"
 
 static uint64_t layer_ticks[TH_MAX_LAYERS];
@@ -48,7 +49,7 @@ const char *th_exec_check(void)
             return "a layer has no kernel or a tensor outside the arena";
         }
     }
-    return 0;
+    return th_patch_get() != 0 ? th_patch_check() : 0;
 }
 
 int th_exec_input_clobbered(void)
@@ -83,7 +84,13 @@ void th_exec_layer(const th_layer_t *L, const th_tensor_t *in, const th_tensor_t
 uint64_t th_exec_run(void)
 {
     uint64_t total = 0u;
-    for (uint16_t i = 0; i < th_model.n_layers; ++i) {
+    uint16_t first = 0u;
+    const th_patch_schedule_t *patches = th_patch_get();
+    if (patches != 0) { /* patch-based model: the stage runs per patch (patch_exec.c), then layer by layer */
+        total = th_patch_run_stage(layer_ticks, layer_crc, crc_enabled);
+        first = patches->n_stage;
+    }
+    for (uint16_t i = first; i < th_model.n_layers; ++i) {
         const th_layer_t *L = &th_model.layers[i];
         const th_tensor_t *in = tensor_at(L->in);
         const th_tensor_t *in2 = tensor_at(L->in2);

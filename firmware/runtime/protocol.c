@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "th_board.h"
+#include "th_patch.h"
 #include "th_runtime.h"
 
 #define CMD_MAX 96
@@ -488,6 +489,8 @@ static void dispatch(char *line)
         }
     } else if (strcmp(tok[0], "layers") == 0) {
         cmd_layers();
+    } else if (strcmp(tok[0], "patches") == 0) {
+        th_patch_report(have_results);
     } else if (strcmp(tok[0], "model") == 0) {
         cmd_model();
     } else if (strcmp(tok[0], "mem") == 0) {
