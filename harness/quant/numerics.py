@@ -119,3 +119,54 @@ def sqnr_db(x: torch.Tensor, q: torch.Tensor) -> float:
     """Signal-to-quantization-noise ratio in dB."""
     noise = float(((x - q) ** 2).sum())
     return float("inf") if noise == 0 else 10.0 * float(torch.log10((x ** 2).sum() / noise))
+
+
+# -- integer requantization (torch mirror of harness.reference.requant, for bit-exact fake quantization) -----
+def quantize_multiplier_t(real: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Vectorised ``quantize_multiplier``: ``real ~= m * 2**(shift - 31)``, ``m`` in [2**30, 2**31) (int64)."""
+    r = real.double()
+    if bool((r < 0).any()) or not bool(torch.isfinite(r).all()):
+        raise ValueError("requantization multipliers must be finite and >= 0")
+    q, e = torch.frexp(r)
+    m = torch.round(q * 2.0 ** 31).long()
+    top = m == (1 << 31)
+    m = torch.where(top, m // 2, m)
+    e = torch.where(top, e + 1, e).long()
+    zero = (r == 0) | (e < -31)
+    if bool((e[~zero] > 31).any()):
+        raise ValueError("requantization multiplier too large (needs a left shift > 31)")
+    return torch.where(zero, 0, m), torch.where(zero, 0, e)
+
+
+def _wrap32(x: torch.Tensor) -> torch.Tensor:
+    return ((x + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
+
+
+def srdhm_t(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    ab = a * b
+    v = ab + torch.where(ab >= 0, 1 << 30, 1 - (1 << 30))
+    q = torch.div(v, 1 << 31, rounding_mode="trunc")
+    return torch.where((a == -(1 << 31)) & (b == -(1 << 31)), (1 << 31) - 1, q)
+
+
+def rdbpot_t(x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+    mask = (torch.ones_like(e) << e) - 1
+    remainder = x & mask
+    threshold = (mask >> 1) + (x < 0).long()
+    return (x >> e) + (remainder > threshold).long()
+
+
+def mbqm_t(x: torch.Tensor, m: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """MultiplyByQuantizedMultiplier on int64 tensors (TFLite rounding), ``shift > 0`` a left shift."""
+    left, right = shift.clamp_min(0), (-shift).clamp_min(0)
+    return rdbpot_t(srdhm_t(_wrap32(x << left), m), right)
+
+
+def act_clamp(bits: int, zero_point: int, scale: float, activation: str | None) -> tuple[int, int]:
+    """Integer output clamp of a layer: the tensor's range, narrowed by a fused ReLU (real 0) or ReLU6 (6)."""
+    lo, hi = qrange(bits)
+    if activation in ("relu", "relu6"):
+        lo = max(lo, int(zero_point))
+    if activation == "relu6":
+        hi = min(hi, int(zero_point) + int(round(6.0 / scale)))
+    return lo, hi

@@ -90,6 +90,7 @@ class QuantNet(nn.Module):
             for t in s.inputs:
                 self._last_use[t] = i
         self.config = PrecisionConfig.uniform(self.layer_names(), 8, 8)
+        self.integer_exact = True  # mirror the integer requantization (see run_layer)
 
     def _producer_unsigned(self, name: str) -> bool:
         return name != INPUT and bool(self.acts[_key(name)].unsigned)
@@ -124,26 +125,76 @@ class QuantNet(nn.Module):
 
     # -- execution --------------------------------------------------------------------------------------------
     def run_layer(self, i: int, vals: dict[str, torch.Tensor], quantize_output: bool = True) -> torch.Tensor:
-        """Output of layer ``i`` from the (already quantized) tensors in ``vals``; frees dead inputs."""
+        """Output of layer ``i`` from the (already quantized) tensors in ``vals``; frees dead inputs.
+
+        When every quantizer involved is active and ``integer_exact`` is set, the output value is computed
+        with the integer model's requantization (TFLite multiplier/shift rounding, ADD's left shift), so the
+        fake-quant network matches the exported :class:`~harness.codegen.ir.IntModel` bit for bit up to float
+        rounding of the accumulators; gradients still flow through the float path (straight-through).
+        """
         s = self.specs[i]
         ins = [vals[t] for t in s.inputs]
+        in_q = self.act(s.inputs[0])
         if s.op in WEIGHTED:
-            in_q = self.act(s.inputs[0])
-            y = self.layers[_key(s.name)](ins[0], in_q.scale_tensor() if in_q.active else None)
+            layer = self.layers[_key(s.name)]
+            y = layer(ins[0], in_q.scale_tensor() if in_q.active else None)
         elif s.op == "add":
             y = ins[0] + ins[1]
         elif s.op == "avgpool":
             y = F.avg_pool2d(ins[0], s.kernel, s.stride)
         else:  # pragma: no cover - trace only produces the ops above
             raise ConfigError(f"unknown op {s.op!r}")
+        pre = y
         if s.activation == "relu":
             y = F.relu(y)
         elif s.activation == "relu6":
             y = F.relu6(y)
+        out_q = self.acts[_key(s.name)]
+        exact = None
+        if quantize_output and self.integer_exact and out_q.active and all(self.act(t).active for t in s.inputs):
+            if s.op not in WEIGHTED or layer.weight_quant.enabled:
+                with torch.no_grad():
+                    exact = self._integer_output(s, ins, pre, out_q)
         for t in s.inputs:  # free what no later layer reads
             if self._last_use.get(t) == i:
                 vals.pop(t, None)
-        return self.acts[_key(s.name)](y) if quantize_output else y
+        if not quantize_output:
+            return y
+        fq = out_q(y)
+        return fq if exact is None else fq + (exact - fq).detach()
+
+    def _integer_output(self, s: LayerSpec, ins: list[torch.Tensor], pre: torch.Tensor,
+                        out_q: ActQuant) -> torch.Tensor:
+        """The dequantized output the integer kernels produce (see :meth:`run_layer`)."""
+        s_out, zp_out = out_q.qparams()
+        lo, hi = N.act_clamp(out_q.bits, zp_out, s_out, s.activation)
+        chan = (1, -1, 1, 1) if pre.dim() == 4 else (1, -1)
+
+        def ints(name: str, v: torch.Tensor) -> tuple[torch.Tensor, float, int]:
+            sc, zp = self.act(name).qparams()
+            return torch.round(v.double() / sc).long() + zp, sc, zp
+
+        if s.op in WEIGHTED:
+            layer = self.layers[_key(s.name)]
+            s_in, _ = self.act(s.inputs[0]).qparams()
+            acc_scale = s_in * layer.weight_quant.scale(layer.weight).double()
+            acc = torch.round(pre.double() / acc_scale.reshape(chan)).long()
+            m, sh = N.quantize_multiplier_t(acc_scale / s_out)
+            q = N.mbqm_t(acc, m.reshape(chan), sh.reshape(chan))
+        elif s.op == "add":
+            from harness.reference.requant import add_params
+
+            (x1, s1, z1), (x2, s2, z2) = ints(s.inputs[0], ins[0]), ints(s.inputs[1], ins[1])
+            ls, m1, e1, m2, e2, mo, eo = (torch.tensor(v) for v in add_params(s1, s2, s_out))
+            q = N.mbqm_t(N.mbqm_t((x1 - z1) << ls, m1, e1) + N.mbqm_t((x2 - z2) << ls, m2, e2), mo, eo)
+        else:  # avgpool: window sum of centred integers, one multiplier with the 1/window factor
+            x1, s1, z1 = ints(s.inputs[0], ins[0])
+            kh, kw = s.kernel
+            acc = torch.round(F.avg_pool2d((x1 - z1).double(), s.kernel, s.stride) * (kh * kw)).long()
+            m, sh = N.quantize_multiplier_t(torch.tensor(s1 / (kh * kw * s_out), dtype=torch.float64))
+            q = N.mbqm_t(acc, m, sh)
+        q = torch.clamp(q + zp_out, lo, hi)
+        return ((q - zp_out).double() * s_out).to(pre.dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         vals = {INPUT: self.acts[_key(INPUT)](x)}
