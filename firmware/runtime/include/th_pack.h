@@ -28,6 +28,12 @@ TH_ALWAYS_INLINE uint32_t th_row_bytes(uint32_t n, int bits)
     return (n * (uint32_t)bits + 7u) / 8u;
 }
 
+/* log2 of the elements per byte (bits 2 -> 2, 4 -> 1): shifts instead of divisions when bits is a variable */
+TH_ALWAYS_INLINE uint32_t th_lg_per(int bits)
+{
+    return bits == 2 ? 2u : (bits == 4 ? 1u : 0u);
+}
+
 /* Element j of a packed row, sign-extended. */
 TH_ALWAYS_INLINE int32_t th_get(const uint8_t *row, uint32_t j, int bits)
 {
@@ -35,10 +41,10 @@ TH_ALWAYS_INLINE int32_t th_get(const uint8_t *row, uint32_t j, int bits)
         return (int32_t)(int8_t)row[j];
     }
     {
-        const uint32_t per = 8u / (uint32_t)bits;
-        const uint32_t pos = (j % per) * (uint32_t)bits;
+        const uint32_t lg = th_lg_per(bits);
+        const uint32_t pos = (j & ((1u << lg) - 1u)) * (uint32_t)bits;
         /* move the field to the top of a word, then an arithmetic shift sign-extends it */
-        return (int32_t)((uint32_t)row[j / per] << (32u - (uint32_t)bits - pos)) >> (32 - bits);
+        return (int32_t)((uint32_t)row[j >> lg] << (32u - (uint32_t)bits - pos)) >> (32 - bits);
     }
 }
 
@@ -51,13 +57,13 @@ TH_ALWAYS_INLINE void th_put(uint8_t *row, uint32_t j, int bits, int32_t v)
         return;
     }
     {
-        const uint32_t per = 8u / (uint32_t)bits;
-        const uint32_t pos = (j % per) * (uint32_t)bits;
+        const uint32_t lg = th_lg_per(bits);
+        const uint32_t pos = (j & ((1u << lg) - 1u)) * (uint32_t)bits;
         const uint8_t field = (uint8_t)(((uint32_t)v & ((1u << bits) - 1u)) << pos);
         if (pos == 0u) {
-            row[j / per] = field;
+            row[j >> lg] = field;
         } else {
-            row[j / per] |= field;
+            row[j >> lg] |= field;
         }
     }
 }

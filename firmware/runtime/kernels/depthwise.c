@@ -21,6 +21,45 @@ TH_ALWAYS_INLINE void clip_window(const th_layer_t *L, const th_tensor_t *in, ui
     *j1 = (int32_t)in->w - x0 < (int32_t)L->kw ? (int32_t)in->w - x0 : (int32_t)L->kw;
 }
 
+#if TH_USE_SIMD
+#define OFFSET_ARG off
+#else
+#define OFFSET_ARG zp
+#endif
+
+/* Four channels over an nh x nw window: x rows `xstride` bytes apart, weight rows `wstride`, taps `C` apart.
+ * `k` is the packed (-zp, -zp) SXTAB16 offset with SIMD, else the zero point. */
+TH_ALWAYS_INLINE void dw_group4(const int8_t *xp0, const int8_t *wp0, uint32_t xstride, uint32_t wstride, uint32_t C,
+                                uint32_t nh, uint32_t nw, uint32_t k, int32_t *acc)
+{
+    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+    for (uint32_t i = 0; i < nh; ++i) {
+        const int8_t *xp = xp0 + i * xstride;
+        const int8_t *wp = wp0 + i * wstride;
+        for (uint32_t j = 0; j < nw; ++j, xp += C, wp += C) {
+#if TH_USE_SIMD
+            const uint32_t xv = th_load32(xp), wv = th_load32(wp);
+            const uint32_t xe = th_sxtab16(k, xv), xo = th_sxtab16_ror8(k, xv);
+            const uint32_t we = th_sxtb16(wv), wo = th_sxtb16_ror8(wv);
+            a0 = th_smlabb(xe, we, a0);
+            a2 = th_smlatt(xe, we, a2);
+            a1 = th_smlabb(xo, wo, a1);
+            a3 = th_smlatt(xo, wo, a3);
+#else
+            const int32_t zp = (int32_t)k;
+            a0 += (xp[0] - zp) * wp[0];
+            a1 += (xp[1] - zp) * wp[1];
+            a2 += (xp[2] - zp) * wp[2];
+            a3 += (xp[3] - zp) * wp[3];
+#endif
+        }
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
+}
+
 void th_depthwise_a8w8(TH_KERNEL_ARGS)
 {
     (void)in2;
@@ -48,27 +87,13 @@ void th_depthwise_a8w8(TH_KERNEL_ARGS)
             uint8_t *yrow = y + (oy * out->w + ox) * orb;
             uint32_t c = 0;
             for (; c + 4u <= C; c += 4u) {
-                int32_t a0 = L->bias[c], a1 = L->bias[c + 1], a2 = L->bias[c + 2], a3 = L->bias[c + 3];
-                for (uint32_t i = 0; i < nh; ++i) {
-                    const int8_t *xp = xbase + i * in->w * C + c;
-                    const int8_t *wp = wbase + i * kw * C + c;
-                    for (uint32_t j = 0; j < nw; ++j, xp += C, wp += C) {
-#if TH_USE_SIMD
-                        const uint32_t xv = th_load32(xp), wv = th_load32(wp);
-                        const uint32_t xe = th_sxtab16(off, xv), xo = th_sxtab16_ror8(off, xv);
-                        const uint32_t we = th_sxtb16(wv), wo = th_sxtb16_ror8(wv);
-                        a0 = th_smlabb(xe, we, a0);
-                        a2 = th_smlatt(xe, we, a2);
-                        a1 = th_smlabb(xo, wo, a1);
-                        a3 = th_smlatt(xo, wo, a3);
-#else
-                        a0 += (xp[0] - zp) * wp[0];
-                        a1 += (xp[1] - zp) * wp[1];
-                        a2 += (xp[2] - zp) * wp[2];
-                        a3 += (xp[3] - zp) * wp[3];
-#endif
-                    }
+                int32_t a[4] = {L->bias[c], L->bias[c + 1], L->bias[c + 2], L->bias[c + 3]};
+                if (nh == 3u && nw == 3u) { /* the common full 3x3 window: constant trip counts unroll */
+                    dw_group4(xbase + c, wbase + c, in->w * C, kw * C, C, 3u, 3u, OFFSET_ARG, a);
+                } else {
+                    dw_group4(xbase + c, wbase + c, in->w * C, kw * C, C, nh, nw, OFFSET_ARG, a);
                 }
+                const int32_t a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3];
                 th_put(yrow, c, ob, th_requant_clamp(a0, L->mult[c], L->shift[c], out->zero_point, L->act_min, L->act_max));
                 th_put(yrow, c + 1u, ob,
                        th_requant_clamp(a1, L->mult[c + 1], L->shift[c + 1], out->zero_point, L->act_min, L->act_max));
