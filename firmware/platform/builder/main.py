@@ -7,7 +7,10 @@ Outputs: firmware.elf, firmware.map and a `size` report. `pio run -t upload` sta
 (serial on stdio) and runs pyOCD for the real ones.
 """
 
+import hashlib
 import os
+import shutil
+import subprocess
 import sys
 from os.path import isdir, join
 
@@ -82,14 +85,77 @@ env.Append(
 )
 env.Replace(LDSCRIPT_PATH=join(boards_dir, board.get("build.ldscript")))
 
-# The project's src/ is built by BuildProgram; everything else comes from the firmware tree.
-env.BuildSources(join("$BUILD_DIR", "runtime"), runtime_dir, "+<*.c>")
-if isdir(join(runtime_dir, "kernels")):
-    env.BuildSources(join("$BUILD_DIR", "kernels"), join(runtime_dir, "kernels"), "+<*.c>")
-env.BuildSources(join("$BUILD_DIR", "board_common"), join(boards_dir, "common"), "+<*.c>")
-env.BuildSources(join("$BUILD_DIR", "board"), join(boards_dir, board_name), "+<*.c>")
+# --- The firmware library: runtime, kernels and board code, shared between projects ---------------------------
+# Every generated project links the same runtime/kernel/board objects; only src/ (the model) differs. They are
+# compiled once per (board, flags, sources) into libtinyhil.a under the core dir, keyed by a content hash, and
+# later projects link the cached archive: a new model then compiles one file. A miss builds the objects in the
+# project and stores the archive atomically (concurrent builds may both store; the first rename wins).
+fw_env = env.Clone()
+fw_env.ProcessFlags(env.get("BUILD_FLAGS"))  # project -D flags (e.g. TH_MAX_LAYERS) configure the runtime too
+fw_env.Replace(CPPPATH=[join(runtime_dir, "include")])
+fw_env.Replace(CCFLAGS=[f for f in fw_env["CCFLAGS"] if not f.startswith("-ffile-prefix-map=%s=" % project_dir)])
 
+fw_sources = []
+for folder in (runtime_dir, join(runtime_dir, "kernels"), join(boards_dir, "common"), join(boards_dir, board_name)):
+    if isdir(folder):
+        fw_sources += sorted(
+            join(folder, f) for f in os.listdir(folder) if f.endswith((".c", ".h", ".ld", ".inc"))
+        )
+include_dir = join(runtime_dir, "include")
+fw_sources += sorted(join(include_dir, f) for f in os.listdir(include_dir) if f.endswith(".h"))
+
+
+def _firmware_key():
+    h = hashlib.sha256()
+    h.update(fw_env.subst("$CC $CCFLAGS $CFLAGS $_CPPDEFFLAGS").encode())
+    h.update(subprocess.run([fw_env.subst("$CC"), "--version"], capture_output=True).stdout)
+    for path in fw_sources:
+        h.update(os.path.relpath(path, firmware_dir).encode() + b"\0")
+        with open(path, "rb") as fp:
+            h.update(fp.read() + b"\0")
+    return h.hexdigest()[:24]
+
+
+lib_cache_root = env.GetProjectOption("custom_tinyhil_lib_cache", "") or join(
+    env.subst("$PROJECT_CORE_DIR"), "tinyhil-libcache"
+)
+lib_cached = join(lib_cache_root, "%s-%s" % (board_name, _firmware_key()), "libtinyhil.a")
+
+if os.path.isfile(lib_cached):
+    fw_lib = env.File(lib_cached)
+else:
+    fw_objects = []
+    for name, folder in (
+        ("runtime", runtime_dir),
+        ("kernels", join(runtime_dir, "kernels")),
+        ("board_common", join(boards_dir, "common")),
+        ("board", join(boards_dir, board_name)),
+    ):
+        if isdir(folder):
+            fw_objects += [
+                fw_env.Object(n) for n in fw_env.CollectBuildFiles(join("$BUILD_DIR", name), folder, "+<*.c>")
+            ]
+    fw_lib = fw_env.StaticLibrary(join("$BUILD_DIR", "tinyhil"), fw_objects)[0]
+
+    def _store_lib(target, source, env):
+        dest_dir = os.path.dirname(lib_cached)
+        tmp_dir = dest_dir + ".tmp%d" % os.getpid()
+        os.makedirs(tmp_dir, exist_ok=True)
+        shutil.copyfile(fw_lib.get_abspath(), join(tmp_dir, "libtinyhil.a"))
+        try:
+            os.makedirs(os.path.dirname(dest_dir), exist_ok=True)
+            os.rename(tmp_dir, dest_dir)
+        except OSError:
+            shutil.rmtree(tmp_dir, ignore_errors=True)
+        return None
+
+# Whole archive: the vector table and the fault/IRQ handlers are referenced by nothing but the hardware;
+# --gc-sections still drops every unused function.
+env.Append(_LIBFLAGS=" -Wl,--whole-archive %s -Wl,--no-whole-archive" % fw_lib.get_abspath())
 target_elf = env.BuildProgram()
+env.Depends(target_elf, fw_lib)
+if not os.path.isfile(lib_cached):
+    env.AddPostAction(target_elf, env.VerboseAction(_store_lib, "Caching the firmware library"))
 target_size = env.Alias("size", target_elf, env.VerboseAction("$SIZEPRINTCMD", "Program size"))
 AlwaysBuild(target_size)
 
