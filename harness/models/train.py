@@ -177,13 +177,15 @@ def fit(model: nn.Module, data: DataSplits, cfg: TrainConfig, input_shape: Seque
 
 def save_checkpoint(model: nn.Module, path: str | Path, sidecar: dict) -> Path:
     """Save the state dict to ``path`` and ``sidecar`` (command, seed, top-1, date, ...) next to it as JSON."""
-    from harness.results.io import atomic_write_bytes, atomic_write_text
-
     import io
+
+    from harness.results.io import atomic_write_bytes, atomic_write_text
 
     path = Path(path)
     buf = io.BytesIO()
     torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, buf)
     atomic_write_bytes(path, buf.getvalue())
     atomic_write_text(path.with_suffix(".json"), json.dumps(sidecar, indent=2, default=str) + "\n")
+    for p in (path, path.with_suffix(".json")):
+        p.chmod(0o644)  # the atomic writer's temp files are private; checkpoints are shared artefacts
     return path
