@@ -32,7 +32,7 @@ def print_per_layer(m: ModelMeasurement, title: str = "") -> None:
     for r in m.layers:
         t.add_row(str(r.index), r.name, r.op, f"{r.a_bits}/{r.w_bits}/{r.o_bits}",
                   "x".join(map(str, r.in_shape)), "x".join(map(str, r.out_shape)), f"{r.macs:,}",
-                  f"{r.count:,.0f}", f"{r.count / max(r.macs, 1):.2f}", "yes" if r.bit_exact else "NO")
+                  f"{r.count:,.0f}", f"{r.count / max(r.macs, 1):.2f}", {True: "yes", False: "NO", None: "-"}[r.bit_exact])
     t.add_row("", "total", "", "", "", "", f"{sum(r.macs for r in m.layers):,}", f"{m.total_count:,.0f}", "", "")
     console = Console()
     if not console.is_terminal:  # logs and CI: do not squeeze the table to 80 columns

@@ -35,7 +35,7 @@ class LayerMeasurement:
     macs: int
     ticks: int
     count: float
-    bit_exact: bool
+    bit_exact: bool | None  # None: not checked
 
     def row(self) -> dict:
         d = asdict(self)
@@ -150,6 +150,7 @@ def run_on_board(
     *,
     check: bool = True,
     progress=None,
+    build_flags: Iterable[str] = (),
 ) -> ModelMeasurement:
     """Deploy and measure ``model`` on ``board`` with ``inputs`` (unpacked int (H, W, C) arrays).
 
@@ -158,7 +159,7 @@ def run_on_board(
     from harness.codegen.packing import unpack
     from harness.reference.run import run_model
 
-    build = deploy(model, board, workdir)
+    build = deploy(model, board, workdir, build_flags=build_flags)
     per_input, outputs, mem, seconds, fw_hash = measure(model, board, inputs, check=check, progress=progress)
 
     out_spec = model.tensors[model.output]
@@ -184,10 +185,11 @@ def run_on_board(
             index=i, name=layer.name, op=layer.op, a_bits=model.a_bits(layer), w_bits=layer.w_bits,
             o_bits=model.o_bits(layer), in_shape=tuple(model.in_spec(layer).shape),
             out_shape=tuple(model.out_spec(layer).shape), macs=model.macs(layer), ticks=ticks,
-            count=timer.to_count(ticks), bit_exact=bool(exact[i]) if check else False))
+            count=timer.to_count(ticks), bit_exact=bool(exact[i]) if check else None))
     outputs_equal = all(np.array_equal(d, r) for d, r in zip(dev_outputs, ref_outputs)) if check else False
     mismatched = [m.name for m in layers if not m.bit_exact] if check else []
     return ModelMeasurement(
         board=board.name, timer=timer.source, unit=timer.unit, layers=layers, outputs=dev_outputs,
         reference_outputs=ref_outputs, bit_exact=bool(check and outputs_equal and not mismatched),
-        mismatched_layers=mismatched, build=build, mem=mem, emulator_seconds=seconds, firmware_hash=fw_hash)
+        mismatched_layers=mismatched, build=build, mem=mem, emulator_seconds=seconds, firmware_hash=fw_hash,
+        extra={"ticks_per_input": [[int(r.ticks) for r in results] for results in per_input]})

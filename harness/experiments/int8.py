@@ -1,0 +1,70 @@
+"""``tinyhil run experiment=int8``: the uniform 8-bit integer model's top-1 on the device.
+
+Float, fake-quant (host) and device top-1 on the same ``n_eval`` test images; the device's predictions must
+equal the host integer reference's on every image (``check_reference``). Per-layer counts of the last image.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+from omegaconf import DictConfig
+
+from harness.experiments.common import board_from, progress, workdir
+from harness.experiments.prepare import export, integer_inputs, prepare, quantize, reference_predictions, top1
+from harness.measure.report import print_per_layer, write_per_layer
+from harness.measure.session import run_on_board
+from harness.quant.config import PrecisionConfig
+from harness.results.io import write_table
+
+
+def run(cfg: DictConfig, run_dir: Path) -> dict:
+    t0 = time.perf_counter()
+    e = cfg.experiment
+    p = prepare(cfg, n_eval=int(e.n_eval), n_calib=int(e.n_calib))
+    names = quantize(p).layer_names()
+    config = PrecisionConfig.uniform(names, int(cfg.method.a_bits), int(cfg.method.w_bits))
+    qnet = quantize(p, config)
+    model = export(qnet, config)
+    inputs = integer_inputs(model, p.eval_x)
+    board = board_from(cfg)
+    with progress(f"{p.name} int8 on {board.name}", len(inputs)) as advance:
+        m = run_on_board(model, board, inputs, workdir(cfg, "int8", board.name, p.name), progress=advance)
+    dev_pred = m.predictions()
+    ref_pred = reference_predictions(model, inputs) if bool(e.check_reference) else None
+    import pandas as pd
+
+    write_table(pd.DataFrame({"label": p.eval_y, "device": dev_pred,
+                              **({"reference": ref_pred} if ref_pred is not None else {})}),
+                run_dir / "predictions.csv")
+    print_per_layer(m, title=f"{p.name} a{cfg.method.a_bits}w{cfg.method.w_bits} on {m.board} (last image)")
+    write_per_layer(m, run_dir)
+    config.save(run_dir / "config_precision.json")
+    summary = {
+        "experiment": "int8",
+        "board": m.board,
+        "timer": m.timer,
+        "unit": m.unit,
+        "model": p.name,
+        "data": str(cfg.data.name),
+        "n_eval": len(inputs),
+        "top1_float": top1(p.model, p.eval_x, p.eval_y),
+        "top1_fakequant": top1(qnet, p.eval_x, p.eval_y),
+        "top1_device": float(np.mean(dev_pred == p.eval_y)),
+        "bit_exact": m.bit_exact,
+        "device_equals_reference": bool(np.array_equal(dev_pred, ref_pred)) if ref_pred is not None else None,
+        "total_count": m.total_count,
+        "macs": int(sum(r.macs for r in m.layers)),
+        "per_layer": [{"layer": r.name, "op": r.op, "macs": r.macs, "count": r.count} for r in m.layers],
+        "flash_used": m.build.get("flash_used"),
+        "sram_used": m.build.get("sram_used"),
+        "peak_sram_device": m.mem.get("peak_sram"),
+        "host_seconds": round(time.perf_counter() - t0, 3),
+        "emulator_seconds": round(m.emulator_seconds, 3),
+    }
+    if ref_pred is not None and not summary["device_equals_reference"]:
+        bad = int(np.sum(dev_pred != ref_pred))
+        summary["device_reference_mismatches"] = bad
+    return summary

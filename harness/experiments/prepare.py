@@ -1,0 +1,112 @@
+"""From a Hydra config to a trained float model, its fake-quant network and its integer model.
+
+Every experiment that runs a real model on a board starts here: build the zoo model, load its shipped
+checkpoint, load the offline data, calibrate, export. Keeping it in one place means the int8 baseline, the
+Free Bits loop and QuantMCU all evaluate the same images the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from harness.codegen.ir import IntModel
+from harness.errors import ConfigError
+from harness.quant.config import PrecisionConfig
+
+
+@dataclass
+class Prepared:
+    """A trained model with its data, ready to quantize."""
+
+    name: str
+    model: torch.nn.Module
+    input_shape: tuple[int, int, int]  # (C, H, W)
+    data: object  # harness.data.base.DataSplits
+    mean: float
+    std: float
+    calib: torch.Tensor  # model inputs for calibration
+    eval_x: torch.Tensor  # model inputs of the evaluation images
+    eval_y: np.ndarray
+    checkpoint: str | None
+
+
+def _plain(cfg) -> dict:
+    return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+
+
+def prepare(cfg: DictConfig, n_eval: int, n_calib: int = 256, require_checkpoint: bool = True) -> Prepared:
+    """Build ``cfg.model`` with its checkpoint for ``cfg.data`` and pick calibration and evaluation images.
+
+    Calibration images come from the training split, evaluation images from the test split, both drawn
+    deterministically by ``cfg.seed``.
+    """
+    from harness.data.base import to_model_input
+    from harness.data.registry import load_data
+    from harness.models.registry import build_model, checkpoint_path, load_checkpoint
+
+    model_cfg, data_cfg = _plain(cfg.model), _plain(cfg.data)
+    model = build_model(model_cfg)
+    name = model_cfg.get("name", type(model).__name__)
+    ckpt = checkpoint_path(name, data_cfg["name"])
+    if ckpt.exists():
+        load_checkpoint(model, ckpt)
+    elif require_checkpoint:
+        raise ConfigError(f"no trained checkpoint for {name} on {data_cfg['name']} ({ckpt}); "
+                          f"train one with `tinyhil train model={name} data={data_cfg['name']} save_checkpoint=true`")
+    model.eval()
+    c = int(model_cfg.get("in_channels", 3))
+    r = int(model_cfg.get("resolution", 32))
+    shape = (c, r, r)
+    data = load_data(data_cfg)
+    mean, std = float(data_cfg.get("mean", 0.5)), float(data_cfg.get("std", 0.5))
+    seed = int(cfg.get("seed", 0))
+    cal = data.train.subset(min(n_calib, len(data.train)), seed=seed)
+    ev = data.test.subset(min(n_eval, len(data.test)), seed=seed + 1)
+    calib = to_model_input(cal.x, shape, mean, std)
+    eval_x = to_model_input(ev.x, shape, mean, std)
+    return Prepared(name, model, shape, data, mean, std, calib, eval_x, ev.y,
+                    str(ckpt) if ckpt.exists() else None)
+
+
+@torch.no_grad()
+def top1(model: torch.nn.Module, x: torch.Tensor, y: np.ndarray, batch: int = 256) -> float:
+    """Top-1 accuracy (0..1) of a float or fake-quant model."""
+    model.eval()
+    pred = torch.cat([model(x[i:i + batch]).argmax(1) for i in range(0, len(x), batch)])
+    return float((pred.numpy() == y).mean())
+
+
+def quantize(p: Prepared, config: PrecisionConfig | None = None):
+    """The calibrated fake-quant network (uniform 8-bit unless ``config``)."""
+    from harness.quant.calibrate import calibrate
+    from harness.quant.qnet import quantize_model
+
+    q = quantize_model(p.model, config, input_shape=p.input_shape)
+    calibrate(q, p.calib)
+    return q
+
+
+def export(qnet, config: PrecisionConfig | None = None) -> IntModel:
+    """The integer model of a calibrated fake-quant network."""
+    from harness.quant.export import export_int_model
+
+    return export_int_model(qnet, config)
+
+
+def integer_inputs(model: IntModel, x: torch.Tensor) -> list[np.ndarray]:
+    """Model inputs (N, C, H, W) -> the int8 (H, W, C) tensors the firmware's input quantizer would make."""
+    from harness.quant.export import quantize_input
+
+    q = quantize_input(x, model.tensors[model.input])
+    return [q[i] for i in range(len(q))]
+
+
+def reference_predictions(model: IntModel, inputs: list[np.ndarray]) -> np.ndarray:
+    """argmax of the Python integer reference on each input."""
+    from harness.reference.run import run_model
+
+    return np.array([int(np.argmax(run_model(model, x)[model.output])) for x in inputs])
