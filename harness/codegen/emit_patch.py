@@ -78,7 +78,9 @@ def greedy_place(sizes: Mapping[str, int], life: Mapping[str, tuple[int, int]]) 
     offsets: dict[str, int] = {}
     for t in order:
         s0, s1 = life[t]
-        busy = sorted((offsets[u], offsets[u] + sizes[u]) for u in offsets if life[u][0] <= s1 and s0 <= life[u][1])
+        busy = sorted(
+            (offsets[u], offsets[u] + sizes[u]) for u in offsets if life[u][0] <= s1 and s0 <= life[u][1]
+        )
         off = 0
         for b0, b1 in busy:
             if off + sizes[t] <= b0:
@@ -127,8 +129,10 @@ class Copy:
     row_bytes: int
 
     def c_init(self) -> str:
-        return (f"{{{self.src}u, {self.dst}u, {self.src_stride}u, {self.dst_stride}u, {self.rows}, "
-                f"{self.row_bytes}}}")
+        return (
+            f"{{{self.src}u, {self.dst}u, {self.src_stride}u, {self.dst_stride}u, {self.rows}, "
+            f"{self.row_bytes}}}"
+        )
 
 
 @dataclass(frozen=True)
@@ -173,10 +177,20 @@ class PatchArena:
             "result_bytes": self.result_bytes,
             "patch_region": {"offset": self.region_offset, "bytes": self.region_bytes},
             "tensors": dict(self.offsets),
-            "per_patch_buffers": {k: {"offset": self.buffers[k], "bytes": self.buffer_bytes[k],
-                                      "life": list(self.buffer_life[k])} for k in self.buffers},
-            "planner": {"patch_peak": self.planner_peak, "stage_peak": self.planner_stage_peak,
-                        "rest_peak": self.planner_rest_peak, "layer_peak": self.layer_peak},
+            "per_patch_buffers": {
+                k: {
+                    "offset": self.buffers[k],
+                    "bytes": self.buffer_bytes[k],
+                    "life": list(self.buffer_life[k]),
+                }
+                for k in self.buffers
+            },
+            "planner": {
+                "patch_peak": self.planner_peak,
+                "stage_peak": self.planner_stage_peak,
+                "rest_peak": self.planner_rest_peak,
+                "layer_peak": self.layer_peak,
+            },
             "gathers_in_place": self.gathers_in_place,
             "staging_buffers": list(self.staging_buffers),
         }
@@ -241,12 +255,17 @@ def plan_patch_arena(pm: PatchedModel) -> PatchArena:
     rest = model.layers[S:]
     out_name = pm.stage_output
     g_life: dict[str, list[int]] = {model.input: [0, 0], out_name: [0, 0], "@patch-region": [0, 0]}
-    g_size = {model.input: model.tensors[model.input].nbytes, out_name: model.tensors[out_name].nbytes,
-              "@patch-region": region}
+    g_size = {
+        model.input: model.tensors[model.input].nbytes,
+        out_name: model.tensors[out_name].nbytes,
+        "@patch-region": region,
+    }
     for k, layer in enumerate(rest, start=1):
         for t in layer.inputs:
             if t not in g_life:
-                raise ConfigError(f"layer {layer.name!r} after the split reads {t!r} from inside the patch stage")
+                raise ConfigError(
+                    f"layer {layer.name!r} after the split reads {t!r} from inside the patch stage"
+                )
             g_life[t][1] = k
         g_life[layer.output] = [k, k]
         g_size[layer.output] = model.tensors[layer.output].nbytes
@@ -267,8 +286,16 @@ def plan_patch_arena(pm: PatchedModel) -> PatchArena:
                 h0, h1, w0, w1 = plan.windows[INPUT][p]
                 rb = in_spec.row_bytes
                 W = in_spec.shape[1]
-                before.append(Copy(goff[model.input] + (h0 * W + w0) * rb, buffers[INPUT], W * rb, (w1 - w0) * rb,
-                                   h1 - h0, (w1 - w0) * rb))
+                before.append(
+                    Copy(
+                        goff[model.input] + (h0 * W + w0) * rb,
+                        buffers[INPUT],
+                        W * rb,
+                        (w1 - w0) * rb,
+                        h1 - h0,
+                        (w1 - w0) * rb,
+                    )
+                )
             ins = []
             for i, (src, win) in enumerate(zip(st.inputs, st.in_windows)):
                 spec = _spec(pm, p, src)
@@ -277,8 +304,16 @@ def plan_patch_arena(pm: PatchedModel) -> PatchArena:
                     H0, _, W0, W1 = plan.windows[src][p]
                     rb = row_bytes(spec.shape[2], spec.bits)
                     dst = buffers[gathers[(p, j, i)]]
-                    before.append(Copy(buffers[src] + ((a0 - H0) * (W1 - W0) + (b0 - W0)) * rb, dst,
-                                       (W1 - W0) * rb, (b1 - b0) * rb, a1 - a0, (b1 - b0) * rb))
+                    before.append(
+                        Copy(
+                            buffers[src] + ((a0 - H0) * (W1 - W0) + (b0 - W0)) * rb,
+                            dst,
+                            (W1 - W0) * rb,
+                            (b1 - b0) * rb,
+                            a1 - a0,
+                            (b1 - b0) * rb,
+                        )
+                    )
                 else:
                     dst = buffers[src]
                 ins.append(Desc(dst, a1 - a0, b1 - b0, spec.shape[2], spec.bits, spec.zero_point))
@@ -287,13 +322,24 @@ def plan_patch_arena(pm: PatchedModel) -> PatchArena:
             out = Desc(buffers[st.layer], oh1 - oh0, ow1 - ow0, o.shape[2], o.bits, o.zero_point)
             if j == S - 1:  # the split layer: scatter into the full stage-output tensor
                 rb, W = so_spec.row_bytes, so_spec.shape[1]
-                after.append(Copy(out.offset, goff[out_name] + (oh0 * W + ow0) * rb, out.w * rb, W * rb, out.h,
-                                  out.w * rb))
+                after.append(
+                    Copy(
+                        out.offset,
+                        goff[out_name] + (oh0 * W + ow0) * rb,
+                        out.w * rb,
+                        W * rb,
+                        out.h,
+                        out.w * rb,
+                    )
+                )
             row.append(StepIO(tuple(ins), out, tuple(before), tuple(after)))
         steps.append(row)
 
-    scratch = max([ALIGN] + [layer_scratch_bytes(model, layer) for layer in rest]
-                  + [layer_scratch_bytes(m, layer) for m in _distinct(pm.patch_models) for layer in m.layers[:S]])
+    scratch = max(
+        [ALIGN]
+        + [layer_scratch_bytes(model, layer) for layer in rest]
+        + [layer_scratch_bytes(m, layer) for m in _distinct(pm.patch_models) for layer in m.layers[:S]]
+    )
     widest = {}
     for p in range(P):
         for name in plan.windows:
@@ -302,10 +348,20 @@ def plan_patch_arena(pm: PatchedModel) -> PatchArena:
         widest[layer.name] = model.tensors[layer.output].bits
     ref = plan_patches(layer_specs(model), plan.split, plan.n, widest, RESIDENT)
     return PatchArena(
-        offsets=goff, buffers=buffers, buffer_bytes=dict(size), buffer_life=dict(life), region_offset=base,
-        region_bytes=region, arena_bytes=max(arena, ALIGN), scratch_bytes=_align(scratch), steps=steps,
-        planner_peak=ref.patch_peak, planner_stage_peak=ref.stage_peak, planner_rest_peak=ref.rest_peak,
-        layer_peak=ref.layer_peak, gathers_in_place=in_place,
+        offsets=goff,
+        buffers=buffers,
+        buffer_bytes=dict(size),
+        buffer_life=dict(life),
+        region_offset=base,
+        region_bytes=region,
+        arena_bytes=max(arena, ALIGN),
+        scratch_bytes=_align(scratch),
+        steps=steps,
+        planner_peak=ref.patch_peak,
+        planner_stage_peak=ref.stage_peak,
+        planner_rest_peak=ref.rest_peak,
+        layer_peak=ref.layer_peak,
+        gathers_in_place=in_place,
         staging_buffers=sorted(k for k in size if "/in" in k),
     )
 
@@ -324,7 +380,7 @@ class _EmittedModel(IntModel):
 
     full_macs: dict[str, int]
 
-    def macs(self, layer: IntLayer) -> int:  # noqa: D102
+    def macs(self, layer: IntLayer) -> int:
         return self.full_macs[layer.name]
 
 
@@ -348,8 +404,14 @@ def _arena_plan(pm: PatchedModel, arena: PatchArena) -> ArenaPlan:
     for t in stage_tensors(pm.model, pm.plan):
         offsets[t] = arena.buffers[by_out[t]]
     sizes = {t: 0 for t in offsets}
-    return ArenaPlan(offsets=offsets, sizes=sizes, lifetimes={}, arena_bytes=arena.arena_bytes,
-                     peak_bytes=arena.arena_bytes, scratch_bytes=arena.scratch_bytes)
+    return ArenaPlan(
+        offsets=offsets,
+        sizes=sizes,
+        lifetimes={},
+        arena_bytes=arena.arena_bytes,
+        peak_bytes=arena.arena_bytes,
+        scratch_bytes=arena.scratch_bytes,
+    )
 
 
 def patch_model_hash(pm: PatchedModel) -> int:
@@ -378,8 +440,9 @@ def render_patch_c(pm: PatchedModel, arena: PatchArena, variant: str = "opt") ->
     em = _emitted_model(pm, arena)
     text = render_model_c(em, _arena_plan(pm, arena), variant)
     old, new = model_hash(em), patch_model_hash(pm)
-    text = text.replace(f"hash 0x{old:08X}", f"hash 0x{new:08X}").replace(f".hash = 0x{old:08X}u",
-                                                                           f".hash = 0x{new:08X}u")
+    text = text.replace(f"hash 0x{old:08X}", f"hash 0x{new:08X}").replace(
+        f".hash = 0x{old:08X}u", f".hash = 0x{new:08X}u"
+    )
     names = _used_tensors(em)
     index = {n: i for i, n in enumerate(names)}
     S, P = pm.n_stage, plan.num_patches
@@ -434,9 +497,15 @@ def render_patch_c(pm: PatchedModel, arena: PatchArena, variant: str = "opt") ->
             }
             if layer.add is not None:
                 a = layer.add
-                init.update(left_shift=a.left_shift, in1_mult=a.in1_multiplier, in1_shift=a.in1_shift,
-                            in2_mult=a.in2_multiplier, in2_shift=a.in2_shift, out_mult=a.out_multiplier,
-                            out_shift=a.out_shift)
+                init.update(
+                    left_shift=a.left_shift,
+                    in1_mult=a.in1_multiplier,
+                    in1_shift=a.in1_shift,
+                    in2_mult=a.in2_multiplier,
+                    in2_shift=a.in2_shift,
+                    out_mult=a.out_multiplier,
+                    out_shift=a.out_shift,
+                )
             body = ", ".join(f".{k} = {_c_int(v)}" for k, v in init.items())
             if body not in layer_inits:  # identical copies (interior patches, same precisions) are shared
                 layer_inits[body] = len(layer_list)
@@ -450,12 +519,15 @@ def render_patch_c(pm: PatchedModel, arena: PatchArena, variant: str = "opt") ->
                 f"/* patch {p}: {_safe(layer.name)} */"
             )
     n = P * S
-    parts.append(f"static const th_layer_t patch_layers[{len(layer_list)}] = {{\n" + "\n".join(layer_list)
-                 + "\n};")
+    parts.append(
+        f"static const th_layer_t patch_layers[{len(layer_list)}] = {{\n" + "\n".join(layer_list) + "\n};"
+    )
     parts.append(f"static const th_copy_t patch_copies[{len(copies)}] = {{\n" + "\n".join(copies) + "\n};")
     parts.append(f"static const th_patch_step_t patch_steps[{n}] = {{\n" + "\n".join(steps) + "\n};")
-    parts.append(f"static uint32_t patch_ticks[{n}];\nstatic uint32_t patch_copy_ticks[{n}];\n"
-                 f"static uint32_t patch_crc[{n}];")
+    parts.append(
+        f"static uint32_t patch_ticks[{n}];\nstatic uint32_t patch_copy_ticks[{n}];\n"
+        f"static uint32_t patch_crc[{n}];"
+    )
     parts.append(
         "const th_patch_schedule_t th_patch_schedule = {\n"
         f"    .n_patches = {P},\n    .n_stage = {S},\n    .stage_out = {index[pm.stage_output]},\n"
@@ -474,8 +546,13 @@ def estimate_patch_footprint(pm: PatchedModel, arena: PatchArena, variant: str =
     schedule (layer copies, steps, copies, extra requantization arrays); arena, scratch and result tables."""
     flash, _ = estimate_footprint(pm.model, _arena_plan(pm, arena), variant)
     S, P = pm.n_stage, pm.plan.num_patches
-    extra = sum(4 * a.size for m in _distinct(pm.patch_models) if m is not pm.model
-                for layer in m.layers[:S] for a in _arrays_of(layer).values())
+    extra = sum(
+        4 * a.size
+        for m in _distinct(pm.patch_models)
+        if m is not pm.model
+        for layer in m.layers[:S]
+        for a in _arrays_of(layer).values()
+    )
     copies = sum(len(io.before) + len(io.after) for row in arena.steps for io in row)
     flash += P * S * (_STEP_BYTES + _LAYER_BYTES) + copies * _COPY_BYTES + extra
     return int(flash), int(arena.arena_bytes + arena.scratch_bytes + arena.result_bytes)

@@ -56,8 +56,18 @@ def read_patches(dut: Dut) -> list[PatchStepResult]:
         f = fields(ln)
         if len(f) != 8:
             raise ProtocolError(f"malformed patch step line: {ln}")
-        out.append(PatchStepResult(int(f[0]), int(f[1]), int(f[2]), int(f[3]), int(f[4], 16) if f[4] else None,
-                                   int(f[5]), int(f[6]), int(f[7])))
+        out.append(
+            PatchStepResult(
+                int(f[0]),
+                int(f[1]),
+                int(f[2]),
+                int(f[3]),
+                int(f[4], 16) if f[4] else None,
+                int(f[5]),
+                int(f[6]),
+                int(f[7]),
+            )
+        )
     if len(out) != n_patches * n_stage:
         raise ProtocolError(f"patches: announced {n_patches} x {n_stage} steps, got {len(out)} lines")
     return out
@@ -83,14 +93,21 @@ def deploy_patched(
     workdir = Path(workdir)
     files, arena = emit_patched_c(pm, workdir / "model")
     flash, _ = estimate_patch_footprint(pm, arena)
-    estimate = MemoryEstimate(arena=arena.arena_bytes + arena.result_bytes, scratch=arena.scratch_bytes,
-                              weights=flash)
-    project = generate_project(board.cfg, files, workdir / "project", estimate=estimate, build_flags=build_flags)
+    estimate = MemoryEstimate(
+        arena=arena.arena_bytes + arena.result_bytes, scratch=arena.scratch_bytes, weights=flash
+    )
+    project = generate_project(
+        board.cfg, files, workdir / "project", estimate=estimate, build_flags=build_flags
+    )
     result = board.build(project, estimate=estimate)
     board.flash(result)
     d = result.to_dict()
-    d.update(arena_bytes=arena.arena_bytes, scratch_bytes=arena.scratch_bytes, result_bytes=arena.result_bytes,
-             model_flash_bytes=flash)
+    d.update(
+        arena_bytes=arena.arena_bytes,
+        scratch_bytes=arena.scratch_bytes,
+        result_bytes=arena.result_bytes,
+        model_flash_bytes=flash,
+    )
     return d, arena
 
 
@@ -149,8 +166,10 @@ def run_patched_on_board(
         info = dut.model_info()
         want = patch_model_hash(pm)
         if info.n_layers != len(model.layers) or info.hash != want:
-            raise DeviceError(f"{board.name}: the firmware runs model hash {info.hash:08x} with {info.n_layers} "
-                              f"layers, expected {want:08x} with {len(model.layers)} (stale image?)")
+            raise DeviceError(
+                f"{board.name}: the firmware runs model hash {info.hash:08x} with {info.n_layers} "
+                f"layers, expected {want:08x} with {len(model.layers)} (stale image?)"
+            )
         dut.set_crc(check)
         for x in inputs:
             dut.load_input(packed_tensor_bytes(x, in_bits))
@@ -167,7 +186,9 @@ def run_patched_on_board(
     seconds = time.perf_counter() - t0
 
     out_spec = model.tensors[model.output]
-    dev_outputs = [unpack(np.asarray(o).view(np.uint8), out_spec.shape, out_spec.bits).reshape(-1) for o in outputs]
+    dev_outputs = [
+        unpack(np.asarray(o).view(np.uint8), out_spec.shape, out_spec.bits).reshape(-1) for o in outputs
+    ]
     S = pm.n_stage
     exact = [True] * len(model.layers)
     bad_steps: set[tuple[int, str]] = set()
@@ -189,19 +210,41 @@ def run_patched_on_board(
     for i, layer in enumerate(model.layers):
         ticks = int(last[i].ticks) if last else 0
         macs = plan.per_layer_macs[layer.name][1] if i < S else model.macs(layer)
-        layers.append(LayerMeasurement(
-            index=i, name=layer.name, op=layer.op, a_bits=model.a_bits(layer), w_bits=layer.w_bits,
-            o_bits=model.o_bits(layer), in_shape=tuple(model.in_spec(layer).shape),
-            out_shape=tuple(model.out_spec(layer).shape), macs=int(macs), ticks=ticks,
-            count=timer.to_count(ticks), bit_exact=bool(exact[i]) if check else False))
+        layers.append(
+            LayerMeasurement(
+                index=i,
+                name=layer.name,
+                op=layer.op,
+                a_bits=model.a_bits(layer),
+                w_bits=layer.w_bits,
+                o_bits=model.o_bits(layer),
+                in_shape=tuple(model.in_spec(layer).shape),
+                out_shape=tuple(model.out_spec(layer).shape),
+                macs=int(macs),
+                ticks=ticks,
+                count=timer.to_count(ticks),
+                bit_exact=bool(exact[i]) if check else False,
+            )
+        )
     outputs_equal = all(np.array_equal(d, r) for d, r in zip(dev_outputs, ref_outputs)) if check else False
     mismatched = [m.name for m in layers if not m.bit_exact] if check else []
     return PatchMeasurement(
-        board=board.name, timer=timer.source, unit=timer.unit, layers=layers,
-        steps=per_steps[-1] if per_steps else [], outputs=dev_outputs, reference_outputs=ref_outputs,
+        board=board.name,
+        timer=timer.source,
+        unit=timer.unit,
+        layers=layers,
+        steps=per_steps[-1] if per_steps else [],
+        outputs=dev_outputs,
+        reference_outputs=ref_outputs,
         bit_exact=bool(check and outputs_equal and not mismatched and not bad_steps),
-        mismatched_layers=mismatched, mismatched_steps=sorted(bad_steps), build=build, mem=mem, arena=arena,
-        emulator_seconds=seconds, firmware_hash=want)
+        mismatched_layers=mismatched,
+        mismatched_steps=sorted(bad_steps),
+        build=build,
+        mem=mem,
+        arena=arena,
+        emulator_seconds=seconds,
+        firmware_hash=want,
+    )
 
 
 def crc_of(values: np.ndarray, bits: int) -> int:

@@ -57,7 +57,9 @@ def run_patch(pm: PatchedModel, x: np.ndarray, p: int) -> dict[str, np.ndarray]:
     for i, st in enumerate(plan.schedule[p]):
         layer = model.layers[i]
         if layer.name != st.layer:
-            raise ConfigError(f"patch {p}: step {i} is {st.layer!r} but the model's layer {i} is {layer.name!r}")
+            raise ConfigError(
+                f"patch {p}: step {i} is {st.layer!r} but the model's layer {i} is {layer.name!r}"
+            )
         values = {}
         for t, src, win in zip(layer.inputs, st.inputs, st.in_windows):
             if by_tensor[t] != src:
@@ -65,7 +67,9 @@ def run_patch(pm: PatchedModel, x: np.ndarray, p: int) -> dict[str, np.ndarray]:
             values[t] = _window(bufs[src], plan.windows[src][p], win)
         y = run_layer(model, replace(layer, padding=tuple(st.padding)), values)
         if tuple(y.shape[:2]) != st.out_hw:
-            raise ConfigError(f"patch {p}, layer {layer.name!r}: produced {y.shape[:2]}, the plan says {st.out_hw}")
+            raise ConfigError(
+                f"patch {p}, layer {layer.name!r}: produced {y.shape[:2]}, the plan says {st.out_hw}"
+            )
         bufs[layer.name] = y
     bufs.pop(INPUT)
     return bufs
@@ -110,8 +114,12 @@ def patch_crcs(pm: PatchedModel, run: PatchRun) -> list[list[int]]:
     out = []
     for p, bufs in enumerate(run.patches):
         m = pm.patch_models[p]
-        out.append([zlib.crc32(packed(bufs[layer.name], m.tensors[layer.output].bits))
-                    for layer in m.layers[: pm.n_stage]])
+        out.append(
+            [
+                zlib.crc32(packed(bufs[layer.name], m.tensors[layer.output].bits))
+                for layer in m.layers[: pm.n_stage]
+            ]
+        )
     return out
 
 

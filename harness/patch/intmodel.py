@@ -68,11 +68,17 @@ def tensor_bits_of(model: IntModel) -> dict[str, int]:
 
 
 def plan_model(
-    model: IntModel, split: str | int, n: int, rule: MemoryRule = LIVENESS, bits: Mapping[str, int] | None = None
+    model: IntModel,
+    split: str | int,
+    n: int,
+    rule: MemoryRule = LIVENESS,
+    bits: Mapping[str, int] | None = None,
 ) -> PatchPlan:
     """Plan ``n x n`` patches for the stage ``model.layers[:split+1]`` at the model's own tensor precisions
     (or ``bits``, keyed by planner names)."""
-    return plan_patches(layer_specs(model), split, n, tensor_bits_of(model) if bits is None else dict(bits), rule)
+    return plan_patches(
+        layer_specs(model), split, n, tensor_bits_of(model) if bits is None else dict(bits), rule
+    )
 
 
 def stage_tensors(model: IntModel, plan: PatchPlan) -> list[str]:
@@ -87,7 +93,14 @@ def _same_tensor(a: TensorSpec, b: TensorSpec) -> bool:
 
 def _same_layer(a: IntLayer, b: IntLayer) -> bool:
     if (a.name, a.op, list(a.inputs), a.output, tuple(a.kernel), a.stride, tuple(a.padding), a.w_bits) != (
-        b.name, b.op, list(b.inputs), b.output, tuple(b.kernel), b.stride, tuple(b.padding), b.w_bits
+        b.name,
+        b.op,
+        list(b.inputs),
+        b.output,
+        tuple(b.kernel),
+        b.stride,
+        tuple(b.padding),
+        b.w_bits,
     ):
         return False
     return all(
@@ -147,7 +160,9 @@ def check_patched(pm: PatchedModel) -> None:
         if m is model:
             continue
         if [layer.name for layer in m.layers] != names or (m.input, m.output) != (model.input, model.output):
-            raise ConfigError(f"patch {p}: its model has a different layer list or input/output than the base")
+            raise ConfigError(
+                f"patch {p}: its model has a different layer list or input/output than the base"
+            )
         for t, spec in model.tensors.items():
             if t not in inside and not _same_tensor(spec, m.tensors[t]):
                 raise ConfigError(
@@ -158,9 +173,14 @@ def check_patched(pm: PatchedModel) -> None:
             if i > plan.split_index and not _same_layer(a, b):
                 raise ConfigError(f"patch {p}: layer {a.name!r} after the split differs from the base model")
             if i <= plan.split_index and (a.op, a.w_bits, tuple(a.kernel), a.stride) != (
-                b.op, b.w_bits, tuple(b.kernel), b.stride
+                b.op,
+                b.w_bits,
+                tuple(b.kernel),
+                b.stride,
             ):
-                raise ConfigError(f"patch {p}: stage layer {a.name!r} changes op, weights' bits, kernel or stride")
+                raise ConfigError(
+                    f"patch {p}: stage layer {a.name!r} changes op, weights' bits, kernel or stride"
+                )
             if i <= plan.split_index and a.weight is not None and not np.array_equal(a.weight, b.weight):
                 raise ConfigError(f"patch {p}: stage layer {a.name!r} has other weights (weights are shared)")
 
@@ -180,7 +200,11 @@ def patched_model(
 
 
 def random_int_model(
-    specs: Sequence[LayerSpec], rng: np.random.Generator | int | None = None, *, bits: int = 8, name: str = "model"
+    specs: Sequence[LayerSpec],
+    rng: np.random.Generator | int | None = None,
+    *,
+    bits: int = 8,
+    name: str = "model",
 ) -> IntModel:
     """A random integer model with the geometry of ``specs`` (e.g. a traced zoo model), every tensor at ``bits``.
 
@@ -211,14 +235,43 @@ def random_int_model(
         act = s.activation
         if s.op in ("conv2d", "depthwise", "pointwise", "fc"):
             layer, spec = make_weighted_layer(
-                s.name, s.op, ins[0], out, w_bits=8, o_bits=o_bits, cout=s.out_shape[2], kernel=s.kernel,
-                stride=s.stride, padding=s.padding, act=act, x_values=values[ins[0].name], rng=rng)
+                s.name,
+                s.op,
+                ins[0],
+                out,
+                w_bits=8,
+                o_bits=o_bits,
+                cout=s.out_shape[2],
+                kernel=s.kernel,
+                stride=s.stride,
+                padding=s.padding,
+                act=act,
+                x_values=values[ins[0].name],
+                rng=rng,
+            )
         elif s.op == "add":
-            layer, spec = make_add_layer(s.name, ins[0], ins[1], out, o_bits=o_bits, act=act,
-                                         a_values=values[ins[0].name], b_values=values[ins[1].name], rng=rng)
+            layer, spec = make_add_layer(
+                s.name,
+                ins[0],
+                ins[1],
+                out,
+                o_bits=o_bits,
+                act=act,
+                a_values=values[ins[0].name],
+                b_values=values[ins[1].name],
+                rng=rng,
+            )
         elif s.op == "avgpool":
-            layer, spec = make_avgpool_layer(s.name, ins[0], out, o_bits=o_bits, kernel=s.kernel, stride=s.stride,
-                                             x_values=values[ins[0].name], rng=rng)
+            layer, spec = make_avgpool_layer(
+                s.name,
+                ins[0],
+                out,
+                o_bits=o_bits,
+                kernel=s.kernel,
+                stride=s.stride,
+                x_values=values[ins[0].name],
+                rng=rng,
+            )
         else:
             raise ConfigError(f"layer {s.name!r}: no integer op for {s.op!r}")
         tensors[out] = spec

@@ -50,7 +50,9 @@ def spec_at_bits(spec: TensorSpec, bits: int, clip: float = 1.0) -> TensorSpec:
 def quantize_real(real: np.ndarray, spec: TensorSpec) -> np.ndarray:
     """Real values quantized to ``spec`` (round to nearest, clamp to the integer range)."""
     lo, hi = qrange(spec.bits)
-    return np.clip(np.round(np.asarray(real, dtype=np.float64) / spec.scale) + spec.zero_point, lo, hi).astype(np.int64)
+    return np.clip(
+        np.round(np.asarray(real, dtype=np.float64) / spec.scale) + spec.zero_point, lo, hi
+    ).astype(np.int64)
 
 
 def dequantize(q: np.ndarray, spec: TensorSpec) -> np.ndarray:
@@ -94,7 +96,9 @@ def _rescale_mult(mult: np.ndarray, shift: np.ndarray, factor: float) -> tuple[n
     return np.array(m, dtype=np.int32), np.array(s, dtype=np.int32)
 
 
-def _retarget_layer(layer: IntLayer, old: Mapping[str, TensorSpec], new: Mapping[str, TensorSpec]) -> IntLayer:
+def _retarget_layer(
+    layer: IntLayer, old: Mapping[str, TensorSpec], new: Mapping[str, TensorSpec]
+) -> IntLayer:
     i0, o = layer.inputs[0], layer.output
     r_in = new[i0].scale / old[i0].scale
     r_out = old[o].scale / new[o].scale
@@ -104,7 +108,13 @@ def _retarget_layer(layer: IntLayer, old: Mapping[str, TensorSpec], new: Mapping
         i1 = layer.inputs[1]
         scale = float(1 << p.left_shift) * dequantize_multiplier(p.out_multiplier, p.out_shift)
         c1 = scale * dequantize_multiplier(p.in1_multiplier, p.in1_shift) * r_in * r_out
-        c2 = scale * dequantize_multiplier(p.in2_multiplier, p.in2_shift) * new[i1].scale / old[i1].scale * r_out
+        c2 = (
+            scale
+            * dequantize_multiplier(p.in2_multiplier, p.in2_shift)
+            * new[i1].scale
+            / old[i1].scale
+            * r_out
+        )
         return replace(layer, add=AddParams(*add_params(c1, c2, 1.0, p.left_shift)), act_min=lo, act_max=hi)
     mult, shift = _rescale_mult(layer.multiplier, layer.shift, r_in * r_out)
     bias = layer.bias
