@@ -1,8 +1,10 @@
 """``tinyhil run experiment=smoke``: a small random int8 CNN through the whole board pipeline.
 
-The network (conv, depthwise, pointwise, residual add, average pool, fully connected) is generated, emitted as C,
-built with PlatformIO, run on the board with random inputs sent over serial, and every layer's output is checked
-bit-exactly against the Python integer reference. Prints the per-layer table and writes ``per_layer.csv``.
+A ``torch.nn.Module`` with random weights (default: the zoo's tiny CNN at 16x16x3 — conv, depthwise, pointwise,
+residual add, average pool, fully connected) is folded, calibrated on random images, exported to the integer
+model, emitted as C, built with PlatformIO, run on the board with random inputs sent over serial, and every
+layer's output is checked bit-exactly against the Python integer reference. Prints the per-layer table and
+writes ``per_layer.csv``. ``experiment.source=ir`` skips torch and uses a random integer network directly.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from omegaconf import DictConfig
+import torch
+from omegaconf import DictConfig, OmegaConf
 
 from harness.experiments.common import board_from, progress, workdir
 from harness.measure.report import print_per_layer, write_per_layer
@@ -19,21 +22,41 @@ from harness.measure.session import run_on_board
 
 
 def smoke_model(cfg: DictConfig):
-    """The smoke network: uniform int8 random weights with realistic requantization."""
-    from harness.codegen.random_model import random_network
-
+    """The smoke network as an integer model, and its input images."""
     e = cfg.experiment
-    return random_network(int(cfg.seed), input_shape=(int(e.resolution), int(e.resolution), int(e.channels)),
-                          width=int(e.width), classes=int(e.classes), bits=(8,), name="smoke")
+    seed = int(cfg.seed)
+    shape = (int(e.channels), int(e.resolution), int(e.resolution))
+    rng = np.random.default_rng(seed + 1)
+    if str(e.get("source", "torch")) == "ir":
+        from harness.codegen.random_model import random_input, random_network
+
+        model = random_network(seed, input_shape=(shape[1], shape[2], shape[0]), width=int(e.width),
+                               classes=int(e.classes), bits=(8,), name="smoke")
+        return model, [random_input(model.tensors[model.input], rng) for _ in range(int(e.n_inputs))]
+
+    from harness.experiments.prepare import integer_inputs
+    from harness.models.registry import build_model
+    from harness.quant.calibrate import calibrate
+    from harness.quant.export import export_int_model
+    from harness.quant.qnet import quantize_model
+
+    torch.manual_seed(seed)
+    mcfg = dict(OmegaConf.to_container(e.model, resolve=True))
+    mcfg.update(resolution=shape[1], in_channels=shape[0], num_classes=int(e.classes))
+    net = build_model(mcfg).eval()
+    gen = torch.Generator().manual_seed(seed)
+    calib = torch.randn(32, *shape, generator=gen)
+    qnet = quantize_model(net, input_shape=shape)
+    calibrate(qnet, calib)
+    model = export_int_model(qnet)
+    model.name = "smoke"
+    x = torch.randn(int(e.n_inputs), *shape, generator=gen)
+    return model, integer_inputs(model, x)
 
 
 def run(cfg: DictConfig, run_dir: Path) -> dict:
     t0 = time.perf_counter()
-    from harness.codegen.random_model import random_input
-
-    model = smoke_model(cfg)
-    rng = np.random.default_rng(int(cfg.seed) + 1)
-    inputs = [random_input(model.tensors[model.input], rng) for _ in range(int(cfg.experiment.n_inputs))]
+    model, inputs = smoke_model(cfg)
     board = board_from(cfg)
     with progress(f"smoke on {board.name}", len(inputs)) as advance:
         m = run_on_board(model, board, inputs, workdir(cfg, "smoke", board.name), progress=advance)
@@ -49,7 +72,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
         "n_inputs": len(inputs),
         "macs": int(sum(r.macs for r in m.layers)),
         "total_count": m.total_count,
-        "per_layer": [{"layer": r.name, "op": r.op, "macs": r.macs, "count": r.count} for r in m.layers],
+        "per_layer": [{"layer": r.name, "op": r.op, "shape": "x".join(map(str, r.out_shape)), "macs": r.macs,
+                       "count": r.count} for r in m.layers],
         "bit_exact": m.bit_exact,
         "mismatched_layers": m.mismatched_layers,
         "flash_used": m.build.get("flash_used"),
