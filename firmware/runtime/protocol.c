@@ -1,8 +1,8 @@
 /*
  * Host protocol over the polled UART: the MLPerf Tiny / EEMBC runner commands (`name%`, `profile%`,
  * `timestamp%`, `db load N%`, `db HEX%`, `infer N W%`, `results%`) plus tinyhil's extensions in the same
- * style (`layers%`, `model%`, `mem%`, `crc 0|1%`, `tensor I%`, `exit N%`). Every reply line ends in
- * `*XXXX` (CRC-16/CCITT-FALSE of the payload) so the host detects any corrupted byte; a command may carry the
+ * style (`layers%`, `model%`, `mem%`, `crc 0|1%`, `tensor I%`, `db host PATH%`, `exit N%`). Every reply
+ * line ends in `*XXXX` (CRC-16/CCITT-FALSE of the payload) so the host detects any corrupted byte; a command may carry the
  * same suffix before its `%`. The format is specified in firmware/README.md.
  */
 #include <string.h>
@@ -11,7 +11,7 @@
 #include "th_patch.h"
 #include "th_runtime.h"
 
-#define CMD_MAX 96
+#define CMD_MAX 160
 
 /* ---------------------------------------------------------------- line writer */
 
@@ -270,13 +270,33 @@ static void print_results(void)
     th_line_end();
 }
 
+static void cmd_db_file(const char *path, uint32_t want)
+{
+    static const char *const why[] = {"", "cannot open it", "its size is not the input tensor's", "short read",
+                                      "this board has no host file access"};
+    db_active = 0;
+    input_valid = 0;
+    int32_t got = th_host_read_file(path, th_tensor_data(&th_model.tensors[th_model.input]), want);
+    if (got != (int32_t)want) {
+        int32_t code = got < -4 || got > -1 ? 3 : -got;
+        error_line("db host rejected", why[code]);
+        return;
+    }
+    input_valid = 1;
+    th_line("m-load-done");
+}
+
 static void cmd_db(char **tok, int n)
 {
     const th_tensor_t *in = &th_model.tensors[th_model.input];
     uint32_t want = th_tensor_bytes(in);
     uint32_t bytes;
+    if (n == 3 && strcmp(tok[1], "host") == 0) {
+        cmd_db_file(tok[2], want);
+        return;
+    }
     if (n != 3 || strcmp(tok[1], "load") != 0 || !parse_u32(tok[2], &bytes)) {
-        error_line("bad db command", "use db load N, then db HEX");
+        error_line("bad db command", "use db load N, then db HEX (or db host PATH)");
         return;
     }
     if (bytes != want) {
@@ -621,7 +641,7 @@ void th_protocol_feed(char c)
     } else {
         cmd_overflow = 1;
     }
-    /* `db ` followed by a hex digit starts a data chunk (`db load` starts with 'l', not a hex digit). */
+    /* `db ` followed by a hex digit starts a data chunk (`db load` and `db host` do not: l and h are not hex). */
     if (cmd_len == 4u && cmd[0] == 'd' && cmd[1] == 'b' && cmd[2] == ' ' && hex_value(cmd[3]) >= 0) {
         mode = MODE_HEX;
         db_chunk_start = db_pos;

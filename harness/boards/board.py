@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from pathlib import Path
@@ -52,10 +54,14 @@ class Board(ABC):
     def open_transport(self) -> SerialLink:
         """(Re)start the firmware if needed and return a fresh line link to it."""
 
+    def host_dir(self) -> Path | None:
+        """A folder the firmware can read directly (emulators only), for fast input loading."""
+        return None
+
     def open_dut(self, timeout: float | None = None) -> Dut:
         """A protocol client on a fresh transport, synchronised past the boot banner."""
         link = self.open_transport()
-        dut = Dut(link, timeout=timeout or self.cfg.driver.command_timeout_s)
+        dut = Dut(link, timeout=timeout or self.cfg.driver.command_timeout_s, host_dir=self.host_dir())
         try:
             dut.sync(self.cfg.driver.boot_timeout_s)
         except BaseException:
@@ -84,6 +90,13 @@ class QemuBoard(Board):
         self.machine = QemuMachine(machine=str(d.machine), cpu=d.cpu, extra_args=tuple(d.extra_args))
         self.image: Path | None = None
         self.driver: QemuDriver | None = None
+        self._host_dir: Path | None = None
+
+    def host_dir(self) -> Path:
+        # Semihosting gives the guest the host's files; a short private folder keeps `db host PATH%` short.
+        if self._host_dir is None or not self._host_dir.is_dir():
+            self._host_dir = Path(tempfile.mkdtemp(prefix="tinyhil-"))
+        return self._host_dir
 
     def flash(self, artifact: BuildResult | str | Path) -> None:
         image = _image(artifact)
@@ -116,6 +129,9 @@ class QemuBoard(Board):
         if self.driver is not None:
             self.driver.stop()
             self.driver = None
+        if self._host_dir is not None:
+            shutil.rmtree(self._host_dir, ignore_errors=True)
+            self._host_dir = None
 
 
 class SerialBoard(Board):

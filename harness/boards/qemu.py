@@ -24,9 +24,11 @@ from harness.boards.resources import QemuMachine
 from harness.errors import DeviceError, MissingDependencyError
 
 _PORT_RE = re.compile(rb"waiting for connection on: \S*tcp:127\.0\.0\.1:(\d+)")
+_REG_DUMP = re.compile(r"^(R\d\d=|s\d\d=|XPSR=|FPSCR:|PSR=)")
 EXIT_STATUS_MEANING = {
     3: "the firmware faulted (see its e-[fault ...] line)",
     4: "the firmware took an unexpected exception",
+    -6: "QEMU aborted, e.g. the CPU locked up on a bad image",
 }
 
 
@@ -122,8 +124,11 @@ class QemuDriver:
     def returncode(self) -> int | None:
         return None if self.proc is None else self.proc.poll()
 
-    def stderr_text(self) -> str:
-        return b"".join(self._stderr).decode("utf-8", "replace").strip()
+    def stderr_text(self, max_lines: int = 12) -> str:
+        """QEMU's own messages, without its connection notice and register dumps."""
+        lines = b"".join(self._stderr).decode("utf-8", "replace").splitlines()
+        keep = [ln for ln in lines if ln.strip() and "waiting for connection" not in ln and not _REG_DUMP.match(ln)]
+        return "\n".join(keep[:max_lines]).strip()
 
     def diagnose(self) -> str | None:
         """Why the link failed, when QEMU knows: its exit status and its stderr. None while it still runs."""

@@ -46,6 +46,10 @@ uint64_t th_timer_dwt_now(void);
  * real board without a debugger attached it parks the core. */
 void th_exit(int code) __attribute__((noreturn));
 
+/* Reads exactly `n` bytes of a host file into `dst` (semihosting; emulated boards only). Returns n, or < 0:
+ * -1 cannot open, -2 the file is not n bytes long, -3 short read, -4 no host file access on this board. */
+int32_t th_host_read_file(const char *path, uint8_t *dst, uint32_t n);
+
 /* Stack bounds from the linker script; the startup code paints the stack so the high-water mark can be
  * measured later. */
 uint32_t th_stack_size(void);
