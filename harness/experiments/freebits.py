@@ -1,0 +1,293 @@
+"""``tinyhil run experiment=freebits``: the closed measure-and-refine loop on a board (the default main job).
+
+1. Profile: the board's latency table covers every entry the network can take (resumable, shared per board:
+   ``results/lut/<board>.parquet``; only what is missing is measured).
+2. Baseline: uniform int8 (post-training calibration) on the device: its count and top-1 on ``n_eval`` images.
+3. Start: ``method`` (default: the BitOPs-budget ILP, ``configs/method/bitops.yaml``) gives the start.
+4. Loop (:mod:`harness.loop.closed_loop`): export, build, flash, measure per-layer counts, put the counts measured
+   in context into the table, Free Bits refine, repeat until the measured count stops improving (at most
+   ``max_rounds`` rounds).
+5. Final: short QAT at the final precisions, export, device top-1 on ``n_eval`` images; the device's logits must
+   equal the host integer reference's on every image.
+
+Writes ``rounds.csv``, ``summary.json``, the start/final configurations, the loop's table
+(``lut_in_context.parquet``/``.csv``), per-layer counts of int8 and final, and three plots.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
+
+from harness.experiments.common import board_from, progress, workdir
+from harness.results.io import write_table
+
+GOAL_REDUCTION_PCT = 28.6  # the Free Bits paper's headline
+GOAL_MAX_TOP1_LOSS_PTS = 1.0
+
+
+def _opt(cfg: DictConfig, key: str, default):
+    v = OmegaConf.select(cfg, key)
+    return default if v is None else v
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def faster_pairs(table, layers) -> dict[str, int]:
+    """Per (a, w) pair: how many of the network's weighted layer shapes run it faster than a8w8 (at o = 8)."""
+    from harness.loop.plots import pair_matrix
+
+    m = pair_matrix(table, layers)
+    return {c: int((m[c] < 1.0).sum()) for c in m.columns if c != "a8w8"}
+
+
+def _qat(cfg: DictConfig, p, qnet, log) -> dict:
+    """Short QAT of ``qnet`` in place on a training subset; test top-1 measured on the host eval images."""
+    from harness.data.base import DataSplits, ImageSet
+    from harness.quant.qat import qat_finetune
+
+    q = OmegaConf.to_container(cfg.experiment.qat, resolve=True) if "qat" in cfg.experiment else {}
+    epochs = int(q.pop("epochs", 1))
+    n_train = q.pop("n_train", None)
+    n_test = int(q.pop("n_test", 500))
+    if epochs <= 0:
+        return {"qat_epochs": 0}
+    data = p.data
+    train = (
+        data.train.subset(min(int(n_train), len(data.train)), int(cfg.seed) + 7) if n_train else data.train
+    )
+    test = data.test.subset(min(n_test, len(data.test)), int(cfg.seed) + 11)
+    sub = DataSplits(
+        data.name,
+        ImageSet(train.x, train.y),
+        ImageSet(test.x, test.y),
+        data.classes,
+        data.mean,
+        data.std,
+        dict(data.meta),
+    )
+    res = qat_finetune(qnet, sub, {"epochs": epochs, "seed": int(cfg.seed), **q}, log=log)
+    return {
+        "qat_epochs": epochs,
+        "qat_n_train": len(train),
+        "qat_top1_before": res["test_top1_before"],
+        "qat_top1_after": res["test_top1_after"],
+        "qat_seconds": res["train_seconds"],
+    }
+
+
+def run(cfg: DictConfig, run_dir: Path) -> dict:
+    from harness.boards.config import load_board_config
+    from harness.experiments.prepare import prepare
+    from harness.experiments.profile import profile_for
+    from harness.graph.trace import extract_layers
+    from harness.loop.closed_loop import LoopSettings, closed_loop
+    from harness.loop.context import context_rows, total_count
+    from harness.loop.deploy import Deployer
+    from harness.loop.plots import plot_latency_accuracy, plot_pair_heatmap, plot_rounds
+    from harness.measure.report import per_layer_frame
+    from harness.search import make_start
+    from harness.search.uniform import uniform_config
+
+    t0 = time.perf_counter()
+    console = _console()
+
+    def log(s: str) -> None:
+        console.print(f"[dim]{s}[/dim]")
+
+    n_eval, n_host = int(_opt(cfg, "experiment.n_eval", 100)), int(_opt(cfg, "experiment.n_eval_host", 1000))
+    p = prepare(cfg, n_eval=max(n_eval, n_host), n_calib=int(_opt(cfg, "experiment.n_calib", 256)))
+    layers = extract_layers(p.model, p.input_shape)
+    board_cfg = load_board_config(OmegaConf.to_container(cfg.board, resolve=True))
+    cpt = board_cfg.timer.count_per_tick
+    unit = board_cfg.timer.unit
+
+    # 1. the board's table for this network
+    prof = profile_for(
+        _opt(cfg, "experiment.profile", {}),
+        board_cfg,
+        layers,
+        workdir(cfg, "profile"),
+        seed=int(cfg.seed),
+        title=p.name,
+    )
+    table = prof.table
+    target = prof.target
+
+    board = board_from(cfg)
+    dep = Deployer(p, board, workdir(cfg, "freebits", board_cfg.name, p.name))
+
+    # 2. the int8 baseline (post-training calibration), evaluated on the device
+    int8 = uniform_config(layers, 8, 8)
+    with progress(f"int8 on {board_cfg.name}", n_eval) as advance:
+        d8 = dep.deploy(int8, n_eval, "int8", progress=advance)
+    int8_count = total_count(d8.measurement, cpt)
+    top1_int8_host = dep.host_top1(int8, n_host)
+
+    # 3. the start and 4. the loop
+    start = make_start(cfg.method, layers, table=table)
+    settings = LoopSettings(
+        max_rounds=int(_opt(cfg, "experiment.max_rounds", 4)),
+        min_gain=float(_opt(cfg, "experiment.min_gain", 0.0)),
+        pricing=str(_opt(cfg, "experiment.pricing", "full")),
+        out_bits_rule=_opt(cfg, "experiment.out_bits_rule", "consumer"),
+        tie_break=str(_opt(cfg, "experiment.tie_break", "more_bits")),
+    )
+    n_measure = int(_opt(cfg, "experiment.n_measure", 1))
+    res = closed_loop(
+        layers,
+        start,
+        table,
+        lambda c, r: dep.deploy(c, n_measure, "rounds").measurement,
+        count_per_tick=cpt,
+        settings=settings,
+        evaluate=lambda c: dep.host_top1(c, n_host),
+        log=log,
+    )
+    rounds = pd.DataFrame([r.row() for r in res.rounds])
+    write_table(rounds, run_dir / "rounds.csv")
+    res.table.save(run_dir / "lut_in_context", merge=False)
+    start.save(run_dir / "start_config.json")
+    final = res.best.config
+    final.save(run_dir / "final_config.json")
+
+    # the board's table learns the entries it lacked (measured in context)
+    from harness.measure.lut import LatencyTable
+
+    board_table = LatencyTable.load(prof.path, missing_ok=True)
+    latest = {
+        (row["layer_key"], row["a_bits"], row["w_bits"], row["o_bits"]): row
+        for r in res.rounds
+        for row in context_rows(r.measurement, layers, cpt, round_=r.index)
+    }
+    new_rows = list(latest.values())
+    n_learned = len(
+        board_table.add(
+            new_rows,
+            board=target.board,
+            timer=target.timer,
+            firmware_hash=target.firmware_hash,
+            cflags=target.cflags,
+        )
+    )
+    if n_learned:
+        board_table.save(prof.path)
+
+    # 5. QAT at the final precisions, then top-1 on the device
+    import copy
+
+    qnet = copy.deepcopy(dep.qnet(final))
+    qat = _qat(cfg, p, qnet, log)
+    top1_final_host = dep.host_top1(n=n_host, qnet=qnet)
+    with progress(f"final on {board_cfg.name}", n_eval) as advance:
+        df_ = dep.deploy(final, n_eval, "final", qnet=qnet, progress=advance)
+    final_count = total_count(df_.measurement, cpt)
+
+    write_table(per_layer_frame(d8.measurement), run_dir / "per_layer_int8.csv")
+    write_table(per_layer_frame(df_.measurement), run_dir / "per_layer_final.csv")
+    write_table(
+        pd.DataFrame(
+            {
+                "label": df_.labels,
+                "int8_device": d8.predictions,
+                "int8_reference": d8.reference_predictions,
+                "final_device": df_.predictions,
+                "final_reference": df_.reference_predictions,
+            }
+        ),
+        run_dir / "predictions.csv",
+    )
+
+    # plots
+    plot_rounds(rounds, run_dir / "rounds.png", int8_count=int8_count, unit=unit)
+    plot_pair_heatmap(res.table, layers, run_dir / "pair_heatmap.png")
+    start_count = res.start.measured
+    plot_latency_accuracy(
+        [
+            {"label": "int8 (PTQ)", "count": int8_count, "top1": top1_int8_host},
+            {
+                "label": f"start ({start.meta.get('method', '')}, PTQ)",
+                "count": start_count,
+                "top1": res.start.top1,
+            },
+            {"label": "final (QAT)", "count": final_count, "top1": top1_final_host},
+        ],
+        run_dir / "latency_accuracy.png",
+        unit=unit,
+        ylabel=f"host fake-quant, {min(n_host, len(p.eval_y))} images",
+    )
+
+    best = res.best
+    errors = [r.error_pct for r in res.rounds]
+    reduction = 100.0 * (1.0 - final_count / int8_count)
+    loss_pts = 100.0 * (d8.top1 - df_.top1)
+    summary = {
+        "experiment": "freebits",
+        "board": target.board,
+        "timer": target.timer,
+        "unit": unit,
+        "firmware_hash": target.firmware_hash,
+        "model": p.name,
+        "data": str(cfg.data.name),
+        "checkpoint": p.checkpoint,
+        "start_method": str(start.meta.get("method", cfg.method.name)),
+        "table": str(prof.path),
+        "table_new_entries": prof.n_new,
+        "table_learned_in_context": n_learned,
+        "baseline_int8_count": int8_count,
+        "start_count": start_count,
+        "final_count": final_count,
+        "final_count_loop": best.measured,
+        "predicted_final_count": best.predicted,
+        "prediction_error_pct": best.error_pct,
+        "prediction_error_pct_rounds": errors,
+        "mean_abs_prediction_error_pct": float(np.mean(np.abs(errors))),
+        "start_prediction_error_pct": res.start.error_pct,
+        "top1_int8": d8.top1,
+        "top1_final": df_.top1,
+        "top1_int8_host": top1_int8_host,
+        "top1_start_host": res.start.top1,
+        "top1_final_host": top1_final_host,
+        "n_eval": len(df_.labels),
+        "n_eval_host": min(n_host, len(p.eval_y)),
+        "rounds": len(res.rounds),
+        "round_table": rounds.to_dict("records"),
+        "final_round": best.index,
+        "stop_reason": res.stop_reason,
+        "reduction_vs_int8_pct": reduction,
+        "start_vs_int8_pct": 100.0 * (1.0 - start_count / int8_count),
+        "final_vs_start_pct": 100.0 * (1.0 - final_count / start_count),
+        "top1_loss_pts": loss_pts,
+        "goal": f">= {GOAL_REDUCTION_PCT} % fewer counts than int8 at <= {GOAL_MAX_TOP1_LOSS_PTS} point top-1 loss",
+        "goal_met": bool(reduction >= GOAL_REDUCTION_PCT and loss_pts <= GOAL_MAX_TOP1_LOSS_PTS),
+        "pairs_faster_than_a8w8": faster_pairs(res.table, layers),
+        "final_pairs": _pair_counts(final),
+        "start_pairs": _pair_counts(start),
+        "device_equals_reference_int8": d8.equals_reference,
+        "device_equals_reference_final": df_.equals_reference,
+        **qat,
+        "host_seconds": round(time.perf_counter() - t0, 1),
+    }
+    console.print(
+        f"[bold]{p.name} on {target.board}[/bold]: int8 {int8_count:,.0f}, start {start_count:,.0f}, final "
+        f"{final_count:,.0f} {unit} ({reduction:+.1f} % vs int8); top-1 int8 {100 * d8.top1:.1f} %, final "
+        f"{100 * df_.top1:.1f} % (device, {len(df_.labels)} images); {len(res.rounds)} rounds "
+        f"({res.stop_reason}); table error {best.error_pct:+.2f} %"
+    )
+    return summary
+
+
+def _pair_counts(config) -> dict[str, int]:
+    """How many layers run each (a, w) pair."""
+    out: dict[str, int] = {}
+    for a, w in config.layers.values():
+        out[f"a{a}w{w}"] = out.get(f"a{a}w{w}", 0) + 1
+    return dict(sorted(out.items()))

@@ -1,0 +1,121 @@
+"""``tinyhil profile board=... model=...``: the latency lookup table of a model's layer shapes on a board.
+
+Builds the zoo model, extracts its fused layers, and measures every missing table entry in batch images
+(:mod:`harness.measure.profile`). Prints the table's a8w8-relative speed of every (a, w) pair and writes
+``summary.json`` (board, timer, n_entries, n_new, n_images, seconds).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from harness.experiments.common import workdir
+
+
+def settings_from(block, board, seed: int = 0):
+    """:class:`ProfileSettings` from a ``profile`` config block (``configs/profile.yaml`` documents the keys)."""
+    from harness.boards.config import load_board_config
+    from harness.measure.profile import ProfileSettings, default_budget
+
+    p = OmegaConf.to_container(block, resolve=True) if isinstance(block, DictConfig) else dict(block or {})
+    board = load_board_config(board)
+    return ProfileSettings(
+        a_bits=tuple(p.get("a_bits", (2, 4, 8))),
+        w_bits=tuple(p.get("w_bits", (2, 4, 8))),
+        o_bits=tuple(p.get("o_bits", (2, 4, 8))),
+        input_bits=p.get("input_bits", 8),
+        output_bits=p.get("output_bits", 8),
+        repeats=int(p.get("repeats", 3)),
+        workers=int(p.get("workers", 0)),
+        seed=int(seed),
+        budget=default_budget(board, int(p.get("max_layers", 200)), float(p.get("max_macs", 3e7))),
+        build_flags=tuple(p.get("build_flags") or ()),
+        require_bit_exact=bool(p.get("require_bit_exact", True)),
+    )
+
+
+def model_layers(model_cfg):
+    """The fused layer specs of a zoo model config."""
+    from harness.graph.trace import extract_layers
+    from harness.models.registry import build_model
+
+    return extract_layers(build_model(model_cfg))
+
+
+@contextlib.contextmanager
+def entry_progress(description: str):
+    """A rich bar whose total is set once the profile is planned; yields (on_plan, advance)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("entries"),
+        TimeElapsedColumn(),
+    ) as p:
+        task = p.add_task(description, total=None)
+
+        def on_plan(n_missing: int, n_images: int) -> None:
+            p.update(task, total=n_missing, description=f"{description} ({n_images} images)")
+
+        yield on_plan, lambda n: p.advance(task, n)
+
+
+def profile_for(
+    block, board, layers, work: str | Path, *, seed: int = 0, title: str = "model", quiet: bool = False
+):
+    """Profile ``layers`` on ``board`` with the settings of a ``profile`` block; returns the ProfileResult."""
+    from harness.boards.config import load_board_config
+    from harness.measure.profile import profile_layers
+    from harness.measure.target import table_path
+
+    board = load_board_config(board)
+    block = (
+        OmegaConf.to_container(block, resolve=True) if isinstance(block, DictConfig) else dict(block or {})
+    )
+    path = table_path(board, block.get("table_dir") or "results/lut")
+    settings = settings_from(block, board, seed)
+    if quiet:
+        return profile_layers(layers, board, path, settings, workdir=work)
+    with entry_progress(f"profiling {title} on {board.name}") as (on_plan, advance):
+        return profile_layers(layers, board, path, settings, workdir=work, progress=advance, on_plan=on_plan)
+
+
+def pair_speed(table, layers) -> dict[str, float]:
+    """Sum over the model's unique shapes of each (a, w) pair's count (at o = 8 where measured), relative to
+    a8w8: below 1 means that pair is faster than int8 with the current kernels."""
+    df = table.df
+    keys = {s.key() for s in layers if s.has_weights}
+    df = df[df["layer_key"].isin(keys) & (df["w_bits"] > 0)]
+    best = df.sort_values("o_bits").groupby(["layer_key", "a_bits", "w_bits"])["count"].last().reset_index()
+    piv = best.pivot(index="layer_key", columns=["a_bits", "w_bits"], values="count").dropna()
+    if (8, 8) not in piv.columns or piv.empty:
+        return {}
+    ref = piv[(8, 8)].sum()
+    return {f"a{a}w{w}": float(piv[(a, w)].sum() / ref) for a, w in sorted(piv.columns)}
+
+
+def run(cfg: DictConfig, run_dir: Path) -> dict:
+    from rich.console import Console
+
+    layers = model_layers(cfg.model)
+    board = OmegaConf.to_container(cfg.board, resolve=True)
+    res = profile_for(
+        cfg.profile, board, layers, workdir(cfg, "profile"), seed=int(cfg.seed), title=str(cfg.model.name)
+    )
+    speed = pair_speed(res.table, layers)
+    console = Console(stderr=True)
+    console.print(
+        f"[bold]{res.target.board}[/bold] ({res.target.timer}): {res.n_new} new of {res.n_entries} "
+        f"entries in {res.n_images} images, {res.seconds:.1f} s; table {res.path}.parquet"
+    )
+    if speed:
+        console.print(
+            "count of each (a, w) pair relative to a8w8, summed over the model's shapes: "
+            + ", ".join(f"{k} {v:.2f}" for k, v in speed.items())
+        )
+    return {"experiment": "profile", "model": str(cfg.model.name), **res.summary(), "pair_vs_a8w8": speed}

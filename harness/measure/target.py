@@ -1,0 +1,70 @@
+"""What identifies a measurement target: the board, its timer, the kernel build and the compiler flags.
+
+Counts of two targets are never compared (see :class:`~harness.measure.lut.Target`). The firmware hash covers the
+code that runs a layer, not the model: the runtime and kernel sources, the board support code, the build script,
+the compiler version and any extra flags. Two images that differ only in their generated model (a profiling batch
+and the deployed network) therefore share one target, which is what lets the profiled table price the network.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+from harness.boards.config import BoardConfig, load_board_config, repo_root
+from harness.measure.lut import Target
+
+_OPT_RE = re.compile(r'"(-O[0-3sgz]|-Ofast)"')
+
+
+def _firmware_files(board: BoardConfig) -> list[Path]:
+    fw = repo_root() / "firmware"
+    files = sorted((fw / "runtime").rglob("*"))
+    files += sorted((fw / "boards" / "common").glob("*"))
+    files += sorted(board.firmware_dir.glob("*"))
+    files += [
+        fw / "platform" / "builder" / "main.py",
+        fw / "platform" / "boards" / f"{board.platformio_board}.json",
+    ]
+    return [f for f in files if f.is_file()]
+
+
+def _compiler_id() -> str:
+    from harness.build.project import _compiler_id as cid
+
+    return cid()
+
+
+def firmware_hash(board: BoardConfig | str, build_flags: Iterable[str] = ()) -> str:
+    """12 hex digits naming the kernel build on ``board`` (sources, build script, compiler, flags)."""
+    cfg = load_board_config(board)
+    fw = repo_root() / "firmware"
+    h = hashlib.sha256()
+    h.update(_compiler_id().encode())
+    h.update("\0".join(build_flags).encode())
+    for f in _firmware_files(cfg):
+        h.update(str(f.relative_to(fw)).encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()[:12]
+
+
+def compiler_flags(board: BoardConfig | str, build_flags: Iterable[str] = ()) -> str:
+    """The flags that shape the kernels' code: CPU flags, optimisation level of the build script, extras."""
+    cfg = load_board_config(board)
+    main = repo_root() / "firmware" / "platform" / "builder" / "main.py"
+    opt = _OPT_RE.search(main.read_text()) if main.is_file() else None
+    return " ".join([*cfg.cpu_flags, opt.group(1) if opt else "-O?", *build_flags])
+
+
+def measurement_target(board: BoardConfig | str, build_flags: Iterable[str] = ()) -> Target:
+    """The :class:`Target` every count measured on ``board`` with this firmware is filed under."""
+    cfg = load_board_config(board)
+    flags = tuple(build_flags)
+    return Target(cfg.name, cfg.timer.source, firmware_hash(cfg, flags), compiler_flags(cfg, flags))
+
+
+def table_path(board: BoardConfig | str, root: str | Path = "results/lut") -> Path:
+    """Where the board's latency table lives: ``<root>/<board>`` (``.parquet`` and ``.csv``)."""
+    cfg = load_board_config(board)
+    return Path(root) / cfg.name
