@@ -144,6 +144,26 @@ class PatchMeasurement:
     def predictions(self) -> np.ndarray:
         return np.array([int(np.argmax(o)) for o in self.outputs])
 
+    def per_layer_rows(self) -> list[dict]:
+        return [layer.row() for layer in self.layers]
+
+    def per_patch_rows(self) -> list[dict]:
+        """One row per (patch, stage layer) of the last input."""
+        names = [layer.name for layer in self.layers]
+        return [
+            {
+                "patch": s.patch,
+                "step": s.step,
+                "layer": names[s.step],
+                "a_bits": s.a_bits,
+                "o_bits": s.o_bits,
+                "macs": s.macs,
+                "ticks": s.ticks,
+                "copy_ticks": s.copy_ticks,
+            }
+            for s in self.steps
+        ]
+
 
 def run_patched_on_board(
     pm: PatchedModel,

@@ -279,3 +279,26 @@ def random_int_model(
         tname[s.name] = out
         values[out] = run_layer(IntModel(tensors, [], "input", out), layer, values)
     return IntModel(tensors, layers, "input", tname[specs[-1].name], name=name)
+
+
+def patched_bitops(pm: PatchedModel) -> int:
+    """BitOPs of patch-based inference as executed: ``MACs * a_bits * w_bits`` of every conv/linear layer copy
+    on its patch window (recomputed overlap included, each patch at its own precision), plus the rest of the
+    network layer by layer. Add/avgpool count none (:mod:`harness.quant.accounting`)."""
+    total = 0
+    for p, steps in enumerate(pm.plan.schedule):
+        m = pm.patch_models[p]
+        for layer, st in zip(m.layers, steps):
+            if layer.weight is not None:
+                total += st.macs * m.a_bits(layer) * layer.w_bits
+    for layer in pm.model.layers[pm.n_stage :]:
+        if layer.weight is not None:
+            total += pm.model.macs(layer) * pm.model.a_bits(layer) * layer.w_bits
+    return int(total)
+
+
+def patched_macs(pm: PatchedModel) -> int:
+    """MACs of patch-based inference as executed (the stage once per patch, the rest once)."""
+    return int(
+        pm.plan.stage_macs_patched + sum(pm.model.macs(layer) for layer in pm.model.layers[pm.n_stage :])
+    )

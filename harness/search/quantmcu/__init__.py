@@ -1,0 +1,35 @@
+"""QuantMCU (arXiv 2401.13714): value-driven mixed precision for patch-based inference, without training.
+
+``quantmcu(base, calib, params)`` takes the uniform 8-bit patch-based model (:class:`~harness.patch.intmodel.
+PatchedModel`, MCUNetV2) and calibration inputs, classifies patches (VDPC, :mod:`.vdpc`), searches per-branch
+feature-map precisions (VDQS, :mod:`.vdqs`) and returns the per-patch model the code generator and firmware run,
+with its :class:`~harness.quant.config.PrecisionConfig` (``patches``: patch -> layer -> a_bits).
+"""
+
+from harness.search.quantmcu.branches import Branches, FeatureMap, branches, stage_memory
+from harness.search.quantmcu.build import patched_from_config, to_config
+from harness.search.quantmcu.pipeline import QuantMcuParams, QuantMcuResult, quantmcu
+from harness.search.quantmcu.stats import CalibStats, collect
+from harness.search.quantmcu.vdpc import Vdpc, classify
+from harness.search.quantmcu.vdqs import Move, Vdqs, entropy_bits, measure, search
+
+__all__ = [
+    "Branches",
+    "CalibStats",
+    "FeatureMap",
+    "Move",
+    "QuantMcuParams",
+    "QuantMcuResult",
+    "Vdpc",
+    "Vdqs",
+    "branches",
+    "classify",
+    "collect",
+    "entropy_bits",
+    "measure",
+    "patched_from_config",
+    "quantmcu",
+    "search",
+    "stage_memory",
+    "to_config",
+]
