@@ -39,8 +39,8 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
 fi
 
 # PlatformIO builds offline through the project's local platform; its scons package is prepared from PyPI's scons.
-.venv/bin/python -m harness.build.pio_core
-echo "[setup] done: $(.venv/bin/tinyhil --help | head -1)"
+.venv/bin/python -c "from harness.build.pio_core import ensure_pio_core; print('[setup] PlatformIO core:', ensure_pio_core())"
+echo "[setup] done: run '. .venv/bin/activate' to get the tinyhil command"
 
 if ((RUN)); then
   exec .venv/bin/tinyhil run
