@@ -90,7 +90,10 @@ class QuantNet(nn.Module):
             for t in s.inputs:
                 self._last_use[t] = i
         self.config = PrecisionConfig.uniform(self.layer_names(), 8, 8)
-        self.integer_exact = True  # mirror the integer requantization (see run_layer)
+        # mirror the integer requantization (see run_layer); in training mode only when asked, since it costs
+        # a few int64 passes per layer and the gradients are the same
+        self.integer_exact = True
+        self.integer_exact_in_training = False
 
     def _producer_unsigned(self, name: str) -> bool:
         return name != INPUT and bool(self.acts[_key(name)].unsigned)
@@ -151,7 +154,8 @@ class QuantNet(nn.Module):
             y = F.relu6(y)
         out_q = self.acts[_key(s.name)]
         exact = None
-        if quantize_output and self.integer_exact and out_q.active and all(self.act(t).active for t in s.inputs):
+        if quantize_output and self.integer_exact and (not self.training or self.integer_exact_in_training) \
+                and out_q.active and all(self.act(t).active for t in s.inputs):
             if s.op not in WEIGHTED or layer.weight_quant.enabled:
                 with torch.no_grad():
                     exact = self._integer_output(s, ins, pre, out_q)
