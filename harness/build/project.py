@@ -30,6 +30,8 @@ RUNTIME_SRAM_BYTES = 4 * 1024
 #: Flash of the runtime, startup and board code without kernels (measured: ~12.5 KB).
 RUNTIME_FLASH_BYTES = 16 * 1024
 _SOURCE_SUFFIXES = (".c", ".h", ".inc")
+#: Images kept in the content-hash cache.
+CACHE_ENTRIES = 256
 
 
 @dataclass(frozen=True)
@@ -303,6 +305,15 @@ def _store(cache: Path, elf: Path, mapf: Path, sizes: SectionSizes) -> None:
         tmp.rename(cache)
     except OSError:  # another process stored the same entry first
         shutil.rmtree(tmp, ignore_errors=True)
+    _prune(cache.parent, keep=CACHE_ENTRIES)
+
+
+def _prune(root: Path, keep: int) -> None:
+    """Keep the ``keep`` most recently stored images (a sweep builds one per configuration)."""
+    entries = sorted((p for p in root.iterdir() if p.is_dir() and ".tmp" not in p.name),
+                     key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in entries[keep:]:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _result(cfg: BoardConfig, elf: Path, mapf: Path, s: SectionSizes, seconds: float, cached: bool) -> BuildResult:

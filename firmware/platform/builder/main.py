@@ -147,7 +147,19 @@ else:
             os.rename(tmp_dir, dest_dir)
         except OSError:
             shutil.rmtree(tmp_dir, ignore_errors=True)
+        _prune_lib_cache(os.path.dirname(dest_dir), keep=12, min_age_s=600)
         return None
+
+    def _prune_lib_cache(root, keep, min_age_s):
+        # Every firmware source edit makes a new entry; drop the oldest of this board's entries, but never one
+        # young enough that a concurrent build may be about to link it.
+        import time
+
+        entries = [join(root, d) for d in os.listdir(root) if d.startswith(board_name + "-") and ".tmp" not in d]
+        entries.sort(key=os.path.getmtime, reverse=True)
+        for old in entries[keep:]:
+            if time.time() - os.path.getmtime(old) > min_age_s:
+                shutil.rmtree(old, ignore_errors=True)
 
 # Whole archive: the vector table and the fault/IRQ handlers are referenced by nothing but the hardware;
 # --gc-sections still drops every unused function.
