@@ -1,0 +1,165 @@
+"""QuantMCU on the host: what VDPC marks, what VDQS lowers, and that the result is a runnable per-patch model.
+
+The network is a small random integer model with the shape of a MobileNetV2 stage (conv, inverted residual
+blocks, one with a residual add); calibration inputs are random images, half of them with a saturated corner.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from harness.codegen.random_model import random_input
+from harness.errors import ConfigError, DoesNotFitError
+from harness.patch.int_reference import run_patched
+from harness.patch.intmodel import patched_bitops, patched_model, random_int_model
+from harness.patch.specs import SpecBuilder
+from harness.quant.config import PrecisionConfig
+from harness.search.quantmcu import (
+    QuantMcuParams,
+    branches,
+    classify,
+    collect,
+    entropy_bits,
+    measure,
+    patched_from_config,
+    quantmcu,
+    search,
+    stage_memory,
+)
+
+
+@pytest.fixture(scope="module")
+def setup():
+    b = SpecBuilder(24, 24, 3)
+    b.conv(8, 3, stride=2, name="stem")
+    b.inverted_residual(8, expand=3, prefix="b1")
+    b.inverted_residual(12, expand=3, stride=2, prefix="b2")
+    b.inverted_residual(12, expand=3, prefix="b3")
+    b.pool(6, name="pool")
+    model = random_int_model(b.layers, 0, name="stage-net")
+    base = patched_model(model, "b2.project", 3)
+    rng = np.random.default_rng(1)
+    calib = []
+    for i in range(6):
+        x = random_input(model.tensors[model.input], rng) // 4  # mostly small values
+        if i % 2 == 0:
+            x[:8, :8] = 127  # a bright top-left corner on half of the images
+        calib.append(x.astype(np.int8))
+    br = branches(base)
+    return base, calib, br, collect(base, calib)
+
+
+def test_entropy_of_a_histogram_is_in_bits():
+    levels = np.arange(-8, 8)
+    assert entropy_bits(np.repeat(levels, 3), 4) == pytest.approx(4.0)
+    assert entropy_bits(np.full(50, 3), 4) == 0.0
+    assert entropy_bits(np.array([-2, 1]), 2) == pytest.approx(1.0)
+
+
+def test_feature_maps_are_the_stage_groups_inside_the_patches(setup):
+    base, _, br, _ = setup
+    inside = {t for fm in br.maps for t in fm.tensors}
+    assert base.model.input not in inside and base.stage_output not in inside
+    # a residual stream (stem output, b1's project output, b1's add) is one decision, read by both expands
+    out = {layer.name: layer.output for layer in base.model.layers}
+    joined = [fm for fm in br.maps if len(fm.tensors) > 1]
+    assert [set(fm.tensors) for fm in joined] == [{out["stem"], out["b1.project"], out["b1.add"]}]
+    assert joined[0].readers == ("b1.expand", "b2.expand")
+    assert len(br.maps) == 5 and all(fm.readers for fm in br.maps)
+    assert sum(br.branch_bitops(p, {fm.index: 8 for fm in br.maps}) for p in range(9)) + sum(
+        base.model.macs(x) * 64 for x in base.model.layers[base.n_stage :] if x.weight is not None
+    ) == patched_bitops(base)
+
+
+def test_a_larger_phi_marks_fewer_outlier_patches_and_bright_patches_first(setup):
+    _, _, br, stats = setup
+    counts = [classify(br, stats, phi=phi).n_outliers for phi in (0.5, 1, 2, 3, 5, 10)]
+    assert counts == sorted(counts, reverse=True) and counts[0] > counts[-1]
+
+    # a stage output that is small everywhere but in patch 0's grain on most images
+    from harness.search.quantmcu import CalibStats
+
+    base, t = stats.pm, stats.pm.stage_output
+    rng = np.random.default_rng(0)
+    zp = base.model.tensors[t].zero_point
+    full = np.clip(zp + np.round(rng.normal(0, 3, stats.full[t].shape)), -128, 127).astype(np.int8)
+    h0, h1, w0, w1 = base.plan.windows[base.plan.split][0]
+    full[:4, h0:h1, w0:w1] = 127
+    wins = [
+        {**w, t: full[:, a:b, c:d]}
+        for w, (a, b, c, d) in zip(stats.windows, base.plan.windows[base.plan.split])
+    ]
+    v = classify(br, CalibStats(base, {**stats.full, t: full}, wins), phi=2)
+    assert v.outlier == (True,) + (False,) * 8
+    assert v.fraction[0] == pytest.approx(4 / 6) and v.peak_ratio[0] == max(v.peak_ratio) > 1
+    pct = classify(br, stats, rule="percentile", percentile=99.0, min_fraction=0.0)
+    assert 0 < pct.n_outliers <= 9
+    with pytest.raises(ConfigError, match="rule"):
+        classify(br, stats, rule="mad")
+
+
+def test_lambda_trades_information_for_bitops_and_outlier_branches_stay_8_bit(setup):
+    _, _, br, stats = setup
+    q = measure(br, stats, (8, 4, 2))
+    outlier = (True, False, False, False, True, False, False, False, False)
+    res = {lam: search(br, q, outlier, lam=lam) for lam in (0.0, 0.3, 0.5, 0.7, 1.0)}
+    ops = {lam: sum(br.branch_bitops(p, r.bits[p]) for p in range(9)) for lam, r in res.items()}
+    assert ops[0.0] <= ops[0.3] <= ops[0.5] <= ops[0.7] <= ops[1.0]
+    assert res[1.0].moves == []  # only information loss counts: nothing is worth lowering
+    lowest = res[0.0]  # only BitOPs count: every read feature map of every searched branch goes to 2 bits
+    for p in range(9):
+        for fm in br.maps:
+            want = 8 if outlier[p] or not fm.readers else 2
+            assert lowest.bits[p][fm.index] == want, (p, fm.name)
+    for r in res.values():
+        assert all(
+            m.patch not in (0, 4) and m.score > 0 and (m.old, m.new) in ((8, 4), (4, 2)) for m in r.moves
+        )
+
+
+def test_moves_keep_the_memory_budget(setup):
+    _, _, br, stats = setup
+    q = measure(br, stats, (8, 4, 2))
+    free = (False,) * 9
+    free_run = search(br, q, free, lam=0.0)
+    start = stage_memory(br, [{fm.index: 8 for fm in br.maps}] * 9)
+    assert free_run.memory_start == start > free_run.memory_end  # lowering bits shrinks per-patch buffers
+    capped = search(
+        br, q, free, lam=0.0, budget=start
+    )  # every move lowers memory: a start that fits stays in
+    assert capped.bits == free_run.bits and capped.memory_end <= start
+    with pytest.raises(DoesNotFitError, match="over the budget"):
+        search(br, q, free, lam=0.0, budget=start - 1)
+
+
+def test_quantmcu_result_runs_patch_based_and_its_config_rebuilds_it(setup, tmp_path):
+    base, calib, br, _ = setup
+    r = quantmcu(base, calib, QuantMcuParams(phi=3.0, lam=0.4, min_fraction=0.0))
+    assert (
+        r.figures["bitops"] == patched_bitops(r.patched) <= r.figures["bitops_patch8"] == patched_bitops(base)
+    )
+    assert set(r.config.patches) == set(range(9))
+    for p in range(9):
+        assert set(r.config.patches[p]) == set(br.weighted)
+        m = r.patched.patch_models[p]
+        assert r.config.patches[p] == {
+            n: m.a_bits(m.layers[i]) for i, n in enumerate(base.plan.stage) if n in br.weighted
+        }
+    path = r.config.save(tmp_path / "quantmcu.json")
+    again = patched_from_config(br, PrecisionConfig.load(path))
+    x = calib[1]
+    a, b = run_patched(r.patched, x), run_patched(again, x)
+    assert np.array_equal(a.output(r.patched), b.output(again))
+    for p in range(9):
+        for t in a.patches[p]:
+            assert np.array_equal(a.patches[p][t], b.patches[p][t])
+
+
+def test_params_come_from_a_method_config():
+    p = QuantMcuParams.from_mapping({"name": "quantmcu", "phi": 2, "lambda": 0.3, "bits": [2, 8]})
+    assert (p.phi, p.lam, p.bits) == (2.0, 0.3, (8, 2))
+    with pytest.raises(ConfigError, match="unknown QuantMCU option"):
+        QuantMcuParams.from_mapping({"phii": 2})
+    with pytest.raises(ConfigError, match="subset"):
+        QuantMcuParams.from_mapping({"bits": [4, 2]})

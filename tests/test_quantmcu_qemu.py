@@ -1,0 +1,71 @@
+"""`tinyhil run experiment=quantmcu` end to end on an emulated board, with the trained tiny CNN (digits): the
+summary carries the memory, MAC and BitOPs figures, both models run bit-exact and agree with the host."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+pytestmark = [
+    pytest.mark.qemu,
+    pytest.mark.skipif(
+        shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
+        reason="needs qemu-system-arm and arm-none-eabi-gcc",
+    ),
+    pytest.mark.skipif(
+        not (REPO / "checkpoints" / "tiny-cnn-digits.pt").exists(),
+        reason="needs the shipped tiny-cnn digits checkpoint",
+    ),
+]
+
+
+def test_quantmcu_experiment_runs_end_to_end_and_reports_its_figures(tmp_path):
+    args = [
+        "run",
+        "experiment=quantmcu",
+        "model=tiny-cnn",
+        "data=digits",
+        "method.phi=5",
+        "experiment.n_eval=60",
+        "experiment.n_device=3",
+        f"hydra.run.dir={tmp_path}/run",
+        f"workdir={tmp_path}/work",
+    ]
+    p = subprocess.run(
+        [sys.executable, "-m", "harness.cli", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=dict(os.environ, PYTHONUNBUFFERED="1"),
+    )
+    assert p.returncode == 0, p.stderr[-3000:]
+    s = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert s["trained"] is True and s["phi"] == 5.0
+    assert s["bit_exact"] is True and s["device_equals_reference"] is True
+    assert s["macs"] == s["macs_layer_by_layer"] + s["macs_redundant"]
+    assert s["bitops"] <= s["bitops_patch8"] and s["bitops_reduction"] == pytest.approx(
+        s["bitops_patch8"] / s["bitops"]
+    )
+    assert s["peak_sram_patch"] <= s["peak_sram_patch8"] < s["peak_sram_layer"]
+    assert s["peak_sram_device"] > s["arena_bytes"]
+    for key in (
+        "peak_sram_layer",
+        "top1_quantmcu_host",
+        "top1_patch8_host",
+        "top1_quantmcu_device",
+        "top1_patch8_device",
+    ):
+        assert s[key] is not None, key
+    config = json.loads((tmp_path / "run" / "config_precision.json").read_text())
+    assert len(config["patches"]) == s["n_patches"]
+    per_patch = (tmp_path / "run" / "per_patch.csv").read_text().splitlines()
+    assert per_patch[0].startswith("patch,step,layer") and len(per_patch) > s["n_patches"]
