@@ -11,7 +11,7 @@ sum of the unit's per-op dSQNRs), and the MSE of the unit's output. The ranking 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -34,6 +34,7 @@ class Sensitivity:
     layers: list[dict]  # one row per conv/linear in ranking order (rank, layer, score, metrics)
     ops: list[dict]  # one row per unfused op in execution order
     seconds: float = 0.0  # wall time of the passes and the metrics
+    cpu_seconds: float = 0.0  # CPU time of this process over the same span (robust to a busy machine)
     forward_calls: int = 0
     images: int = 0
     meta: dict = field(default_factory=dict)
@@ -58,11 +59,21 @@ def op_rows(result: TwoPassResult, cap_db: float = SQNR_CAP_DB) -> list[dict]:
     return rows
 
 
-def layer_rows(result: TwoPassResult, w_sqnr: dict[str, float], cap_db: float = SQNR_CAP_DB) -> list[dict]:
-    """Per conv/linear (execution order): the fused unit's metrics, from its first and last op."""
+def layer_rows(
+    result: TwoPassResult,
+    w_sqnr: Mapping[str, float],
+    cap_db: float = SQNR_CAP_DB,
+    input_op: Mapping[str, str] | None = None,
+) -> list[dict]:
+    """Per conv/linear (execution order): the fused unit's metrics, from its first and last op.
+
+    The unit's input is its conv's input, or the input of the op ``input_op[layer]`` names (the quantizer of
+    the tensor the layer reads, whose noise belongs to the layer's ``a_bits``).
+    """
     first: dict[str, NoiseStats] = {}
     last: dict[str, NoiseStats] = {}
     kinds: dict[str, str] = {}
+    by_key = {n.op.key: n for n in result.ops}
     for n in result.ops:
         if n.op.owner is None:
             continue
@@ -70,6 +81,11 @@ def layer_rows(result: TwoPassResult, w_sqnr: dict[str, float], cap_db: float = 
             first[n.op.owner] = n.inp
             kinds[n.op.owner] = n.op.kind
         last[n.op.owner] = n.out
+    for name, key in (input_op or {}).items():
+        if name in first:
+            if key not in by_key:
+                raise ConfigError(f"layer {name!r}: its input op {key!r} was not observed")
+            first[name] = by_key[key].inp
     rows = []
     for name, inp in first.items():
         s_in, s_out = inp.sqnr(cap_db), last[name].sqnr(cap_db)
@@ -121,25 +137,30 @@ def analyze(
     chunk_size: int | None = None,
     cap_db: float = SQNR_CAP_DB,
     ops: Sequence[UnfusedOp] | None = None,
+    input_op: Mapping[str, str] | None = None,
+    clone: bool = True,
 ) -> Sensitivity:
     """Rank the conv/linear layers of ``float_model`` by how much quantization noise each adds, from one float
     and one quantized inference pass over ``images`` (``quant_model``: the same network, every layer at the
-    probe precision, same module names, BN and ReLU not folded)."""
+    probe precision, same module names, BN and ReLU not folded). ``ops``/``input_op``: what to observe and
+    where each layer's input is taken (default: every unfused op of ``float_model``; the conv's own input).
+    ``clone=False`` skips copying the float activations (only for models without in-place ops)."""
     rule = rule or RankRule()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     ops = list(ops) if ops is not None else unfused_ops(float_model)
-    result = two_pass(float_model, quant_model, images, ops, chunk_size)
+    result = two_pass(float_model, quant_model, images, ops, chunk_size, clone)
     names = [op.module for op in ops if op.kind in WEIGHTED_KINDS]
     wsq = weight_sqnrs(float_model, quant_model, names, weight_of, cap_db)
-    layers = rank_rows(layer_rows(result, wsq, cap_db), rule)
+    layers = rank_rows(layer_rows(result, wsq, cap_db, input_op), rule)
     if not layers:
         raise ConfigError("no conv/linear layer was observed")
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     return Sensitivity(
         [r["layer"] for r in layers],
         layers,
         op_rows(result, cap_db),
         seconds,
+        cpu,
         result.forward_calls,
         result.images,
         {"rule": rule.rule, "passes": result.passes},

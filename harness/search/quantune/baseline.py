@@ -25,6 +25,7 @@ class OneAtATime:
     float_loss: float
     evaluations: int
     seconds: float
+    cpu_seconds: float = 0.0
     meta: dict = field(default_factory=dict)
 
 
@@ -32,7 +33,7 @@ def one_at_a_time(names: Sequence[str], evaluate: EvalFn) -> OneAtATime:
     """Rank ``names`` by the accuracy lost when each alone is quantized; ``len(names) + 1`` evaluations."""
     if not names or len(set(names)) != len(names):
         raise ConfigError("the one-at-a-time ranking needs distinct layer names")
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     top1_f, loss_f = evaluate(None)
     rows = []
     for i, n in enumerate(names):
@@ -52,5 +53,11 @@ def one_at_a_time(names: Sequence[str], evaluate: EvalFn) -> OneAtATime:
         {"rank": r + 1, **{k: v for k, v in row.items() if k != "_order"}} for r, row in enumerate(rows)
     ]
     return OneAtATime(
-        [r["layer"] for r in ranked], ranked, top1_f, loss_f, len(names) + 1, time.perf_counter() - t0
+        [r["layer"] for r in ranked],
+        ranked,
+        top1_f,
+        loss_f,
+        len(names) + 1,
+        time.perf_counter() - t0,
+        time.process_time() - c0,
     )

@@ -31,7 +31,7 @@ DEFAULTS: dict[str, Any] = {
     "weights": dict(DEFAULT_WEIGHTS),
     "sqnr_cap_db": SQNR_CAP_DB,
     "n_calib": 64,
-    "chunk_size": 16,
+    "chunk_size": None,
     "ranking": None,
 }
 
@@ -48,7 +48,7 @@ class QuantuneParams:
     rule: RankRule = field(default_factory=RankRule)
     sqnr_cap_db: float = SQNR_CAP_DB
     n_calib: int = 64
-    chunk_size: int = 16
+    chunk_size: int | None = None  # None: the whole calibration set at once (two forward calls)
     ranking: str | None = None
 
     @classmethod
@@ -65,6 +65,8 @@ class QuantuneParams:
         if ib is not None and ib not in ALLOWED_BITS:
             raise ConfigError(f"method.input_bits must be one of {ALLOWED_BITS} or null, got {ib!r}")
         for key in ("n_calib", "chunk_size"):
+            if key == "chunk_size" and p[key] is None:
+                continue
             if isinstance(p[key], bool) or not isinstance(p[key], int) or p[key] <= 0:
                 raise ConfigError(f"method.{key} must be a positive integer, got {p[key]!r}")
         if isinstance(p["k"], bool) or not isinstance(p["k"], int) or p["k"] < 0:
@@ -100,25 +102,35 @@ def probe_config(layers: Sequence[LayerSpec], probe: BitPair, input_bits: int | 
 def sensitivity(
     model: nn.Module, layers: Sequence[LayerSpec], calib: torch.Tensor, params: QuantuneParams
 ) -> Sensitivity:
-    """Rank ``model``'s layers: build the probe-quantized copy (activation ranges from ``calib``), then the two
-    passes over ``calib``. Building the copy is timed separately from the passes (``meta['quantize_s']``)."""
+    """Rank ``model``'s layers: build the probe pair (:mod:`.probe`; activation ranges calibrated on ``calib``),
+    then the two passes over ``calib``. Building the pair is timed apart from the passes (``meta['quantize_s']``)."""
     import time
 
-    from harness.search.quantune.fakequant import quantize, weight_of
+    from harness.search.quantune.probe import build_probe
 
-    t0 = time.perf_counter()
-    qmodel = quantize(model, probe_config(layers, params.probe, params.input_bits), calib)
-    t_q = time.perf_counter() - t0
-    s = analyze(
+    t0, c0 = time.perf_counter(), time.process_time()
+    probe = build_probe(
         model,
-        qmodel,
+        probe_config(layers, params.probe, params.input_bits),
         calib,
-        weight_of=weight_of,
+        input_fixed=params.input_bits is not None,
+    )
+    t_q, c_q = time.perf_counter() - t0, time.process_time() - c0
+    s = analyze(
+        probe.float_model,
+        probe.quant_model,
+        calib,
+        weight_of=lambda m: (
+            m.weight
+        ),  # the probe's quantized twin computes with parametrized (quantized) weights
         rule=params.rule,
         chunk_size=params.chunk_size,
         cap_db=params.sqnr_cap_db,
+        ops=probe.ops,
+        input_op=probe.input_op,
+        clone=False,  # the probe pair has no in-place ops (see probe.py)
     )
-    s.meta.update({"quantize_s": t_q, "probe": list(params.probe)})
+    s.meta.update({"quantize_s": t_q, "quantize_cpu_s": c_q, "probe": list(params.probe)})
     return s
 
 

@@ -52,7 +52,7 @@ def _tensor(v) -> torch.Tensor:
 class _Observer:
     """Hooks on one model: keeps (mode 'keep') or compares against (mode 'compare') op inputs/outputs."""
 
-    def __init__(self, model: nn.Module, ops: Sequence[UnfusedOp], what: str) -> None:
+    def __init__(self, model: nn.Module, ops: Sequence[UnfusedOp], what: str, clone: bool = True) -> None:
         modules = dict(model.named_modules())
         by_module: dict[str, list[UnfusedOp]] = {}
         for op in ops:
@@ -63,11 +63,14 @@ class _Observer:
                 )
             by_module.setdefault(op.module, []).append(op)
         self.calls = 0
+        self.clone = clone
         self.kept: dict[tuple[str, str], torch.Tensor] = {}
+        self.versions: dict[tuple[str, str], int] = {}
         self.noise: dict[str, OpNoise] = {op.key: OpNoise(op) for op in ops}
         self.mode = "keep"
         self.reference: dict[tuple[str, str], torch.Tensor] = {}
         self._count: dict[str, int] = {}
+        self._last: tuple[torch.Tensor, torch.Tensor, NoiseStats] | None = None
         self._handles = [model.register_forward_pre_hook(self._root)]
         for name, lst in by_module.items():
             mod = modules[name]
@@ -77,6 +80,7 @@ class _Observer:
     def _root(self, module, args) -> None:
         self.calls += 1
         self._count = {}
+        self._last = None
 
     def _op(self, name: str, ops: list[UnfusedOp], advance: bool) -> UnfusedOp:
         i = self._count.get(name, 0)
@@ -87,15 +91,25 @@ class _Observer:
         return ops[i]
 
     def _see(self, op: UnfusedOp, where: str, t: torch.Tensor) -> None:
-        t = t.detach()
+        # no detach(): the passes run under no_grad, and the same tensor object must be recognised when an op's
+        # output arrives again as the next op's input
         if self.mode == "keep":
-            self.kept[(op.key, where)] = t.clone()
+            self.kept[(op.key, where)] = t.clone() if self.clone else t
+            self.versions[(op.key, where)] = t._version
         else:
             ref = self.reference.get((op.key, where))
             if ref is None:
                 raise ConfigError(f"op {op.key!r} ran in the quantized pass but not in the float pass")
             stats = self.noise[op.key].inp if where == "in" else self.noise[op.key].out
-            stats.add(ref, t.float())
+            # an op's output is usually the next op's input: the same pair of tensors, measured once
+            if self._last is not None and self._last[0] is ref and self._last[1] is t:
+                one = self._last[2]
+            else:
+                one = NoiseStats.of(ref, t)
+                self._last = (ref, t, one)
+            stats.signal += one.signal
+            stats.noise += one.noise
+            stats.count += one.count
 
     def _pre(self, name: str, ops: list[UnfusedOp]):
         def hook(module, args):
@@ -109,6 +123,17 @@ class _Observer:
 
         return hook
 
+    def check_unmodified(self) -> None:
+        """Kept references must not have been changed in place after they were seen."""
+        if self.clone:
+            return
+        for k, t in self.kept.items():
+            if t._version != self.versions[k]:
+                raise ConfigError(
+                    f"the {k[1]}put of op {k[0]!r} was modified in place later in the float pass; "
+                    "run the two passes with clone=True (or on a model without in-place ops)"
+                )
+
     def remove(self) -> None:
         for h in self._handles:
             h.remove()
@@ -121,8 +146,12 @@ def two_pass(
     images: torch.Tensor,
     ops: Sequence[UnfusedOp],
     chunk_size: int | None = None,
+    clone: bool = True,
 ) -> TwoPassResult:
-    """Infer ``images`` once with each model and return the noise at every op's input and output."""
+    """Infer ``images`` once with each model and return the noise at every op's input and output.
+
+    ``clone``: copy the float pass's tensors as they are seen (safe with in-place ops such as
+    ``ReLU(inplace=True)``); ``False`` keeps references, for models known to have no in-place ops (checked)."""
     if images.ndim < 2 or len(images) == 0:
         raise ConfigError(f"calibration images must be a non-empty batch, got shape {tuple(images.shape)}")
     chunk = len(images) if chunk_size is None else int(chunk_size)
@@ -131,14 +160,15 @@ def two_pass(
     modes = (float_model.training, quant_model.training)
     float_model.eval()
     quant_model.eval()
-    ref = _Observer(float_model, ops, "float")
+    ref = _Observer(float_model, ops, "float", clone)
     cmp = _Observer(quant_model, ops, "quantized")
     cmp.mode = "compare"
     try:
         for i in range(0, len(images), chunk):
             x = images[i : i + chunk]
-            ref.kept = {}
+            ref.kept, ref.versions = {}, {}
             float_model(x)
+            ref.check_unmodified()
             cmp.reference = ref.kept
             quant_model(x)
             missing = {k for k, _ in ref.kept} - {k for k, o in cmp.noise.items() if o.out.count}

@@ -1,0 +1,425 @@
+"""``tinyhil sensitivity``: QuantuneV2 layer sensitivity from two inference passes, and its top-k assignment.
+
+Prints the ranked list (rich table) and writes ``ranking.csv`` (per conv/linear), ``ops.csv`` (per unfused op),
+``sensitivity.png`` (bar chart), ``precision.json`` (the top-``method.k`` assignment) and its BitOPs and, with
+``evaluate``, its host fake-quant top-1. ``experiment=quantune`` adds the one-layer-at-a-time accuracy ranking
+(n + 1 evaluations) and compares the two (time ratio, Spearman, top-k overlap; ``baseline.csv``), and a sweep of
+top-1 vs BitOPs over ``experiment.ks`` against uniform precisions (``sweep.csv``, ``tradeoff.png``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from harness.errors import ConfigError
+from harness.graph.spec import LayerSpec
+from harness.quant.config import PrecisionConfig
+from harness.search.quantune.ranking import spearman, topk_overlap
+
+log = logging.getLogger(__name__)
+
+
+# -- loading ------------------------------------------------------------------------------------------------
+
+
+def _opt(cfg: DictConfig, key: str, default: Any) -> Any:
+    v = OmegaConf.select(cfg, key)
+    return default if v is None else v
+
+
+def load_model(cfg: DictConfig, data) -> tuple[nn.Module, str | None]:
+    """The float model with its trained weights; ``checkpoint: auto`` looks in ``checkpoints/``."""
+    from harness.models import build_model, checkpoint_path, load_checkpoint
+
+    model = build_model(cfg.model, num_classes=data.num_classes)
+    ck = _opt(cfg, "checkpoint", "auto")
+    if ck == "auto":
+        path = checkpoint_path(str(cfg.model.name), str(cfg.data.name))
+        if not path.exists():
+            from rich.console import Console
+
+            Console(stderr=True).print(
+                f"[yellow]warning:[/yellow] no checkpoint {path}: ranking a randomly "
+                "initialised model (train one with `tinyhil train`)"
+            )
+            return model.eval(), None
+        ck = str(path)
+    if ck in (None, "none", "null"):
+        return model.eval(), None
+    load_checkpoint(model, ck)
+    return model.eval(), str(ck)
+
+
+def model_inputs(images, input_shape: Sequence[int], data) -> torch.Tensor:
+    from harness.data.base import to_model_input
+
+    return to_model_input(images.x, input_shape, data.mean, data.std)
+
+
+# -- output -------------------------------------------------------------------------------------------------
+
+
+def print_ranking(rows: Sequence[dict], k: int, top: int, title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=title)
+    for c in ("rank", "layer", "kind", "dSQNR", "MSE", "SQNR_w", "SQNR_in", "SQNR_out", "score"):
+        t.add_column(
+            c,
+            justify="left" if c in ("layer", "kind") else "right",
+            overflow="fold" if c == "layer" else "ellipsis",
+            no_wrap=c != "layer",
+        )
+    for r in rows[:top]:
+        t.add_row(
+            str(r["rank"]),
+            r["layer"],
+            r["kind"],
+            f"{r['dsqnr']:.2f}",
+            f"{r['mse']:.3g}",
+            f"{r['w_sqnr']:.1f}",
+            f"{r['a_sqnr_in']:.1f}",
+            f"{r['a_sqnr_out']:.1f}",
+            f"{r['score']:.3g}",
+            style="bold" if r["rank"] <= k else None,
+        )
+    if len(rows) > top:
+        t.caption = f"{len(rows) - top} more in ranking.csv; "
+    t.caption = (t.caption or "") + f"SQNR in dB; bold: the k={k} kept at high precision"
+    Console().print(t)
+
+
+def plot_ranking(rows: Sequence[dict], k: int, path: Path, title: str) -> Path:
+    """Horizontal bars of each layer's dSQNR, most sensitive on top; the kept top-k highlighted."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from harness.results.io import atomic_write_bytes
+
+    n = len(rows)
+    fig, ax = plt.subplots(figsize=(7, max(3.0, 0.18 * n + 1.2)))
+    colors = ["tab:red" if r["rank"] <= k else "tab:blue" for r in rows]
+    ax.barh(range(n), [r["dsqnr"] for r in rows], color=colors)
+    ax.set_yticks(range(n), [r["layer"] for r in rows], fontsize=6 if n > 30 else 8)
+    ax.invert_yaxis()
+    ax.set_xlabel("dSQNR (dB of SQNR the fused layer loses)")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
+    plt.close(fig)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def plot_comparison(
+    sens_order: Sequence[str],
+    base_order: Sequence[str],
+    sweep: Sequence[dict],
+    float_top1: float,
+    path: Path,
+    title: str,
+) -> Path:
+    """Left: rank under QuantuneV2 vs rank under the one-at-a-time ranking. Right: top-1 vs BitOPs."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from harness.results.io import atomic_write_bytes
+
+    panels = 2 if base_order else 1
+    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4.5), squeeze=False)
+    ax_i = 0
+    if base_order:
+        ax = axes[0][0]
+        pos = {n: i + 1 for i, n in enumerate(base_order)}
+        ax.scatter([i + 1 for i in range(len(sens_order))], [pos[n] for n in sens_order], s=12)
+        ax.plot([1, len(sens_order)], [1, len(sens_order)], color="gray", lw=0.8, ls="--")
+        ax.set_xlabel("QuantuneV2 rank (two passes)")
+        ax.set_ylabel("one-at-a-time rank (n + 1 evaluations)")
+        ax_i = 1
+    ax = axes[0][ax_i]
+    for method, style in (("quantune", "o-"), ("baseline", "s--")):
+        pts = sorted((r["bitops_rel_8bit"], r["top1"], r["k"]) for r in sweep if r["method"] == method)
+        if pts:
+            ax.plot(
+                [p[0] for p in pts],
+                [p[1] for p in pts],
+                style,
+                label="QuantuneV2 top-k" if method == "quantune" else "one-at-a-time top-k",
+            )
+            for x, y, k in pts:
+                ax.annotate(f"k={k}", (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    for r in sweep:
+        if r["method"] == "uniform":
+            ax.plot(r["bitops_rel_8bit"], r["top1"], "k^")
+            ax.annotate(
+                r["config"],
+                (r["bitops_rel_8bit"], r["top1"]),
+                fontsize=7,
+                xytext=(3, -9),
+                textcoords="offset points",
+            )
+    if not math.isnan(float_top1):
+        ax.axhline(float_top1, color="gray", lw=0.8, ls=":", label="float")
+    ax.set_xlabel("BitOPs / uniform 8-bit BitOPs")
+    ax.set_ylabel("top-1 (host fake-quant, no fine-tuning)")
+    ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
+    plt.close(fig)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+# -- the experiment -----------------------------------------------------------------------------------------
+
+
+def bitops_of(layers: Sequence[LayerSpec], config: PrecisionConfig) -> int:
+    """BitOPs of the conv/linear layers, ``sum(macs * a * w)`` with ``a`` the bits of the tensor a layer reads."""
+    from harness.quant.accounting import account
+
+    return int(account(list(layers), config.layers)["bitops"])
+
+
+def deployable(layers: Sequence[LayerSpec], config: PrecisionConfig) -> PrecisionConfig:
+    """What deploys: readers of one activation tensor raised to one precision (as make_start does)."""
+    from harness.search.activations import harmonize
+
+    return harmonize(layers, config)
+
+
+def _ks(e: Any, n_weighted: int) -> list[int]:
+    return sorted({int(k) for k in (e.get("ks") or [0, 2, 4, 8]) if 0 <= int(k) <= n_weighted})
+
+
+def run(cfg: DictConfig, run_dir: Path) -> dict:
+    """Entry of ``tinyhil sensitivity`` (see the module docstring)."""
+    import pandas as pd
+
+    from harness.data import load_data
+    from harness.graph.trace import extract_layers
+    from harness.results.io import write_table
+    from harness.search.quantune.assign import topk_config
+    from harness.search.quantune.evaluate import deployed, top1_and_loss
+    from harness.search.quantune.pipeline import (
+        QuantuneParams,
+        calibration_images,
+        probe_config,
+        save_ranking,
+        sensitivity,
+    )
+    from harness.search.uniform import uniform_config
+
+    t_start = time.perf_counter()
+    torch.set_num_threads(int(_opt(cfg, "threads", 2)))
+    seed = int(_opt(cfg, "seed", 0))
+    torch.manual_seed(seed)
+    method = OmegaConf.to_container(cfg.method, resolve=True)
+    if method.get("name") != "quantune":
+        raise ConfigError(f"tinyhil sensitivity runs method=quantune, got method={method.get('name')!r}")
+    p = QuantuneParams.from_mapping(method)
+    if p.ranking:
+        raise ConfigError("tinyhil sensitivity computes the ranking; method.ranking is for starting points")
+    e = OmegaConf.to_container(cfg.experiment, resolve=True) if OmegaConf.select(cfg, "experiment") else {}
+    data = load_data(cfg.data)
+    model, ck = load_model(cfg, data)
+    shape = tuple(model.input_shape)
+    layers = extract_layers(model)
+    n_weighted = sum(s.has_weights for s in layers)
+    if p.k > n_weighted:
+        raise ConfigError(f"method.k={p.k} but {cfg.model.name} has {n_weighted} conv/linear layers")
+    calib = calibration_images(data, shape, p.n_calib, seed)
+
+    def topk(order: Sequence[str], k: int) -> PrecisionConfig:
+        return deployable(layers, topk_config(order, layers, k, p.high, p.low, input_bits=p.input_bits))
+
+    # QuantuneV2: the probe pair and the two passes
+    sens = sensitivity(model, layers, calib, p)
+    q_seconds = sens.seconds + sens.meta["quantize_s"]
+    q_cpu = sens.cpu_seconds + sens.meta["quantize_cpu_s"]
+    title = (
+        f"QuantuneV2 sensitivity: {cfg.model.name} on {cfg.data.name}, probe a{p.probe[0]}w{p.probe[1]}, "
+        f"rule {p.rule.rule}, {sens.images} calibration images"
+    )
+    print_ranking(sens.layers, p.k, int(_opt(cfg, "top", 20)), title)
+    save_ranking(sens.layers, run_dir / "ranking.csv")
+    write_table(pd.DataFrame(sens.ops), run_dir / "ops.csv")
+    plot_ranking(sens.layers, p.k, run_dir / "sensitivity.png", title)
+
+    assigned = topk(sens.ranking, p.k)
+    assigned.save(run_dir / "precision.json")
+    ref8 = bitops_of(layers, uniform_config(layers, 8, 8, input_bits=8))
+    summary: dict[str, Any] = {
+        "command": "sensitivity",
+        "model": str(cfg.model.name),
+        "data": str(cfg.data.name),
+        "checkpoint": ck,
+        "n_layers": n_weighted,
+        "n_unfused_ops": len(sens.ops),
+        "n_calib": sens.images,
+        "rule": p.rule.rule,
+        "probe": f"a{p.probe[0]}w{p.probe[1]}",
+        "high": f"a{p.high[0]}w{p.high[1]}",
+        "low": f"a{p.low[0]}w{p.low[1]}",
+        "k": p.k,
+        "quantune_seconds": q_seconds,
+        "quantune_pass_seconds": sens.seconds,
+        "quantune_build_seconds": sens.meta["quantize_s"],
+        "quantune_cpu_seconds": q_cpu,
+        "quantune_forward_calls": sens.forward_calls,
+        "quantune_inference_passes": sens.meta["passes"],
+        "most_sensitive": sens.ranking[0],
+        "ranking": sens.ranking,
+        "kept_high": sens.ranking[: p.k],
+        "bitops": bitops_of(layers, assigned),
+        "bitops_8bit": ref8,
+        "bitops_rel_8bit": bitops_of(layers, assigned) / ref8,
+        "harmonized_layers": len(assigned.meta.get("harmonized", [])),
+    }
+
+    evaluate = bool(_opt(cfg, "evaluate", True))
+    if not (evaluate or e.get("baseline") or e.get("sweep")):
+        return _finish(summary, t_start)
+    n_eval = int(e.get("n_eval") or _opt(cfg, "n_eval", 1000))
+    bs = int(_opt(cfg, "eval_batch_size", 250))
+    test = data.test.subset(min(n_eval, len(data.test)), seed + 1)
+    x_eval, y_eval = model_inputs(test, shape, data), torch.from_numpy(test.y)
+    summary["n_eval"] = len(test)
+    t0, c0 = time.perf_counter(), time.process_time()
+    float_top1, float_loss = top1_and_loss(model, x_eval, y_eval, bs)
+    float_eval_s = (time.perf_counter() - t0, time.process_time() - c0)
+    summary["top1_float"] = float_top1
+
+    def acc_of(config: PrecisionConfig) -> tuple[float, float]:
+        return top1_and_loss(deployed(model, config, calib), x_eval, y_eval, bs)
+
+    if evaluate:
+        summary["top1_assigned"] = acc_of(assigned)[0]
+
+    base = None
+    if e.get("baseline"):
+        base = _baseline(
+            model,
+            layers,
+            calib,
+            probe_config(layers, p.probe, p.input_bits),
+            x_eval,
+            y_eval,
+            bs,
+            (float_top1, float_loss),
+            float_eval_s,
+        )
+        write_table(pd.DataFrame(base.rows), run_dir / "baseline.csv")
+        summary.update(
+            {
+                "baseline_seconds": base.seconds,
+                "baseline_evaluations": base.evaluations,
+                "baseline_eval_images": len(y_eval),
+                "baseline_cpu_seconds": base.cpu_seconds,
+                "time_ratio": base.seconds / q_seconds,
+                "cpu_time_ratio": base.cpu_seconds / q_cpu,
+                "search_time_reduction_pct": 100.0 * (1.0 - q_seconds / base.seconds),
+                "spearman": spearman(sens.ranking, base.ranking),
+                "baseline_most_sensitive": base.ranking[0],
+                "baseline_ranking": base.ranking,
+            }
+        )
+        for k in sorted({1, 3, 5, 10, *_ks(e, n_weighted)}):
+            if 0 < k <= n_weighted:
+                summary[f"topk_overlap_k{k}"] = topk_overlap(sens.ranking, base.ranking, k)
+
+    sweep_rows: list[dict] = []
+    if e.get("sweep"):
+        orders = [("quantune", sens.ranking)]
+        if base is not None and e.get("baseline_topk", True):
+            orders.append(("baseline", base.ranking))
+        for name, order in orders:
+            for k in _ks(e, n_weighted):
+                sweep_rows.append(_sweep_row(name, f"k{k}", k, topk(order, k), layers, ref8, acc_of))
+        for b in e.get("uniform") or [8, 4]:
+            a_b, w_b = (b, b) if isinstance(b, int) else tuple(b)
+            c = uniform_config(layers, a_b, w_b, input_bits=p.input_bits)
+            sweep_rows.append(_sweep_row("uniform", f"a{a_b}w{w_b}", None, c, layers, ref8, acc_of))
+        write_table(pd.DataFrame(sweep_rows), run_dir / "sweep.csv")
+        for r in sweep_rows:
+            summary[f"top1_{r['method']}_{r['config']}"] = r["top1"]
+            summary[f"bitops_rel_{r['method']}_{r['config']}"] = r["bitops_rel_8bit"]
+    if base is not None or sweep_rows:
+        plot_comparison(
+            sens.ranking,
+            base.ranking if base else [],
+            sweep_rows,
+            float_top1,
+            run_dir / "tradeoff.png",
+            f"QuantuneV2 vs one-at-a-time: {cfg.model.name} on {cfg.data.name}",
+        )
+    return _finish(summary, t_start)
+
+
+def _baseline(
+    model, layers, calib, probe: PrecisionConfig, x_eval, y_eval, bs: int, float_result, float_eval_s
+):
+    """The one-layer-at-a-time ranking; its time includes building its quantized template and the float
+    evaluation (its evaluation 0, shared with the float top-1)."""
+    from harness.search.quantune.baseline import one_at_a_time
+    from harness.search.quantune.evaluate import one_at_a_time_template, only_layer, top1_and_loss
+
+    t0, c0 = time.perf_counter(), time.process_time()
+    template = one_at_a_time_template(model, probe, calib)
+    build_s, build_cpu = time.perf_counter() - t0, time.process_time() - c0
+
+    def one(name: str | None) -> tuple[float, float]:
+        if name is None:
+            return float_result
+        return top1_and_loss(only_layer(template, name), x_eval, y_eval, bs)
+
+    base = one_at_a_time([s.name for s in layers if s.has_weights], one)
+    base.seconds += build_s + float_eval_s[0]
+    base.cpu_seconds += build_cpu + float_eval_s[1]
+    return base
+
+
+def _sweep_row(
+    method: str, config: str, k: int | None, c: PrecisionConfig, layers, ref8: int, acc_of
+) -> dict:
+    top1, loss = acc_of(c)
+    b = bitops_of(layers, c)
+    return {
+        "method": method,
+        "config": config,
+        "k": k,
+        "top1": top1,
+        "loss": loss,
+        "bitops": b,
+        "bitops_rel_8bit": b / ref8,
+        "harmonized": len(c.meta.get("harmonized", [])),
+    }
+
+
+def _finish(summary: dict, t_start: float) -> dict:
+    from rich.console import Console
+
+    summary["seconds"] = time.perf_counter() - t_start
+    c = Console()
+    for k, v in summary.items():
+        if not isinstance(v, (list, dict)):
+            c.print(f"  {k}: {v:.4g}" if isinstance(v, float) else f"  {k}: {v}")
+    return summary
