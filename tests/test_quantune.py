@@ -303,3 +303,13 @@ def test_quantune_on_the_probe_runs_two_passes_and_ranks_every_layer():
     assert [r["rank"] for r in s.layers] == list(range(1, len(s.ranking) + 1))
     assert all(math.isfinite(r["dsqnr"]) and r["w_sqnr"] < 20.0 for r in s.layers)  # 2-bit weights are noisy
     assert any(r["kind"] == "act_quant" for r in s.ops)
+
+
+def test_the_quantune_start_analyses_the_model_it_is_given():
+    from harness.search import make_start
+
+    model = tiny()
+    layers = extract_layers(model)
+    cfg = make_start({"name": "quantune", "k": 1, "low": 2, "n_calib": 8}, layers, model=model, calib=calib(32))
+    assert cfg.meta["ranking_from"] == "two-pass analysis" and len(cfg.meta["kept_high"]) == 1
+    assert sum(w == 8 for _, w in cfg.values()) == 1  # one layer's weights kept high, the rest at 2 bits

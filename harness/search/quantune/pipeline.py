@@ -189,7 +189,9 @@ def start(params: Mapping[str, Any], layers: list[LayerSpec], context: Mapping[s
                 "method.ranking=<ranking.csv from `tinyhil sensitivity`>"
             )
         calib = context.get("calib")
-        if calib is None:
+        if calib is not None:
+            calib = calib[: p.n_calib]  # the caller's calibration set may be larger than the analysis needs
+        else:
             data = context.get("data")
             if data is None:
                 raise ConfigError(
