@@ -133,7 +133,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     top1_int8_host = dep.host_top1(int8, n_host)
 
     # 3. the start and 4. the loop
-    start = make_start(cfg.method, layers, table=table)
+    # model/calib let data-driven starts (quantune) analyse the network; the others ignore them
+    start = make_start(cfg.method, layers, table=table, model=p.model, calib=p.calib, seed=int(cfg.seed))
     settings = LoopSettings(
         max_rounds=int(_opt(cfg, "experiment.max_rounds", 4)),
         min_gain=float(_opt(cfg, "experiment.min_gain", 0.0)),
