@@ -358,7 +358,9 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
             a_b, w_b = (b, b) if isinstance(b, int) else tuple(b)
             c = uniform_config(layers, a_b, w_b, input_bits=p.input_bits)
             sweep_rows.append(_sweep_row("uniform", f"a{a_b}w{w_b}", None, c, layers, ref8, acc_of))
-        write_table(pd.DataFrame(sweep_rows), run_dir / "sweep.csv")
+        sweep_df = pd.DataFrame(sweep_rows)
+        sweep_df["k"] = sweep_df["k"].astype("Int64")  # blank for the uniform rows, not a float
+        write_table(sweep_df, run_dir / "sweep.csv")
         for r in sweep_rows:
             summary[f"top1_{r['method']}_{r['config']}"] = r["top1"]
             summary[f"bitops_rel_{r['method']}_{r['config']}"] = r["bitops_rel_8bit"]
