@@ -2,7 +2,8 @@
 
 The profiled table measures each layer shape alone in a batch image; the loop also measures the whole network,
 where a layer reads what its real producer wrote. :func:`context_rows` turns one such measurement into table rows
-(one per ``(layer_key, a, w, o)``: the median over the layers of that shape and over the inputs), and
+(one per ``(layer_key, a, w, o)``: the mean over the layers of that shape and over the inputs, so that the table
+prices the measured network at exactly its measured mean count), and
 :func:`with_in_context` makes the table the refiner prices with: the profiled rows, with every entry measured in
 context replaced by the in-context count (column ``source``: ``profile`` or ``in-context``).
 """
@@ -63,8 +64,8 @@ def per_input_counts(m: ModelMeasurement, count_per_tick: float) -> list[list[fl
 
 
 def total_count(m: ModelMeasurement, count_per_tick: float) -> float:
-    """End-to-end count: the median over the inputs of the per-input sums."""
-    return float(statistics.median(sum(row) for row in per_input_counts(m, count_per_tick)))
+    """End-to-end count: the mean over the inputs of the per-input sums (what :func:`context_rows` prices)."""
+    return float(statistics.fmean(sum(row) for row in per_input_counts(m, count_per_tick)))
 
 
 def context_rows(
@@ -86,7 +87,7 @@ def context_rows(
         rows.append(
             {
                 **dict(zip(ENTRY_COLUMNS, e, strict=True)),
-                "count": float(statistics.median(cs)),
+                "count": float(statistics.fmean(cs)),
                 "count_min": min(cs),
                 "count_max": max(cs),
                 "repeats": len(cs),

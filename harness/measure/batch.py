@@ -228,9 +228,9 @@ def repeat_inputs(input_shape: tuple[int, int, int], repeats: int, seed: int = 0
 # --------------------------------------------------------------------------------------------- packing
 
 
-def _feed_bytes(v: Variant) -> int:
+def _source_bytes(v: Variant) -> int:
     h, w, c = v.spec.in_shape
-    return h * w * ((c * v.entry[1] + 7) // 8) * v.n_sources
+    return h * w * ((c * v.entry[1] + 7) // 8)
 
 
 def _out_bytes(v: Variant) -> int:
@@ -266,19 +266,19 @@ def plan_images(
     x_bytes = h0 * w0 * c0
     images: list[list[Variant]] = []
     cur: list[Variant] = []
-    state = {"layers": 0, "macs": 0.0, "flash": 0, "sram": x_bytes, "out": 0, "sizes": set(), "feeds": set()}
+    state = {"layers": 0, "macs": 0.0, "flash": 0, "sram": x_bytes, "out": 0, "sizes": set(), "feeds": {}}
 
     def reset() -> None:
         cur.clear()
-        state.update(layers=0, macs=0.0, flash=0, sram=x_bytes, out=0, sizes=set(), feeds=set())
+        state.update(layers=0, macs=0.0, flash=0, sram=x_bytes, out=0, sizes=set(), feeds={})
 
     def cost(v: Variant) -> dict:
         h, w, c, _a = v.feed
         new_size = (h, w) != (h0, w0) and (h, w) not in state["sizes"]
-        new_feed = v.feed not in state["feeds"]
-        layers = 1 + int(new_size) + (v.n_sources if new_feed else 0)
-        sram = (h * w * c0 if new_size else 0) + (_feed_bytes(v) if new_feed else 0)
-        src_macs = h * w * c * c0 * 9 * v.n_sources if new_feed else 0
+        new_sources = max(0, v.n_sources - state["feeds"].get(v.feed, 0))  # an add needs a second source
+        layers = 1 + int(new_size) + new_sources
+        sram = (h * w * c0 if new_size else 0) + _source_bytes(v) * new_sources
+        src_macs = h * w * c * c0 * 9 * new_sources
         return {
             "layers": layers,
             "macs": float(v.spec.macs + src_macs),
@@ -308,7 +308,7 @@ def plan_images(
         state["sram"] += c["sram"]
         state["out"] = max(state["out"], c["out"])
         state["sizes"].add(v.feed[:2])
-        state["feeds"].add(v.feed)
+        state["feeds"][v.feed] = max(v.n_sources, state["feeds"].get(v.feed, 0))
     if cur:
         images.append(list(cur))
     return images

@@ -1,0 +1,234 @@
+"""The closed measure-and-refine loop: in-context table rows, and (in QEMU) `tinyhil run experiment=freebits`
+end to end on the tiny CNN."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from harness.codegen.random_model import random_network
+from harness.graph.spec import LayerSpec
+from harness.loop.context import (
+    IN_CONTEXT,
+    PROFILE,
+    context_rows,
+    measured_entries,
+    total_count,
+    with_in_context,
+)
+from harness.measure.lut import KEY_COLUMNS, LatencyTable
+from harness.measure.session import LayerMeasurement, ModelMeasurement
+from harness.quant.config import PrecisionConfig
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _specs_and_measurement(counts_per_input: list[list[int]]):
+    """Layer specs of a small integer network and a measurement of it with the given per-input ticks."""
+    model = random_network(0, input_shape=(8, 8, 3), width=8, bits=(8,))
+    specs = []
+    for layer in model.layers:
+        ins = [
+            ("input" if t == model.input else next(x.name for x in model.layers if x.output == t))
+            for t in layer.inputs
+        ]
+        specs.append(
+            LayerSpec(
+                layer.name,
+                layer.op,
+                tuple(model.in_spec(layer).shape),
+                tuple(model.out_spec(layer).shape),
+                tuple(layer.kernel),
+                layer.stride,
+                tuple(layer.padding),
+                tuple(ins),
+            )
+        )
+    last = counts_per_input[-1]
+    layers = [
+        LayerMeasurement(
+            i,
+            layer.name,
+            layer.op,
+            model.a_bits(layer),
+            layer.w_bits,
+            model.o_bits(layer),
+            tuple(model.in_spec(layer).shape),
+            tuple(model.out_spec(layer).shape),
+            model.macs(layer),
+            last[i],
+            float(last[i]) * 40,
+            True,
+        )
+        for i, layer in enumerate(model.layers)
+    ]
+    m = ModelMeasurement(
+        "qemu-mps2-an386",
+        "qemu-icount",
+        "instructions",
+        layers,
+        [],
+        [],
+        True,
+        [],
+        {},
+        {},
+        0.0,
+        0,
+        extra={"ticks_per_input": counts_per_input},
+    )
+    return specs, m
+
+
+def test_in_context_rows_are_keyed_as_the_table_wants_and_average_the_inputs():
+    rng = np.random.default_rng(1)
+    n = 9
+    ticks = [list(map(int, rng.integers(100, 1000, n))) for _ in range(3)]
+    specs, m = _specs_and_measurement(ticks)
+    rows = context_rows(m, specs, 40.0, round_=2)
+    entries = measured_entries(m, specs)
+    assert {(r["layer_key"], r["a_bits"], r["w_bits"], r["o_bits"]) for r in rows} == set(entries)
+    for r in rows:
+        assert r["source"] == IN_CONTEXT and r["round"] == 2 and r["repeats"] == 3
+        assert r["count_min"] <= r["count"] <= r["count_max"]
+    weightless = [e for e, s in zip(entries, specs, strict=True) if not s.has_weights]
+    assert weightless and all(e[2] == 0 and e[1] == e[3] for e in weightless), (
+        "add/avgpool rows are (g, 0, g)"
+    )
+    assert sum(r["count"] for r in rows) == pytest.approx(total_count(m, 40.0))
+    assert total_count(m, 40.0) == pytest.approx(np.mean([sum(t) for t in ticks]) * 40)
+
+
+def test_in_context_counts_replace_profiled_rows_and_keep_the_others():
+    specs, m = _specs_and_measurement([[500 + i for i in range(9)]])
+    rows = context_rows(m, specs, 40.0)
+    fields = {"board": "qemu-mps2-an386", "timer": "qemu-icount", "firmware_hash": "f" * 12, "cflags": "-O2"}
+    profiled = LatencyTable()
+    other = {**rows[0], "a_bits": 4, "source": None, "round": None}
+    profiled.add(
+        [
+            {k: v for k, v in r.items() if k not in ("source", "round")}
+            | {"count": 1.0, "count_min": 1.0, "count_max": 1.0}
+            for r in rows
+        ]
+        + [{k: v for k, v in other.items() if k not in ("source", "round")}],
+        **fields,
+    )
+    merged = with_in_context(profiled, rows)
+    assert len(merged) == len(profiled), "no row is duplicated"
+    df = merged.df.set_index(list(KEY_COLUMNS))
+    assert not df.index.duplicated().any()
+    assert set(merged.df["source"]) == {IN_CONTEXT, PROFILE}
+    for r in rows:
+        key = (
+            fields["board"],
+            fields["timer"],
+            fields["firmware_hash"],
+            fields["cflags"],
+            r["layer_key"],
+            r["a_bits"],
+            r["w_bits"],
+            r["o_bits"],
+        )
+        assert df.loc[key, "count"] == pytest.approx(r["count"])
+    config = PrecisionConfig({s.name: (8, 8) for s in specs if s.has_weights})
+    assert merged.predict(specs, config)[0] == pytest.approx(total_count(m, 40.0)), (
+        "the table prices the measured network at exactly its measured count"
+    )
+
+
+# ------------------------------------------------------------------------------------------ QEMU
+
+
+@pytest.mark.qemu
+def test_freebits_loop_end_to_end_on_the_tiny_cnn(tmp_path):
+    run = tmp_path / "run"
+    lut = tmp_path / "lut"
+    args = [
+        "run",
+        "experiment=freebits",
+        "model=tiny-cnn",
+        "data=digits",
+        "experiment.n_eval=8",
+        "experiment.n_eval_host=120",
+        "experiment.n_calib=64",
+        "experiment.qat.n_train=300",
+        "experiment.qat.n_test=60",
+        "experiment.max_rounds=3",
+        f"experiment.profile.table_dir={lut}",
+        "experiment.profile.repeats=1",
+        f"workdir={tmp_path}/work",
+        f"hydra.run.dir={run}",
+    ]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    p = subprocess.run(
+        [sys.executable, "-m", "harness.cli", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert p.returncode == 0, p.stderr[-3000:]
+    s = json.loads((run / "summary.json").read_text())
+    rounds = pd.read_csv(run / "rounds.csv")
+
+    # the rounds: the start first, each measured on the board and predicted by the table
+    assert 1 <= len(rounds) == s["rounds"] <= 3
+    assert list(rounds["round"]) == list(range(len(rounds)))
+    start = PrecisionConfig.load(run / "start_config.json")
+    final = PrecisionConfig.load(run / "final_config.json")
+    assert rounds["config_hash"].iloc[0] == start.digest()
+    assert final.digest() in set(rounds["config_hash"])
+    assert rounds["bit_exact"].all()
+    assert s["start_count"] == rounds["measured_count"].iloc[0]
+    assert s["final_count_loop"] == rounds["measured_count"].min(), "the loop keeps its best measured round"
+    assert s["final_count_loop"] <= s["start_count"]
+    assert (rounds["prediction_error_pct"].abs() < 5).all(), "the profiled table predicts the network"
+    # Free Bits only raises bits
+    for name, (a, w) in final.layers.items():
+        assert a >= start[name][0] and w >= start[name][1]
+    # the loop's table prices the final configuration at what the board measured for it
+    from harness.graph.trace import extract_layers
+    from harness.models.registry import build_model
+
+    layers = extract_layers(build_model("tiny-cnn"))
+    table = LatencyTable.load(run / "lut_in_context")
+    assert table.predict(layers, final)[0] == pytest.approx(s["final_count_loop"])
+
+    # the summary the issue asks for
+    for key in (
+        "baseline_int8_count",
+        "start_count",
+        "final_count",
+        "predicted_final_count",
+        "top1_int8",
+        "top1_final",
+        "rounds",
+        "prediction_error_pct",
+    ):
+        assert s[key] is not None, key
+    assert s["device_equals_reference_int8"] and s["device_equals_reference_final"]
+    assert 0.0 <= s["top1_final"] <= 1.0 and 0.0 <= s["top1_int8"] <= 1.0
+    assert s["final_count"] == pytest.approx(s["final_count_loop"], rel=0.02), (
+        "QAT does not change the kernels"
+    )
+    assert s["reduction_vs_int8_pct"] == pytest.approx(
+        100 * (1 - s["final_count"] / s["baseline_int8_count"])
+    )
+    preds = pd.read_csv(run / "predictions.csv")
+    assert (preds["final_device"] == preds["final_reference"]).all()
+    for png in ("rounds.png", "pair_heatmap.png", "latency_accuracy.png"):
+        assert (run / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the board's table covers the network (profiled on the way)
+    board_table = LatencyTable.load(lut / "qemu-mps2-an386")
+    keys = set(board_table.df["layer_key"])
+    assert {s_.key() for s_ in layers} <= keys
