@@ -163,3 +163,22 @@ def test_params_come_from_a_method_config():
         QuantMcuParams.from_mapping({"phii": 2})
     with pytest.raises(ConfigError, match="subset"):
         QuantMcuParams.from_mapping({"bits": [4, 2]})
+
+
+def test_network_scope_also_lowers_the_shared_rest_and_the_config_carries_it(setup):
+    base, calib, _, _ = setup
+    r = quantmcu(base, calib, QuantMcuParams(lam=0.0, scope="network"))
+    rest = r.branches.rest
+    assert rest is not None and {fm.readers for fm in rest.maps} >= {("b3.expand",)}
+    assert r.figures["n_rest_moves"] > 0 and all(m.new < m.old for m in r.vdqs.moves)
+    lowered = {n for n, (a, _) in r.config.layers.items() if a < 8}
+    assert lowered and lowered <= set(rest.weighted)  # stage layers keep their base bits in config.layers
+    # the stage output belongs to the rest: every patch writes it at the rest branch's precision
+    (fm,) = [fm for fm in rest.maps if base.stage_output in fm.tensors]
+    assert r.patched.model.tensors[base.stage_output].bits == r.vdqs.rest_bits[fm.index]
+    assert {m.tensors[base.stage_output].bits for m in r.patched.patch_models} == {r.vdqs.rest_bits[fm.index]}
+    stage_only = quantmcu(base, calib, QuantMcuParams(lam=0.0))
+    assert r.figures["bitops"] < stage_only.figures["bitops"]
+    again = patched_from_config(r.branches, r.config)
+    x = calib[0]
+    assert np.array_equal(run_patched(again, x).output(again), run_patched(r.patched, x).output(r.patched))

@@ -6,6 +6,10 @@ stream) whose tensors all live inside the stage: the input image (8-bit) and the
 (one tensor shared by every patch, read by the rest of the network) keep the base precision. One decision is
 the precision of one feature map in one branch.
 
+With ``scope="network"`` the feature maps after the patch stage (the stage output's group included; not the
+input, not the logits) form one more, shared branch, :class:`RestBranch`: each is one decision for all
+patches, searched like a branch of its own (VDPC does not apply: it is not a patch).
+
 BitOPs follow the project's accounting (:mod:`harness.quant.accounting`): ``MACs * a_bits * w_bits`` for
 conv/linear layers, none for add/avgpool; a layer's MACs in a branch are the MACs of its patch window (so the
 recomputed overlap is counted, as it is executed).
@@ -16,10 +20,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from harness.errors import ConfigError
 from harness.graph.spec import INPUT
 from harness.patch.intmodel import PatchedModel, layer_specs, stage_tensors
 from harness.patch.liveness import build_steps, peak_memory, row_bytes
 from harness.search.activations import activation_groups
+
+SCOPES = ("stage", "network")
 
 
 @dataclass(frozen=True)
@@ -36,6 +43,25 @@ class FeatureMap:
 
 
 @dataclass(frozen=True)
+class RestBranch:
+    """The network after the patch stage as one shared branch (``scope="network"``)."""
+
+    maps: tuple[FeatureMap, ...]
+    weighted: tuple[str, ...]  # weighted layers after the split
+    macs: Mapping[str, int]
+    w_bits: Mapping[str, int]
+    a_tensor: Mapping[str, str]  # weighted layer -> the tensor it reads
+
+    def bitops(self, bits: Mapping[int, int]) -> int:
+        """BitOPs of the rest with ``bits[map index]`` (unlisted tensors at their base precision: 8)."""
+        tb = {t: bits[fm.index] for fm in self.maps for t in fm.tensors}
+        return sum(self.macs[r] * tb.get(self.a_tensor[r], 8) * self.w_bits[r] for r in self.weighted)
+
+    def move_bitops(self, fm: FeatureMap, old: int, new: int) -> int:
+        return sum(self.macs[r] * self.w_bits[r] for r in fm.readers) * (old - new)
+
+
+@dataclass(frozen=True)
 class Branches:
     """Feature maps of the patch stage and the per-patch MACs of its weighted layers."""
 
@@ -44,7 +70,8 @@ class Branches:
     weighted: tuple[str, ...]  # weighted stage layers, in order
     macs: tuple[Mapping[str, int], ...]  # per patch: layer -> MACs of its window
     w_bits: Mapping[str, int]
-    fixed_bits: Mapping[str, int]  # bits of tensors no decision changes (input, stage output group)
+    fixed_bits: Mapping[str, int]  # bits of tensors no branch decision changes (input, stage output group)
+    rest: RestBranch | None = None
 
     @property
     def num_patches(self) -> int:
@@ -80,8 +107,11 @@ class Branches:
         return sum(self.macs[p][r] * self.w_bits[r] for r in fm.readers) * (old - new)
 
 
-def branches(pm: PatchedModel) -> Branches:
-    """The decision units of ``pm``'s patch stage (tensors named as in the model)."""
+def branches(pm: PatchedModel, scope: str = "stage") -> Branches:
+    """The decision units of ``pm``'s patch stage (tensors named as in the model); with ``scope="network"``
+    also those of the rest of the network, as one shared branch."""
+    if scope not in SCOPES:
+        raise ConfigError(f"scope must be one of {SCOPES}, got {scope!r}")
     model, plan = pm.model, pm.plan
     specs = layer_specs(model)
     groups = activation_groups(specs)
@@ -89,10 +119,14 @@ def branches(pm: PatchedModel) -> Branches:
     prod_tensor[INPUT] = model.input
     inside = set(stage_tensors(model, plan))
     stage = set(plan.stage)
-    maps, fixed = [], {}
+    maps, fixed, rest_maps = [], {}, []
     for g, names in enumerate(groups.tensors):
         tensors = tuple(prod_tensor[n] for n in names)
         in_stage = [t for t in tensors if t in inside or t == model.input or t == pm.stage_output]
+        if scope == "network" and model.input not in tensors and not any(t in inside for t in tensors):
+            readers = tuple(r for r in groups.readers[g] if r not in stage)
+            if readers:
+                rest_maps.append(FeatureMap(len(rest_maps), tensors, readers))
         if not in_stage:
             continue
         if all(t in inside for t in tensors):
@@ -107,12 +141,25 @@ def branches(pm: PatchedModel) -> Branches:
         for p in range(plan.num_patches)
     )
     w_bits = {layer.name: layer.w_bits for layer in model.layers[: pm.n_stage] if layer.weight is not None}
-    return Branches(pm, tuple(maps), weighted, macs, w_bits, fixed)
+    rest = None
+    if rest_maps:
+        after = [layer for layer in model.layers[pm.n_stage :] if layer.weight is not None]
+        rest = RestBranch(
+            tuple(rest_maps),
+            tuple(x.name for x in after),
+            {x.name: model.macs(x) for x in after},
+            {x.name: x.w_bits for x in after},
+            {x.name: x.inputs[0] for x in after},
+        )
+    return Branches(pm, tuple(maps), weighted, macs, w_bits, fixed, rest)
 
 
-def stage_memory(br: Branches, bits: list[Mapping[int, int]]) -> int:
+def stage_memory(
+    br: Branches, bits: list[Mapping[int, int]], rest_bits: Mapping[int, int] | None = None
+) -> int:
     """Patch-stage peak SRAM (planner rule, input resident) with per-branch precisions ``bits[p]``: the full
     input and stage-output tensors plus the liveness peak of per-patch buffers, each sized for its largest patch.
+    ``rest_bits`` (decisions of the shared rest branch) may lower the stage-output tensor.
     """
     pm = br.pm
     model, plan = pm.model, pm.plan
@@ -127,4 +174,11 @@ def stage_memory(br: Branches, bits: list[Mapping[int, int]]) -> int:
             sizes[name] = max(sizes.get(name, 0), nb)
     specs = layer_specs(model)[: pm.n_stage]
     work = peak_memory(build_steps(specs), sizes).peak
-    return model.tensors[model.input].nbytes + model.tensors[pm.stage_output].nbytes + work
+    out = model.tensors[pm.stage_output]
+    out_bits = out.bits
+    if rest_bits and br.rest is not None:
+        for fm in br.rest.maps:
+            if pm.stage_output in fm.tensors:
+                out_bits = rest_bits[fm.index]
+    out_bytes = out.shape[0] * out.shape[1] * row_bytes(out.shape[2], out_bits)
+    return model.tensors[model.input].nbytes + out_bytes + work

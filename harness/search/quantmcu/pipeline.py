@@ -33,6 +33,7 @@ class QuantMcuParams:
     lam: float = 0.5
     bits: tuple[int, ...] = (8, 4, 2)
     range_mode: str = "patch"
+    scope: str = "stage"  # stage (patch branches only, the paper's setting) | network (also the rest, shared)
     budget: int | None = None  # bytes of SRAM the patch stage may use (None: no limit)
 
     @classmethod
@@ -76,7 +77,7 @@ def quantmcu(
 ) -> QuantMcuResult:
     """Run VDPC and VDQS on the uniform patch-based model ``base`` with calibration inputs ``calib``."""
     params = params or QuantMcuParams()
-    br = branches(base)
+    br = branches(base, params.scope)
     if not br.maps:
         raise ConfigError(
             f"the patch stage (up to {base.plan.split!r}) has no feature map QuantMCU may lower: its tensors are "
@@ -91,9 +92,10 @@ def quantmcu(
         "lambda": params.lam,
         "rule": params.rule,
         "range_mode": params.range_mode,
+        "scope": params.scope,
         "outlier_patches": [p for p, o in enumerate(vdpc.outlier) if o],
     }
-    config = to_config(br, vdqs.bits, quant.clips, meta)
+    config = to_config(br, vdqs.bits, quant.clips, meta, vdqs.rest_bits)
     patched = patched_from_config(br, config)
     b8, bq = patched_bitops(base), patched_bitops(patched)
     figures = {
@@ -106,5 +108,6 @@ def quantmcu(
         "n_outlier_patches": vdpc.n_outliers,
         "n_feature_maps": len(br.maps),
         "n_moves": len(vdqs.moves),
+        "n_rest_moves": sum(1 for m in vdqs.moves if m.patch < 0),
     }
     return QuantMcuResult(base, patched, config, vdpc, vdqs, br, figures)

@@ -23,7 +23,7 @@ from harness.reference.run import run_model
 class CalibStats:
     """``windows[p][t]``: patch ``p``'s window of stage tensor ``t`` (the stage output included: the patch's
     output grain) on every calibration image, stacked ``(n_images, h, w, c)`` (8-bit integers); ``full[t]``:
-    the whole tensor on every image."""
+    the whole tensor on every image (every tensor but the input)."""
 
     pm: PatchedModel
     full: dict[str, np.ndarray]
@@ -48,7 +48,7 @@ def collect(pm: PatchedModel, images: Sequence[np.ndarray]) -> CalibStats:
     tensors = [*stage_tensors(model, plan), pm.stage_output]
     name_of = {layer.output: layer.name for layer in model.layers}
     per_image = [run_model(model, x) for x in images]
-    full = {t: np.stack([v[t] for v in per_image]) for t in tensors}
+    full = {layer.output: np.stack([v[layer.output] for v in per_image]) for layer in model.layers}
     windows = []
     for p in range(plan.num_patches):
         w = {}

@@ -20,7 +20,8 @@ the branch's information it destroys; a larger ``lambda`` protects accuracy, a s
 Quantizing a feature map at fewer bits needs a range. ``range_mode``: ``"patch"`` (default: the clip of the
 8-bit range that minimises the squared error on that patch's own calibration values, value-driven per patch,
 each branch's layer copies carry their own scales), ``"tensor"`` (one clip per feature map over the whole map)
-or ``"minmax"`` (the full 8-bit range). The memory of a configuration is the patch stage's peak SRAM with
+or ``"minmax"`` (the full 8-bit range). With ``scope="network"`` the shared rest branch is searched alongside
+(normalised by the rest's own 8-bit BitOPs and information, whole tensors, one clip per feature map). The memory of a configuration is the patch stage's peak SRAM with
 per-patch buffers sized at their precisions (:func:`~harness.search.quantmcu.branches.stage_memory`);
 lowering bits never grows it, so a start that fits stays within budget.
 """
@@ -37,6 +38,7 @@ from harness.search.quantmcu.branches import Branches, FeatureMap, stage_memory
 from harness.search.quantmcu.stats import CalibStats
 
 RANGE_MODES = ("patch", "tensor", "minmax")
+REST = -1  # the patch index of the shared rest branch (scope="network") in clips, info and moves
 MAX_CLIP_VALUES = 65536  # values per (patch, tensor) used to choose a clip (a deterministic subsample)
 
 
@@ -98,6 +100,21 @@ def measure(
                     clips[(p, t, b)] = c
                     q = vals if b == spec.bits and c == 1.0 else quantize_real(real, spec_at_bits(spec, b, c))
                     info[(p, t, b)] = n * entropy_bits(q, b)
+    if br.rest is not None:  # the shared rest branch: whole tensors, one clip per feature map
+        for fm in br.rest.maps:
+            for t in fm.tensors:
+                spec = model.tensors[t]
+                vals = stats.full[t]
+                real = stats.real(t, vals)
+                for b in bit_choices:
+                    c = (
+                        1.0
+                        if b >= spec.bits or range_mode == "minmax"
+                        else mse_clip(_subsample(vals), spec, b)
+                    )
+                    clips[(REST, t, b)] = c
+                    q = vals if b == spec.bits and c == 1.0 else quantize_real(real, spec_at_bits(spec, b, c))
+                    info[(REST, t, b)] = vals[0].size * entropy_bits(q, b)
     return Quantizer(clips, info)
 
 
@@ -119,11 +136,12 @@ class Vdqs:
     """The searched precisions: ``bits[p][map index]`` per branch, the moves in order, and the figures."""
 
     bits: list[dict[int, int]]
-    moves: list[Move]
+    moves: list[Move]  # patch == REST (-1) for a move in the shared rest branch
     memory_start: int
     memory_end: int
     budget: int | None
     params: dict = field(default_factory=dict)
+    rest_bits: dict[int, int] = field(default_factory=dict)  # decisions of the rest branch (scope="network")
 
 
 def _lower(b: int, choices: tuple[int, ...]) -> int | None:
@@ -146,13 +164,18 @@ def search(
         raise ConfigError(f"{len(outlier)} outlier flags for {br.num_patches} patches")
     start = max(bit_choices)
     bits = [{fm.index: start for fm in br.maps} for _ in range(br.num_patches)]
-    mem0 = stage_memory(br, bits)
+    rest = br.rest
+    rest_bits = {fm.index: start for fm in rest.maps} if rest is not None else {}
+    mem0 = stage_memory(br, bits, rest_bits)
     if budget is not None and mem0 > budget:
         raise DoesNotFitError(
             f"the {start}-bit patch stage needs {mem0} B of SRAM, over the budget of {budget} B"
         )
     ops8 = [br.branch_bitops(p, bits[p]) for p in range(br.num_patches)]
     info8 = [sum(quant.map_info(p, fm, start) for fm in br.maps) for p in range(br.num_patches)]
+    if rest is not None:
+        rest_ops8 = rest.bitops(rest_bits)
+        rest_info8 = sum(quant.map_info(REST, fm, start) for fm in rest.maps)
     moves: list[Move] = []
     mem = mem0
     while True:
@@ -170,16 +193,28 @@ def search(
                 s = -lam * omega + (1.0 - lam) * phi
                 if s > 0:
                     cands.append((s, -p, -fm.index, p, fm, b, nb, phi, omega))
+        if rest is not None and rest_ops8 > 0 and rest_info8 > 0:
+            for fm in rest.maps:
+                b = rest_bits[fm.index]
+                nb = _lower(b, bit_choices)
+                if nb is None:
+                    continue
+                phi = rest.move_bitops(fm, b, nb) / rest_ops8
+                omega = (quant.map_info(REST, fm, b) - quant.map_info(REST, fm, nb)) / rest_info8
+                s = -lam * omega + (1.0 - lam) * phi
+                if s > 0:
+                    cands.append((s, -REST, -fm.index, REST, fm, b, nb, phi, omega))
         applied = False
         for s, _, _, p, fm, b, nb, phi, omega in sorted(cands, key=lambda c: c[:3], reverse=True):
-            bits[p][fm.index] = nb
-            m = stage_memory(br, bits)
+            slot = rest_bits if p == REST else bits[p]
+            slot[fm.index] = nb
+            m = stage_memory(br, bits, rest_bits)
             if budget is None or m <= budget:
                 moves.append(Move(p, fm.name, b, nb, float(s), float(phi), float(omega)))
                 mem = m
                 applied = True
                 break
-            bits[p][fm.index] = b
+            slot[fm.index] = b
         if not applied:
             break
-    return Vdqs(bits, moves, mem0, mem, budget, {"lambda": float(lam), "bits": list(bit_choices)})
+    return Vdqs(bits, moves, mem0, mem, budget, {"lambda": float(lam), "bits": list(bit_choices)}, rest_bits)
