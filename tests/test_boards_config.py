@@ -17,7 +17,9 @@ from harness.errors import ConfigError, DeviceError
 from tests.fixtures.boards import QEMU_BOARDS
 
 REPO = Path(__file__).resolve().parent.parent
-_LD_MEM = re.compile(r"(FLASH|RAM)\s*\([^)]*\)\s*:\s*ORIGIN\s*=\s*(0x[0-9A-Fa-f]+)\s*,\s*LENGTH\s*=\s*(\d+)([KM]?)")
+_LD_MEM = re.compile(
+    r"(FLASH|RAM)\s*\([^)]*\)\s*:\s*ORIGIN\s*=\s*(0x[0-9A-Fa-f]+)\s*,\s*LENGTH\s*=\s*(\d+)([KM]?)"
+)
 
 
 def _ld_regions(path: Path) -> dict[str, tuple[int, int]]:

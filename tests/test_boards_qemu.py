@@ -17,7 +17,9 @@ from tests.fixtures.fixture_model import FixtureModel
 
 pytestmark = [pytest.mark.qemu, needs_qemu, needs_toolchain]
 
-SPIN = FixtureModel(n_bytes=100, spin=(1000, 0))  # layer 0 spins 1000 * (uint8)x[0] two-instruction iterations
+SPIN = FixtureModel(
+    n_bytes=100, spin=(1000, 0)
+)  # layer 0 spins 1000 * (uint8)x[0] two-instruction iterations
 
 
 def rand_input(n: int, seed: int = 0, first: int | None = None) -> bytes:
@@ -58,7 +60,10 @@ def test_protocol_round_trip_outputs_and_layer_crcs_are_bit_exact(board_session,
     assert out.dtype == np.int8 and np.array_equal(out, SPIN.expected(x))
     assert np.array_equal(dut.results(), out)
     layers = dut.layers()
-    assert [(r.index, r.name, r.op, r.macs) for r in layers] == [(0, "add_a", "add", 100), (1, "add_b", "add", 100)]
+    assert [(r.index, r.name, r.op, r.macs) for r in layers] == [
+        (0, "add_a", "add", 100),
+        (1, "add_b", "add", 100),
+    ]
     assert [r.crc32 for r in layers] == SPIN.expected_layer_crcs(x)
     assert all(r.ticks > 0 for r in layers)
     assert dut.total_ticks() == sum(r.ticks for r in layers)
@@ -116,7 +121,7 @@ def test_repeated_add_work_scales_linearly(fixture_firmware):  # noqa: F811
 def test_long_db_hex_command_is_decoded_while_it_streams(board_session):
     # One 40 000-character command: far beyond any line buffer, so the firmware must decode it on the fly.
     model = FixtureModel(n_bytes=20_000)
-    board, dut = board_session("qemu-mps2-an386", model, timeout=120)
+    _board, dut = board_session("qemu-mps2-an386", model, timeout=120)
     dut.host_dir = None  # force the UART path
     dut.chunk_bytes = 20_000
     x = rand_input(20_000, seed=3)
@@ -127,7 +132,7 @@ def test_long_db_hex_command_is_decoded_while_it_streams(board_session):
 
 def test_100kb_input_takes_the_host_file_fast_path_on_qemu(board_session):
     model = FixtureModel(n_bytes=100_000)
-    board, dut = board_session("qemu-mps2-an386", model, timeout=120)
+    _board, dut = board_session("qemu-mps2-an386", model, timeout=120)
     assert dut.host_dir is not None
     x = rand_input(100_000, seed=6)
     t0 = time.monotonic()
@@ -145,7 +150,7 @@ def test_100kb_input_takes_the_host_file_fast_path_on_qemu(board_session):
 
 def test_model_that_reuses_its_input_buffer_gets_the_input_reloaded(board_session):
     model = FixtureModel(clobber=True)
-    board, dut = board_session("qemu-mps2-an386", model)
+    _board, dut = board_session("qemu-mps2-an386", model)
     assert dut.model_info().input_clobbered
     x = rand_input(64, seed=4)
     dut.load_input(x)
@@ -166,7 +171,7 @@ def raw(dut, text: bytes) -> list[str]:
 
 
 def test_firmware_rejects_bad_commands_with_e_lines(board_session):
-    board, dut = board_session("qemu-netduinoplus2")
+    _board, dut = board_session("qemu-netduinoplus2")
     assert raw(dut, b"name*0000%") == ["e-[command checksum mismatch]"]
     assert raw(dut, b"name%")[0] == "m-name-dut-[tinyhil-qemu-netduinoplus2]"  # the checksum is optional
     assert raw(dut, b"frobnicate%") == ["e-[unknown command: frobnicate]"]
@@ -179,7 +184,7 @@ def test_firmware_rejects_bad_commands_with_e_lines(board_session):
 
 
 def test_db_chunk_with_bad_checksum_or_hex_is_rolled_back_and_can_be_resent(board_session):
-    board, dut = board_session("qemu-mps3-an547")
+    _board, dut = board_session("qemu-mps3-an547")
     x = rand_input(64, seed=5)
     assert raw(dut, frame("db load 64") + b"%") == ["m-[Expecting 64 bytes]"]
     first, second = b"db " + x[:32].hex().encode(), b"db " + x[32:].hex().encode()
@@ -218,7 +223,7 @@ def test_bad_image_is_a_device_error_with_qemus_message(tmp_path, fixture_firmwa
 
 
 def test_hung_firmware_is_a_device_error_within_the_timeout(board_session):
-    board, dut = board_session("qemu-netduinoplus2", FixtureModel(hang=True))
+    _board, dut = board_session("qemu-netduinoplus2", FixtureModel(hang=True))
     dut.load_input(bytes(64))
     t0 = time.monotonic()
     with pytest.raises(DeviceError, match="no reply"):
@@ -227,7 +232,7 @@ def test_hung_firmware_is_a_device_error_within_the_timeout(board_session):
 
 
 def test_every_firmware_line_carries_a_valid_checksum(board_session):
-    board, dut = board_session("qemu-mps2-an386")
+    _board, dut = board_session("qemu-mps2-an386")
     dut.link.write(frame("model") + b"%")
     seen = 0
     while True:
@@ -254,7 +259,9 @@ def test_silicon_timer_path_builds_and_reports_itself(tmp_path):
     from harness.build import build, generate_project
 
     FixtureModel().write(tmp_path / "model")
-    project = generate_project("qemu-mps2-an386", tmp_path / "model", tmp_path / "p", build_flags=["-DTH_TIMER_DWT"])
+    project = generate_project(
+        "qemu-mps2-an386", tmp_path / "model", tmp_path / "p", build_flags=["-DTH_TIMER_DWT"]
+    )
     board = make_board("qemu-mps2-an386")
     board.flash(build(project, "qemu-mps2-an386", cache_dir=False))
     try:

@@ -4,7 +4,6 @@ does not compile or does not fit."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -97,10 +96,16 @@ def test_fixture_builds_for_every_qemu_board_with_its_sizes(fixture_firmware, bo
 @needs_toolchain
 def test_second_build_of_the_same_content_comes_from_the_cache(tmp_path):
     FixtureModel().write(tmp_path / "model")
-    first = build(generate_project("qemu-mps2-an386", tmp_path / "model", tmp_path / "p1"), "qemu-mps2-an386",
-                  cache_dir=tmp_path / "cache")
-    second = build(generate_project("qemu-mps2-an386", tmp_path / "model", tmp_path / "p2"), "qemu-mps2-an386",
-                   cache_dir=tmp_path / "cache")
+    first = build(
+        generate_project("qemu-mps2-an386", tmp_path / "model", tmp_path / "p1"),
+        "qemu-mps2-an386",
+        cache_dir=tmp_path / "cache",
+    )
+    second = build(
+        generate_project("qemu-mps2-an386", tmp_path / "model", tmp_path / "p2"),
+        "qemu-mps2-an386",
+        cache_dir=tmp_path / "cache",
+    )
     assert not first.cached and second.cached
     assert second.elf.read_bytes() == first.elf.read_bytes()
     assert (second.text, second.bss) == (first.text, first.bss)

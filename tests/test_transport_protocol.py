@@ -100,9 +100,8 @@ def test_silence_is_a_device_error_within_the_timeout():
 
 def test_a_line_cut_off_on_a_live_link_is_a_truncation_error():
     peer = FakePeer(lambda c: (c.sendall(b"m-results-[1,2"), time.sleep(1.5)))
-    with SerialLink(peer.url) as link:
-        with pytest.raises(ProtocolError, match="truncated"):
-            link.read_line(0.5)
+    with SerialLink(peer.url) as link, pytest.raises(ProtocolError, match="truncated"):
+        link.read_line(0.5)
     peer.join()
 
 
@@ -129,9 +128,8 @@ def test_a_peer_that_talks_at_once_on_connect_loses_nothing():
 
 def test_closed_link_mid_line_reports_the_partial_line():
     peer = FakePeer(lambda c: c.sendall(b"m-infer-st"))
-    with SerialLink(peer.url) as link:
-        with pytest.raises(DeviceError, match="m-infer-st"):
-            link.read_line(2.0)
+    with SerialLink(peer.url) as link, pytest.raises(DeviceError, match="m-infer-st"):
+        link.read_line(2.0)
     peer.join()
 
 
@@ -160,7 +158,9 @@ def _board_answering(replies: dict[bytes, list[str]]) -> Callable[[socket.socket
 
 
 def test_commands_carry_a_checksum_and_errors_are_device_errors():
-    peer = FakePeer(_board_answering({b"name": ["m-name-dut-[tinyhil-test]"], b"results": ["e-[no inference yet]"]}))
+    peer = FakePeer(
+        _board_answering({b"name": ["m-name-dut-[tinyhil-test]"], b"results": ["e-[no inference yet]"]})
+    )
     with SerialLink(peer.url) as link:
         dut = Dut(link, timeout=2)
         assert dut.name() == "tinyhil-test"

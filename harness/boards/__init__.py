@@ -3,4 +3,12 @@
 from harness.boards.board import Board, QemuBoard, SerialBoard, make_board
 from harness.boards.config import BoardConfig, known_boards, load_board_config
 
-__all__ = ["Board", "BoardConfig", "QemuBoard", "SerialBoard", "known_boards", "load_board_config", "make_board"]
+__all__ = [
+    "Board",
+    "BoardConfig",
+    "QemuBoard",
+    "SerialBoard",
+    "known_boards",
+    "load_board_config",
+    "make_board",
+]

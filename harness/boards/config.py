@@ -47,7 +47,7 @@ class TimerSpec:
     unit: str
     count_per_tick: float
 
-    def to_count(self, ticks: int | float) -> float:
+    def to_count(self, ticks: float) -> float:
         return float(ticks) * self.count_per_tick
 
 
@@ -94,9 +94,10 @@ class BoardConfig:
 
     @property
     def buildable(self) -> bool:
-        return self.firmware_dir.is_dir() and (
-            repo_root() / "firmware" / "platform" / "boards" / f"{self.platformio_board}.json"
-        ).is_file()
+        return (
+            self.firmware_dir.is_dir()
+            and (repo_root() / "firmware" / "platform" / "boards" / f"{self.platformio_board}.json").is_file()
+        )
 
     @classmethod
     def from_mapping(cls, m: Mapping[str, Any]) -> BoardConfig:

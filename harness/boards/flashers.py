@@ -43,7 +43,9 @@ class PyOcdFlasher:
                 self.command_line(image), capture_output=True, text=True, timeout=self.timeout, check=False
             )
         except subprocess.TimeoutExpired:
-            raise DeviceError(f"pyocd did not finish flashing {image.name} within {self.timeout:g} s") from None
+            raise DeviceError(
+                f"pyocd did not finish flashing {image.name} within {self.timeout:g} s"
+            ) from None
         except FileNotFoundError:
             raise DeviceError("pyocd is not installed: pip install pyocd") from None
         out = (r.stdout or "") + (r.stderr or "")

@@ -9,10 +9,9 @@ QEMU's exit status.
 from __future__ import annotations
 
 import atexit
-import ctypes
+import contextlib
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -43,13 +42,13 @@ def _stop_all() -> None:
 atexit.register(_stop_all)
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    # An emulator whose host process died (killed test run, crashed experiment) would spin a core forever.
-    if sys.platform.startswith("linux"):
-        try:
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-        except OSError:
-            pass
+def _with_parent_death_signal(cmd: list[str]) -> list[str]:
+    """Prefix ``setpriv --pdeathsig TERM`` where available: an emulator whose host process died (a killed test run,
+    a crashed experiment) gets SIGTERM instead of holding its resources forever."""
+    setpriv = shutil.which("setpriv")
+    return (
+        [setpriv, "--pdeathsig", "TERM", "--", *cmd] if setpriv and sys.platform.startswith("linux") else cmd
+    )
 
 
 class QemuDriver:
@@ -104,12 +103,11 @@ class QemuDriver:
         self._port = None
         self._port_seen.clear()
         self.proc = subprocess.Popen(
-            self.command_line(),
+            _with_parent_death_signal(self.command_line()),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             start_new_session=True,  # a Ctrl-C in the terminal must not kill QEMU before we clean up
-            preexec_fn=_die_with_parent,
         )
         _LIVE.add(self)
         self._reader = threading.Thread(target=self._pump_stderr, name="qemu-stderr", daemon=True)
@@ -127,7 +125,11 @@ class QemuDriver:
     def stderr_text(self, max_lines: int = 12) -> str:
         """QEMU's own messages, without its connection notice and register dumps."""
         lines = b"".join(self._stderr).decode("utf-8", "replace").splitlines()
-        keep = [ln for ln in lines if ln.strip() and "waiting for connection" not in ln and not _REG_DUMP.match(ln)]
+        keep = [
+            ln
+            for ln in lines
+            if ln.strip() and "waiting for connection" not in ln and not _REG_DUMP.match(ln)
+        ]
         return "\n".join(keep[:max_lines]).strip()
 
     def diagnose(self) -> str | None:
@@ -174,8 +176,5 @@ class QemuDriver:
         _LIVE.discard(self)
 
     def __del__(self) -> None:
-        try:
+        with contextlib.suppress(Exception):  # interpreter shutdown may have torn down subprocess already
             self.stop(timeout=1.0)
-        except Exception:  # noqa: BLE001 - interpreter shutdown
-            pass
-

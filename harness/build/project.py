@@ -83,7 +83,9 @@ def _board(board: str | BoardConfig | object) -> BoardConfig:
 def check_fit(board: str | BoardConfig, estimate: MemoryEstimate) -> None:
     """DoesNotFitError if ``estimate`` cannot fit the board (before spending time on a build)."""
     cfg = load_board_config(board)
-    stack = min_stack_bytes(repo_root() / cfg.linker_script) if (repo_root() / cfg.linker_script).is_file() else 0
+    stack = (
+        min_stack_bytes(repo_root() / cfg.linker_script) if (repo_root() / cfg.linker_script).is_file() else 0
+    )
     sram_need = estimate.arena + estimate.scratch + RUNTIME_SRAM_BYTES + stack
     if sram_need > cfg.sram.size:
         raise DoesNotFitError(
@@ -136,8 +138,7 @@ def project_ini(board: BoardConfig, build_flags: Iterable[str] = ()) -> str:
         f"[env:{board.name}]\n"
         f"platform = symlink://{fw / 'platform'}\n"
         f"board = {board.platformio_board}\n"
-        f"custom_tinyhil_firmware_dir = {fw}\n"
-        + (f"build_flags =\n    {flags}\n" if flags else "")
+        f"custom_tinyhil_firmware_dir = {fw}\n" + (f"build_flags =\n    {flags}\n" if flags else "")
     )
 
 
@@ -192,7 +193,10 @@ def _content_key(project_dir: Path, board: BoardConfig) -> str:
         sorted((fw / "runtime").rglob("*")),
         sorted((fw / "boards" / "common").glob("*")),
         sorted(board.firmware_dir.glob("*")),
-        [fw / "platform" / "builder" / "main.py", fw / "platform" / "boards" / f"{board.platformio_board}.json"],
+        [
+            fw / "platform" / "builder" / "main.py",
+            fw / "platform" / "boards" / f"{board.platformio_board}.json",
+        ],
         sorted((project_dir / "src").glob("*")),
         [project_dir / "platformio.ini"],
     ]
@@ -211,7 +215,9 @@ def default_cache_dir() -> Path:
 
 
 def _error_lines(output: str) -> str:
-    pat = re.compile(r"error|undefined reference|overflowed|will not fit|multiple definition|no such file", re.I)
+    pat = re.compile(
+        r"error|undefined reference|overflowed|will not fit|multiple definition|no such file", re.IGNORECASE
+    )
     noise = re.compile(r"^\*\*\* \[|^=+|\[FAILED\]|^Environment|^-+\s|^\w[\w-]*\s+FAILED")
     lines = [ln for ln in output.splitlines() if pat.search(ln) and not noise.search(ln)]
     if not lines:
@@ -219,7 +225,9 @@ def _error_lines(output: str) -> str:
     return "\n".join(lines[:40])
 
 
-def _does_not_fit(board: BoardConfig, overflows: dict[str, int], estimate: MemoryEstimate | None) -> DoesNotFitError:
+def _does_not_fit(
+    board: BoardConfig, overflows: dict[str, int], estimate: MemoryEstimate | None
+) -> DoesNotFitError:
     parts = []
     for region, n in sorted(overflows.items()):
         size = board.sram.size if region == "RAM" else board.flash.size
@@ -249,7 +257,9 @@ def build(
     cfg = _board(board)
     project = Path(project_dir).resolve()
     if not (project / "platformio.ini").is_file():
-        raise BuildError(f"{project} is not a generated project (no platformio.ini): call generate_project first")
+        raise BuildError(
+            f"{project} is not a generated project (no platformio.ini): call generate_project first"
+        )
     if estimate is not None:
         check_fit(cfg, estimate)
     out_dir = project / ".pio" / "build" / cfg.name
@@ -310,13 +320,18 @@ def _store(cache: Path, elf: Path, mapf: Path, sizes: SectionSizes) -> None:
 
 def _prune(root: Path, keep: int) -> None:
     """Keep the ``keep`` most recently stored images (a sweep builds one per configuration)."""
-    entries = sorted((p for p in root.iterdir() if p.is_dir() and ".tmp" not in p.name),
-                     key=lambda p: p.stat().st_mtime, reverse=True)
+    entries = sorted(
+        (p for p in root.iterdir() if p.is_dir() and ".tmp" not in p.name),
+        key=lambda p: p.stat().st_mtime,
+        reverse=True,
+    )
     for old in entries[keep:]:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _result(cfg: BoardConfig, elf: Path, mapf: Path, s: SectionSizes, seconds: float, cached: bool) -> BuildResult:
+def _result(
+    cfg: BoardConfig, elf: Path, mapf: Path, s: SectionSizes, seconds: float, cached: bool
+) -> BuildResult:
     return BuildResult(
         board=cfg.name,
         elf=elf,

@@ -6,6 +6,7 @@ peer closes, which would lose a crashing board's last words.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from typing import Protocol
@@ -44,7 +45,9 @@ class SerialLink:
         self._buf = bytearray()
         self._closed = False
         try:
-            port = serial.serial_for_url(url, baudrate=baudrate, timeout=0.05, write_timeout=30, do_not_open=True)
+            port = serial.serial_for_url(
+                url, baudrate=baudrate, timeout=0.05, write_timeout=30, do_not_open=True
+            )
             if url.startswith("socket://"):
                 # pyserial's open() "resets the input buffer" by reading and discarding whatever already arrived:
                 # a board that answers the connection at once (QEMU starts the guest on accept) would lose its
@@ -96,7 +99,9 @@ class SerialLink:
                 del self._buf[: nl + 1]
                 return line[:-1] if line.endswith(b"\r") else line
             if len(self._buf) > MAX_LINE:
-                raise ProtocolError(f"line longer than {MAX_LINE} bytes without an end of line from {self.url}")
+                raise ProtocolError(
+                    f"line longer than {MAX_LINE} bytes without an end of line from {self.url}"
+                )
             if self._closed or not self._fill():
                 self._closed = True
                 partial = f" (unterminated: {bytes(self._buf[:200])!r})" if self._buf else ""
@@ -119,10 +124,8 @@ class SerialLink:
 
     def close(self) -> None:
         self._closed = True
-        try:
+        with contextlib.suppress(Exception):  # closing a dead link must not mask the original error
             self._port.close()
-        except Exception:  # noqa: BLE001 - closing a dead link must not mask the original error
-            pass
 
     def __enter__(self) -> SerialLink:
         return self

@@ -175,9 +175,11 @@ class Dut:
         try:
             while time.monotonic() < deadline:
                 line = self._read_noisy(min(banner_wait, max(0.01, deadline - time.monotonic())))
-                if line == "m-init-done":
-                    if self._read_noisy(max(0.01, deadline - time.monotonic())) == "m-ready":
-                        break
+                if (
+                    line == "m-init-done"
+                    and self._read_noisy(max(0.01, deadline - time.monotonic())) == "m-ready"
+                ):
+                    break
         except LinkTimeout:
             pass
         sent = 0
@@ -202,10 +204,14 @@ class Dut:
             return name
 
     def _read_noisy(self, timeout: float) -> str:
-        """A verified line, skipping garbled ones (used only while synchronising)."""
+        """A verified line within ``timeout``, skipping garbled ones (used only while synchronising)."""
+        end = time.monotonic() + timeout
         while True:
+            left = end - time.monotonic()
+            if left <= 0:
+                raise LinkTimeout(f"only garbled lines for {timeout:g} s")
             try:
-                line = self.read_line(timeout)
+                line = self.read_line(left)
             except ProtocolError:
                 continue
             if line.startswith("e-[fault"):
@@ -265,7 +271,9 @@ class Dut:
         self._last_input = data
         self._input_fresh = True
 
-    def infer(self, n: int = 1, warmup: int = 0, crc: bool | None = None, timeout: float | None = None) -> np.ndarray:
+    def infer(
+        self, n: int = 1, warmup: int = 0, crc: bool | None = None, timeout: float | None = None
+    ) -> np.ndarray:
         """Run ``warmup`` untimed then ``n`` timed inferences; return the output tensor's bytes as int8.
 
         ``crc`` switches per-layer output CRCs on or off first (None: leave as is). A model whose arena reuses the

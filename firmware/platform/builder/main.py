@@ -14,7 +14,7 @@ import subprocess
 import sys
 from os.path import isdir, join
 
-from SCons.Script import AlwaysBuild, Default, DefaultEnvironment  # noqa: F401
+from SCons.Script import AlwaysBuild, Default, DefaultEnvironment
 
 env = DefaultEnvironment()
 platform = env.PioPlatform()
@@ -26,10 +26,10 @@ firmware_dir = os.path.abspath(env.subst(firmware_dir))
 runtime_dir = join(firmware_dir, "runtime")
 boards_dir = join(firmware_dir, "boards")
 if not isdir(join(boards_dir, board_name)):
-    sys.stderr.write("Error: no board support folder %s\n" % join(boards_dir, board_name))
+    sys.stderr.write(f"Error: no board support folder {join(boards_dir, board_name)}\n")
     env.Exit(1)
 
-cpu_flags = ["-mthumb", "-mcpu=%s" % board.get("build.cpu")] + list(board.get("build.tinyhil_fpu_flags", []))
+cpu_flags = ["-mthumb", f"-mcpu={board.get('build.cpu')}"] + list(board.get("build.tinyhil_fpu_flags", []))
 project_dir = env.subst("$PROJECT_DIR")
 
 env.Replace(
@@ -62,13 +62,13 @@ env.Append(
         "-Wall",
         "-Wextra",
         # Reproducible objects wherever the project lives.
-        "-ffile-prefix-map=%s=firmware" % firmware_dir,
-        "-ffile-prefix-map=%s=project" % project_dir,
+        f"-ffile-prefix-map={firmware_dir}=firmware",
+        f"-ffile-prefix-map={project_dir}=project",
     ],
     CFLAGS=["-std=c99"],
     CPPDEFINES=[
         ("TH_BOARD_NAME", env.StringifyMacro(board_name)),
-        ("TH_CORE_HZ", "%su" % int(str(board.get("build.f_cpu")).rstrip("L"))),
+        ("TH_CORE_HZ", f"{int(str(board.get('build.f_cpu')).rstrip('L'))}u"),
     ]
     + list(board.get("build.tinyhil_defines", [])),
     CPPPATH=[join(runtime_dir, "include"), "$PROJECT_SRC_DIR", "$PROJECT_INCLUDE_DIR"],
@@ -78,8 +78,8 @@ env.Append(
         "--specs=nano.specs",
         "-Wl,--gc-sections",
         "-Wl,--build-id=none",
-        "-Wl,-Map,%s" % join("$BUILD_DIR", "firmware.map"),
-        "-L%s" % join(boards_dir, "common"),
+        f"-Wl,-Map,{join('$BUILD_DIR', 'firmware.map')}",
+        f"-L{join(boards_dir, 'common')}",
     ],
     LIBS=["c", "gcc"],
 )
@@ -93,10 +93,17 @@ env.Replace(LDSCRIPT_PATH=join(boards_dir, board.get("build.ldscript")))
 fw_env = env.Clone()
 fw_env.ProcessFlags(env.get("BUILD_FLAGS"))  # project -D flags (e.g. TH_MAX_LAYERS) configure the runtime too
 fw_env.Replace(CPPPATH=[join(runtime_dir, "include")])
-fw_env.Replace(CCFLAGS=[f for f in fw_env["CCFLAGS"] if not f.startswith("-ffile-prefix-map=%s=" % project_dir)])
+fw_env.Replace(
+    CCFLAGS=[f for f in fw_env["CCFLAGS"] if not f.startswith(f"-ffile-prefix-map={project_dir}=")]
+)
 
 fw_sources = []
-for folder in (runtime_dir, join(runtime_dir, "kernels"), join(boards_dir, "common"), join(boards_dir, board_name)):
+for folder in (
+    runtime_dir,
+    join(runtime_dir, "kernels"),
+    join(boards_dir, "common"),
+    join(boards_dir, board_name),
+):
     if isdir(folder):
         fw_sources += sorted(
             join(folder, f) for f in os.listdir(folder) if f.endswith((".c", ".h", ".ld", ".inc"))
@@ -108,7 +115,7 @@ fw_sources += sorted(join(include_dir, f) for f in os.listdir(include_dir) if f.
 def _firmware_key():
     h = hashlib.sha256()
     h.update(fw_env.subst("$CC $CCFLAGS $CFLAGS $_CPPDEFFLAGS").encode())
-    h.update(subprocess.run([fw_env.subst("$CC"), "--version"], capture_output=True).stdout)
+    h.update(subprocess.run([fw_env.subst("$CC"), "--version"], capture_output=True, check=False).stdout)
     for path in fw_sources:
         h.update(os.path.relpath(path, firmware_dir).encode() + b"\0")
         with open(path, "rb") as fp:
@@ -119,7 +126,7 @@ def _firmware_key():
 lib_cache_root = env.GetProjectOption("custom_tinyhil_lib_cache", "") or join(
     env.subst("$PROJECT_CORE_DIR"), "tinyhil-libcache"
 )
-lib_cached = join(lib_cache_root, "%s-%s" % (board_name, _firmware_key()), "libtinyhil.a")
+lib_cached = join(lib_cache_root, f"{board_name}-{_firmware_key()}", "libtinyhil.a")
 
 if os.path.isfile(lib_cached):
     fw_lib = env.File(lib_cached)
@@ -139,7 +146,7 @@ else:
 
     def _store_lib(target, source, env):
         dest_dir = os.path.dirname(lib_cached)
-        tmp_dir = dest_dir + ".tmp%d" % os.getpid()
+        tmp_dir = f"{dest_dir}.tmp{os.getpid()}"
         os.makedirs(tmp_dir, exist_ok=True)
         shutil.copyfile(fw_lib.get_abspath(), join(tmp_dir, "libtinyhil.a"))
         try:
@@ -148,22 +155,24 @@ else:
         except OSError:
             shutil.rmtree(tmp_dir, ignore_errors=True)
         _prune_lib_cache(os.path.dirname(dest_dir), keep=12, min_age_s=600)
-        return None
 
     def _prune_lib_cache(root, keep, min_age_s):
         # Every firmware source edit makes a new entry; drop the oldest of this board's entries, but never one
         # young enough that a concurrent build may be about to link it.
         import time
 
-        entries = [join(root, d) for d in os.listdir(root) if d.startswith(board_name + "-") and ".tmp" not in d]
+        entries = [
+            join(root, d) for d in os.listdir(root) if d.startswith(board_name + "-") and ".tmp" not in d
+        ]
         entries.sort(key=os.path.getmtime, reverse=True)
         for old in entries[keep:]:
             if time.time() - os.path.getmtime(old) > min_age_s:
                 shutil.rmtree(old, ignore_errors=True)
 
+
 # Whole archive: the vector table and the fault/IRQ handlers are referenced by nothing but the hardware;
 # --gc-sections still drops every unused function.
-env.Append(_LIBFLAGS=" -Wl,--whole-archive %s -Wl,--no-whole-archive" % fw_lib.get_abspath())
+env.Append(_LIBFLAGS=f" -Wl,--whole-archive {fw_lib.get_abspath()} -Wl,--no-whole-archive")
 target_elf = env.BuildProgram()
 env.Depends(target_elf, fw_lib)
 if not os.path.isfile(lib_cached):
@@ -175,12 +184,11 @@ AlwaysBuild(target_size)
 qemu = board.get("tinyhil_qemu", {})
 if qemu:
     env.Replace(
-        UPLOADCMD="qemu-system-arm -M %s -cpu %s -nographic -icount shift=0 "
+        UPLOADCMD=f"qemu-system-arm -M {qemu['machine']} -cpu {qemu['cpu']} -nographic -icount shift=0 "
         "-semihosting-config enable=on,target=native -serial mon:stdio -kernel $SOURCE"
-        % (qemu["machine"], qemu["cpu"])
     )
 else:
-    env.Replace(UPLOADCMD="pyocd load -W -t %s $SOURCE" % board.get("debug.pyocd_target", ""))
+    env.Replace(UPLOADCMD=f"pyocd load -W -t {board.get('debug.pyocd_target', '')} $SOURCE")
 AlwaysBuild(env.Alias("upload", target_elf, env.VerboseAction("$UPLOADCMD", "Uploading $SOURCE")))
 
 Default([target_elf, target_size])
