@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from harness.data import batches, load_data, to_model_input
-from harness.data import sources
+from harness.data import batches, load_data, sources, to_model_input
 from harness.data.base import ImageSet
 from harness.errors import ConfigError, MissingDependencyError
 

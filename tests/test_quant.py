@@ -47,7 +47,7 @@ def test_mse_weight_scales_never_increase_the_error():
 
 @pytest.mark.parametrize("bits", [2, 4, 8])
 def test_activation_grid_holds_zero_exactly_and_unsigned_zero_point_is_the_minimum(bits):
-    s, zp = N.act_qparams(0.0, 3.0, bits)
+    _, zp = N.act_qparams(0.0, 3.0, bits)
     assert int(zp) == -(2 ** (bits - 1))
     s2, zp2 = N.act_qparams(-1.3, 2.1, bits)
     zero = N.quantize_act(torch.zeros(1), s2, zp2, bits)

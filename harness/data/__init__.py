@@ -3,4 +3,4 @@
 from harness.data.base import DataSplits, ImageSet, batches, to_model_input
 from harness.data.registry import SOURCES, load_data
 
-__all__ = ["DataSplits", "ImageSet", "SOURCES", "batches", "load_data", "to_model_input"]
+__all__ = ["SOURCES", "DataSplits", "ImageSet", "batches", "load_data", "to_model_input"]

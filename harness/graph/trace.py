@@ -16,9 +16,8 @@ import operator
 from dataclasses import dataclass, replace
 
 import torch
-import torch.fx as fx
 import torch.nn.functional as F
-from torch import nn
+from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from harness.errors import UnsupportedLayerError

@@ -13,13 +13,18 @@ from harness.quant.calibrate import calibrate
 from harness.quant.config import PrecisionConfig
 from harness.quant.qat import calibration_batches, qat_finetune
 from harness.quant.qnet import QuantNet, apply_config, copy_quantnet, quantize_model
-from harness.quant.quantizers import ActQuantPolicy, WeightQuantPolicy
+from harness.quant.quantizers import (
+    DEFAULT_ACT_POLICY,
+    DEFAULT_WEIGHT_POLICY,
+    ActQuantPolicy,
+    WeightQuantPolicy,
+)
 
 
 def evaluate_config(model: nn.Module | QuantNet, data: DataSplits, config: PrecisionConfig,
                     calib_images: int = 256, qat: Mapping | None = None,
-                    weight_policy: WeightQuantPolicy = WeightQuantPolicy(),
-                    act_policy: ActQuantPolicy = ActQuantPolicy(),
+                    weight_policy: WeightQuantPolicy = DEFAULT_WEIGHT_POLICY,
+                    act_policy: ActQuantPolicy = DEFAULT_ACT_POLICY,
                     log: Callable[[str], None] = print) -> tuple[QuantNet, dict]:
     """Quantize ``model`` at ``config``, calibrate on ``calib_images`` training images, measure test top-1;
     with ``qat`` (train settings, e.g. ``{"epochs": 1}``) also fine-tune and measure again.

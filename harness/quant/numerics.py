@@ -168,5 +168,5 @@ def act_clamp(bits: int, zero_point: int, scale: float, activation: str | None) 
     if activation in ("relu", "relu6"):
         lo = max(lo, int(zero_point))
     if activation == "relu6":
-        hi = min(hi, int(zero_point) + int(round(6.0 / scale)))
+        hi = min(hi, int(zero_point) + round(6.0 / scale))
     return lo, hi

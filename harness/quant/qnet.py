@@ -25,7 +25,14 @@ from harness.patch.liveness import bits_from_config
 from harness.quant import numerics as N
 from harness.quant.bnfold import fold_conv_bn
 from harness.quant.config import PrecisionConfig
-from harness.quant.quantizers import ActQuant, ActQuantPolicy, WeightQuant, WeightQuantPolicy
+from harness.quant.quantizers import (
+    DEFAULT_ACT_POLICY,
+    DEFAULT_WEIGHT_POLICY,
+    ActQuant,
+    ActQuantPolicy,
+    WeightQuant,
+    WeightQuantPolicy,
+)
 
 WEIGHTED = ("conv2d", "depthwise", "pointwise", "fc")
 
@@ -39,7 +46,7 @@ class QuantLayer(nn.Module):
     """A conv (any kind) or fc with folded float weights, a weight quantizer and int32 bias quantization."""
 
     def __init__(self, spec: LayerSpec, weight: torch.Tensor, bias: torch.Tensor, groups: int,
-                 w_bits: int = 8, policy: WeightQuantPolicy = WeightQuantPolicy()) -> None:
+                 w_bits: int = 8, policy: WeightQuantPolicy = DEFAULT_WEIGHT_POLICY) -> None:
         super().__init__()
         self.spec = spec
         self.groups = groups
@@ -69,8 +76,8 @@ class QuantNet(nn.Module):
     """Executes the fused layer graph with fake quantization; ``forward(x) -> logits``."""
 
     def __init__(self, traced: Sequence[TracedLayer], params: Mapping[str, tuple[torch.Tensor, torch.Tensor, int]],
-                 input_shape: tuple[int, int, int], weight_policy: WeightQuantPolicy = WeightQuantPolicy(),
-                 act_policy: ActQuantPolicy = ActQuantPolicy(), name: str = "model") -> None:
+                 input_shape: tuple[int, int, int], weight_policy: WeightQuantPolicy = DEFAULT_WEIGHT_POLICY,
+                 act_policy: ActQuantPolicy = DEFAULT_ACT_POLICY, name: str = "model") -> None:
         super().__init__()
         self.specs: list[LayerSpec] = [t.spec for t in traced]
         self.input_shape = tuple(input_shape)
@@ -154,11 +161,11 @@ class QuantNet(nn.Module):
             y = F.relu6(y)
         out_q = self.acts[_key(s.name)]
         exact = None
-        if quantize_output and self.integer_exact and (not self.training or self.integer_exact_in_training) \
-                and out_q.active and all(self.act(t).active for t in s.inputs):
-            if s.op not in WEIGHTED or layer.weight_quant.enabled:
-                with torch.no_grad():
-                    exact = self._integer_output(s, ins, pre, out_q)
+        if (quantize_output and self.integer_exact and (not self.training or self.integer_exact_in_training)
+                and out_q.active and all(self.act(t).active for t in s.inputs)
+                and (s.op not in WEIGHTED or layer.weight_quant.enabled)):
+            with torch.no_grad():
+                exact = self._integer_output(s, ins, pre, out_q)
         for t in s.inputs:  # free what no later layer reads
             if self._last_use.get(t) == i:
                 vals.pop(t, None)
@@ -229,8 +236,8 @@ def fold_model(model: nn.Module, input_shape: tuple[int, int, int] | None = None
 
 def quantize_model(model: nn.Module, config: PrecisionConfig | None = None,
                    input_shape: tuple[int, int, int] | None = None,
-                   weight_policy: WeightQuantPolicy = WeightQuantPolicy(),
-                   act_policy: ActQuantPolicy = ActQuantPolicy()) -> QuantNet:
+                   weight_policy: WeightQuantPolicy = DEFAULT_WEIGHT_POLICY,
+                   act_policy: ActQuantPolicy = DEFAULT_ACT_POLICY) -> QuantNet:
     """Build the fake-quant :class:`QuantNet` of a float model (uniform 8-bit unless ``config`` says otherwise).
 
     The float model is not modified. Activation quantizers need :func:`harness.quant.calibrate.calibrate`

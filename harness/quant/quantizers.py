@@ -31,6 +31,10 @@ class ActQuantPolicy:
     max_samples: int = 200_000  # values kept per tensor for percentile calibration
 
 
+DEFAULT_WEIGHT_POLICY = WeightQuantPolicy()
+DEFAULT_ACT_POLICY = ActQuantPolicy()
+
+
 def _check_bits(bits: int) -> int:
     if int(bits) not in ALLOWED_BITS:
         raise ConfigError(f"bit-width {bits} not in {ALLOWED_BITS}")
@@ -40,7 +44,7 @@ def _check_bits(bits: int) -> int:
 class WeightQuant(nn.Module):
     """Per-output-channel symmetric weight quantizer; ``enabled=False`` passes the float weight through."""
 
-    def __init__(self, bits: int = 8, policy: WeightQuantPolicy = WeightQuantPolicy()) -> None:
+    def __init__(self, bits: int = 8, policy: WeightQuantPolicy = DEFAULT_WEIGHT_POLICY) -> None:
         super().__init__()
         self.bits = _check_bits(bits)
         self.policy = policy
@@ -65,7 +69,7 @@ class ActQuant(nn.Module):
     enabled, it fake-quantizes to ``bits``.
     """
 
-    def __init__(self, bits: int = 8, unsigned: bool = False, policy: ActQuantPolicy = ActQuantPolicy()) -> None:
+    def __init__(self, bits: int = 8, unsigned: bool = False, policy: ActQuantPolicy = DEFAULT_ACT_POLICY) -> None:
         super().__init__()
         self.bits = _check_bits(bits)
         self.unsigned = unsigned
