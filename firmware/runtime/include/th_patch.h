@@ -64,7 +64,11 @@ const char *th_patch_check(void);
  * except for the split layer (j = n_stage - 1), whose CRC covers the whole stage-output tensor. Returns the
  * summed ticks. */
 uint64_t th_patch_run_stage(uint64_t *ticks, uint32_t *crc, int crc_enabled);
-/* `patches%`: one line per patch and per step of the last inference (see firmware/README.md). */
+/* `patches%`: the last inference per (patch, stage layer), in the CRC'd line style of `layers%`:
+ *   m-patches-[n_patches]-[n_stage]-[stage_out tensor index]
+ *   m-pstep-[patch]-[layer index]-[kernel ticks]-[copy ticks]-[output CRC-32 hex, empty if CRCs are off]
+ *          -[a_bits]-[o_bits]-[MACs of this patch's window]
+ * A layer-by-layer model answers e-[not a patch-based model ...]. */
 void th_patch_report(int have_results);
 
 #ifdef __cplusplus
