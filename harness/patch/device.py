@@ -10,7 +10,6 @@ and for a uniform model the stage-output CRC equals the layer-by-layer reference
 from __future__ import annotations
 
 import time
-import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -266,7 +265,3 @@ def run_patched_on_board(
         firmware_hash=want,
     )
 
-
-def crc_of(values: np.ndarray, bits: int) -> int:
-    """CRC-32 of unpacked ``values`` packed at ``bits`` (what the firmware checksums)."""
-    return zlib.crc32(packed_tensor_bytes(values, bits))
