@@ -26,7 +26,8 @@ from harness.errors import ConfigError
 
 @dataclass
 class TrainConfig:
-    """Hyper-parameters; ``phases`` (list of {resolution, epochs}) overrides ``epochs`` when given."""
+    """Hyper-parameters; ``phases`` (list of {resolution, epochs, n_train}) overrides ``epochs`` when given
+    (``n_train``: images drawn per epoch of that phase, default all)."""
 
     epochs: int = 5
     phases: list[dict] | None = None
@@ -64,17 +65,19 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def _phases(cfg: TrainConfig, input_shape: Sequence[int]) -> list[tuple[tuple[int, int, int], int]]:
+def _phases(cfg: TrainConfig, input_shape: Sequence[int]) -> list[tuple[tuple[int, int, int], int, int | None]]:
+    """(input shape, epochs, images per epoch or None = all) of every phase."""
     c, h, w = input_shape
     if not cfg.phases:
-        return [((c, h, w), int(cfg.epochs))]
+        return [((c, h, w), int(cfg.epochs), None)]
     out = []
     for p in cfg.phases:
         r = p.get("resolution")
         shape = (c, h, w) if r is None else (c, int(r), int(r)) if isinstance(r, int) else (c, int(r[0]), int(r[1]))
-        out.append((shape, int(p.get("epochs", 1))))
-    if any(e < 0 for _, e in out):
-        raise ConfigError(f"phase epochs must be >= 0: {cfg.phases}")
+        n = p.get("n_train")
+        out.append((shape, int(p.get("epochs", 1)), None if n is None else int(n)))
+    if any(e < 0 for _, e, _ in out) or any(n is not None and n <= 0 for _, _, n in out):
+        raise ConfigError(f"phase epochs must be >= 0 and n_train > 0: {cfg.phases}")
     return out
 
 
@@ -133,18 +136,22 @@ def fit(model: nn.Module, data: DataSplits, cfg: TrainConfig, input_shape: Seque
     model.to(device)
     shape = tuple(input_shape or model.input_shape)
     phases = _phases(cfg, shape)
-    steps_per_epoch = math.ceil(len(data.train) / cfg.batch_size)
-    total = steps_per_epoch * sum(e for _, e in phases)
+    def epoch_size(n: int | None) -> int:
+        return len(data.train) if n is None else min(n, len(data.train))
+
+    total = sum(math.ceil(epoch_size(n) / cfg.batch_size) * e for _, e, n in phases)
     opt = make_optimizer(model, cfg)
     base_lrs = [g["lr"] for g in opt.param_groups]
     augment, flip = bool(data.meta.get("augment")), bool(data.meta.get("flip", True))
     history: list[dict] = []
     step, epoch, t0 = 0, 0, time.perf_counter()
-    for pshape, n_epochs in phases:
+    for pshape, n_epochs, n_images in phases:
         for _ in range(n_epochs):
             model.train()
             run_loss, run_acc, n = 0.0, 0.0, 0
-            for x, y in batches(data.train, pshape, cfg.batch_size, shuffle=True, seed=cfg.seed * 1000 + epoch,
+            # a phase with n_train sees a fresh seeded subset each epoch (a fraction of an epoch of the full set)
+            part = data.train if n_images is None else data.train.subset(epoch_size(n_images), cfg.seed * 7919 + epoch)
+            for x, y in batches(part, pshape, cfg.batch_size, shuffle=True, seed=cfg.seed * 1000 + epoch,
                                 augment=augment, mean=data.mean, std=data.std, flip=flip):
                 x, y = x.to(device), y.to(device)
                 for g, b in zip(opt.param_groups, base_lrs):
