@@ -9,7 +9,6 @@ top-1 vs BitOPs over ``experiment.ks`` against uniform precisions (``sweep.csv``
 
 from __future__ import annotations
 
-import logging
 import math
 import time
 from collections.abc import Sequence
@@ -23,9 +22,16 @@ from torch import nn
 from harness.errors import ConfigError
 from harness.graph.spec import LayerSpec
 from harness.quant.config import PrecisionConfig
-from harness.search.quantune.ranking import spearman, topk_overlap
+from harness.search.quantune.ranking import RankRule, rank_layers, spearman, topk_overlap
 
-log = logging.getLogger(__name__)
+# combination rules also scored against the baseline, from the same metrics (see ranking.py)
+ALT_RULES = {
+    "dsqnr": RankRule("dsqnr"),
+    "zscore": RankRule("zscore"),
+    "wsqnr": RankRule("zscore", weights={"dsqnr": 0, "mse": 0, "wsqnr": 1}),
+    "mse": RankRule("zscore", weights={"dsqnr": 0, "mse": 1, "wsqnr": 0}),
+    "dsqnr_mse": RankRule("zscore", weights={"dsqnr": 1, "mse": 1, "wsqnr": 0}),
+}
 
 
 # -- loading ------------------------------------------------------------------------------------------------
@@ -68,35 +74,34 @@ def model_inputs(images, input_shape: Sequence[int], data) -> torch.Tensor:
 # -- output -------------------------------------------------------------------------------------------------
 
 
-def print_ranking(rows: Sequence[dict], k: int, top: int, title: str) -> None:
+def print_ranking(rows: Sequence[dict], k: int, top: int, title: str, show_score: bool = False) -> None:
+    """The ranked list as a rich table (the first ``top`` rows; the kept top-k in bold)."""
     from rich.console import Console
     from rich.table import Table
 
+    cols = ["rank", "layer", "dSQNR", "MSE", "SQNR_w", "SQNR_in", "SQNR_out"] + (
+        ["score"] if show_score else []
+    )
     t = Table(title=title)
-    for c in ("rank", "layer", "kind", "dSQNR", "MSE", "SQNR_w", "SQNR_in", "SQNR_out", "score"):
-        t.add_column(
-            c,
-            justify="left" if c in ("layer", "kind") else "right",
-            overflow="fold" if c == "layer" else "ellipsis",
-            no_wrap=c != "layer",
-        )
+    for c in cols:
+        t.add_column(c, justify="left" if c == "layer" else "right", no_wrap=True)
     for r in rows[:top]:
-        t.add_row(
+        cells = [
             str(r["rank"]),
             r["layer"],
-            r["kind"],
             f"{r['dsqnr']:.2f}",
             f"{r['mse']:.3g}",
             f"{r['w_sqnr']:.1f}",
             f"{r['a_sqnr_in']:.1f}",
             f"{r['a_sqnr_out']:.1f}",
-            f"{r['score']:.3g}",
-            style="bold" if r["rank"] <= k else None,
-        )
-    if len(rows) > top:
-        t.caption = f"{len(rows) - top} more in ranking.csv; "
-    t.caption = (t.caption or "") + f"SQNR in dB; bold: the k={k} kept at high precision"
-    Console().print(t)
+        ] + ([f"{r['score']:.3g}"] if show_score else [])
+        t.add_row(*cells, style="bold" if r["rank"] <= k else None)
+    more = f"{len(rows) - top} more in ranking.csv; " if len(rows) > top else ""
+    t.caption = f"{more}SQNR and dSQNR in dB; bold: the k={k} kept at high precision"
+    console = Console()
+    if not console.is_terminal:  # a log file is not 80 columns wide: keep layer names whole
+        console = Console(width=max(console.width, 120))
+    console.print(t)
 
 
 def plot_ranking(rows: Sequence[dict], k: int, path: Path, title: str) -> Path:
@@ -115,7 +120,17 @@ def plot_ranking(rows: Sequence[dict], k: int, path: Path, title: str) -> Path:
     ax.set_yticks(range(n), [r["layer"] for r in rows], fontsize=6 if n > 30 else 8)
     ax.invert_yaxis()
     ax.set_xlabel("dSQNR (dB of SQNR the fused layer loses)")
-    ax.set_title(title, fontsize=9)
+    ax.set_title(title.replace(", probe", ",\nprobe", 1), fontsize=9)
+    from matplotlib.patches import Patch
+
+    ax.legend(
+        handles=[
+            Patch(color="tab:red", label=f"top-{k}: kept high"),
+            Patch(color="tab:blue", label="lowered"),
+        ],
+        fontsize=7,
+        loc="lower right",
+    )
     fig.tight_layout()
     import io
 
@@ -259,7 +274,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
         f"QuantuneV2 sensitivity: {cfg.model.name} on {cfg.data.name}, probe a{p.probe[0]}w{p.probe[1]}, "
         f"rule {p.rule.rule}, {sens.images} calibration images"
     )
-    print_ranking(sens.layers, p.k, int(_opt(cfg, "top", 20)), title)
+    print_ranking(sens.layers, p.k, int(_opt(cfg, "top", 20)), title, show_score=p.rule.rule != "dsqnr")
     save_ranking(sens.layers, run_dir / "ranking.csv")
     write_table(pd.DataFrame(sens.ops), run_dir / "ops.csv")
     plot_ranking(sens.layers, p.k, run_dir / "sensitivity.png", title)
@@ -345,6 +360,11 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
         for k in sorted({1, 3, 5, 10, *_ks(e, n_weighted)}):
             if 0 < k <= n_weighted:
                 summary[f"topk_overlap_k{k}"] = topk_overlap(sens.ranking, base.ranking, k)
+        # the same two passes ranked by the other combination rules (no extra inference)
+        for rule_name, alt in ALT_RULES.items():
+            order = [sens.layers[i]["layer"] for i in rank_layers(sens.layers, alt)]
+            summary[f"spearman_rule_{rule_name}"] = spearman(order, base.ranking)
+            summary[f"topk_overlap_k5_rule_{rule_name}"] = topk_overlap(order, base.ranking, 5)
 
     sweep_rows: list[dict] = []
     if e.get("sweep"):
