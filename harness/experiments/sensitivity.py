@@ -168,6 +168,7 @@ def plot_comparison(
         ax.plot([1, len(sens_order)], [1, len(sens_order)], color="gray", lw=0.8, ls="--")
         ax.set_xlabel("QuantuneV2 rank (two passes)")
         ax.set_ylabel("one-at-a-time rank (n + 1 evaluations)")
+        ax.set_title(f"Spearman {spearman(sens_order, base_order):.2f}", fontsize=9)
         ax_i = 1
     ax = axes[0][ax_i]
     for method, style in (("quantune", "o-"), ("baseline", "s--")):
