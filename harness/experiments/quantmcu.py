@@ -69,6 +69,22 @@ def memory_budget(cfg: DictConfig, arena_extra: int) -> int | None:
     return int(cfg.board.sram.size) - RUNTIME_SRAM_BYTES - stack - arena_extra
 
 
+def branch_bits_frame(res):
+    """Feature-map precision of every branch: one row per patch (``rest``: the shared rest branch)."""
+    import pandas as pd
+
+    rows = []
+    for p, bits in enumerate(res.vdqs.bits):
+        row = {"branch": str(p), "outlier": res.vdpc.outlier[p]}
+        row.update({fm.name: bits[fm.index] for fm in res.branches.maps})
+        rows.append(row)
+    if res.branches.rest is not None:
+        row = {"branch": "rest", "outlier": False}
+        row.update({fm.name: res.vdqs.rest_bits[fm.index] for fm in res.branches.rest.maps})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def _host_top1(pm: PatchedModel, inputs, labels) -> tuple[float, np.ndarray]:
     from harness.patch.int_reference import run_patched
 
@@ -135,6 +151,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
         run_dir / "vdpc.csv",
     )
 
+    write_table(branch_bits_frame(res), run_dir / "branch_bits.csv")
     ev = integer_inputs(model, p.eval_x)
     top1_p8, pred_p8 = _host_top1(base, ev, p.eval_y)
     top1_qm, pred_qm = _host_top1(qm, ev, p.eval_y)
