@@ -1,5 +1,6 @@
 """Training: `tinyhil train` composes its config, trains, and writes a checkpoint with a sidecar."""
 
+import itertools
 import json
 
 import torch
@@ -50,4 +51,4 @@ def test_progressive_resizing_phases_run_in_order():
 def test_learning_rate_warms_up_then_decays_to_zero():
     total = 100
     f = [lr_factor(s, total, 0.1) for s in range(total)]
-    assert f[0] < f[9] == 1.0 and f[-1] < 0.01 and all(a >= b for a, b in zip(f[9:], f[10:]))
+    assert f[0] < f[9] == 1.0 and f[-1] < 0.01 and all(a >= b for a, b in itertools.pairwise(f[9:]))

@@ -136,6 +136,7 @@ def fit(model: nn.Module, data: DataSplits, cfg: TrainConfig, input_shape: Seque
     model.to(device)
     shape = tuple(input_shape or model.input_shape)
     phases = _phases(cfg, shape)
+
     def epoch_size(n: int | None) -> int:
         return len(data.train) if n is None else min(n, len(data.train))
 
@@ -150,7 +151,8 @@ def fit(model: nn.Module, data: DataSplits, cfg: TrainConfig, input_shape: Seque
             model.train()
             run_loss, run_acc, n = 0.0, 0.0, 0
             # a phase with n_train sees a fresh seeded subset each epoch (a fraction of an epoch of the full set)
-            part = data.train if n_images is None else data.train.subset(epoch_size(n_images), cfg.seed * 7919 + epoch)
+            part = (data.train if n_images is None
+                    else data.train.subset(epoch_size(n_images), cfg.seed * 7919 + epoch))
             for x, y in batches(part, pshape, cfg.batch_size, shuffle=True, seed=cfg.seed * 1000 + epoch,
                                 augment=augment, mean=data.mean, std=data.std, flip=flip):
                 x, y = x.to(device), y.to(device)
