@@ -178,9 +178,9 @@ def test_a_table_from_one_board_is_never_used_for_another(tmp_path):
     path = tmp_path / "lut"
     table.save(path)
     # profiling another board re-measures everything: nothing of the an386 rows counts as present
-    target, needed, images, _, _ = plan_profile(layers, "qemu-mps3-an547", path, ProfileSettings())
-    assert target.board == "qemu-mps3-an547"
-    assert sum(len(im) for im in images) == len(needed)
+    plan = plan_profile(layers, "qemu-mps3-an547", path, ProfileSettings())
+    assert plan.target.board == "qemu-mps3-an547"
+    assert sum(len(im) for im in plan.images) == len(plan.needed)
     # and pricing a configuration for the other board refuses, naming both
     config = uniform_config(layers, 4, 4)
     with pytest.raises(TableError, match="qemu-mps2-an386") as exc:
@@ -188,6 +188,24 @@ def test_a_table_from_one_board_is_never_used_for_another(tmp_path):
     assert "qemu-mps3-an547" in str(exc.value)
     with pytest.raises(TableError, match="qemu-mps2-an386"):
         LatencyTable.load(path).for_target("qemu-mps2-an386", "dwt-cycles")
+
+
+def test_layers_too_large_for_the_board_are_reported_not_built(tmp_path):
+    from harness.graph.trace import extract_layers
+    from harness.measure.batch import standalone_arena_bytes
+    from harness.models.registry import build_model
+
+    layers = extract_layers(build_model("mbv2-w0.35"))
+    small = plan_profile(layers, "qemu-netduinoplus2", tmp_path / "nd", ProfileSettings())  # 128 KB SRAM
+    big = plan_profile(layers, "qemu-mps2-an386", tmp_path / "an386", ProfileSettings())  # 4 MB SRAM
+    assert big.unfit == [] and sum(len(im) for im in big.images) == len(big.needed)
+    assert small.unfit, "MobileNetV2's 48x48 stages need more than 128 KB layer by layer"
+    planned = {v.entry for im in small.images for v in im}
+    assert planned.isdisjoint(small.unfit) and len(planned) + len(small.unfit) == len(small.needed)
+    by_entry = dict(small.needed)
+    for e in small.unfit:
+        assert standalone_arena_bytes(Variant(e, by_entry[e])) > 64 * 1024
+    assert max(standalone_arena_bytes(v) for im in small.images for v in im) < 128 * 1024
 
 
 # ------------------------------------------------------------------------------------------ QEMU

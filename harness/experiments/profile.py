@@ -113,6 +113,12 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
         f"[bold]{res.target.board}[/bold] ({res.target.timer}): {res.n_new} new of {res.n_entries} "
         f"entries in {res.n_images} images, {res.seconds:.1f} s; table {res.path}.parquet"
     )
+    if res.unfit:
+        console.print(
+            f"[yellow]warning:[/yellow] {len(res.unfit)} entries of {len(res.summary()['unfit_shapes'])} layer "
+            f"shape(s) cannot run on {res.target.board} even alone (input and output exceed its SRAM; these "
+            "need patch-based inference): " + ", ".join(res.summary()["unfit_shapes"][:4])
+        )
     if speed:
         console.print(
             "count of each (a, w) pair relative to a8w8, summed over the model's shapes: "

@@ -233,6 +233,11 @@ def _source_bytes(v: Variant) -> int:
     return h * w * ((c * v.entry[1] + 7) // 8)
 
 
+def standalone_arena_bytes(v: Variant) -> int:
+    """The least arena any image running ``v`` needs: its source tensor(s) and its output, live together."""
+    return _source_bytes(v) * v.n_sources + _out_bytes(v)
+
+
 def _out_bytes(v: Variant) -> int:
     h, w, c = v.spec.out_shape
     return h * w * ((c * v.entry[3] + 7) // 8)

@@ -32,6 +32,7 @@ from harness.measure.batch import (
     build_batch_model,
     plan_images,
     repeat_inputs,
+    standalone_arena_bytes,
 )
 from harness.measure.lut import Entry, LatencyTable, Target
 from harness.measure.target import measurement_target
@@ -145,6 +146,7 @@ class ImageResult:
     mismatched: list[str]
     seconds: float
     n_builds: int = 1
+    unfit: list[Entry] = field(default_factory=list)  # variants that did not fit the board even alone
 
 
 def _rows(
@@ -198,8 +200,8 @@ def measure_image(job: ImageJob) -> ImageResult:
             build_flags=job.build_flags,
         )
     except DoesNotFitError:
-        if len(job.variants) < 2:
-            raise
+        if len(job.variants) < 2:  # cannot run on this board at all: reported, not retried in a loop
+            return ImageResult(job.index, [], [], time.perf_counter() - t0, 1, [job.variants[0].entry])
         half = len(job.variants) // 2
         parts = [job.variants[:half], job.variants[half:]]
         results = [
@@ -223,6 +225,7 @@ def measure_image(job: ImageJob) -> ImageResult:
             [b for res in results for b in res.mismatched],
             time.perf_counter() - t0,
             sum(r.n_builds for r in results),
+            [u for res in results for u in res.unfit],
         )
     finally:
         board.close()
@@ -244,6 +247,7 @@ class ProfileResult:
     workers: int
     mismatched: list[str]
     table: LatencyTable
+    unfit: list[Entry] = field(default_factory=list)  # entries whose layer cannot run on the board at all
 
     def summary(self) -> dict:
         t = self.target
@@ -260,6 +264,8 @@ class ProfileResult:
             "workers": self.workers,
             "n_mismatched": len(self.mismatched),
             "mismatched": self.mismatched[:20],
+            "n_unfit": len(self.unfit),
+            "unfit_shapes": sorted({k for k, *_ in self.unfit}),
         }
 
 
@@ -275,10 +281,34 @@ def default_budget(board: BoardConfig, max_layers: int = 200, max_macs: float = 
     )
 
 
+@dataclass
+class ProfilePlan:
+    """What a profile will do: the target, every needed entry, the images of the missing ones, and the entries
+    whose layer cannot run on the board at all (its input and output alone exceed the SRAM)."""
+
+    target: Target
+    needed: list[tuple[Entry, LayerSpec]]
+    images: list[list[Variant]]
+    input_shape: tuple[int, int, int]
+    table: LatencyTable
+    unfit: list[Entry] = field(default_factory=list)
+
+
+def never_fits(v: Variant, board: BoardConfig) -> bool:
+    """Whether variant ``v`` cannot fit ``board`` even alone: its input(s) and output are live together."""
+    from harness.build.project import MemoryEstimate, check_fit
+
+    try:
+        check_fit(board, MemoryEstimate(arena=standalone_arena_bytes(v)))
+    except DoesNotFitError:
+        return True
+    return False
+
+
 def plan_profile(
     layers: Sequence[LayerSpec], board: BoardConfig | str, path: str | Path, settings: ProfileSettings
-) -> tuple[Target, list[tuple[Entry, LayerSpec]], list[list[Variant]], tuple[int, int, int], LatencyTable]:
-    """What a profile would do: (target, needed entries, images of missing variants, batch input shape, table)."""
+) -> ProfilePlan:
+    """Plan a profile of ``layers`` on ``board`` against the table at ``path`` (nothing is built)."""
     cfg = load_board_config(board)
     target = measurement_target(cfg, settings.build_flags)
     needed = needed_entries(
@@ -300,10 +330,12 @@ def plan_profile(
         )
     )
     variants = [Variant(e, s) for e, s in needed if e in missing]
+    unfit = [v.entry for v in variants if never_fits(v, cfg)]
+    variants = [v for v in variants if v.entry not in set(unfit)]
     # the batch input depends on the whole model, not on what is left: a resumed profile builds the same feeds
     shape = batch_input_shape([s for _, s in needed])
     images = plan_images(variants, shape, settings.budget) if variants else []
-    return target, needed, images, shape, table
+    return ProfilePlan(target, needed, images, shape, table, unfit)
 
 
 def profile_layers(
@@ -325,7 +357,9 @@ def profile_layers(
     t0 = time.perf_counter()
     settings = settings or ProfileSettings()
     cfg = load_board_config(board)
-    target, needed, images, shape, table = plan_profile(layers, cfg, path, settings)
+    plan = plan_profile(layers, cfg, path, settings)
+    target, needed, images, shape, table = plan.target, plan.needed, plan.images, plan.input_shape, plan.table
+    unfit = list(plan.unfit)
     n_missing = sum(len(im) for im in images)
     if on_plan is not None:
         on_plan(n_missing, len(images))
@@ -357,6 +391,7 @@ def profile_layers(
     def take(res: ImageResult) -> None:
         nonlocal n_new
         mismatched.extend(res.mismatched)
+        unfit.extend(res.unfit)
         keep = [r for r in res.rows if r["bit_exact"] or not settings.require_bit_exact]
         n_new += len(table.add(keep, **fields))
         table.save(path)  # after every image: an interrupted profile loses at most the images in flight
@@ -379,13 +414,14 @@ def profile_layers(
             f"{len(mismatched)} profiled layer(s) differ from the integer reference (not saved): "
             f"{', '.join(mismatched[:5])}; this is a kernel bug, the counts are not trustworthy"
         )
+    mine = table.targets() and target in table.targets()
     result_table = (
         table.for_target(target.board, target.timer, target.firmware_hash, target.cflags)
-        if len(table)
-        else table
+        if mine
+        else LatencyTable()
     )
     return ProfileResult(
-        target, Path(path), len(needed), n_new, len(jobs), seconds, workers, mismatched, result_table
+        target, Path(path), len(needed), n_new, len(jobs), seconds, workers, mismatched, result_table, unfit
     )
 
 
