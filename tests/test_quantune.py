@@ -313,3 +313,14 @@ def test_the_quantune_start_analyses_the_model_it_is_given():
     cfg = make_start({"name": "quantune", "k": 1, "low": 2, "n_calib": 8}, layers, model=model, calib=calib(32))
     assert cfg.meta["ranking_from"] == "two-pass analysis" and len(cfg.meta["kept_high"]) == 1
     assert sum(w == 8 for _, w in cfg.values()) == 1  # one layer's weights kept high, the rest at 2 bits
+
+
+def test_the_shipped_method_config_is_valid():
+    import yaml
+
+    from harness import CONFIG_DIR
+    from harness.search.quantune.pipeline import QuantuneParams
+
+    d = yaml.safe_load((CONFIG_DIR / "method" / "quantune.yaml").read_text())
+    p = QuantuneParams.from_mapping(d)
+    assert d["name"] == "quantune" and p.probe == p.low and p.chunk_size is None
