@@ -144,6 +144,26 @@ def test_in_context_counts_replace_profiled_rows_and_keep_the_others():
     )
 
 
+def test_the_loop_refuses_a_table_measured_on_another_board():
+    from harness.errors import TableError
+    from harness.loop.closed_loop import closed_loop
+
+    specs, m = _specs_and_measurement([[500 + i for i in range(9)]])  # measured on qemu-mps2-an386
+    rows = context_rows(m, specs, 40.0)
+    table = LatencyTable()
+    table.add(
+        [{k: v for k, v in r.items() if k not in ("source", "round")} for r in rows],
+        board="qemu-mps3-an547",
+        timer="qemu-icount",
+        firmware_hash="0" * 12,
+        cflags="-O2",
+    )
+    config = PrecisionConfig({s.name: (8, 8) for s in specs if s.has_weights})
+    with pytest.raises(TableError, match="qemu-mps3-an547") as exc:
+        closed_loop(specs, config, table, lambda c, r: m, count_per_tick=40.0)
+    assert "qemu-mps2-an386" in str(exc.value)
+
+
 # ------------------------------------------------------------------------------------------ QEMU
 
 

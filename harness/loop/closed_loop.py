@@ -115,6 +115,7 @@ def closed_loop(
     for r in range(settings.max_rounds):
         predicted, _ = table.predict(layers, config, settings.out_bits_rule, estimate=True)
         m = measure(config, r)
+        table.require_target(m.board, m.timer)  # counts of another board or timer never price this one
         check_keys(m, layers, config)
         measured = total_count(m, count_per_tick)
         table = with_in_context(table, context_rows(m, layers, count_per_tick, round_=r))
