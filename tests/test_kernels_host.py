@@ -84,6 +84,61 @@ def test_a8w8_uses_both_blocking_tails(kernels, op):
         check(kernels, model, rng)
 
 
+# ---- the fast paths: shapes chosen to take them (and their blocking tails), at every pair ----
+
+# (h, w, cin, cout, kernel, stride, padding): channel counts around the 16-channel chunks and 4-channel groups,
+# odd and even widths (the 2-output steps and their tails), SAME/VALID/asymmetric padding
+FAST_SHAPES = {
+    "depthwise": [
+        (5, 6, 16, None, 3, 1, "same"),
+        (7, 5, 21, None, 3, 2, "same"),
+        (6, 7, 35, None, 3, 1, "valid"),
+        (8, 9, 48, None, 3, 2, (1, 1, 1, 1)),
+        (4, 4, 3, None, 3, 2, (0, 2, 2, 0)),
+    ],
+    "conv2d": [
+        (5, 6, 16, 16, 3, 1, "same"),
+        (7, 5, 3, 9, 3, 2, (1, 1, 1, 1)),
+        (4, 5, 7, 5, 3, 1, "valid"),
+        (6, 6, 24, 3, 1, 1, "valid"),
+    ],
+    "pointwise": [(4, 5, 16, 48, 1, 1, "valid"), (3, 3, 96, 24, 1, 1, "valid"), (5, 5, 13, 7, 1, 2, "valid")],
+    "fc": [(1, 1, 256, 10, 1, 1, "valid"), (1, 1, 67, 9, 1, 1, "valid"), (1, 1, 3, 1, 1, 1, "valid")],
+}
+
+
+@pytest.mark.parametrize("o", [2, 4, 8])
+@pytest.mark.parametrize("a,w", PAIRS)
+@pytest.mark.parametrize("op", WEIGHTED)
+def test_fast_paths_all_pairs(kernels, op, a, w, o):
+    rng = np.random.default_rng(zlib.crc32(f"fast{op}{a}{w}{o}".encode()))
+    for h, wd, cin, cout, k, stride, pad in FAST_SHAPES[op]:
+        act = [None, "relu", "relu6"][int(rng.integers(3))]
+        model = random_layer_model(
+            op, a, w, o, h=h, w=wd, cin=cin, cout=cout, kernel=k, stride=stride, padding=pad, act=act, rng=rng
+        )
+        check(kernels, model, rng)
+
+
+@pytest.mark.parametrize("a,w", PAIRS)
+@pytest.mark.parametrize("op", WEIGHTED)
+def test_requant_parameters_at_the_fast_path_boundaries(kernels, op, a, w):
+    """Shifts -1 and -22 take the fast requantization, 0 and -23 (or a multiplier <= 0) make the whole layer
+    fall back to the exact one; both must give the reference's bytes."""
+    rng = np.random.default_rng(zlib.crc32(f"edge{op}{a}{w}".encode()))
+    h, wd, cin, cout, k, stride, pad = FAST_SHAPES[op][0]
+    for shifts, mults in [([-1, -22], [1, INT32_MAX]), ([-1, 0], [1 << 30]), ([-23, -5], [1 << 30]),
+                          ([-3], [1 << 30, 0])]:
+        model = random_layer_model(op, a, w, 8, h=h, w=wd, cin=cin, cout=cout, kernel=k, stride=stride,
+                                   padding=pad, rng=rng)
+        layer = model.layers[-1]
+        n = layer.multiplier.size
+        layer.shift = rng.choice(shifts, size=n).astype(np.int32)
+        layer.multiplier = rng.choice(mults, size=n).astype(np.int32)
+        layer.bias = rng.integers(-1000, 1000, size=n).astype(np.int32)
+        check(kernels, model, rng)
+
+
 @pytest.mark.parametrize("b1", [2, 4, 8])
 @pytest.mark.parametrize("b2", [2, 4, 8])
 @pytest.mark.parametrize("bo", [2, 4, 8])
@@ -153,6 +208,9 @@ _REQ = r"""
 void t_mbqm(const int32_t *x, const int32_t *m, const int32_t *s, int32_t *out, int n) {
     for (int i = 0; i < n; ++i) out[i] = th_mbqm(x[i], m[i], s[i]);
 }
+void t_rq2(const int32_t *x, const int32_t *m, const int32_t *s, const int32_t *zp, int32_t *out, int n) {
+    for (int i = 0; i < n; ++i) out[i] = th_rq2(2 * x[i], m[i], th_rq_round(zp[i], -s[i]), -s[i]);
+}
 """
 
 
@@ -201,6 +259,27 @@ def test_th_mbqm_matches_numpy_on_extremes(requant_lib):
     p = lambda a: a.ctypes.data_as(ctypes.POINTER(ctypes.c_int32))
     requant_lib.t_mbqm(p(xs), p(ms), p(ss), p(out), ctypes.c_int(xs.size))
     assert np.array_equal(out.astype(np.int64), mbqm(xs, ms, ss))
+
+
+def test_fast_requant_equals_the_exact_one_within_its_conditions(requant_lib):
+    """th_rq2 (one SMMLAR) == zp + th_mbqm for m > 0, shift in [-22, -1], |2 acc| < 2^30, any 8-bit zp."""
+    import ctypes
+
+    rng = np.random.default_rng(1)
+    n = 200_000
+    lim = (1 << 29) - 1
+    edge = np.array([-lim, -lim + 1, -(1 << 20), -3, -2, -1, 0, 1, 2, 3, 1 << 20, lim], np.int64)
+    xs = np.concatenate([np.tile(edge, 100), rng.integers(-lim, lim, n, endpoint=True)]).astype(np.int32)
+    xs[-n // 2 :] = (xs[-n // 2 :] >> rng.integers(0, 29, n // 2)).astype(np.int32)  # small values too
+    size = xs.size
+    ms = rng.choice([1, 2, (1 << 30), INT32_MAX, 1518500250], size).astype(np.int32)
+    ms[size // 2 :] = rng.integers(1, INT32_MAX, size - size // 2, endpoint=True)
+    ss = rng.integers(-22, 0, size).astype(np.int32)
+    zps = rng.integers(-128, 128, size).astype(np.int32)
+    out = np.zeros_like(xs)
+    p = lambda a: a.ctypes.data_as(ctypes.POINTER(ctypes.c_int32))
+    requant_lib.t_rq2(p(xs), p(ms), p(ss), p(zps), p(out), ctypes.c_int(size))
+    assert np.array_equal(out.astype(np.int64), zps + mbqm(xs, ms, ss))
 
 
 # ---- the same sources build for Cortex-M ----

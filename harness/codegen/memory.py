@@ -16,6 +16,7 @@ from harness.codegen.packing import row_bytes
 from harness.codegen.validate import validate_model
 
 ALIGN = 4
+DW_CHUNK = 16  # TH_DW_CHUNK in firmware th_kernels.h
 
 
 def _align(n: int, a: int = ALIGN) -> int:
@@ -72,6 +73,10 @@ def layer_scratch_bytes(model: IntModel, layer: IntLayer) -> int:
             cinp = row_bytes(cin, w) * (8 // w)  # each tap padded to whole weight bytes
             need = 2 * taps * cinp
         return _align(need)
+    if layer.op == "depthwise" and (kh, kw) == (3, 3) and layer.stride in (1, 2):
+        ow = model.out_spec(layer).shape[1]
+        n_pairs = ((ow - 1) * layer.stride + 4) // 2 + 1  # words per channel in a row buffer
+        return _align(20 * DW_CHUNK + 4 * ow + 16 * DW_CHUNK * n_pairs)  # weights, accumulators, 4 row buffers
     return 0
 
 

@@ -15,7 +15,8 @@
  *   conv2d generic:       2 * kh*kw*cinp      (one int16 column; cinp = cin rounded up to whole weight bytes)
  *   pointwise/fc a8w8:    4 * ru4(cin)
  *   pointwise/fc generic: 2 * cinp
- *   depthwise, add, avgpool, *_ref: 0
+ *   depthwise 3x3 s1/s2:  20 * TH_DW_CHUNK + 4 * ow + 16 * TH_DW_CHUNK * np, np = ((ow - 1) * stride + 4) / 2 + 1
+ *   other depthwise, add, avgpool, *_ref: 0
  *
  * SIMD: with __ARM_FEATURE_DSP (Cortex-M4/M7/M33/M55) the a8w8 kernels use SXTB16/SXTAB16/SMLAD; without it
  * they run the same blocking in plain C. Host tests define TH_EMULATE_DSP to run the SIMD code path through
@@ -34,6 +35,9 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* Channels per chunk of the 3x3 depthwise row buffers (scratch grows with it; a multiple of 16). */
+#define TH_DW_CHUNK 16u
 
 #define TH_KERNEL_ARGS                                                                                          \
     const th_layer_t *L, const th_tensor_t *in, const th_tensor_t *in2, const th_tensor_t *out, uint8_t *arena, \
@@ -67,8 +71,10 @@ void th_avgpool(TH_KERNEL_ARGS);
 
 /* ---------------------------------------------------------------------------------------------------------- */
 /* Dual 16-bit MAC primitives (ACLE names). */
-#if defined(__ARM_FEATURE_DSP) && !defined(TH_NO_DSP)
+#if defined(__ARM_FEATURE_SAT) || defined(__ARM_FEATURE_DSP)
 #include <arm_acle.h>
+#endif
+#if defined(__ARM_FEATURE_DSP) && !defined(TH_NO_DSP)
 #define TH_USE_SIMD 1
 TH_ALWAYS_INLINE uint32_t th_sxtb16(uint32_t x) { return (uint32_t)__sxtb16((int32_t)x); }
 /* GCC 12 neither has __ror nor folds a rotate into SXTB16's ROR #8 operand: say it in asm (saves a MOV) */
@@ -88,6 +94,10 @@ TH_ALWAYS_INLINE uint32_t th_sxtab16_ror8(uint32_t a, uint32_t b)
 TH_ALWAYS_INLINE int32_t th_smlad(uint32_t a, uint32_t b, int32_t acc) { return __smlad((int32_t)a, (int32_t)b, acc); }
 TH_ALWAYS_INLINE int32_t th_smlabb(uint32_t a, uint32_t b, int32_t acc) { return __smlabb((int32_t)a, (int32_t)b, acc); }
 TH_ALWAYS_INLINE int32_t th_smlatt(uint32_t a, uint32_t b, int32_t acc) { return __smlatt((int32_t)a, (int32_t)b, acc); }
+TH_ALWAYS_INLINE int32_t th_smlabt(uint32_t a, uint32_t b, int32_t acc) { return __smlabt((int32_t)a, (int32_t)b, acc); }
+TH_ALWAYS_INLINE int32_t th_smlatb(uint32_t a, uint32_t b, int32_t acc) { return __smlatb((int32_t)a, (int32_t)b, acc); }
+TH_ALWAYS_INLINE uint32_t th_ssub16(uint32_t a, uint32_t b) { return (uint32_t)__ssub16((int16x2_t)a, (int16x2_t)b); }
+TH_ALWAYS_INLINE uint32_t th_usada8(uint32_t a, uint32_t b, uint32_t acc) { return __usada8(a, b, acc); }
 #elif defined(TH_EMULATE_DSP)
 #define TH_USE_SIMD 1
 TH_ALWAYS_INLINE uint32_t th_lo16(int32_t v) { return (uint32_t)v & 0xFFFFu; }
@@ -110,11 +120,152 @@ TH_ALWAYS_INLINE int32_t th_smlad(uint32_t a, uint32_t b, int32_t acc)
 }
 TH_ALWAYS_INLINE int32_t th_smlabb(uint32_t a, uint32_t b, int32_t acc) { return acc + th_h0(a) * th_h0(b); }
 TH_ALWAYS_INLINE int32_t th_smlatt(uint32_t a, uint32_t b, int32_t acc) { return acc + th_h1(a) * th_h1(b); }
+TH_ALWAYS_INLINE int32_t th_smlabt(uint32_t a, uint32_t b, int32_t acc) { return acc + th_h0(a) * th_h1(b); }
+TH_ALWAYS_INLINE int32_t th_smlatb(uint32_t a, uint32_t b, int32_t acc) { return acc + th_h1(a) * th_h0(b); }
+TH_ALWAYS_INLINE uint32_t th_ssub16(uint32_t a, uint32_t b)
+{
+    return ((a - b) & 0xFFFFu) | (((a >> 16) - (b >> 16)) << 16);
+}
+TH_ALWAYS_INLINE uint32_t th_usada8(uint32_t a, uint32_t b, uint32_t acc)
+{
+    for (int i = 0; i < 32; i += 8) {
+        const int32_t d = (int32_t)((a >> i) & 0xFFu) - (int32_t)((b >> i) & 0xFFu);
+        acc += (uint32_t)(d < 0 ? -d : d);
+    }
+    return acc;
+}
 #else
 #define TH_USE_SIMD 0
 #endif
 
 TH_ALWAYS_INLINE uint32_t th_ru4(uint32_t n) { return (n + 3u) & ~3u; }
+
+/* Halfword packing (PKHBT / PKHTB): (lo16(a), lo16(b)) and (hi16(a), hi16(b)). */
+#if defined(__ARM_FEATURE_DSP) && !defined(TH_NO_DSP)
+TH_ALWAYS_INLINE uint32_t th_pack_lo(uint32_t a, uint32_t b)
+{
+    uint32_t r;
+    __asm("pkhbt %0, %1, %2, lsl #16" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+TH_ALWAYS_INLINE uint32_t th_pack_hi(uint32_t a, uint32_t b)
+{
+    uint32_t r;
+    __asm("pkhtb %0, %2, %1, asr #16" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+#else
+TH_ALWAYS_INLINE uint32_t th_pack_lo(uint32_t a, uint32_t b) { return (a & 0xFFFFu) | (b << 16); }
+TH_ALWAYS_INLINE uint32_t th_pack_hi(uint32_t a, uint32_t b) { return (a >> 16) | (b & 0xFFFF0000u); }
+#endif
+
+/* Unaligned little-endian 32-bit store (a single STR on Cortex-M3 and up). */
+TH_ALWAYS_INLINE void th_store32(void *p, uint32_t v) { memcpy(p, &v, 4); }
+
+/* ---------------------------------------------------------------------------------------------------------- */
+/* Fast requantization (th_rq2 in th_requant.h) */
+
+/* 1 when th_rq2 (th_requant.h) is exact for output channels [0, n) of L: every multiplier > 0, every shift in
+ * [-22, max_left], and (|bias| + taps * max|x - zp| * max|w|) << max(shift, 0) < 2^lim_log2 for every channel
+ * (lim_log2 <= 29 keeps the doubled, left-shifted accumulator under 2^30; kernels that scale their
+ * accumulators pass less). `rnd` (if not NULL) is set to 1 when every shift is negative (th_rq2 rounds every
+ * channel), else 0. Checked once per call. */
+static inline int th_rq_fast_ok(const th_layer_t *L, uint32_t n, uint32_t taps, int ab, int wb, int lim_log2,
+                                int max_left, int *rnd)
+{
+    const int64_t dot = (int64_t)taps * (int64_t)((1 << ab) - 1) * (int64_t)((1 << (wb - 1)) - 1);
+    int all_neg = 1;
+    for (uint32_t o = 0; o < n; ++o) {
+        const int64_t b = L->bias[o] < 0 ? -(int64_t)L->bias[o] : (int64_t)L->bias[o];
+        const int32_t s = L->shift[o];
+        if (s < -22 || s > max_left || s >= lim_log2 || L->mult[o] <= 0) {
+            return 0;
+        }
+        if (dot + b >= ((int64_t)1 << (lim_log2 - (s > 0 ? s : 0)))) {
+            return 0;
+        }
+        all_neg &= s < 0;
+    }
+    if (rnd != 0) {
+        *rnd = all_neg;
+    }
+    return 1;
+}
+
+/* Requantization parameters of one output channel for th_rq2, derived from L once per channel. `ls`: the
+ * left shift (1 + max(shift, 0)) that turns the accumulator into th_rq2's t. */
+typedef struct {
+    int32_t m, r, e, ls, mk; /* mk: -1 when e > 0 (th_rq2's sign correction applies), else 0 */
+} th_rq_t;
+
+TH_ALWAYS_INLINE th_rq_t th_rq_channel(const th_layer_t *L, uint32_t o, int32_t zp)
+{
+    th_rq_t q;
+    const int32_t s = L->shift[o];
+    q.m = L->mult[o];
+    q.e = s < 0 ? -s : 0;
+    q.ls = s > 0 ? s + 1 : 1;
+    q.r = th_rq_round(zp, q.e);
+    q.mk = q.e > 0 ? -1 : 0;
+    return q;
+}
+
+/* How an ob-bit output is clamped to [act_min, act_max]: TH_CLAMP_FULL when that is the whole ob-bit range (one
+ * saturation), TH_CLAMP_HI when only the top is narrower (ReLU6: saturation, then a minimum), else both bounds. */
+#define TH_CLAMP_ANY 0
+#define TH_CLAMP_FULL 1
+#define TH_CLAMP_HI 2
+TH_ALWAYS_INLINE int th_clamp_kind(const th_layer_t *L, int ob)
+{
+    if (L->act_min != -(1 << (ob - 1))) {
+        return TH_CLAMP_ANY;
+    }
+    return L->act_max == (1 << (ob - 1)) - 1 ? TH_CLAMP_FULL : TH_CLAMP_HI;
+}
+
+/* v clamped to [lo, hi] as `kind` (a constant) allows. */
+TH_ALWAYS_INLINE int32_t th_clamp_as(int32_t v, int32_t lo, int32_t hi, const int ob, const int kind)
+{
+#if defined(__ARM_FEATURE_SAT)
+    if (kind == TH_CLAMP_FULL) {
+        return __ssat(v, ob);
+    }
+    if (kind == TH_CLAMP_HI) {
+        v = __ssat(v, ob);
+        return v > hi ? hi : v;
+    }
+#else
+    (void)ob;
+    (void)kind;
+#endif
+    return th_clamp(v, lo, hi);
+}
+
+/* The output of one channel from t = acc << q.ls: th_rq2 when `rnd` (every shift of the layer negative), else
+ * with the sign correction masked per channel. */
+TH_ALWAYS_INLINE int32_t th_rq_out(int32_t t, th_rq_t q, const int rnd)
+{
+    if (rnd) {
+        return th_rq2(t, q.m, q.r, q.e);
+    }
+    return (th_smmlar(t, q.m, q.r) + ((t >> 31) & q.mk)) >> q.e;
+}
+
+/* Output channel c of n pixels from their t values: ob == 8 writes y[i * ystep], else th_put(y + i * ystep, c).
+ * `kind`: th_clamp_kind of the layer. */
+TH_ALWAYS_INLINE void th_rq_row(const int32_t *t, uint32_t n, th_rq_t q, int32_t lo, int32_t hi, uint8_t *y,
+                                uint32_t ystep, uint32_t c, const int ob, const int rnd, const int kind)
+{
+    const int32_t *const end = t + n;
+    for (; t != end; ++t, y += ystep) {
+        const int32_t v = th_clamp_as(th_rq_out(*t, q, rnd), lo, hi, ob, kind);
+        if (ob == 8) {
+            *y = (uint8_t)v;
+        } else {
+            th_put(y, c, ob, v);
+        }
+    }
+}
 
 /* ---------------------------------------------------------------------------------------------------------- */
 /* int8 x q15 matrix core shared by conv2d/pointwise/fc a8w8 (kernels/matmul.c).

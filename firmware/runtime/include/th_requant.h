@@ -55,6 +55,51 @@ static inline int32_t th_requant_clamp(int32_t acc, int32_t multiplier, int32_t 
     return (v < vlo ? vlo : (v > vhi ? vhi : v)) + out_zp;
 }
 
+/* ---------------------------------------------------------------------------------------------------------- */
+/* Fast path, exact under conditions a kernel checks once per layer (th_rq_fast_ok in th_kernels.h):
+ *
+ *   multiplier m > 0, shift s in [-22, 31], and t = acc * 2^(max(s, 0) + 1) within |t| < 2^30.
+ *
+ * With e = max(-s, 0) and r = (2 zp + 1) << (e - 1) (r = zp when e = 0):
+ *   out_zp + mbqm(acc, m, s) == th_rq2(t, m, r, e)   (e >= 1)     == th_smmlar(t, m, zp)   (e == 0)
+ *   srdhm(acc << s, m) = floor((t m + 2^31) / 2^32): one SMMLAR, which also adds r (zp and the rounding half);
+ *   rdbpot's "ties away from zero" needs 1 subtracted for negative values: the sign of t is the sign of the
+ *   product (m > 0), and when the product rounds to 0 the subtraction is absorbed by the shift.
+ * No intermediate overflows: |srdhm| < 2^29 and |r| < 2^29.01 for e <= 22 and |zp| <= 128. */
+
+#if defined(__ARM_FEATURE_DSP) && !defined(TH_NO_DSP) && defined(__GNUC__)
+/* (r * 2^32 + a * b + 2^31) >> 32 */
+static inline __attribute__((always_inline)) int32_t th_smmlar(int32_t a, int32_t b, int32_t r)
+{
+    int32_t d;
+    __asm("smmlar %0, %1, %2, %3" : "=r"(d) : "r"(a), "r"(b), "r"(r));
+    return d;
+}
+#else
+static inline int32_t th_smmlar(int32_t a, int32_t b, int32_t r)
+{
+    return (int32_t)(((int64_t)r * 4294967296LL + (int64_t)a * (int64_t)b + 2147483648LL) >> 32);
+}
+#endif
+
+/* out_zp + mbqm(t / 2, m, -e) under the fast-path conditions, e >= 1; r = th_rq_round(zp, e). */
+static inline int32_t th_rq2(int32_t t, int32_t m, int32_t r, int32_t e)
+{
+    return (th_smmlar(t, m, r) + (t >> 31)) >> e;
+}
+
+/* The constant th_rq2 adds: (2 zp + 1) << (e - 1) == zp * 2^e + 2^(e-1); zp itself when e == 0. */
+static inline int32_t th_rq_round(int32_t zp, int32_t e)
+{
+    return e > 0 ? (int32_t)((uint32_t)(2 * zp + 1) << (e - 1)) : zp;
+}
+
+static inline int32_t th_clamp(int32_t v, int32_t lo, int32_t hi)
+{
+    v = v < lo ? lo : v;
+    return v > hi ? hi : v;
+}
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,11 +1,17 @@
 /*
  * depthwise.c - depthwise convolution (channel multiplier 1), weights (Kh, Kw, C) with byte-aligned C rows.
  *
- *   th_depthwise_a8w8  per output pixel, four channels at a time held in registers across the valid taps (the
- *                      window is clipped once per pixel, so no per-tap bounds checks); with DSP the four
- *                      products come from SXTAB16/SXTB16 + SMLABB/SMLATT on one input and one weight word.
+ *   3x3, stride 1 or 2, every (A, W) pair (dw3_rows): channels in chunks of TH_DW_CHUNK; per chunk the three
+ *   input rows an output row needs are held in scratch as centred int16 column pairs with the padding columns
+ *   zeroed (a ring of three rows: each input row is converted once per chunk; padding rows read a zero row).
+ *   One channel then slides along the output row with its nine (pre-shifted) weights in five registers:
+ *   SMLAD takes two horizontal taps at once, two outputs per step, so the interior needs no bounds checks;
+ *   a second pass requantizes the row with th_rq2 (one SMMLAR) when th_rq_fast_ok holds for the layer.
+ *   Every input precision only changes the row conversion; every weight precision only the weight setup.
+ *   Other shapes, cores without DSP and layers whose requantization parameters fail the fast-path check:
+ *   th_depthwise_a8w8 -> depthwise_s8_pixels (four channels per pixel in registers), other pairs ->
+ *   depthwise_generic (packed fields read in place).
  *   th_depthwise_ref   plain loops, int8 only.
- *   other pairs        depthwise_generic specialised per (A, W): packed fields read in place, no scratch.
  */
 #include "th_kernels.h"
 
@@ -60,7 +66,7 @@ TH_ALWAYS_INLINE void dw_group4(const int8_t *xp0, const int8_t *wp0, uint32_t x
     acc[3] = a3;
 }
 
-void th_depthwise_a8w8(TH_KERNEL_ARGS)
+static void depthwise_s8_pixels(TH_KERNEL_ARGS)
 {
     (void)in2;
     (void)scratch;
@@ -145,7 +151,7 @@ void th_depthwise_ref(TH_KERNEL_ARGS)
     }
 }
 
-TH_ALWAYS_INLINE void depthwise_generic(TH_KERNEL_ARGS, const int ab, const int wb)
+static void depthwise_generic(TH_KERNEL_ARGS, const int ab, const int wb)
 {
     (void)in2;
     (void)scratch;
@@ -178,11 +184,289 @@ TH_ALWAYS_INLINE void depthwise_generic(TH_KERNEL_ARGS, const int ab, const int 
     }
 }
 
-TH_GENERIC_PAIR(depthwise, depthwise_generic, 2, 2)
-TH_GENERIC_PAIR(depthwise, depthwise_generic, 2, 4)
-TH_GENERIC_PAIR(depthwise, depthwise_generic, 2, 8)
-TH_GENERIC_PAIR(depthwise, depthwise_generic, 4, 2)
-TH_GENERIC_PAIR(depthwise, depthwise_generic, 4, 4)
-TH_GENERIC_PAIR(depthwise, depthwise_generic, 4, 8)
-TH_GENERIC_PAIR(depthwise, depthwise_generic, 8, 2)
-TH_GENERIC_PAIR(depthwise, depthwise_generic, 8, 4)
+
+/* ---------------------------------------------------------------------------------------------------------- */
+/* 3x3 row-buffer kernel
+ *
+ * A row buffer holds one input row of a chunk as centred int16 in column pairs: word (p * TH_DW_CHUNK + k) is
+ * (x[2p][k], x[2p + 1][k]) for buffer columns 2p, 2p + 1 (column b = input column b - pad_l; padding columns
+ * are 0). A channel walks its words TH_DW_CHUNK apart: every load is aligned, the conversion stores a pixel
+ * pair's 16 channels at immediate offsets, and one SMLAD covers two horizontal taps. */
+
+#if TH_USE_SIMD
+#define DW_CH TH_DW_CHUNK
+
+/* Words (pairs of int16 columns) in a row buffer: the columns the outputs read, plus one pair of slack. */
+TH_ALWAYS_INLINE uint32_t dw3_pairs(const th_tensor_t *out, uint32_t stride)
+{
+    const uint32_t used = ((uint32_t)out->w - 1u) * stride + 3u;
+    return (used + 1u) / 2u + 1u;
+}
+
+/* Lane `b & 1` of column pair b / 2 of channel k. */
+TH_ALWAYS_INLINE void dw3_set(uint32_t *buf, uint32_t b, uint32_t k, int32_t v)
+{
+    ((int16_t *)(buf + (b >> 1) * DW_CH + k))[b & 1u] = (int16_t)v;
+}
+
+/* Input row `xrow` (pixels ix < ix1) into a row buffer for channels c0 .. c0 + n - 1. */
+TH_ALWAYS_INLINE void dw3_convert(const uint8_t *xrow, uint32_t irb, uint32_t c0, uint32_t n, uint32_t ix1,
+                                  uint32_t pad_l, int32_t zp, uint32_t *buf, const int ab)
+{
+    uint32_t ix = 0;
+    if ((pad_l & 1u) != 0u && ix1 > 0u) { /* pixel 0 sits in the high lane of pair 0 */
+        for (uint32_t k = 0; k < n; ++k) {
+            dw3_set(buf, pad_l, k, th_get(xrow, c0 + k, ab) - zp);
+        }
+        ix = 1u;
+    }
+    if (n == DW_CH) { /* pixel pairs (ix, ix + 1) fill whole words */
+        const uint8_t *src = xrow + ix * irb + (c0 * (uint32_t)ab) / 8u;
+        uint32_t *d = buf + ((pad_l + ix) >> 1) * DW_CH;
+        if (ab == 8) {
+            const uint32_t off = ((uint32_t)(-zp) & 0xFFFFu) * 0x00010001u;
+            for (; ix + 2u <= ix1; ix += 2u, src += 2u * irb, d += DW_CH) {
+                for (uint32_t k = 0; k < DW_CH; k += 4u) {
+                    const uint32_t a = th_load32(src + k), b = th_load32(src + irb + k);
+                    const uint32_t ae = th_sxtab16(off, a), ao = th_sxtab16_ror8(off, a);
+                    const uint32_t be = th_sxtab16(off, b), bo = th_sxtab16_ror8(off, b);
+                    d[k] = th_pack_lo(ae, be);
+                    d[k + 1u] = th_pack_lo(ao, bo);
+                    d[k + 2u] = th_pack_hi(ae, be);
+                    d[k + 3u] = th_pack_hi(ao, bo);
+                }
+            }
+        } else {
+            /* offset binary (x + 2^(ab-1)) in every field at once, then fields j and j + per/2 of a word land in
+             * the two 16-bit lanes after one shift and mask, and SSUB16 centres both */
+            const uint32_t flip = ab == 4 ? 0x88888888u : 0xAAAAAAAAu;
+            const uint32_t mask = ab == 4 ? 0x000F000Fu : 0x00030003u;
+            const uint32_t sub = ((uint32_t)((1 << (ab - 1)) + zp) & 0xFFFFu) * 0x00010001u;
+            const uint32_t per = 32u / (uint32_t)ab; /* fields per word */
+            for (; ix + 2u <= ix1; ix += 2u, src += 2u * irb, d += DW_CH) {
+                for (uint32_t q = 0; q < (uint32_t)ab / 2u; ++q) {
+                    const uint32_t a = th_load32(src + 4u * q) ^ flip, b = th_load32(src + irb + 4u * q) ^ flip;
+                    uint32_t *dq = d + q * per;
+                    for (uint32_t j = 0; j < per / 2u; ++j) {
+                        const uint32_t la = th_ssub16((a >> (j * (uint32_t)ab)) & mask, sub);
+                        const uint32_t lb = th_ssub16((b >> (j * (uint32_t)ab)) & mask, sub);
+                        dq[j] = th_pack_lo(la, lb);
+                        dq[j + per / 2u] = th_pack_hi(la, lb);
+                    }
+                }
+            }
+        }
+    }
+    for (; ix < ix1; ++ix) {
+        const uint8_t *px = xrow + ix * irb;
+        for (uint32_t k = 0; k < n; ++k) {
+            dw3_set(buf, pad_l + ix, k, th_get(px, c0 + k, ab) - zp);
+        }
+    }
+}
+
+/* Accumulators (th_rq2's t) of one channel along one output row. r0..r2: the channel's first word in the three
+ * row buffers; wk: (w00,w01) (w10,w11) (w20,w21) (w02,w12) (w22,0) as int16 pairs, pre-shifted; b: the
+ * pre-shifted bias. Requantization is a separate pass (th_rq_row): a fused loop spills registers. */
+TH_ALWAYS_INLINE void dw3_acc_row(const uint32_t *r0, const uint32_t *r1, const uint32_t *r2, const uint32_t *wk,
+                                  int32_t b, uint32_t ow, int32_t *acc, const int stride)
+{
+    const uint32_t w0 = wk[0], w1 = wk[1], w2 = wk[2], wa = wk[3], wb = wk[4];
+    int32_t *const end = acc + (ow & ~1u);
+    while (acc != end) {
+        int32_t s0 = b, s1 = b;
+        if (stride == 1) { /* outputs 2p, 2p + 1 read pairs p and p + 1: (x0,x1) (x2,x3) */
+            uint32_t p01 = r0[0], p23 = r0[DW_CH];
+            s0 = th_smlad(w0, p01, s0);
+            s0 = th_smlabb(wa, p23, s0);
+            s1 = th_smlabt(w0, p01, s1);
+            s1 = th_smlatb(w0, p23, s1);
+            s1 = th_smlabt(wa, p23, s1);
+            p01 = r1[0], p23 = r1[DW_CH];
+            s0 = th_smlad(w1, p01, s0);
+            s0 = th_smlatb(wa, p23, s0);
+            s1 = th_smlabt(w1, p01, s1);
+            s1 = th_smlatb(w1, p23, s1);
+            s1 = th_smlatt(wa, p23, s1);
+            p01 = r2[0], p23 = r2[DW_CH];
+            s0 = th_smlad(w2, p01, s0);
+            s0 = th_smlabb(wb, p23, s0);
+            s1 = th_smlabt(w2, p01, s1);
+            s1 = th_smlatb(w2, p23, s1);
+            s1 = th_smlabt(wb, p23, s1);
+            r0 += DW_CH, r1 += DW_CH, r2 += DW_CH;
+        } else { /* outputs p, p + 1 read pairs p, p + 1, p + 2 */
+            uint32_t p01 = r0[0], p23 = r0[DW_CH], p45 = r0[2u * DW_CH];
+            s0 = th_smlad(w0, p01, s0);
+            s1 = th_smlad(w0, p23, s1);
+            s0 = th_smlabb(wa, p23, s0);
+            s1 = th_smlabb(wa, p45, s1);
+            p01 = r1[0], p23 = r1[DW_CH], p45 = r1[2u * DW_CH];
+            s0 = th_smlad(w1, p01, s0);
+            s1 = th_smlad(w1, p23, s1);
+            s0 = th_smlatb(wa, p23, s0);
+            s1 = th_smlatb(wa, p45, s1);
+            p01 = r2[0], p23 = r2[DW_CH], p45 = r2[2u * DW_CH];
+            s0 = th_smlad(w2, p01, s0);
+            s1 = th_smlad(w2, p23, s1);
+            s0 = th_smlabb(wb, p23, s0);
+            s1 = th_smlabb(wb, p45, s1);
+            r0 += 2u * DW_CH, r1 += 2u * DW_CH, r2 += 2u * DW_CH;
+        }
+        acc[0] = s0;
+        acc[1] = s1;
+        acc += 2;
+    }
+    if (ow & 1u) {
+        int32_t s0 = b;
+        s0 = th_smlad(w0, r0[0], s0);
+        s0 = th_smlabb(wa, r0[DW_CH], s0);
+        s0 = th_smlad(w1, r1[0], s0);
+        s0 = th_smlatb(wa, r1[DW_CH], s0);
+        s0 = th_smlad(w2, r2[0], s0);
+        s0 = th_smlabb(wb, r2[DW_CH], s0);
+        acc[0] = s0;
+    }
+}
+
+TH_ALWAYS_INLINE uint32_t dw3_pair(int32_t lo, int32_t hi, uint32_t ls)
+{
+    return (((uint32_t)lo << ls) & 0xFFFFu) | ((uint32_t)hi << (16u + ls));
+}
+
+/* Weights of channels c0 .. c0 + n - 1 as five int16 pair words each (see dw3_acc_row), pre-shifted by the
+ * channel's th_rq_t.ls so that the accumulator is th_rq2's t (th_rq_fast_ok's max_left keeps them int16). */
+TH_ALWAYS_INLINE void dw3_weights(const th_layer_t *L, uint32_t wrb, uint32_t c0, uint32_t n, uint32_t *wk,
+                                  const int wbits)
+{
+    const uint8_t *w = (const uint8_t *)L->weights;
+    for (uint32_t k = 0; k < n; ++k, wk += 5) {
+        int32_t t[9];
+        const uint32_t ls = (uint32_t)th_rq_channel(L, c0 + k, 0).ls;
+        for (uint32_t i = 0; i < 9u; ++i) {
+            t[i] = th_get(w + i * wrb, c0 + k, wbits);
+        }
+        wk[0] = dw3_pair(t[0], t[1], ls);
+        wk[1] = dw3_pair(t[3], t[4], ls);
+        wk[2] = dw3_pair(t[6], t[7], ls);
+        wk[3] = dw3_pair(t[2], t[5], ls);
+        wk[4] = dw3_pair(t[8], 0, ls);
+    }
+}
+
+typedef void (*dw3_rq_fn)(const int32_t *t, uint32_t n, th_rq_t q, int32_t lo, int32_t hi, uint8_t *y,
+                          uint32_t ystep, uint32_t c, int ob);
+
+/* The requantization passes, one per (output bits, rounding, clamp) case, picked once per call. */
+#define DW3_RQ(NAME, OB, RND, KIND)                                                                             \
+    static void NAME(const int32_t *t, uint32_t n, th_rq_t q, int32_t lo, int32_t hi, uint8_t *y, uint32_t ystep, \
+                     uint32_t c, int ob)                                                                        \
+    {                                                                                                           \
+        (void)ob;                                                                                               \
+        th_rq_row(t, n, q, lo, hi, y, ystep, c, OB, RND, KIND);                                                 \
+    }
+DW3_RQ(dw3_rq_8_r_full, 8, 1, TH_CLAMP_FULL)
+DW3_RQ(dw3_rq_8_r_hi, 8, 1, TH_CLAMP_HI)
+DW3_RQ(dw3_rq_8_r_any, 8, 1, TH_CLAMP_ANY)
+DW3_RQ(dw3_rq_8_full, 8, 0, TH_CLAMP_FULL)
+DW3_RQ(dw3_rq_8_hi, 8, 0, TH_CLAMP_HI)
+DW3_RQ(dw3_rq_8_any, 8, 0, TH_CLAMP_ANY)
+DW3_RQ(dw3_rq_4, 4, 0, TH_CLAMP_ANY)
+DW3_RQ(dw3_rq_2, 2, 0, TH_CLAMP_ANY)
+
+static dw3_rq_fn dw3_rq_pick(const th_layer_t *L, int ob, int rnd)
+{
+    static const dw3_rq_fn fns[2][3] = {{dw3_rq_8_any, dw3_rq_8_full, dw3_rq_8_hi},
+                                        {dw3_rq_8_r_any, dw3_rq_8_r_full, dw3_rq_8_r_hi}};
+    if (ob != 8) {
+        return ob == 4 ? dw3_rq_4 : dw3_rq_2;
+    }
+    return fns[rnd != 0][th_clamp_kind(L, 8)];
+}
+
+TH_ALWAYS_INLINE void dw3_rows(TH_KERNEL_ARGS, const int ab, const int wbits, const int stride, dw3_rq_fn rq)
+{
+    (void)in2;
+    const uint8_t *x = arena + in->offset;
+    uint8_t *y = arena + out->offset;
+    const uint32_t C = in->c, W = in->w, H = in->h, ow = out->w, oh = out->h;
+    const int ob = out->bits;
+    const uint32_t irb = th_row_bytes(C, ab), wrb = th_row_bytes(C, wbits), orb = th_row_bytes(C, ob);
+    const uint32_t np = dw3_pairs(out, (uint32_t)stride);
+    const uint32_t pad_l = L->pad_l;
+    const int32_t zp = in->zero_point, ozp = out->zero_point, lo = L->act_min, hi = L->act_max;
+    /* input columns some output reads: buffer columns below 2 * (np - 1) */
+    const uint32_t ix1 = W < 2u * (np - 1u) - pad_l ? W : 2u * (np - 1u) - pad_l;
+    const uint32_t slot_words = np * DW_CH;
+    uint32_t *wk = (uint32_t *)scratch;
+    int32_t *acc = (int32_t *)(wk + 5u * DW_CH);
+    uint32_t *zero = (uint32_t *)(acc + ow);
+    uint32_t *slots = zero + slot_words;
+    memset(zero, 0, slot_words * sizeof(uint32_t));
+    for (uint32_t c0 = 0; c0 < C; c0 += DW_CH) {
+        const uint32_t n = C - c0 < DW_CH ? C - c0 : DW_CH;
+        int32_t held[3] = {-1, -1, -1};
+        dw3_weights(L, wrb, c0, n, wk, wbits);
+        memset(slots, 0, 3u * slot_words * sizeof(uint32_t));
+        for (uint32_t oy = 0; oy < oh; ++oy) {
+            const uint32_t *rows[3];
+            for (uint32_t i = 0; i < 3u; ++i) {
+                const int32_t iy = (int32_t)(oy * (uint32_t)stride + i) - (int32_t)L->pad_t;
+                if (iy < 0 || iy >= (int32_t)H) {
+                    rows[i] = zero;
+                    continue;
+                }
+                const uint32_t s = (uint32_t)iy % 3u;
+                uint32_t *slot = slots + s * slot_words;
+                if (held[s] != iy) {
+                    dw3_convert(x + (uint32_t)iy * W * irb, irb, c0, n, ix1, pad_l, zp, slot, ab);
+                    held[s] = iy;
+                }
+                rows[i] = slot;
+            }
+            uint8_t *yrow = y + oy * ow * orb;
+            for (uint32_t k = 0; k < n; ++k) {
+                const uint32_t c = c0 + k;
+                const th_rq_t q = th_rq_channel(L, c, ozp);
+                dw3_acc_row(rows[0] + k, rows[1] + k, rows[2] + k, wk + 5u * k,
+                            (int32_t)((uint32_t)L->bias[c] << q.ls), ow, acc, stride);
+                rq(acc, ow, q, lo, hi, ob == 8 ? yrow + c : yrow, orb, c, ob);
+            }
+        }
+    }
+}
+
+/* The fast path applies: 3x3, stride 1 or 2, and requantization parameters fit th_rq2 (left shifts up to what
+ * keeps the pre-shifted weights int16). */
+static int dw3_applies(const th_layer_t *L, const th_tensor_t *in, int ab, int wb, int *rnd)
+{
+    return L->kh == 3u && L->kw == 3u && (L->stride == 1u || L->stride == 2u) &&
+           th_rq_fast_ok(L, in->c, 9u, ab, wb, 29, 15 - wb, rnd);
+}
+
+#define TH_DW_PAIR(A, W, FALLBACK)                                                                              \
+    void th_depthwise_a##A##w##W(TH_KERNEL_ARGS)                                                                \
+    {                                                                                                           \
+        int rnd;                                                                                                \
+        if (!dw3_applies(L, in, A, W, &rnd)) {                                                                  \
+            FALLBACK;                                                                                           \
+        } else if (L->stride == 2u) {                                                                           \
+            dw3_rows(L, in, in2, out, arena, scratch, A, W, 2, dw3_rq_pick(L, out->bits, rnd));                 \
+        } else {                                                                                                \
+            dw3_rows(L, in, in2, out, arena, scratch, A, W, 1, dw3_rq_pick(L, out->bits, rnd));                 \
+        }                                                                                                       \
+    }
+#else
+#define TH_DW_PAIR(A, W, FALLBACK)                                                                              \
+    void th_depthwise_a##A##w##W(TH_KERNEL_ARGS) { FALLBACK; }
+#endif
+
+TH_DW_PAIR(8, 8, depthwise_s8_pixels(L, in, in2, out, arena, scratch))
+TH_DW_PAIR(8, 4, depthwise_generic(L, in, in2, out, arena, scratch, 8, 4))
+TH_DW_PAIR(8, 2, depthwise_generic(L, in, in2, out, arena, scratch, 8, 2))
+TH_DW_PAIR(4, 8, depthwise_generic(L, in, in2, out, arena, scratch, 4, 8))
+TH_DW_PAIR(4, 4, depthwise_generic(L, in, in2, out, arena, scratch, 4, 4))
+TH_DW_PAIR(4, 2, depthwise_generic(L, in, in2, out, arena, scratch, 4, 2))
+TH_DW_PAIR(2, 8, depthwise_generic(L, in, in2, out, arena, scratch, 2, 8))
+TH_DW_PAIR(2, 4, depthwise_generic(L, in, in2, out, arena, scratch, 2, 4))
+TH_DW_PAIR(2, 2, depthwise_generic(L, in, in2, out, arena, scratch, 2, 2))
