@@ -10,7 +10,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from harness.data.registry import load_data
-from harness.models.registry import build_model, checkpoint_path
+from harness.models.registry import build_model, checkpoint_path, load_checkpoint
 from harness.models.train import TrainConfig, fit, save_checkpoint
 
 
@@ -22,6 +22,10 @@ def main(cfg: DictConfig, run_dir: Path) -> dict:
     console = Console(stderr=True)
     data = load_data(cfg.data)
     model = build_model(cfg.model, num_classes=data.num_classes)
+    init = cfg.get("init_checkpoint")
+    if init:  # continue from earlier weights (e.g. one more low-lr epoch on a shipped checkpoint)
+        load_checkpoint(model, init)
+        console.print(f"starting from {init}")
     tcfg = TrainConfig.from_mapping(cfg.get("train"))
     model_name, data_name = str(cfg.model.name), str(cfg.data.name)
     console.print(f"training {model_name} on {data_name}: {len(data.train)} train / {len(data.test)} test, "
@@ -30,7 +34,7 @@ def main(cfg: DictConfig, run_dir: Path) -> dict:
     sidecar = {
         "model": model_name, "data": data_name,
         "command": "tinyhil train " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
-        "seed": tcfg.seed, "float_top1": result["test_top1"], "n_train": len(data.train),
+        "seed": tcfg.seed, "init_checkpoint": str(init) if init else None, "float_top1": result["test_top1"], "n_train": len(data.train),
         "n_test": len(data.test), "input_shape": list(model.input_shape), "num_classes": data.num_classes,
         "train_seconds": result["train_seconds"], "date": _dt.datetime.now().isoformat(timespec="seconds"),
         "train": result["config"], "model_config": OmegaConf.to_container(cfg.model, resolve=True),
