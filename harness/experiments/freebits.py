@@ -49,6 +49,25 @@ def faster_pairs(table, layers) -> dict[str, int]:
     return {c: int((m[c] < 1.0).sum()) for c in m.columns if c != "a8w8"}
 
 
+def latency_bounds(table, layers, start, int8_predicted: float) -> dict:
+    """What the table says is reachable: the exact fastest raise-only configuration from ``start`` (what Free
+    Bits approximates) and the fastest configuration of all (the latency ILP), both predicted, and vs int8."""
+    from harness.errors import TinyHilError
+    from harness.search.bitops_budget import bitops_search
+
+    out: dict = {}
+    for name, floor in (("ilp_raise_only", start), ("ilp_fastest", None)):
+        try:
+            c = bitops_search(layers, objective="latency", table=table, floor=floor)
+            pred = table.predict(layers, c, estimate=True)[0]
+        except TinyHilError:
+            out[f"{name}_predicted_count"] = None
+            continue
+        out[f"{name}_predicted_count"] = pred
+        out[f"{name}_vs_int8_pct"] = 100.0 * (1.0 - pred / int8_predicted)
+    return out
+
+
 def _qat(cfg: DictConfig, p, qnet, log) -> dict:
     """Short QAT of ``qnet`` in place on a training subset; test top-1 measured on the host eval images."""
     from harness.data.base import DataSplits, ImageSet
@@ -270,6 +289,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
         "goal": f">= {GOAL_REDUCTION_PCT} % fewer counts than int8 at <= {GOAL_MAX_TOP1_LOSS_PTS} point top-1 loss",
         "goal_met": bool(reduction >= GOAL_REDUCTION_PCT and loss_pts <= GOAL_MAX_TOP1_LOSS_PTS),
         "pairs_faster_than_a8w8": faster_pairs(res.table, layers),
+        **latency_bounds(res.table, layers, start, res.table.predict(layers, int8, estimate=True)[0]),
         "final_pairs": _pair_counts(final),
         "start_pairs": _pair_counts(start),
         "device_equals_reference_int8": d8.equals_reference,
