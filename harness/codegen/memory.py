@@ -17,6 +17,7 @@ from harness.codegen.validate import validate_model
 
 ALIGN = 4
 DW_CHUNK = 16  # TH_DW_CHUNK in firmware th_kernels.h
+MM_CB = 64  # TH_MM_CB: output channels per requantization table block
 
 
 def _align(n: int, a: int = ALIGN) -> int:
@@ -56,6 +57,14 @@ def lifetimes(model: IntModel, keep_input: bool = False) -> dict[str, tuple[int,
     return {k: (v[0], v[1]) for k, v in life.items()}
 
 
+def _lane_scratch(cin: int, cout: int, taps: int, w: int) -> int:
+    """th_mm_scratch_bytes: requantization table (24 B per channel of a 64-channel block), a two-pixel column in
+    lane order, two int16 tails and a natural int16 column."""
+    wrow = taps * row_bytes(cin, w)
+    kp, tail = wrow * (8 // w), (wrow % 4) * (8 // w)
+    return 24 * min(cout, MM_CB) + 4 * (wrow // 4) * (32 // w) + 2 * _align(2 * tail) + _align(2 * kp)
+
+
 def layer_scratch_bytes(model: IntModel, layer: IntLayer) -> int:
     """Scratch bytes the kernel chosen for ``layer`` needs (see the table in firmware th_kernels.h).
 
@@ -72,6 +81,8 @@ def layer_scratch_bytes(model: IntModel, layer: IntLayer) -> int:
         else:
             cinp = row_bytes(cin, w) * (8 // w)  # each tap padded to whole weight bytes
             need = 2 * taps * cinp
+        if layer.op != "fc":  # the lane core of packed_mm.c (th_mm_scratch_bytes)
+            need = max(need, _lane_scratch(cin, model.out_spec(layer).shape[2], taps, w))
         return _align(need)
     if layer.op == "depthwise" and (kh, kw) == (3, 3) and layer.stride in (1, 2):
         ow = model.out_spec(layer).shape[1]

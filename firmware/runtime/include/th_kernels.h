@@ -140,6 +140,18 @@ TH_ALWAYS_INLINE uint32_t th_usada8(uint32_t a, uint32_t b, uint32_t acc)
 
 TH_ALWAYS_INLINE uint32_t th_ru4(uint32_t n) { return (n + 3u) & ~3u; }
 
+/* x >> s (logical) for s in 0..32, where 32 gives 0 (a register-specified LSR on Arm). */
+#if defined(__ARM_FEATURE_DSP) && !defined(TH_NO_DSP)
+TH_ALWAYS_INLINE uint32_t th_lsr(int32_t x, int32_t s)
+{
+    uint32_t r;
+    __asm("lsr %0, %1, %2" : "=r"(r) : "r"(x), "r"(s));
+    return r;
+}
+#else
+TH_ALWAYS_INLINE uint32_t th_lsr(int32_t x, int32_t s) { return s >= 32 ? 0u : (uint32_t)x >> s; }
+#endif
+
 /* Halfword packing (PKHBT / PKHTB): (lo16(a), lo16(b)) and (hi16(a), hi16(b)). */
 #if defined(__ARM_FEATURE_DSP) && !defined(TH_NO_DSP)
 TH_ALWAYS_INLINE uint32_t th_pack_lo(uint32_t a, uint32_t b)
@@ -266,6 +278,76 @@ TH_ALWAYS_INLINE void th_rq_row(const int32_t *t, uint32_t n, th_rq_t q, int32_t
         }
     }
 }
+
+/* ---------------------------------------------------------------------------------------------------------- */
+/* Lane matrix core for conv2d / pointwise / fc at every (A, W) pair on DSP cores (kernels/packed_mm.c).
+ *
+ * A plan (th_mm_prepare) holds the weight row geometry and the core for the layer's weight bits, rounding and
+ * clamp; a job is one block of up to TH_MM_CB output channels with its requantization table (th_mm_rq_table).
+ * Columns: per pixel, the K centred inputs as int16 in the weights' lane order (packed_mm.c), two pixels
+ * interleaved word by word ("column pair"), and the K % (32 / wb) tail in natural order beside. */
+#define TH_MM_CB 64u
+
+typedef struct {
+    int32_t b, m, r, e; /* bias * 2^(8-wb); multiplier; th_rq2's r and e */
+    int32_t sh, sc;     /* (not rnd) accumulator -> t shift; 31 when e > 0, else 32 (th_lsr: no correction) */
+} th_mm_rq_t;
+
+typedef struct {
+    const uint8_t *w; /* weights of channel c0 */
+    uint32_t wrow, nwords, tbytes, c0, n;
+    const th_mm_rq_t *rq;
+    int32_t lo, hi;
+    int ob;
+} th_mm_job_t;
+
+typedef void (*th_mm_fn)(const th_mm_job_t *J, const uint32_t *cp, const int16_t *t0, const int16_t *t1,
+                         uint8_t *y0, uint8_t *y1);
+
+typedef struct {
+    th_mm_fn fn;
+    int ab, wb, rnd;
+    uint32_t wrow;      /* bytes of one output channel's weights */
+    uint32_t tap_bytes; /* bytes of one tap row (cin weights) */
+    uint32_t nwords;    /* whole 32-bit words in wrow */
+    uint32_t tbytes;    /* wrow % 4 */
+    uint32_t kp;        /* int16 entries of a column: wrow * 8 / wb */
+    uint32_t tail;      /* entries of the tail: tbytes * 8 / wb */
+} th_mm_plan_t;
+
+/* Fills P and returns 1 when the lane core applies to L (fast requantization exact), else 0. */
+int th_mm_prepare(const th_layer_t *L, const th_tensor_t *out, uint32_t taps, int ab, int wb, uint32_t cin,
+                  th_mm_plan_t *P);
+void th_mm_rq_table(const th_layer_t *L, const th_tensor_t *out, uint32_t c0, uint32_t n, int wb, int rnd,
+                    th_mm_rq_t *tab);
+/* n centred activations of a packed row as natural int16 (any n). */
+void th_mm_col_natural(const uint8_t *src, uint32_t n, int ab, int32_t zp, int16_t *dst);
+/* A natural column (kp entries, padding zeroed) into pixel px of a column pair and its tail. */
+void th_mm_col_finish(const th_mm_plan_t *P, const int16_t *nat, uint32_t *cp, int16_t *tail, uint32_t px);
+/* Lane words straight from packed activations when A == W and n is a multiple of 32 / W (dst: the pixel's
+ * first word in the column pair). */
+void th_mm_col_direct(const uint8_t *src, uint32_t n, int ab, int32_t zp, uint32_t *dst);
+/* Scratch bytes th_mm_run needs: requantization table, column pair, tails, natural column. */
+uint32_t th_mm_scratch_bytes(const th_mm_plan_t *P, uint32_t cout);
+/* conv2d / pointwise (a 1x1 conv without padding) through the lane core, two output pixels at a time. */
+void th_mm_run(TH_KERNEL_ARGS, const th_mm_plan_t *P);
+
+/* Defines th_<op>_a<A>w<W>: the lane core when th_mm_prepare accepts the layer, else FALLBACK. */
+#if TH_USE_SIMD
+#define TH_MM_PAIR(op, A, W, TAPS, FALLBACK)                                                                    \
+    void th_##op##_a##A##w##W(TH_KERNEL_ARGS)                                                                   \
+    {                                                                                                           \
+        th_mm_plan_t P;                                                                                         \
+        if (th_mm_prepare(L, out, (TAPS), A, W, in->c, &P)) {                                                   \
+            th_mm_run(L, in, in2, out, arena, scratch, &P);                                                     \
+        } else {                                                                                                \
+            FALLBACK;                                                                                           \
+        }                                                                                                       \
+    }
+#else
+#define TH_MM_PAIR(op, A, W, TAPS, FALLBACK)                                                                    \
+    void th_##op##_a##A##w##W(TH_KERNEL_ARGS) { FALLBACK; }
+#endif
 
 /* ---------------------------------------------------------------------------------------------------------- */
 /* int8 x q15 matrix core shared by conv2d/pointwise/fc a8w8 (kernels/matmul.c).

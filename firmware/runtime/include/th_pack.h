@@ -22,6 +22,13 @@ extern "C" {
 #define TH_ALWAYS_INLINE static inline
 #endif
 
+/* Fully unrolls the next loop (constant trip counts of the inner loops over the fields of a word). */
+#if defined(__GNUC__)
+#define TH_UNROLL _Pragma("GCC unroll 16")
+#else
+#define TH_UNROLL
+#endif
+
 /* Bytes of one packed row of n elements. */
 TH_ALWAYS_INLINE uint32_t th_row_bytes(uint32_t n, int bits)
 {

@@ -1,11 +1,12 @@
 /*
  * conv2d.c - standard convolution, weights (Cout, Kh, Kw, Cin) packed at w_bits with byte-aligned Cin rows.
  *
- *   th_conv2d_a8w8   im2col of two output pixels into int16 scratch (centred, padding = 0), then the 2x2
- *                    int8 x q15 core of matmul.c.
- *   th_conv2d_ref    plain loops, int8 only: the baseline the benchmark compares a8w8 with.
- *   other pairs      conv2d_generic specialised per (A, W): one centred int16 column per output pixel, each tap
- *                    padded to whole weight bytes, dotted with the packed weights byte by byte.
+ *   every (A, W) pair  the lane core of packed_mm.c (th_mm_run: im2col of two output pixels into lane-order
+ *                      int16 columns, two pixels x two channels per step) when th_mm_prepare accepts the layer.
+ *   fallbacks          (no DSP, requantization outside the fast path) a8w8 -> conv2d_s8: im2col into q15
+ *                      columns and the 2x2 core of matmul.c; other pairs -> conv2d_generic: one centred int16
+ *                      column per output pixel, each tap padded to whole weight bytes, dotted byte by byte.
+ *   th_conv2d_ref      plain loops, int8 only: the baseline the benchmark compares a8w8 with.
  */
 #include "th_kernels.h"
 
@@ -44,7 +45,7 @@ static void im2col_s8(const th_layer_t *L, const th_tensor_t *in, const uint8_t 
     }
 }
 
-void th_conv2d_a8w8(TH_KERNEL_ARGS)
+static void conv2d_s8(TH_KERNEL_ARGS)
 {
     (void)in2;
     const uint8_t *x = arena + in->offset;
@@ -104,7 +105,7 @@ void th_conv2d_ref(TH_KERNEL_ARGS)
     }
 }
 
-TH_ALWAYS_INLINE void conv2d_generic(TH_KERNEL_ARGS, const int ab, const int wb)
+static void conv2d_generic(TH_KERNEL_ARGS, const int ab, const int wb)
 {
     (void)in2;
     const uint8_t *x = arena + in->offset;
@@ -133,11 +134,12 @@ TH_ALWAYS_INLINE void conv2d_generic(TH_KERNEL_ARGS, const int ab, const int wb)
     }
 }
 
-TH_GENERIC_PAIR(conv2d, conv2d_generic, 2, 2)
-TH_GENERIC_PAIR(conv2d, conv2d_generic, 2, 4)
-TH_GENERIC_PAIR(conv2d, conv2d_generic, 2, 8)
-TH_GENERIC_PAIR(conv2d, conv2d_generic, 4, 2)
-TH_GENERIC_PAIR(conv2d, conv2d_generic, 4, 4)
-TH_GENERIC_PAIR(conv2d, conv2d_generic, 4, 8)
-TH_GENERIC_PAIR(conv2d, conv2d_generic, 8, 2)
-TH_GENERIC_PAIR(conv2d, conv2d_generic, 8, 4)
+TH_MM_PAIR(conv2d, 8, 8, (uint32_t)L->kh * L->kw, conv2d_s8(L, in, in2, out, arena, scratch))
+TH_MM_PAIR(conv2d, 8, 4, (uint32_t)L->kh * L->kw, conv2d_generic(L, in, in2, out, arena, scratch, 8, 4))
+TH_MM_PAIR(conv2d, 8, 2, (uint32_t)L->kh * L->kw, conv2d_generic(L, in, in2, out, arena, scratch, 8, 2))
+TH_MM_PAIR(conv2d, 4, 8, (uint32_t)L->kh * L->kw, conv2d_generic(L, in, in2, out, arena, scratch, 4, 8))
+TH_MM_PAIR(conv2d, 4, 4, (uint32_t)L->kh * L->kw, conv2d_generic(L, in, in2, out, arena, scratch, 4, 4))
+TH_MM_PAIR(conv2d, 4, 2, (uint32_t)L->kh * L->kw, conv2d_generic(L, in, in2, out, arena, scratch, 4, 2))
+TH_MM_PAIR(conv2d, 2, 8, (uint32_t)L->kh * L->kw, conv2d_generic(L, in, in2, out, arena, scratch, 2, 8))
+TH_MM_PAIR(conv2d, 2, 4, (uint32_t)L->kh * L->kw, conv2d_generic(L, in, in2, out, arena, scratch, 2, 4))
+TH_MM_PAIR(conv2d, 2, 2, (uint32_t)L->kh * L->kw, conv2d_generic(L, in, in2, out, arena, scratch, 2, 2))

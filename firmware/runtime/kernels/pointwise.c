@@ -1,10 +1,11 @@
 /*
  * pointwise.c - 1x1 convolution (optional stride, no padding), weights (Cout, Cin) with byte-aligned rows.
  *
- *   th_pointwise_a8w8  each input pixel becomes an interleaved q15 column once (no im2col needed), two pixels
- *                      at a time through the 2x2 core of matmul.c.
+ *   every (A, W) pair  the lane core of packed_mm.c (th_mm_run: each input pixel becomes a lane-order int16
+ *                      column once, two pixels x two channels per step, weights unpacked in registers) when
+ *                      th_mm_prepare accepts the layer; otherwise (no DSP, requantization outside the fast
+ *                      path) a8w8 -> pointwise_s8 (the 2x2 q15 core of matmul.c), others -> pointwise_generic.
  *   th_pointwise_ref   plain loops, int8 only.
- *   other pairs        pointwise_generic specialised per (A, W).
  */
 #include "th_kernels.h"
 
@@ -15,7 +16,7 @@ TH_ALWAYS_INLINE const uint8_t *src_pixel(const th_layer_t *L, const th_tensor_t
     return x + ((oy * L->stride) * in->w + ox * L->stride) * irb;
 }
 
-void th_pointwise_a8w8(TH_KERNEL_ARGS)
+static void pointwise_s8(TH_KERNEL_ARGS)
 {
     (void)in2;
     const uint8_t *x = arena + in->offset;
@@ -61,7 +62,7 @@ void th_pointwise_ref(TH_KERNEL_ARGS)
     }
 }
 
-TH_ALWAYS_INLINE void pointwise_generic(TH_KERNEL_ARGS, const int ab, const int wb)
+static void pointwise_generic(TH_KERNEL_ARGS, const int ab, const int wb)
 {
     (void)in2;
     const uint8_t *x = arena + in->offset;
@@ -78,11 +79,12 @@ TH_ALWAYS_INLINE void pointwise_generic(TH_KERNEL_ARGS, const int ab, const int 
     }
 }
 
-TH_GENERIC_PAIR(pointwise, pointwise_generic, 2, 2)
-TH_GENERIC_PAIR(pointwise, pointwise_generic, 2, 4)
-TH_GENERIC_PAIR(pointwise, pointwise_generic, 2, 8)
-TH_GENERIC_PAIR(pointwise, pointwise_generic, 4, 2)
-TH_GENERIC_PAIR(pointwise, pointwise_generic, 4, 4)
-TH_GENERIC_PAIR(pointwise, pointwise_generic, 4, 8)
-TH_GENERIC_PAIR(pointwise, pointwise_generic, 8, 2)
-TH_GENERIC_PAIR(pointwise, pointwise_generic, 8, 4)
+TH_MM_PAIR(pointwise, 8, 8, 1u, pointwise_s8(L, in, in2, out, arena, scratch))
+TH_MM_PAIR(pointwise, 8, 4, 1u, pointwise_generic(L, in, in2, out, arena, scratch, 8, 4))
+TH_MM_PAIR(pointwise, 8, 2, 1u, pointwise_generic(L, in, in2, out, arena, scratch, 8, 2))
+TH_MM_PAIR(pointwise, 4, 8, 1u, pointwise_generic(L, in, in2, out, arena, scratch, 4, 8))
+TH_MM_PAIR(pointwise, 4, 4, 1u, pointwise_generic(L, in, in2, out, arena, scratch, 4, 4))
+TH_MM_PAIR(pointwise, 4, 2, 1u, pointwise_generic(L, in, in2, out, arena, scratch, 4, 2))
+TH_MM_PAIR(pointwise, 2, 8, 1u, pointwise_generic(L, in, in2, out, arena, scratch, 2, 8))
+TH_MM_PAIR(pointwise, 2, 4, 1u, pointwise_generic(L, in, in2, out, arena, scratch, 2, 4))
+TH_MM_PAIR(pointwise, 2, 2, 1u, pointwise_generic(L, in, in2, out, arena, scratch, 2, 2))

@@ -1,0 +1,446 @@
+/*
+ * packed_mm.c - the lane matrix core behind conv2d, pointwise and fc at every (A, W) pair (DSP cores).
+ *
+ * Weights stay packed as stored (rows of `wrow` bytes, w_bits each). One 32-bit weight word holds G = 32/wb
+ * weights; masking one field per byte to the top of the byte and SXTB16 (plain or ROR 8) turn it into G/2
+ * "lane words" of two int16 weights, scaled by 2^(8-wb) (th_mm_lane: 0 shifts for 8-bit weights, a shift-and-
+ * mask for 4 and 2 bits). Lane word s of a weight word holds the weights at entries
+ *     e0(s) = (s % 2) * per + s / 2   and   e0(s) + 2 * per        (per = 8 / wb weights per byte),
+ * so the activations are stored in that order ("lane order") as centred int16, once per pixel, and each SMLAD
+ * then does two MACs with no per-MAC unpacking. The core blocks 2 output channels x 2 pixels; the two pixels'
+ * columns are interleaved word by word so one pointer walks both. The K % 32 bits tail of a weight row (whole
+ * bytes that do not fill a word) is done byte by byte against a plain int16 tail.
+ *
+ * Accumulators start at bias * 2^(8-wb) and are turned into th_rq2's t by one shift per output; the fast
+ * requantization holds when th_rq_fast_ok does for the layer (the kernels check, and fall back otherwise).
+ */
+#include "th_kernels.h"
+
+#if TH_USE_SIMD
+
+/* log2 of the weight scale of a lane word: 0 (8-bit), 4 (4-bit), 6 (2-bit). */
+#define MM_G(wb) ((wb) == 8 ? 0 : ((wb) == 4 ? 4 : 6))
+
+/* ---------------------------------------------------------------------------------------------------------- */
+/* Requantization table */
+
+void th_mm_rq_table(const th_layer_t *L, const th_tensor_t *out, uint32_t c0, uint32_t n, int wb, int rnd,
+                    th_mm_rq_t *tab)
+{
+    const int g = MM_G(wb);
+    for (uint32_t i = 0; i < n; ++i) {
+        const th_rq_t q = th_rq_channel(L, c0 + i, out->zero_point);
+        const int32_t sh = wb == 8 ? q.ls : g - q.ls;
+        tab[i].b = (int32_t)((uint32_t)L->bias[c0 + i] << g);
+        tab[i].m = q.m;
+        tab[i].r = q.r;
+        tab[i].e = q.e;
+        tab[i].sh = rnd ? 0 : sh;
+        tab[i].sc = q.e > 0 ? 31 : 32;
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------------------- */
+/* Columns */
+
+/* n centred activations of a packed row (from element 0) as natural-order int16. */
+static void col_natural(const uint8_t *src, uint32_t n, int ab, int32_t zp, int16_t *dst)
+{
+    uint32_t j = 0;
+    if (ab == 8) {
+        const uint32_t off = ((uint32_t)(-zp) & 0xFFFFu) * 0x00010001u;
+        for (; j + 4u <= n; j += 4u) {
+            const uint32_t v = th_load32(src + j);
+            const uint32_t e = th_sxtab16(off, v), o = th_sxtab16_ror8(off, v);
+            th_store32(dst + j, th_pack_lo(e, o));
+            th_store32(dst + j + 2u, th_pack_hi(e, o));
+        }
+    } else if (ab == 4) {
+        const uint32_t sub = ((uint32_t)(8 + zp) & 0xFFFFu) * 0x00010001u;
+        for (; j + 8u <= n; j += 8u) {
+            const uint32_t v = th_load32(src + j / 2u) ^ 0x88888888u;
+            const uint32_t l0 = th_ssub16(v & 0x000F000Fu, sub), l1 = th_ssub16((v >> 4) & 0x000F000Fu, sub);
+            const uint32_t l2 = th_ssub16((v >> 8) & 0x000F000Fu, sub), l3 = th_ssub16((v >> 12) & 0x000F000Fu, sub);
+            th_store32(dst + j, th_pack_lo(l0, l1));
+            th_store32(dst + j + 2u, th_pack_lo(l2, l3));
+            th_store32(dst + j + 4u, th_pack_hi(l0, l1));
+            th_store32(dst + j + 6u, th_pack_hi(l2, l3));
+        }
+    } else {
+        const uint32_t sub = ((uint32_t)(2 + zp) & 0xFFFFu) * 0x00010001u;
+        for (; j + 16u <= n; j += 16u) {
+            const uint32_t v = th_load32(src + j / 4u) ^ 0xAAAAAAAAu;
+            TH_UNROLL
+            for (uint32_t i = 0; i < 4u; ++i) {
+                const uint32_t a = th_ssub16((v >> (4u * i)) & 0x00030003u, sub);
+                const uint32_t b = th_ssub16((v >> (4u * i + 2u)) & 0x00030003u, sub);
+                th_store32(dst + j + 2u * i, th_pack_lo(a, b));
+                th_store32(dst + j + 8u + 2u * i, th_pack_hi(a, b));
+            }
+        }
+    }
+    for (; j < n; ++j) {
+        dst[j] = (int16_t)(th_get(src, j, ab) - zp);
+    }
+}
+
+/* Lane words of `nw` weight words from a natural column into dst[0], dst[2], ... (the caller offsets dst by the
+ * pixel: the two pixels' words interleave). */
+TH_ALWAYS_INLINE void col_permute_w(const int16_t *nat, uint32_t nw, uint32_t *dst, const int wb)
+{
+    const uint32_t per = 8u / (uint32_t)wb, G = 32u / (uint32_t)wb;
+    for (uint32_t j = 0; j < nw; ++j, nat += G, dst += G) {
+        uint32_t W[8];
+        TH_UNROLL
+        for (uint32_t i = 0; i < G / 2u; ++i) {
+            W[i] = th_load32(nat + 2u * i);
+        }
+        TH_UNROLL
+        for (uint32_t s = 0; s < G / 2u; ++s) {
+            const uint32_t e0 = (s & 1u) * per + s / 2u;
+            const uint32_t a = W[e0 >> 1], b = W[(e0 >> 1) + per];
+            dst[2u * s] = (e0 & 1u) ? th_pack_hi(a, b) : th_pack_lo(a, b);
+        }
+    }
+}
+
+static void col_permute(const int16_t *nat, uint32_t nw, uint32_t *dst, int wb)
+{
+    if (wb == 8) {
+        col_permute_w(nat, nw, dst, 8);
+    } else if (wb == 4) {
+        col_permute_w(nat, nw, dst, 4);
+    } else {
+        col_permute_w(nat, nw, dst, 2);
+    }
+}
+
+/* Direct lane words when the activation word and the weight word hold the same entries (A == W, whole words),
+ * n a multiple of G: 8 bits by SXTAB16, 4 and 2 bits by offset-binary fields (see th_kernels.h). */
+static void col_direct(const uint8_t *src, uint32_t n, int ab, int32_t zp, uint32_t *dst)
+{
+    if (ab == 8) {
+        const uint32_t off = ((uint32_t)(-zp) & 0xFFFFu) * 0x00010001u;
+        for (uint32_t j = 0; j < n; j += 4u, dst += 4) {
+            const uint32_t v = th_load32(src + j);
+            dst[0] = th_sxtab16(off, v);
+            dst[2] = th_sxtab16_ror8(off, v);
+        }
+    } else if (ab == 4) { /* fields (j, j + 4) of a word: lane words s = 0..3 are fields 0, 2, 1, 3 */
+        const uint32_t sub = ((uint32_t)(8 + zp) & 0xFFFFu) * 0x00010001u;
+        for (uint32_t j = 0; j < n; j += 8u, dst += 8) {
+            const uint32_t v = th_load32(src + j / 2u) ^ 0x88888888u;
+            dst[0] = th_ssub16(v & 0x000F000Fu, sub);
+            dst[4] = th_ssub16((v >> 4) & 0x000F000Fu, sub);
+            dst[2] = th_ssub16((v >> 8) & 0x000F000Fu, sub);
+            dst[6] = th_ssub16((v >> 12) & 0x000F000Fu, sub);
+        }
+    } else { /* fields (j, j + 8): lane words s = 0..7 are fields 0, 4, 1, 5, 2, 6, 3, 7 */
+        const uint32_t sub = ((uint32_t)(2 + zp) & 0xFFFFu) * 0x00010001u;
+        for (uint32_t j = 0; j < n; j += 16u, dst += 16) {
+            const uint32_t v = th_load32(src + j / 4u) ^ 0xAAAAAAAAu;
+            TH_UNROLL
+            for (uint32_t f = 0; f < 8u; ++f) {
+                const uint32_t s = (f & 3u) * 2u + (f >> 2);
+                dst[2u * s] = th_ssub16((v >> (2u * f)) & 0x00030003u, sub);
+            }
+        }
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------------------- */
+/* The core */
+
+/* Lane word s (0 .. 16/wb - 1) of weight word v, scaled by 2^MM_G(wb). */
+TH_ALWAYS_INLINE uint32_t mm_lane(uint32_t v, uint32_t s, uint32_t m, const int wb)
+{
+    const uint32_t per = 8u / (uint32_t)wb;
+    const uint32_t f = s / 2u;
+    const uint32_t fv = wb == 8 ? v : (v << ((per - 1u - f) * (uint32_t)wb)) & m;
+    return (s & 1u) ? th_sxtb16_ror8(fv) : th_sxtb16(fv);
+}
+
+/* Weight `f` of tail byte b, scaled like the lane words. */
+TH_ALWAYS_INLINE int32_t mm_tail_w(uint32_t b, uint32_t f, const int wb)
+{
+    const uint32_t per = 8u / (uint32_t)wb;
+    return (int32_t)(int8_t)(uint8_t)((b << ((per - 1u - f) * (uint32_t)wb)) & (0xFFu << (8 - wb)));
+}
+
+TH_ALWAYS_INLINE int32_t mm_t(int32_t acc, const th_mm_rq_t *q, const int wb, const int rnd)
+{
+    const int g = MM_G(wb);
+    if (rnd) {
+        return wb == 8 ? (int32_t)((uint32_t)acc << 1) : acc >> (g - 1);
+    }
+    return wb == 8 ? (int32_t)((uint32_t)acc << q->sh) : acc >> q->sh;
+}
+
+TH_ALWAYS_INLINE int32_t mm_out(int32_t t, const th_mm_rq_t *q, int32_t lo, int32_t hi, const int rnd,
+                                const int kind, const int ob)
+{
+    int32_t v;
+    if (rnd) {
+        v = th_rq2(t, q->m, q->r, q->e);
+    } else { /* the sign correction is 1 for negative t when e > 0 (sc = 31), never when e == 0 (sc = 32) */
+        v = (th_smmlar(t, q->m, q->r) - (int32_t)th_lsr(t, q->sc)) >> q->e;
+    }
+    return th_clamp_as(v, lo, hi, ob, kind);
+}
+
+TH_ALWAYS_INLINE void mm_store(uint8_t *y, uint32_t c, int32_t v, const int ob, int ob_rt)
+{
+    if (ob == 8) {
+        y[c] = (uint8_t)v;
+    } else {
+        th_put(y, c, ob_rt, v);
+    }
+}
+
+/* Channels [J->c0, J->c0 + J->n) of two pixels (y1 == NULL: the second column is a copy, not stored). */
+TH_ALWAYS_INLINE void mm_core(const th_mm_job_t *J, const uint32_t *cp, const int16_t *t0, const int16_t *t1,
+                              uint8_t *y0, uint8_t *y1, const int wb, const int rnd, const int kind, const int ob)
+{
+    const uint32_t G = 32u / (uint32_t)wb, per = 8u / (uint32_t)wb;
+    const uint32_t wrow = J->wrow, nw = J->nwords, tb = J->tbytes, n = J->n, c0 = J->c0;
+    const int32_t lo = J->lo, hi = J->hi;
+    const int obr = J->ob;
+    const th_mm_rq_t *q = J->rq;
+    const uint8_t *w = J->w;
+    const uint32_t *const cend = cp + nw * G;
+    const uint32_t *const cend2 = cp + (nw & ~1u) * G;
+    uint32_t m = wb == 4 ? 0xF0F0F0F0u : 0xC0C0C0C0u;
+    uint32_t i = 0;
+    __asm("" : "+r"(m)); /* a register operand: AND with a shifted register is one instruction */
+    for (; i + 2u <= n; i += 2u, w += 2u * wrow, q += 2) {
+        int32_t a00 = q[0].b, a01 = a00, a10 = q[1].b, a11 = a10;
+        const uint8_t *wa = w, *wb2 = w + wrow;
+        const uint32_t *c = cp;
+#define MM_WORD2(OFF)                                                                                           \
+    do {                                                                                                        \
+        const uint32_t va = th_load32(wa + 4u * (OFF)), vb = th_load32(wb2 + 4u * (OFF));                       \
+        TH_UNROLL                                                                                               \
+        for (uint32_t s = 0; s < G / 2u; ++s) {                                                                 \
+            const uint32_t la = mm_lane(va, s, m, wb), lb = mm_lane(vb, s, m, wb);                              \
+            const uint32_t p0 = c[(OFF) * G + 2u * s], p1 = c[(OFF) * G + 2u * s + 1u];                         \
+            a00 = th_smlad(la, p0, a00);                                                                        \
+            a01 = th_smlad(la, p1, a01);                                                                        \
+            a10 = th_smlad(lb, p0, a10);                                                                        \
+            a11 = th_smlad(lb, p1, a11);                                                                        \
+        }                                                                                                       \
+    } while (0)
+        for (; c != cend2; c += 2u * G, wa += 8, wb2 += 8) {
+            MM_WORD2(0u);
+            MM_WORD2(1u);
+        }
+        if (c != cend) {
+            MM_WORD2(0u);
+            wa += 4, wb2 += 4;
+        }
+#undef MM_WORD2
+        for (uint32_t k = 0; k < tb; ++k) {
+            const uint32_t ba = wa[k], bb = wb2[k];
+            TH_UNROLL
+            for (uint32_t f = 0; f < per; ++f) {
+                const int32_t xa = t0[k * per + f], xb = t1[k * per + f];
+                const int32_t wva = mm_tail_w(ba, f, wb), wvb = mm_tail_w(bb, f, wb);
+                a00 += wva * xa;
+                a01 += wva * xb;
+                a10 += wvb * xa;
+                a11 += wvb * xb;
+            }
+        }
+        mm_store(y0, c0 + i, mm_out(mm_t(a00, q, wb, rnd), q, lo, hi, rnd, kind, ob), ob, obr);
+        mm_store(y0, c0 + i + 1u, mm_out(mm_t(a10, q + 1, wb, rnd), q + 1, lo, hi, rnd, kind, ob), ob, obr);
+        if (y1 != 0) {
+            mm_store(y1, c0 + i, mm_out(mm_t(a01, q, wb, rnd), q, lo, hi, rnd, kind, ob), ob, obr);
+            mm_store(y1, c0 + i + 1u, mm_out(mm_t(a11, q + 1, wb, rnd), q + 1, lo, hi, rnd, kind, ob), ob, obr);
+        }
+    }
+    if (i < n) {
+        int32_t a00 = q[0].b, a01 = a00;
+        const uint8_t *wa = w;
+        for (const uint32_t *c = cp; c != cend; c += G, wa += 4) {
+            const uint32_t va = th_load32(wa);
+            TH_UNROLL
+            for (uint32_t s = 0; s < G / 2u; ++s) {
+                const uint32_t la = mm_lane(va, s, m, wb);
+                a00 = th_smlad(la, c[2u * s], a00);
+                a01 = th_smlad(la, c[2u * s + 1u], a01);
+            }
+        }
+        for (uint32_t k = 0; k < tb; ++k) {
+            const uint32_t ba = wa[k];
+            TH_UNROLL
+            for (uint32_t f = 0; f < per; ++f) {
+                const int32_t wva = mm_tail_w(ba, f, wb);
+                a00 += wva * t0[k * per + f];
+                a01 += wva * t1[k * per + f];
+            }
+        }
+        mm_store(y0, c0 + i, mm_out(mm_t(a00, q, wb, rnd), q, lo, hi, rnd, kind, ob), ob, obr);
+        if (y1 != 0) {
+            mm_store(y1, c0 + i, mm_out(mm_t(a01, q, wb, rnd), q, lo, hi, rnd, kind, ob), ob, obr);
+        }
+    }
+}
+
+#define MM_FN(WB, RND, KIND, OB)                                                                                \
+    static void mm_##WB##_##RND##_##KIND##_##OB(const th_mm_job_t *J, const uint32_t *cp, const int16_t *t0,   \
+                                                 const int16_t *t1, uint8_t *y0, uint8_t *y1)                   \
+    {                                                                                                           \
+        mm_core(J, cp, t0, t1, y0, y1, WB, RND, KIND, OB);                                                      \
+    }
+#define MM_FNS(WB)                                                                                              \
+    MM_FN(WB, 1, 1, 8)                                                                                          \
+    MM_FN(WB, 1, 0, 8)                                                                                          \
+    MM_FN(WB, 0, 1, 8)                                                                                          \
+    MM_FN(WB, 0, 0, 8)                                                                                          \
+    MM_FN(WB, 0, 0, 0)                                                                                          \
+    static th_mm_fn mm_pick_##WB(int rnd, int full, int ob)                                                     \
+    {                                                                                                           \
+        if (ob != 8) {                                                                                          \
+            return mm_##WB##_0_0_0;                                                                             \
+        }                                                                                                       \
+        if (rnd) {                                                                                              \
+            return full ? mm_##WB##_1_1_8 : mm_##WB##_1_0_8;                                                    \
+        }                                                                                                       \
+        return full ? mm_##WB##_0_1_8 : mm_##WB##_0_0_8;                                                        \
+    }
+MM_FNS(8)
+MM_FNS(4)
+MM_FNS(2)
+
+/* ---------------------------------------------------------------------------------------------------------- */
+/* Public entry points */
+
+int th_mm_prepare(const th_layer_t *L, const th_tensor_t *out, uint32_t taps, int ab, int wb, uint32_t cin,
+                  th_mm_plan_t *P)
+{
+    int rnd;
+    const int g = MM_G(wb);
+    /* scaled accumulators stay below 2^31; ls <= g keeps t an exact right shift of them */
+    const int lim = 29 < 31 - g ? 29 : 31 - g;
+    if (!th_rq_fast_ok(L, out->c, taps * cin, ab, wb, lim, wb == 8 ? 31 : g - 1, &rnd)) {
+        return 0;
+    }
+    P->wb = wb;
+    P->ab = ab;
+    P->rnd = out->bits == 8 ? rnd : 0; /* the core for 2/4-bit outputs takes the per-channel shifts */
+    P->wrow = taps * th_row_bytes(cin, wb); /* conv: taps rows of whole bytes; pointwise/fc: one row */
+    P->tap_bytes = th_row_bytes(cin, wb);
+    P->nwords = P->wrow / 4u;
+    P->tbytes = P->wrow % 4u;
+    P->kp = P->wrow * (8u / (uint32_t)wb);
+    P->tail = P->tbytes * (8u / (uint32_t)wb);
+    {
+        const int full = th_clamp_kind(L, out->bits) == TH_CLAMP_FULL;
+        P->fn = wb == 8 ? mm_pick_8(P->rnd, full, out->bits)
+                        : (wb == 4 ? mm_pick_4(P->rnd, full, out->bits) : mm_pick_2(P->rnd, full, out->bits));
+    }
+    return 1;
+}
+
+void th_mm_col_finish(const th_mm_plan_t *P, const int16_t *nat, uint32_t *cp, int16_t *tail, uint32_t px)
+{
+    col_permute(nat, P->nwords, cp + px, P->wb);
+    memcpy(tail, nat + P->nwords * (32u / (uint32_t)P->wb), P->tail * sizeof(int16_t));
+}
+
+void th_mm_col_natural(const uint8_t *src, uint32_t n, int ab, int32_t zp, int16_t *dst)
+{
+    col_natural(src, n, ab, zp, dst);
+}
+
+void th_mm_col_direct(const uint8_t *src, uint32_t n, int ab, int32_t zp, uint32_t *dst)
+{
+    col_direct(src, n, ab, zp, dst);
+}
+
+/* Input pixel of tap (i, j) for output (oy, ox), or NULL when the tap falls in the padding. */
+TH_ALWAYS_INLINE const uint8_t *mm_tap(const th_layer_t *L, const th_tensor_t *in, const uint8_t *x, uint32_t irb,
+                                       uint32_t oy, uint32_t ox, uint32_t i, uint32_t j)
+{
+    const int32_t yy = (int32_t)(oy * L->stride + i) - (int32_t)L->pad_t;
+    const int32_t xx = (int32_t)(ox * L->stride + j) - (int32_t)L->pad_l;
+    if (yy < 0 || xx < 0 || yy >= (int32_t)in->h || xx >= (int32_t)in->w) {
+        return 0;
+    }
+    return x + ((uint32_t)yy * in->w + (uint32_t)xx) * irb;
+}
+
+uint32_t th_mm_scratch_bytes(const th_mm_plan_t *P, uint32_t cout)
+{
+    const uint32_t cb = cout < TH_MM_CB ? cout : TH_MM_CB;
+    return 24u * cb + 4u * P->nwords * (32u / (uint32_t)P->wb) + 2u * th_ru4(2u * P->tail) + th_ru4(2u * P->kp);
+}
+
+void th_mm_run(TH_KERNEL_ARGS, const th_mm_plan_t *P)
+{
+    (void)in2;
+    const uint8_t *x = arena + in->offset;
+    uint8_t *y = arena + out->offset;
+    const int ab = P->ab, wb = P->wb;
+    const uint32_t cin = in->c, cout = out->c, kh = L->kh, kw = L->kw, ow = out->w;
+    const uint32_t irb = th_row_bytes(cin, ab), orb = th_row_bytes(cout, out->bits);
+    const uint32_t npix = (uint32_t)out->h * ow;
+    const uint32_t G = 32u / (uint32_t)wb, cinp = P->tap_bytes * (8u / (uint32_t)wb);
+    const int direct = ab == wb && cin % G == 0u;
+    const int32_t zp = in->zero_point;
+    const uint32_t cb = cout < TH_MM_CB ? cout : TH_MM_CB;
+    th_mm_rq_t *tab = (th_mm_rq_t *)scratch;
+    uint32_t *cp = (uint32_t *)(tab + cb);
+    int16_t *t0 = (int16_t *)(cp + P->nwords * G);
+    int16_t *t1 = t0 + th_ru4(2u * P->tail) / 2u;
+    int16_t *nat = t1 + th_ru4(2u * P->tail) / 2u;
+    th_mm_job_t J;
+    J.wrow = P->wrow;
+    J.nwords = P->nwords;
+    J.tbytes = P->tbytes;
+    J.rq = tab;
+    J.lo = L->act_min;
+    J.hi = L->act_max;
+    J.ob = out->bits;
+    for (uint32_t c0 = 0; c0 < cout; c0 += TH_MM_CB) {
+        J.c0 = c0;
+        J.n = cout - c0 < TH_MM_CB ? cout - c0 : TH_MM_CB;
+        J.w = (const uint8_t *)L->weights + c0 * P->wrow;
+        th_mm_rq_table(L, out, c0, J.n, wb, P->rnd, tab);
+        for (uint32_t p = 0; p < npix; p += 2u) {
+            for (uint32_t px = 0; px < 2u; ++px) {
+                const uint32_t q = p + px < npix ? p + px : p;
+                const uint32_t oy = q / ow, ox = q % ow;
+                uint32_t t = 0;
+                for (uint32_t i = 0; i < kh; ++i) {
+                    for (uint32_t j = 0; j < kw; ++j, ++t) {
+                        const uint8_t *src = mm_tap(L, in, x, irb, oy, ox, i, j);
+                        if (direct) {
+                            uint32_t *d = cp + px + t * cin;
+                            if (src != 0) {
+                                col_direct(src, cin, ab, zp, d);
+                            } else {
+                                for (uint32_t k = 0; k < cin; k += 2u) {
+                                    d[k] = 0;
+                                }
+                            }
+                        } else {
+                            int16_t *seg = nat + t * cinp;
+                            if (src != 0) {
+                                col_natural(src, cin, ab, zp, seg);
+                            } else {
+                                memset(seg, 0, cin * sizeof(int16_t));
+                            }
+                            memset(seg + cin, 0, (cinp - cin) * sizeof(int16_t));
+                        }
+                    }
+                }
+                if (!direct) {
+                    th_mm_col_finish(P, nat, cp, px ? t1 : t0, px);
+                }
+            }
+            P->fn(&J, cp, t0, t1, y + p * orb, p + 1u < npix ? y + (p + 1u) * orb : 0);
+        }
+    }
+}
+
+#endif /* TH_USE_SIMD */
