@@ -81,8 +81,13 @@ def layer_scratch_bytes(model: IntModel, layer: IntLayer) -> int:
         else:
             cinp = row_bytes(cin, w) * (8 // w)  # each tap padded to whole weight bytes
             need = 2 * taps * cinp
+        cout = model.out_spec(layer).shape[2]
         if layer.op != "fc":  # the lane core of packed_mm.c (th_mm_scratch_bytes)
-            need = max(need, _lane_scratch(cin, model.out_spec(layer).shape[2], taps, w))
+            need = max(need, _lane_scratch(cin, cout, taps, w))
+        else:  # th_fc_scratch_bytes: table, one column, tail, natural column
+            kp, tail = row_bytes(cin, w) * (8 // w), (row_bytes(cin, w) % 4) * (8 // w)
+            need = max(need, 24 * min(cout, MM_CB) + 2 * (row_bytes(cin, w) // 4) * (32 // w)
+                       + _align(2 * tail) + _align(2 * kp))
         return _align(need)
     if layer.op == "depthwise" and (kh, kw) == (3, 3) and layer.stride in (1, 2):
         ow = model.out_spec(layer).shape[1]

@@ -185,15 +185,18 @@ TH_ALWAYS_INLINE void th_store32(void *p, uint32_t v) { memcpy(p, &v, 4); }
 static inline int th_rq_fast_ok(const th_layer_t *L, uint32_t n, uint32_t taps, int ab, int wb, int lim_log2,
                                 int max_left, int *rnd)
 {
-    const int64_t dot = (int64_t)taps * (int64_t)((1 << ab) - 1) * (int64_t)((1 << (wb - 1)) - 1);
+    const uint64_t dot64 = (uint64_t)taps * (uint64_t)((1 << ab) - 1) * (uint64_t)((1 << (wb - 1)) - 1);
+    const uint32_t lim = 1u << lim_log2;
     int all_neg = 1;
+    if (dot64 >= lim) {
+        return 0;
+    }
     for (uint32_t o = 0; o < n; ++o) {
-        const int64_t b = L->bias[o] < 0 ? -(int64_t)L->bias[o] : (int64_t)L->bias[o];
-        const int32_t s = L->shift[o];
-        if (s < -22 || s > max_left || s >= lim_log2 || L->mult[o] <= 0) {
-            return 0;
-        }
-        if (dot + b >= ((int64_t)1 << (lim_log2 - (s > 0 ? s : 0)))) {
+        const int32_t s = L->shift[o], bias = L->bias[o];
+        const uint32_t b = bias < 0 ? 0u - (uint32_t)bias : (uint32_t)bias; /* |INT32_MIN| = 2^31 */
+        const int32_t left = s > 0 ? s : 0;
+        if (s < -22 || s > max_left || left >= lim_log2 || L->mult[o] <= 0 || (uint32_t)dot64 >= (lim >> left) ||
+            b >= (lim >> left) - (uint32_t)dot64) {
             return 0;
         }
         all_neg &= s < 0;
@@ -332,6 +335,10 @@ uint32_t th_mm_scratch_bytes(const th_mm_plan_t *P, uint32_t cout);
 /* conv2d / pointwise (a 1x1 conv without padding) through the lane core, two output pixels at a time. */
 void th_mm_run(TH_KERNEL_ARGS, const th_mm_plan_t *P);
 
+/* Fully connected through the lane core: one column, two output channels per step. */
+uint32_t th_fc_scratch_bytes(const th_mm_plan_t *P, uint32_t cout);
+void th_fc_run(TH_KERNEL_ARGS, const th_mm_plan_t *P);
+
 /* Defines th_<op>_a<A>w<W>: the lane core when th_mm_prepare accepts the layer, else FALLBACK. */
 #if TH_USE_SIMD
 #define TH_MM_PAIR(op, A, W, TAPS, FALLBACK)                                                                    \
@@ -344,9 +351,21 @@ void th_mm_run(TH_KERNEL_ARGS, const th_mm_plan_t *P);
             FALLBACK;                                                                                           \
         }                                                                                                       \
     }
+#define TH_FC_PAIR(A, W, FALLBACK)                                                                              \
+    void th_fc_a##A##w##W(TH_KERNEL_ARGS)                                                                       \
+    {                                                                                                           \
+        th_mm_plan_t P;                                                                                         \
+        if (th_mm_prepare(L, out, 1u, A, W, in->c, &P)) {                                                       \
+            th_fc_run(L, in, in2, out, arena, scratch, &P);                                                     \
+        } else {                                                                                                \
+            FALLBACK;                                                                                           \
+        }                                                                                                       \
+    }
 #else
 #define TH_MM_PAIR(op, A, W, TAPS, FALLBACK)                                                                    \
     void th_##op##_a##A##w##W(TH_KERNEL_ARGS) { FALLBACK; }
+#define TH_FC_PAIR(A, W, FALLBACK)                                                                              \
+    void th_fc_a##A##w##W(TH_KERNEL_ARGS) { FALLBACK; }
 #endif
 
 /* ---------------------------------------------------------------------------------------------------------- */

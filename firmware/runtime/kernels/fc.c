@@ -1,13 +1,15 @@
 /*
  * fc.c - fully connected on a (1, 1, Cin) vector, weights (Cout, Cin) with byte-aligned rows.
  *
- *   th_fc_a8w8   the input becomes one interleaved q15 column; two output channels per step (matmul.c).
- *   th_fc_ref    plain loops, int8 only.
- *   other pairs  fc_generic specialised per (A, W).
+ *   every (A, W) pair  th_fc_run (packed_mm.c): the input becomes one lane-order int16 column, two output
+ *                      channels per step with the weights unpacked in registers, when th_mm_prepare accepts the
+ *                      layer; otherwise a8w8 -> fc_s8 (interleaved q15 column, 2-row core of matmul.c) and
+ *                      other pairs -> fc_generic.
+ *   th_fc_ref          plain loops, int8 only.
  */
 #include "th_kernels.h"
 
-void th_fc_a8w8(TH_KERNEL_ARGS)
+static void fc_s8(TH_KERNEL_ARGS)
 {
     (void)in2;
     int16_t *col = (int16_t *)scratch;
@@ -33,7 +35,7 @@ void th_fc_ref(TH_KERNEL_ARGS)
     }
 }
 
-TH_ALWAYS_INLINE void fc_generic(TH_KERNEL_ARGS, const int ab, const int wb)
+static void fc_generic(TH_KERNEL_ARGS, const int ab, const int wb)
 {
     (void)in2;
     const uint32_t cin = in->c;
@@ -43,11 +45,12 @@ TH_ALWAYS_INLINE void fc_generic(TH_KERNEL_ARGS, const int ab, const int wb)
     th_generic_pixel(L, out, (const uint8_t *)L->weights, wrb, col, arena + out->offset, wb);
 }
 
-TH_GENERIC_PAIR(fc, fc_generic, 2, 2)
-TH_GENERIC_PAIR(fc, fc_generic, 2, 4)
-TH_GENERIC_PAIR(fc, fc_generic, 2, 8)
-TH_GENERIC_PAIR(fc, fc_generic, 4, 2)
-TH_GENERIC_PAIR(fc, fc_generic, 4, 4)
-TH_GENERIC_PAIR(fc, fc_generic, 4, 8)
-TH_GENERIC_PAIR(fc, fc_generic, 8, 2)
-TH_GENERIC_PAIR(fc, fc_generic, 8, 4)
+TH_FC_PAIR(8, 8, fc_s8(L, in, in2, out, arena, scratch))
+TH_FC_PAIR(8, 4, fc_generic(L, in, in2, out, arena, scratch, 8, 4))
+TH_FC_PAIR(8, 2, fc_generic(L, in, in2, out, arena, scratch, 8, 2))
+TH_FC_PAIR(4, 8, fc_generic(L, in, in2, out, arena, scratch, 4, 8))
+TH_FC_PAIR(4, 4, fc_generic(L, in, in2, out, arena, scratch, 4, 4))
+TH_FC_PAIR(4, 2, fc_generic(L, in, in2, out, arena, scratch, 4, 2))
+TH_FC_PAIR(2, 8, fc_generic(L, in, in2, out, arena, scratch, 2, 8))
+TH_FC_PAIR(2, 4, fc_generic(L, in, in2, out, arena, scratch, 2, 4))
+TH_FC_PAIR(2, 2, fc_generic(L, in, in2, out, arena, scratch, 2, 2))

@@ -84,12 +84,12 @@ static void col_natural(const uint8_t *src, uint32_t n, int ab, int32_t zp, int1
     }
 }
 
-/* Lane words of `nw` weight words from a natural column into dst[0], dst[2], ... (the caller offsets dst by the
- * pixel: the two pixels' words interleave). */
-TH_ALWAYS_INLINE void col_permute_w(const int16_t *nat, uint32_t nw, uint32_t *dst, const int wb)
+/* Lane words of `nw` weight words from a natural column into dst[0], dst[st], dst[2 st], ... (st = 2 in a column
+ * pair, where the caller offsets dst by the pixel; st = 1 in a single column). */
+TH_ALWAYS_INLINE void col_permute_w(const int16_t *nat, uint32_t nw, uint32_t *dst, const int wb, const uint32_t st)
 {
     const uint32_t per = 8u / (uint32_t)wb, G = 32u / (uint32_t)wb;
-    for (uint32_t j = 0; j < nw; ++j, nat += G, dst += G) {
+    for (uint32_t j = 0; j < nw; ++j, nat += G, dst += st * (G / 2u)) {
         uint32_t W[8];
         TH_UNROLL
         for (uint32_t i = 0; i < G / 2u; ++i) {
@@ -99,53 +99,80 @@ TH_ALWAYS_INLINE void col_permute_w(const int16_t *nat, uint32_t nw, uint32_t *d
         for (uint32_t s = 0; s < G / 2u; ++s) {
             const uint32_t e0 = (s & 1u) * per + s / 2u;
             const uint32_t a = W[e0 >> 1], b = W[(e0 >> 1) + per];
-            dst[2u * s] = (e0 & 1u) ? th_pack_hi(a, b) : th_pack_lo(a, b);
+            dst[st * s] = (e0 & 1u) ? th_pack_hi(a, b) : th_pack_lo(a, b);
         }
     }
 }
 
-static void col_permute(const int16_t *nat, uint32_t nw, uint32_t *dst, int wb)
+static void col_permute(const int16_t *nat, uint32_t nw, uint32_t *dst, int wb, uint32_t st)
 {
-    if (wb == 8) {
-        col_permute_w(nat, nw, dst, 8);
+    if (st == 1u) {
+        if (wb == 8) {
+            col_permute_w(nat, nw, dst, 8, 1u);
+        } else if (wb == 4) {
+            col_permute_w(nat, nw, dst, 4, 1u);
+        } else {
+            col_permute_w(nat, nw, dst, 2, 1u);
+        }
+    } else if (wb == 8) {
+        col_permute_w(nat, nw, dst, 8, 2u);
     } else if (wb == 4) {
-        col_permute_w(nat, nw, dst, 4);
+        col_permute_w(nat, nw, dst, 4, 2u);
     } else {
-        col_permute_w(nat, nw, dst, 2);
+        col_permute_w(nat, nw, dst, 2, 2u);
     }
 }
 
 /* Direct lane words when the activation word and the weight word hold the same entries (A == W, whole words),
- * n a multiple of G: 8 bits by SXTAB16, 4 and 2 bits by offset-binary fields (see th_kernels.h). */
-static void col_direct(const uint8_t *src, uint32_t n, int ab, int32_t zp, uint32_t *dst)
+ * n a multiple of G: 8 bits by SXTAB16, 4 and 2 bits by offset-binary fields. Words st apart (see above). */
+TH_ALWAYS_INLINE void col_direct_st(const uint8_t *src, uint32_t n, int ab, int32_t zp, uint32_t *dst,
+                                    const uint32_t st)
 {
     if (ab == 8) {
         const uint32_t off = ((uint32_t)(-zp) & 0xFFFFu) * 0x00010001u;
-        for (uint32_t j = 0; j < n; j += 4u, dst += 4) {
+        uint32_t j = 0;
+        for (; j + 8u <= n; j += 8u, dst += 4u * st) {
+            const uint32_t v = th_load32(src + j), u = th_load32(src + j + 4u);
+            dst[0] = th_sxtab16(off, v);
+            dst[st] = th_sxtab16_ror8(off, v);
+            dst[2u * st] = th_sxtab16(off, u);
+            dst[3u * st] = th_sxtab16_ror8(off, u);
+        }
+        if (j < n) {
             const uint32_t v = th_load32(src + j);
             dst[0] = th_sxtab16(off, v);
-            dst[2] = th_sxtab16_ror8(off, v);
+            dst[st] = th_sxtab16_ror8(off, v);
         }
     } else if (ab == 4) { /* fields (j, j + 4) of a word: lane words s = 0..3 are fields 0, 2, 1, 3 */
         const uint32_t sub = ((uint32_t)(8 + zp) & 0xFFFFu) * 0x00010001u;
-        for (uint32_t j = 0; j < n; j += 8u, dst += 8) {
+        for (uint32_t j = 0; j < n; j += 8u, dst += 4u * st) {
             const uint32_t v = th_load32(src + j / 2u) ^ 0x88888888u;
             dst[0] = th_ssub16(v & 0x000F000Fu, sub);
-            dst[4] = th_ssub16((v >> 4) & 0x000F000Fu, sub);
-            dst[2] = th_ssub16((v >> 8) & 0x000F000Fu, sub);
-            dst[6] = th_ssub16((v >> 12) & 0x000F000Fu, sub);
+            dst[2u * st] = th_ssub16((v >> 4) & 0x000F000Fu, sub);
+            dst[st] = th_ssub16((v >> 8) & 0x000F000Fu, sub);
+            dst[3u * st] = th_ssub16((v >> 12) & 0x000F000Fu, sub);
         }
     } else { /* fields (j, j + 8): lane words s = 0..7 are fields 0, 4, 1, 5, 2, 6, 3, 7 */
         const uint32_t sub = ((uint32_t)(2 + zp) & 0xFFFFu) * 0x00010001u;
-        for (uint32_t j = 0; j < n; j += 16u, dst += 16) {
+        for (uint32_t j = 0; j < n; j += 16u, dst += 8u * st) {
             const uint32_t v = th_load32(src + j / 4u) ^ 0xAAAAAAAAu;
             TH_UNROLL
             for (uint32_t f = 0; f < 8u; ++f) {
                 const uint32_t s = (f & 3u) * 2u + (f >> 2);
-                dst[2u * s] = th_ssub16((v >> (2u * f)) & 0x00030003u, sub);
+                dst[st * s] = th_ssub16((v >> (2u * f)) & 0x00030003u, sub);
             }
         }
     }
+}
+
+static void col_direct(const uint8_t *src, uint32_t n, int ab, int32_t zp, uint32_t *dst)
+{
+    col_direct_st(src, n, ab, zp, dst, 2u);
+}
+
+static void col_direct1(const uint8_t *src, uint32_t n, int ab, int32_t zp, uint32_t *dst)
+{
+    col_direct_st(src, n, ab, zp, dst, 1u);
 }
 
 /* ---------------------------------------------------------------------------------------------------------- */
@@ -343,7 +370,7 @@ int th_mm_prepare(const th_layer_t *L, const th_tensor_t *out, uint32_t taps, in
 
 void th_mm_col_finish(const th_mm_plan_t *P, const int16_t *nat, uint32_t *cp, int16_t *tail, uint32_t px)
 {
-    col_permute(nat, P->nwords, cp + px, P->wb);
+    col_permute(nat, P->nwords, cp + px, P->wb, 2u);
     memcpy(tail, nat + P->nwords * (32u / (uint32_t)P->wb), P->tail * sizeof(int16_t));
 }
 
@@ -386,6 +413,8 @@ void th_mm_run(TH_KERNEL_ARGS, const th_mm_plan_t *P)
     const uint32_t npix = (uint32_t)out->h * ow;
     const uint32_t G = 32u / (uint32_t)wb, cinp = P->tap_bytes * (8u / (uint32_t)wb);
     const int direct = ab == wb && cin % G == 0u;
+    /* a kernel row inside the input is one run of kw * cin elements when pixels hold whole bytes of them */
+    const int row_run = (cin * (uint32_t)ab) % 8u == 0u;
     const int32_t zp = in->zero_point;
     const uint32_t cb = cout < TH_MM_CB ? cout : TH_MM_CB;
     th_mm_rq_t *tab = (th_mm_rq_t *)scratch;
@@ -410,8 +439,33 @@ void th_mm_run(TH_KERNEL_ARGS, const th_mm_plan_t *P)
             for (uint32_t px = 0; px < 2u; ++px) {
                 const uint32_t q = p + px < npix ? p + px : p;
                 const uint32_t oy = q / ow, ox = q % ow;
+                const int32_t ix0 = (int32_t)(ox * L->stride) - (int32_t)L->pad_l;
+                const int xin = ix0 >= 0 && ix0 + (int32_t)kw <= (int32_t)in->w;
                 uint32_t t = 0;
                 for (uint32_t i = 0; i < kh; ++i) {
+                    const int32_t iy = (int32_t)(oy * L->stride + i) - (int32_t)L->pad_t;
+                    if (row_run && xin && iy >= 0 && iy < (int32_t)in->h) {
+                        /* the kw taps of this kernel row are kw * cin consecutive elements */
+                        const uint8_t *src = x + ((uint32_t)iy * in->w + (uint32_t)ix0) * irb;
+                        if (direct) {
+                            col_direct(src, kw * cin, ab, zp, cp + px + t * cin);
+                        } else {
+                            int16_t *seg = nat + t * cinp;
+                            col_natural(src, kw * cin, ab, zp, seg);
+                            if (cinp > cin) { /* spread the taps to their padded places, last first */
+                                for (uint32_t j = kw; j-- > 0u;) {
+                                    for (uint32_t k = cinp; k-- > cin;) {
+                                        seg[j * cinp + k] = 0;
+                                    }
+                                    for (uint32_t k = cin; j > 0u && k-- > 0u;) {
+                                        seg[j * cinp + k] = seg[j * cin + k];
+                                    }
+                                }
+                            }
+                        }
+                        t += kw;
+                        continue;
+                    }
                     for (uint32_t j = 0; j < kw; ++j, ++t) {
                         const uint8_t *src = mm_tap(L, in, x, irb, oy, ox, i, j);
                         if (direct) {
@@ -430,7 +484,9 @@ void th_mm_run(TH_KERNEL_ARGS, const th_mm_plan_t *P)
                             } else {
                                 memset(seg, 0, cin * sizeof(int16_t));
                             }
-                            memset(seg + cin, 0, (cinp - cin) * sizeof(int16_t));
+                            if (cinp > cin) {
+                                memset(seg + cin, 0, (cinp - cin) * sizeof(int16_t));
+                            }
                         }
                     }
                 }
@@ -440,6 +496,148 @@ void th_mm_run(TH_KERNEL_ARGS, const th_mm_plan_t *P)
             }
             P->fn(&J, cp, t0, t1, y + p * orb, p + 1u < npix ? y + (p + 1u) * orb : 0);
         }
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------------------- */
+/* Fully connected: one pixel, two output channels per step (a single column in lane order, words 1 apart) */
+
+TH_ALWAYS_INLINE void fc_core(const th_mm_job_t *J, const uint32_t *col, const int16_t *tail, uint8_t *y,
+                              const int wb, const int rnd, const int kind, const int ob)
+{
+    const uint32_t G = 32u / (uint32_t)wb, per = 8u / (uint32_t)wb;
+    const uint32_t wrow = J->wrow, nw = J->nwords, tb = J->tbytes, n = J->n, c0 = J->c0;
+    const int32_t lo = J->lo, hi = J->hi;
+    const int obr = J->ob;
+    const th_mm_rq_t *q = J->rq;
+    const uint8_t *w = J->w;
+    const uint32_t *const cend = col + nw * (G / 2u);
+    uint32_t m = wb == 4 ? 0xF0F0F0F0u : 0xC0C0C0C0u;
+    uint32_t i = 0;
+    __asm("" : "+r"(m));
+    const uint32_t *const cend2 = col + (nw & ~1u) * (G / 2u);
+    /* two channels per step: four would share each activation load with more rows, but spill registers */
+    for (; i + 2u <= n; i += 2u, w += 2u * wrow, q += 2) {
+        int32_t a0 = q[0].b, a1 = q[1].b;
+        const uint8_t *w0 = w, *w1 = w + wrow;
+        const uint32_t *c = col;
+#define FC_WORD2(OFF)                                                                                           \
+    do {                                                                                                        \
+        const uint32_t v0 = th_load32(w0 + 4u * (OFF)), v1 = th_load32(w1 + 4u * (OFF));                        \
+        TH_UNROLL                                                                                               \
+        for (uint32_t s = 0; s < G / 2u; ++s) {                                                                 \
+            const uint32_t x = c[(OFF) * (G / 2u) + s];                                                         \
+            a0 = th_smlad(mm_lane(v0, s, m, wb), x, a0);                                                        \
+            a1 = th_smlad(mm_lane(v1, s, m, wb), x, a1);                                                        \
+        }                                                                                                       \
+    } while (0)
+        for (; c != cend2; c += G, w0 += 8, w1 += 8) {
+            FC_WORD2(0u);
+            FC_WORD2(1u);
+        }
+        if (c != cend) {
+            FC_WORD2(0u);
+            w0 += 4, w1 += 4;
+        }
+#undef FC_WORD2
+        for (uint32_t k = 0; k < tb; ++k) {
+            TH_UNROLL
+            for (uint32_t f = 0; f < per; ++f) {
+                const int32_t xv = tail[k * per + f];
+                a0 += mm_tail_w(w0[k], f, wb) * xv;
+                a1 += mm_tail_w(w1[k], f, wb) * xv;
+            }
+        }
+        mm_store(y, c0 + i, mm_out(mm_t(a0, q, wb, rnd), q, lo, hi, rnd, kind, ob), ob, obr);
+        mm_store(y, c0 + i + 1u, mm_out(mm_t(a1, q + 1, wb, rnd), q + 1, lo, hi, rnd, kind, ob), ob, obr);
+    }
+    if (i < n) {
+        int32_t a0 = q[0].b;
+        const uint8_t *w0 = w;
+        for (const uint32_t *c = col; c != cend; c += G / 2u, w0 += 4) {
+            const uint32_t v0 = th_load32(w0);
+            TH_UNROLL
+            for (uint32_t s = 0; s < G / 2u; ++s) {
+                a0 = th_smlad(mm_lane(v0, s, m, wb), c[s], a0);
+            }
+        }
+        for (uint32_t k = 0; k < tb; ++k) {
+            TH_UNROLL
+            for (uint32_t f = 0; f < per; ++f) {
+                a0 += mm_tail_w(w0[k], f, wb) * tail[k * per + f];
+            }
+        }
+        mm_store(y, c0 + i, mm_out(mm_t(a0, q, wb, rnd), q, lo, hi, rnd, kind, ob), ob, obr);
+    }
+}
+
+typedef void (*fc_fn)(const th_mm_job_t *J, const uint32_t *col, const int16_t *tail, uint8_t *y);
+#define FC_FN(WB, RND, KIND, OB)                                                                                \
+    static void fc_##WB##_##RND##_##KIND##_##OB(const th_mm_job_t *J, const uint32_t *col, const int16_t *tail, \
+                                                 uint8_t *y)                                                    \
+    {                                                                                                           \
+        fc_core(J, col, tail, y, WB, RND, KIND, OB);                                                            \
+    }
+#define FC_FNS(WB)                                                                                              \
+    FC_FN(WB, 1, 1, 8)                                                                                          \
+    FC_FN(WB, 0, 1, 8)                                                                                          \
+    FC_FN(WB, 0, 0, 0)                                                                                          \
+    static fc_fn fc_pick_##WB(int rnd, int full, int ob)                                                        \
+    {                                                                                                           \
+        if (ob == 8 && full) {                                                                                  \
+            return rnd ? fc_##WB##_1_1_8 : fc_##WB##_0_1_8;                                                     \
+        }                                                                                                       \
+        return fc_##WB##_0_0_0;                                                                                 \
+    }
+FC_FNS(8)
+FC_FNS(4)
+FC_FNS(2)
+
+uint32_t th_fc_scratch_bytes(const th_mm_plan_t *P, uint32_t cout)
+{
+    const uint32_t cb = cout < TH_MM_CB ? cout : TH_MM_CB;
+    return 24u * cb + 2u * P->nwords * (32u / (uint32_t)P->wb) + th_ru4(2u * P->tail) + th_ru4(2u * P->kp);
+}
+
+void th_fc_run(TH_KERNEL_ARGS, const th_mm_plan_t *P)
+{
+    (void)in2;
+    const uint8_t *x = arena + in->offset;
+    uint8_t *y = arena + out->offset;
+    const int ab = P->ab, wb = P->wb;
+    const uint32_t cin = in->c, cout = out->c, G = 32u / (uint32_t)wb;
+    const uint32_t cb = cout < TH_MM_CB ? cout : TH_MM_CB;
+    /* rnd is only taken with a full-range 8-bit output (the other cases share one core) */
+    const int full = out->bits == 8 && th_clamp_kind(L, 8) == TH_CLAMP_FULL;
+    const int rnd = full && P->rnd;
+    const fc_fn fn = wb == 8 ? fc_pick_8(rnd, full, out->bits)
+                             : (wb == 4 ? fc_pick_4(rnd, full, out->bits) : fc_pick_2(rnd, full, out->bits));
+    th_mm_rq_t *tab = (th_mm_rq_t *)scratch;
+    uint32_t *col = (uint32_t *)(tab + cb);
+    int16_t *tail = (int16_t *)(col + P->nwords * (G / 2u));
+    int16_t *nat = tail + th_ru4(2u * P->tail) / 2u;
+    th_mm_job_t J;
+    if (ab == wb && cin % G == 0u) {
+        col_direct1(x, cin, ab, in->zero_point, col);
+    } else {
+        col_natural(x, cin, ab, in->zero_point, nat);
+        memset(nat + cin, 0, (P->kp - cin) * sizeof(int16_t));
+        col_permute(nat, P->nwords, col, wb, 1u);
+        memcpy(tail, nat + P->nwords * G, P->tail * sizeof(int16_t));
+    }
+    J.wrow = P->wrow;
+    J.nwords = P->nwords;
+    J.tbytes = P->tbytes;
+    J.rq = tab;
+    J.lo = L->act_min;
+    J.hi = L->act_max;
+    J.ob = out->bits;
+    for (uint32_t c0 = 0; c0 < cout; c0 += TH_MM_CB) {
+        J.c0 = c0;
+        J.n = cout - c0 < TH_MM_CB ? cout - c0 : TH_MM_CB;
+        J.w = (const uint8_t *)L->weights + c0 * P->wrow;
+        th_mm_rq_table(L, out, c0, J.n, wb, rnd, tab);
+        fn(&J, col, tail, y);
     }
 }
 
