@@ -16,7 +16,7 @@ import pytest
 
 from harness.codegen.emit_c import emit_model_c, estimate_footprint, kernel_symbol, kernel_symbols, model_hash
 from harness.codegen.ir import IntLayer, IntModel, TensorSpec
-from harness.codegen.memory import lifetimes, plan_arena, scratch_bytes
+from harness.codegen.memory import layer_scratch_bytes, lifetimes, plan_arena, scratch_bytes
 from harness.codegen.packing import pack
 from harness.codegen.random_model import random_input, random_layer_model, random_network
 from harness.errors import ConfigError, UnsupportedLayerError
@@ -77,11 +77,15 @@ def test_tensors_live_at_the_same_time_never_share_bytes(seed):
 
 
 def test_scratch_covers_the_largest_kernel_need():
+    # Lower bounds from the data the kernels stage; the exact sizes follow th_kernels.h, and the host tests run
+    # every kernel inside exactly this much scratch (HostKernels checks nothing is written past it).
     m8 = random_layer_model("conv2d", 8, 8, 8, cin=5, kernel=3, rng=0)  # K = 45 -> two int16 columns of 48
-    assert scratch_bytes(m8) == 4 * 48
+    assert scratch_bytes(m8) >= 4 * 48
     m42 = random_layer_model("conv2d", 4, 2, 8, cin=5, kernel=3, rng=0)  # 5 channels -> 8 per 2-bit row
-    assert scratch_bytes(m42) == 2 * 9 * 8
-    assert scratch_bytes(random_layer_model("depthwise", 8, 8, 8, rng=0)) == 4
+    assert scratch_bytes(m42) >= 2 * 9 * 8
+    for m in (m8, m42, random_layer_model("depthwise", 8, 8, 8, rng=0)):
+        assert scratch_bytes(m) == max(4, *(layer_scratch_bytes(m, layer) for layer in m.layers))
+        assert scratch_bytes(m) % 4 == 0
 
 
 # ---- validation ----
