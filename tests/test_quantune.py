@@ -310,7 +310,9 @@ def test_the_quantune_start_analyses_the_model_it_is_given():
 
     model = tiny()
     layers = extract_layers(model)
-    cfg = make_start({"name": "quantune", "k": 1, "low": 2, "n_calib": 8}, layers, model=model, calib=calib(32))
+    cfg = make_start(
+        {"name": "quantune", "k": 1, "low": 2, "n_calib": 8}, layers, model=model, calib=calib(32)
+    )
     assert cfg.meta["ranking_from"] == "two-pass analysis" and len(cfg.meta["kept_high"]) == 1
     assert sum(w == 8 for _, w in cfg.values()) == 1  # one layer's weights kept high, the rest at 2 bits
 
