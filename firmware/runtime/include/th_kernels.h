@@ -98,6 +98,19 @@ TH_ALWAYS_INLINE int32_t th_smlabt(uint32_t a, uint32_t b, int32_t acc) { return
 TH_ALWAYS_INLINE int32_t th_smlatb(uint32_t a, uint32_t b, int32_t acc) { return __smlatb((int32_t)a, (int32_t)b, acc); }
 TH_ALWAYS_INLINE uint32_t th_ssub16(uint32_t a, uint32_t b) { return (uint32_t)__ssub16((int16x2_t)a, (int16x2_t)b); }
 TH_ALWAYS_INLINE uint32_t th_usada8(uint32_t a, uint32_t b, uint32_t acc) { return __usada8(a, b, acc); }
+TH_ALWAYS_INLINE int32_t th_smuad(uint32_t a, uint32_t b) { return __smuad((int32_t)a, (int32_t)b); }
+TH_ALWAYS_INLINE uint32_t th_uxtab16_ror8(uint32_t a, uint32_t b)
+{
+    uint32_t r;
+    __asm("uxtab16 %0, %1, %2, ror #8" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+TH_ALWAYS_INLINE uint32_t th_rev16(uint32_t x)
+{
+    uint32_t r;
+    __asm("rev16 %0, %1" : "=r"(r) : "r"(x));
+    return r;
+}
 #elif defined(TH_EMULATE_DSP)
 #define TH_USE_SIMD 1
 TH_ALWAYS_INLINE uint32_t th_lo16(int32_t v) { return (uint32_t)v & 0xFFFFu; }
@@ -126,6 +139,13 @@ TH_ALWAYS_INLINE uint32_t th_ssub16(uint32_t a, uint32_t b)
 {
     return ((a - b) & 0xFFFFu) | (((a >> 16) - (b >> 16)) << 16);
 }
+TH_ALWAYS_INLINE int32_t th_smuad(uint32_t a, uint32_t b) { return th_smlad(a, b, 0); }
+/* lanes (a.lo + byte 1 of b, a.hi + byte 3 of b) */
+TH_ALWAYS_INLINE uint32_t th_uxtab16_ror8(uint32_t a, uint32_t b)
+{
+    return ((a + ((b >> 8) & 0xFFu)) & 0xFFFFu) | ((((a >> 16) + (b >> 24)) & 0xFFFFu) << 16);
+}
+TH_ALWAYS_INLINE uint32_t th_rev16(uint32_t x) { return ((x & 0x00FF00FFu) << 8) | ((x >> 8) & 0x00FF00FFu); }
 TH_ALWAYS_INLINE uint32_t th_usada8(uint32_t a, uint32_t b, uint32_t acc)
 {
     for (int i = 0; i < 32; i += 8) {
@@ -302,6 +322,7 @@ typedef struct {
     const th_mm_rq_t *rq;
     int32_t lo, hi;
     int ob;
+    int32_t sx0, sx1; /* a2w2 packed-field core: sums of the two columns' offset activations */
 } th_mm_job_t;
 
 typedef void (*th_mm_fn)(const th_mm_job_t *J, const uint32_t *cp, const int16_t *t0, const int16_t *t1,
@@ -310,6 +331,7 @@ typedef void (*th_mm_fn)(const th_mm_job_t *J, const uint32_t *cp, const int16_t
 typedef struct {
     th_mm_fn fn;
     int ab, wb, rnd;
+    int ulp;            /* a2w2: the packed-field core (two products per 16-bit lane, packed_mm.c) */
     uint32_t wrow;      /* bytes of one output channel's weights */
     uint32_t tap_bytes; /* bytes of one tap row (cin weights) */
     uint32_t nwords;    /* whole 32-bit words in wrow */
@@ -318,9 +340,10 @@ typedef struct {
     uint32_t tail;      /* entries of the tail: tbytes * 8 / wb */
 } th_mm_plan_t;
 
-/* Fills P and returns 1 when the lane core applies to L (fast requantization exact), else 0. */
+/* Fills P and returns 1 when the lane core applies to L (fast requantization exact), else 0. `ulp_ok`: a2w2 may
+ * take the packed-field core (th_mm_run only). */
 int th_mm_prepare(const th_layer_t *L, const th_tensor_t *out, uint32_t taps, int ab, int wb, uint32_t cin,
-                  th_mm_plan_t *P);
+                  int ulp_ok, th_mm_plan_t *P);
 void th_mm_rq_table(const th_layer_t *L, const th_tensor_t *out, uint32_t c0, uint32_t n, int wb, int rnd,
                     th_mm_rq_t *tab);
 /* n centred activations of a packed row as natural int16 (any n). */
@@ -345,7 +368,7 @@ void th_fc_run(TH_KERNEL_ARGS, const th_mm_plan_t *P);
     void th_##op##_a##A##w##W(TH_KERNEL_ARGS)                                                                   \
     {                                                                                                           \
         th_mm_plan_t P;                                                                                         \
-        if (th_mm_prepare(L, out, (TAPS), A, W, in->c, &P)) {                                                   \
+        if (th_mm_prepare(L, out, (TAPS), A, W, in->c, 1, &P)) {                                                   \
             th_mm_run(L, in, in2, out, arena, scratch, &P);                                                     \
         } else {                                                                                                \
             FALLBACK;                                                                                           \
@@ -355,7 +378,7 @@ void th_fc_run(TH_KERNEL_ARGS, const th_mm_plan_t *P);
     void th_fc_a##A##w##W(TH_KERNEL_ARGS)                                                                       \
     {                                                                                                           \
         th_mm_plan_t P;                                                                                         \
-        if (th_mm_prepare(L, out, 1u, A, W, in->c, &P)) {                                                       \
+        if (th_mm_prepare(L, out, 1u, A, W, in->c, 0, &P)) {                                                       \
             th_fc_run(L, in, in2, out, arena, scratch, &P);                                                     \
         } else {                                                                                                \
             FALLBACK;                                                                                           \

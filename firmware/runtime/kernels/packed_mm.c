@@ -339,31 +339,195 @@ MM_FNS(4)
 MM_FNS(2)
 
 /* ---------------------------------------------------------------------------------------------------------- */
+/* a2w2: the packed-field core (ULPPACK-style)
+ *
+ * With offset values u = x + 2 in [0, 3] and v = w + 1 in [0, 2], each 16-bit SMLAD lane carries two of each,
+ * 8 bits apart: activations (u_a << 8) + u_b against weights v_a + (v_b << 8), whose product holds
+ * u_a v_a + u_b v_b in bits 8..15. One SMLAD is then four MACs. The field takes 8 SMLADs (<= 8 * 4 * 6 = 192)
+ * before it would carry, so the core starts every second weight word with SMUAD (no reset needed) and adds
+ * the field to 16-bit lanes with one UXTAB16 ROR 8 (two pixels' fields packed by one PKHBT). With
+ *     sum (x - zp) w = sum u v - sum u - c sum v + c K',   c = 2 + zp,  K' = 16 * words,
+ * the per-channel terms go into the bias once per call and the per-pixel sum of u is one USADA8 per word.
+ * Weights come straight from the stored words: v = (w ^ 0b10) - 1 per field for all sixteen fields in two
+ * instructions, and fields k, k+4, k+8, k+12 land in bytes 0..3 with one shift-and-mask (k = 0..3); the
+ * activation column holds the matching bytes u_{k+4}, u_k, u_{k+12}, u_{k+8}. Tail bytes are done exactly. */
+
+#define ULP_MAX_WORDS 680u /* 16-bit lanes of field sums: 680 * 192 / 2 < 65536 */
+
+/* Lane words of one 16-field group from a natural centred column (u = nat + c). */
+TH_ALWAYS_INLINE void ulp_words(const int16_t *nat, int32_t c, uint32_t *dst)
+{
+    TH_UNROLL
+    for (uint32_t k = 0; k < 4u; ++k) {
+        const uint32_t b0 = (uint32_t)(nat[k + 4] + c), b1 = (uint32_t)(nat[k] + c);
+        const uint32_t b2 = (uint32_t)(nat[k + 12] + c), b3 = (uint32_t)(nat[k + 8] + c);
+        dst[2u * k] = b0 | (b1 << 8) | (b2 << 16) | (b3 << 24);
+    }
+}
+
+/* Lane words straight from n (a multiple of 16) 2-bit activations: u = x + 2 is the field with its top bit
+ * flipped; fields k, k+4, k+8, k+12 after one shift and mask, REV16 puts them in the lane order. */
+TH_ALWAYS_INLINE void ulp_direct(const uint8_t *src, uint32_t n, uint32_t *dst)
+{
+    uint32_t m = 0x03030303u;
+    __asm("" : "+r"(m));
+    for (uint32_t j = 0; j < n; j += 16u, dst += 8) {
+        const uint32_t v = th_load32(src + j / 4u) ^ 0xAAAAAAAAu;
+        dst[0] = th_rev16(v & m);
+        dst[2] = th_rev16((v >> 2) & m);
+        dst[4] = th_rev16((v >> 4) & m);
+        dst[6] = th_rev16((v >> 6) & m);
+    }
+}
+
+/* sum of u over one pixel's lane words (words 2 apart) */
+TH_ALWAYS_INLINE int32_t ulp_sum(const uint32_t *cp, uint32_t nw)
+{
+    uint32_t s = 0;
+    for (uint32_t i = 0; i < 4u * nw; ++i) {
+        s = th_usada8(cp[2u * i], 0u, s);
+    }
+    return (int32_t)s;
+}
+
+/* Per-channel bias terms: b += c * (K' - sum v) over the whole words of each weight row. */
+static void ulp_table(const th_mm_plan_t *P, const uint8_t *w, uint32_t n, int32_t c, th_mm_rq_t *tab)
+{
+    for (uint32_t i = 0; i < n; ++i, w += P->wrow) {
+        uint32_t sv = 0;
+        for (uint32_t j = 0; j < P->nwords; ++j) {
+            const uint32_t v = (th_load32(w + 4u * j) ^ 0xAAAAAAAAu) - 0x55555555u;
+            sv = th_usada8(v & 0x03030303u, 0u, sv);
+            sv = th_usada8((v >> 2) & 0x03030303u, 0u, sv);
+            sv = th_usada8((v >> 4) & 0x03030303u, 0u, sv);
+            sv = th_usada8((v >> 6) & 0x03030303u, 0u, sv);
+        }
+        tab[i].b += c * (int32_t)(16u * P->nwords - sv);
+    }
+}
+
+/* Weight f of a 2-bit tail byte, sign-extended. */
+TH_ALWAYS_INLINE int32_t ulp_tail_w(uint32_t b, uint32_t f)
+{
+    return (int32_t)(b << (30u - 2u * f)) >> 30;
+}
+
+TH_ALWAYS_INLINE void ulp_core(const th_mm_job_t *J, const uint32_t *cp, const int16_t *t0, const int16_t *t1,
+                               uint8_t *y0, uint8_t *y1, const int rnd, const int kind, const int ob)
+{
+    const uint32_t wrow = J->wrow, nw = J->nwords, tb = J->tbytes, n = J->n, c0 = J->c0;
+    const int32_t lo = J->lo, hi = J->hi, sx0 = J->sx0, sx1 = J->sx1;
+    const int obr = J->ob;
+    const th_mm_rq_t *q = J->rq;
+    const uint8_t *w = J->w;
+    const uint32_t *const cend = cp + 8u * nw, *const cend2 = cp + 8u * (nw & ~1u);
+    uint32_t m = 0x03030303u;
+    __asm("" : "+r"(m));
+    for (uint32_t i = 0; i < n; ++i, w += wrow, ++q) {
+        uint32_t d = 0;
+        const uint8_t *wa = w;
+        const uint32_t *c = cp;
+#define ULP_WORD(V, C, FIRST)                                                                                   \
+    do {                                                                                                        \
+        const uint32_t v_ = (V);                                                                                \
+        const uint32_t l0 = v_ & m, l1 = (v_ >> 2) & m, l2 = (v_ >> 4) & m, l3 = (v_ >> 6) & m;                 \
+        if (FIRST) {                                                                                            \
+            s0 = th_smuad(l0, (C)[0]);                                                                          \
+            s1 = th_smuad(l0, (C)[1]);                                                                          \
+        } else {                                                                                                \
+            s0 = th_smlad(l0, (C)[0], s0);                                                                      \
+            s1 = th_smlad(l0, (C)[1], s1);                                                                      \
+        }                                                                                                       \
+        s0 = th_smlad(l1, (C)[2], s0);                                                                          \
+        s1 = th_smlad(l1, (C)[3], s1);                                                                          \
+        s0 = th_smlad(l2, (C)[4], s0);                                                                          \
+        s1 = th_smlad(l2, (C)[5], s1);                                                                          \
+        s0 = th_smlad(l3, (C)[6], s0);                                                                          \
+        s1 = th_smlad(l3, (C)[7], s1);                                                                          \
+    } while (0)
+        for (; c != cend2; c += 16, wa += 8) {
+            int32_t s0, s1;
+            ULP_WORD((th_load32(wa) ^ 0xAAAAAAAAu) - 0x55555555u, c, 1);
+            ULP_WORD((th_load32(wa + 4) ^ 0xAAAAAAAAu) - 0x55555555u, c + 8, 0);
+            d = th_uxtab16_ror8(d, th_pack_lo((uint32_t)s0, (uint32_t)s1));
+        }
+        if (c != cend) {
+            int32_t s0, s1;
+            ULP_WORD((th_load32(wa) ^ 0xAAAAAAAAu) - 0x55555555u, c, 1);
+            d = th_uxtab16_ror8(d, th_pack_lo((uint32_t)s0, (uint32_t)s1));
+            wa += 4;
+        }
+#undef ULP_WORD
+        int32_t a0 = (int32_t)(d & 0xFFFFu) + q->b - sx0, a1 = (int32_t)(d >> 16) + q->b - sx1;
+        for (uint32_t k = 0; k < tb; ++k) {
+            const uint32_t b = wa[k];
+            TH_UNROLL
+            for (uint32_t f = 0; f < 4u; ++f) {
+                const int32_t wv = ulp_tail_w(b, f);
+                a0 += wv * t0[4u * k + f];
+                a1 += wv * t1[4u * k + f];
+            }
+        }
+        mm_store(y0, c0 + i, mm_out(mm_t(a0, q, 8, rnd), q, lo, hi, rnd, kind, ob), ob, obr);
+        if (y1 != 0) {
+            mm_store(y1, c0 + i, mm_out(mm_t(a1, q, 8, rnd), q, lo, hi, rnd, kind, ob), ob, obr);
+        }
+    }
+}
+
+#define ULP_FN(RND, KIND, OB)                                                                                   \
+    static void ulp_##RND##_##KIND##_##OB(const th_mm_job_t *J, const uint32_t *cp, const int16_t *t0,         \
+                                          const int16_t *t1, uint8_t *y0, uint8_t *y1)                          \
+    {                                                                                                           \
+        ulp_core(J, cp, t0, t1, y0, y1, RND, KIND, OB);                                                         \
+    }
+ULP_FN(1, 1, 8)
+ULP_FN(0, 1, 8)
+ULP_FN(0, 0, 0)
+
+static th_mm_fn ulp_pick(int rnd, int full, int ob)
+{
+    if (ob == 8 && full) {
+        return rnd ? ulp_1_1_8 : ulp_0_1_8;
+    }
+    return ulp_0_0_0;
+}
+
+/* ---------------------------------------------------------------------------------------------------------- */
 /* Public entry points */
 
 int th_mm_prepare(const th_layer_t *L, const th_tensor_t *out, uint32_t taps, int ab, int wb, uint32_t cin,
-                  th_mm_plan_t *P)
+                  int ulp_ok, th_mm_plan_t *P)
 {
     int rnd;
-    const int g = MM_G(wb);
+    const uint32_t wrow = taps * th_row_bytes(cin, wb);
+    /* a2w2 takes the packed-field core (unscaled accumulators) when its 16-bit field sums cannot overflow */
+    const int ulp = ulp_ok && ab == 2 && wb == 2 && wrow >= 4u && wrow / 4u <= ULP_MAX_WORDS;
+    const int g = ulp ? 0 : MM_G(wb);
     /* scaled accumulators stay below 2^31; ls <= g keeps t an exact right shift of them */
     const int lim = 29 < 31 - g ? 29 : 31 - g;
-    if (!th_rq_fast_ok(L, out->c, taps * cin, ab, wb, lim, wb == 8 ? 31 : g - 1, &rnd)) {
+    if (!th_rq_fast_ok(L, out->c, taps * cin, ab, wb, lim, g == 0 ? 31 : g - 1, &rnd)) {
         return 0;
     }
     P->wb = wb;
     P->ab = ab;
+    P->ulp = ulp;
     P->rnd = out->bits == 8 ? rnd : 0; /* the core for 2/4-bit outputs takes the per-channel shifts */
-    P->wrow = taps * th_row_bytes(cin, wb); /* conv: taps rows of whole bytes; pointwise/fc: one row */
+    P->wrow = wrow; /* conv: taps rows of whole bytes; pointwise/fc: one row */
     P->tap_bytes = th_row_bytes(cin, wb);
     P->nwords = P->wrow / 4u;
     P->tbytes = P->wrow % 4u;
     P->kp = P->wrow * (8u / (uint32_t)wb);
     P->tail = P->tbytes * (8u / (uint32_t)wb);
     {
-        const int full = th_clamp_kind(L, out->bits) == TH_CLAMP_FULL;
-        P->fn = wb == 8 ? mm_pick_8(P->rnd, full, out->bits)
-                        : (wb == 4 ? mm_pick_4(P->rnd, full, out->bits) : mm_pick_2(P->rnd, full, out->bits));
+        const int full = out->bits == 8 && th_clamp_kind(L, 8) == TH_CLAMP_FULL;
+        if (ulp) {
+            P->rnd = full ? P->rnd : 0; /* its cores: (rnd, full) 8-bit, or the general one */
+            P->fn = ulp_pick(P->rnd, full, out->bits);
+        } else {
+            P->fn = wb == 8 ? mm_pick_8(P->rnd, full, out->bits)
+                            : (wb == 4 ? mm_pick_4(P->rnd, full, out->bits) : mm_pick_2(P->rnd, full, out->bits));
+        }
     }
     return 1;
 }
@@ -413,6 +577,9 @@ void th_mm_run(TH_KERNEL_ARGS, const th_mm_plan_t *P)
     const uint32_t npix = (uint32_t)out->h * ow;
     const uint32_t G = 32u / (uint32_t)wb, cinp = P->tap_bytes * (8u / (uint32_t)wb);
     const int direct = ab == wb && cin % G == 0u;
+    const int ulp = P->ulp;
+    const int32_t uc = 2 + in->zero_point; /* a2w2 packed-field core: u = x + 2 = (x - zp) + uc */
+    const uint32_t upad = (uint32_t)uc * 0x01010101u;
     /* a kernel row inside the input is one run of kw * cin elements when pixels hold whole bytes of them */
     const int row_run = (cin * (uint32_t)ab) % 8u == 0u;
     const int32_t zp = in->zero_point;
@@ -434,7 +601,10 @@ void th_mm_run(TH_KERNEL_ARGS, const th_mm_plan_t *P)
         J.c0 = c0;
         J.n = cout - c0 < TH_MM_CB ? cout - c0 : TH_MM_CB;
         J.w = (const uint8_t *)L->weights + c0 * P->wrow;
-        th_mm_rq_table(L, out, c0, J.n, wb, P->rnd, tab);
+        th_mm_rq_table(L, out, c0, J.n, ulp ? 8 : wb, P->rnd, tab);
+        if (ulp) {
+            ulp_table(P, J.w, J.n, uc, tab);
+        }
         for (uint32_t p = 0; p < npix; p += 2u) {
             for (uint32_t px = 0; px < 2u; ++px) {
                 const uint32_t q = p + px < npix ? p + px : p;
@@ -447,7 +617,9 @@ void th_mm_run(TH_KERNEL_ARGS, const th_mm_plan_t *P)
                     if (row_run && xin && iy >= 0 && iy < (int32_t)in->h) {
                         /* the kw taps of this kernel row are kw * cin consecutive elements */
                         const uint8_t *src = x + ((uint32_t)iy * in->w + (uint32_t)ix0) * irb;
-                        if (direct) {
+                        if (direct && ulp) {
+                            ulp_direct(src, kw * cin, cp + px + t * cin / 2u);
+                        } else if (direct) {
                             col_direct(src, kw * cin, ab, zp, cp + px + t * cin);
                         } else {
                             int16_t *seg = nat + t * cinp;
@@ -468,7 +640,16 @@ void th_mm_run(TH_KERNEL_ARGS, const th_mm_plan_t *P)
                     }
                     for (uint32_t j = 0; j < kw; ++j, ++t) {
                         const uint8_t *src = mm_tap(L, in, x, irb, oy, ox, i, j);
-                        if (direct) {
+                        if (direct && ulp) {
+                            uint32_t *d = cp + px + t * cin / 2u;
+                            if (src != 0) {
+                                ulp_direct(src, cin, d);
+                            } else {
+                                for (uint32_t k = 0; k < cin / 2u; k += 2u) {
+                                    d[k] = upad; /* x = zp: u = zp + 2 */
+                                }
+                            }
+                        } else if (direct) {
                             uint32_t *d = cp + px + t * cin;
                             if (src != 0) {
                                 col_direct(src, cin, ab, zp, d);
@@ -491,7 +672,22 @@ void th_mm_run(TH_KERNEL_ARGS, const th_mm_plan_t *P)
                     }
                 }
                 if (!direct) {
-                    th_mm_col_finish(P, nat, cp, px ? t1 : t0, px);
+                    if (ulp) {
+                        for (uint32_t j = 0; j < P->nwords; ++j) {
+                            ulp_words(nat + 16u * j, uc, cp + px + 8u * j);
+                        }
+                        memcpy(px ? t1 : t0, nat + 16u * P->nwords, P->tail * sizeof(int16_t));
+                    } else {
+                        th_mm_col_finish(P, nat, cp, px ? t1 : t0, px);
+                    }
+                }
+                if (ulp) {
+                    const int32_t sx = ulp_sum(cp + px, P->nwords);
+                    if (px) {
+                        J.sx1 = sx;
+                    } else {
+                        J.sx0 = sx;
+                    }
                 }
             }
             P->fn(&J, cp, t0, t1, y + p * orb, p + 1u < npix ? y + (p + 1u) * orb : 0);
