@@ -164,6 +164,19 @@ def test_the_loop_refuses_a_table_measured_on_another_board():
     assert "qemu-mps2-an386" in str(exc.value)
 
 
+def test_a_deployment_of_another_kernel_build_is_refused():
+    from harness.boards import make_board
+    from harness.errors import TableError
+    from harness.loop.deploy import check_target
+    from harness.measure.target import measurement_target
+
+    board = make_board("qemu-mps2-an386")
+    profiled = measurement_target("qemu-mps2-an386")
+    check_target(profiled, board, "now")  # same sources, same flags: fine
+    with pytest.raises(TableError, match=profiled.firmware_hash):
+        check_target(profiled, board, "now", ("-DTH_SOMETHING_ELSE=1",))
+
+
 # ------------------------------------------------------------------------------------------ QEMU
 
 

@@ -142,7 +142,10 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     target = prof.target
 
     board = board_from(cfg)
-    dep = Deployer(p, board, workdir(cfg, "freebits", board_cfg.name, p.name))
+    flags = tuple(_opt(cfg, "experiment.profile.build_flags", []) or ())
+    dep = Deployer(
+        p, board, workdir(cfg, "freebits", board_cfg.name, p.name), target=target, build_flags=flags
+    )
 
     # 2. the int8 baseline (post-training calibration), evaluated on the device
     int8 = uniform_config(layers, 8, 8)

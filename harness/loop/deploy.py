@@ -14,7 +14,8 @@ import numpy as np
 
 from harness.boards import Board
 from harness.codegen.ir import IntModel
-from harness.errors import DeviceError
+from harness.errors import DeviceError, TableError
+from harness.measure.lut import Target
 from harness.measure.session import ModelMeasurement, run_on_board
 from harness.quant.config import PrecisionConfig
 
@@ -46,13 +47,41 @@ class Deployed:
         return bool(self.measurement.bit_exact)
 
 
-class Deployer:
-    """Deploy configurations of the prepared network ``p`` (:func:`harness.experiments.prepare.prepare`)."""
+def check_target(expected: Target, board: Board, when: str, build_flags: tuple[str, ...] = ()) -> None:
+    """TableError when the firmware sources (kernels, runtime, flags) are no longer those ``expected`` names:
+    a count of another kernel build must never be filed under, or compared with, this table's target."""
+    from harness.measure.target import measurement_target
 
-    def __init__(self, p, board: Board, workdir: str | Path) -> None:
+    now = measurement_target(board.cfg, build_flags)
+    if now != expected:
+        raise TableError(
+            f"the firmware changed {when}: the latency table was measured with kernel build "
+            f"{expected.firmware_hash} ({expected.cflags}), the sources now give {now.firmware_hash} "
+            f"({now.cflags}); run again to profile the new build"
+        )
+
+
+class Deployer:
+    """Deploy configurations of the prepared network ``p`` (:func:`harness.experiments.prepare.prepare`).
+
+    ``target``: the latency table's target; every deployment checks, before building and after measuring, that
+    the firmware sources (with ``build_flags``, which every build gets) still give that target
+    (:func:`check_target`).
+    """
+
+    def __init__(
+        self,
+        p,
+        board: Board,
+        workdir: str | Path,
+        target: Target | None = None,
+        build_flags: tuple[str, ...] = (),
+    ) -> None:
         self.p = p
         self.board = board
         self.workdir = Path(workdir)
+        self.target = target
+        self.build_flags = tuple(build_flags)
         self._qnets: dict[str, object] = {}
 
     def qnet(self, config: PrecisionConfig):
@@ -81,7 +110,15 @@ class Deployer:
         model = export(q, config)
         n = max(1, min(n_images, len(self.p.eval_y)))
         inputs = integer_inputs(model, self.p.eval_x[:n])
-        m = run_on_board(model, self.board, inputs, self.workdir / tag, progress=progress)
+        if self.target is not None:
+            check_target(self.target, self.board, "since the table was profiled", self.build_flags)
+        m = run_on_board(
+            model, self.board, inputs, self.workdir / tag, progress=progress, build_flags=self.build_flags
+        )
+        if self.target is not None:
+            check_target(
+                self.target, self.board, f"while {tag} was being built and measured", self.build_flags
+            )
         if m.mismatched_layers:
             raise DeviceError(
                 f"{tag}: {len(m.mismatched_layers)} layer(s) on {m.board} differ from the integer "

@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from harness.boards.config import BoardConfig, load_board_config
-from harness.errors import ConfigError, DeviceError, DoesNotFitError, TinyHilError
+from harness.errors import ConfigError, DeviceError, DoesNotFitError, TableError, TinyHilError
 from harness.graph.spec import INPUT, LayerSpec
 from harness.measure.batch import (
     ImageBudget,
@@ -137,6 +137,18 @@ class ImageJob:
     seed: int = 0
     repeats: int = 3
     build_flags: tuple[str, ...] = ()
+    target: Target | None = None  # the rows' target: the image is refused if the firmware is no longer it
+
+
+def _check_target(job: ImageJob, when: str) -> None:
+    if job.target is None:
+        return
+    now = measurement_target(job.board, job.build_flags)
+    if now != job.target:
+        raise TableError(
+            f"the firmware changed {when} (kernel build {job.target.firmware_hash} -> {now.firmware_hash}); "
+            "its counts would be filed under the wrong build: run the profile again"
+        )
 
 
 @dataclass
@@ -191,6 +203,7 @@ def measure_image(job: ImageJob) -> ImageResult:
     t0 = time.perf_counter()
     bm = build_batch_model(job.variants, job.input_shape, seed=job.seed, name=f"profile{job.index}")
     board = make_board(job.board)
+    _check_target(job, "since the profile was planned")
     try:
         m = run_on_board(
             bm.model,
@@ -215,6 +228,7 @@ def measure_image(job: ImageJob) -> ImageResult:
                     job.seed,
                     job.repeats,
                     job.build_flags,
+                    job.target,
                 )
             )
             for k, p in enumerate(parts)
@@ -229,6 +243,7 @@ def measure_image(job: ImageJob) -> ImageResult:
         )
     finally:
         board.close()
+    _check_target(job, f"while image {job.index} was being built")
     rows, bad = _rows(job, bm.variants, bm.variant_layers, m)
     return ImageResult(job.index, rows, bad, time.perf_counter() - t0)
 
@@ -375,6 +390,7 @@ def profile_layers(
             settings.seed,
             settings.repeats,
             settings.build_flags,
+            target,
         )
         for i, vs in enumerate(images)
     ]
