@@ -123,14 +123,20 @@ def test_fast_paths_all_pairs(kernels, op, a, w, o):
 @pytest.mark.parametrize("a,w", PAIRS)
 @pytest.mark.parametrize("op", WEIGHTED)
 def test_requant_parameters_at_the_fast_path_boundaries(kernels, op, a, w):
-    """Shifts -1 and -22 take the fast requantization, 0 and -23 (or a multiplier <= 0) make the whole layer
-    fall back to the exact one; both must give the reference's bytes."""
+    """Shifts -1 and -22 take the fast requantization, and so do small left shifts (within the accumulator
+    bound); -23 or a multiplier <= 0 make the whole layer fall back to the exact one. Same bytes either way."""
     rng = np.random.default_rng(zlib.crc32(f"edge{op}{a}{w}".encode()))
     h, wd, cin, cout, k, stride, pad = FAST_SHAPES[op][0]
-    for shifts, mults in [([-1, -22], [1, INT32_MAX]), ([-1, 0], [1 << 30]), ([-23, -5], [1 << 30]),
-                          ([-3], [1 << 30, 0])]:
-        model = random_layer_model(op, a, w, 8, h=h, w=wd, cin=cin, cout=cout, kernel=k, stride=stride,
-                                   padding=pad, rng=rng)
+    for shifts, mults in [
+        ([-1, -22], [1, INT32_MAX]),
+        ([-1, 0], [1 << 30]),
+        ([-23, -5], [1 << 30]),
+        ([-3], [1 << 30, 0]),
+        ([0, 2, 5], [1 << 30]),
+    ]:
+        model = random_layer_model(
+            op, a, w, 8, h=h, w=wd, cin=cin, cout=cout, kernel=k, stride=stride, padding=pad, rng=rng
+        )
         layer = model.layers[-1]
         n = layer.multiplier.size
         layer.shift = rng.choice(shifts, size=n).astype(np.int32)

@@ -86,13 +86,19 @@ def layer_scratch_bytes(model: IntModel, layer: IntLayer) -> int:
             need = max(need, _lane_scratch(cin, cout, taps, w))
         else:  # th_fc_scratch_bytes: table, one column, tail, natural column
             kp, tail = row_bytes(cin, w) * (8 // w), (row_bytes(cin, w) % 4) * (8 // w)
-            need = max(need, 24 * min(cout, MM_CB) + 2 * (row_bytes(cin, w) // 4) * (32 // w)
-                       + _align(2 * tail) + _align(2 * kp))
+            need = max(
+                need,
+                24 * min(cout, MM_CB)
+                + 2 * (row_bytes(cin, w) // 4) * (32 // w)
+                + _align(2 * tail)
+                + _align(2 * kp),
+            )
         return _align(need)
     if layer.op == "depthwise" and (kh, kw) == (3, 3) and layer.stride in (1, 2):
         ow = model.out_spec(layer).shape[1]
         n_pairs = ((ow - 1) * layer.stride + 4) // 2 + 1  # words per channel in a row buffer
-        return _align(20 * DW_CHUNK + 4 * ow + 16 * DW_CHUNK * n_pairs)  # weights, accumulators, 4 row buffers
+        # weights (5 words per channel of a chunk), one row of accumulators, 4 row buffers (a zero row + a ring of 3)
+        return _align(20 * DW_CHUNK + 4 * ow + 16 * DW_CHUNK * n_pairs)
     return 0
 
 

@@ -111,6 +111,13 @@ TH_ALWAYS_INLINE uint32_t th_rev16(uint32_t x)
     __asm("rev16 %0, %1" : "=r"(r) : "r"(x));
     return r;
 }
+/* a + bits 8..15 of b */
+TH_ALWAYS_INLINE uint32_t th_uxtab_ror8(uint32_t a, uint32_t b)
+{
+    uint32_t r;
+    __asm("uxtab %0, %1, %2, ror #8" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
 #elif defined(TH_EMULATE_DSP)
 #define TH_USE_SIMD 1
 TH_ALWAYS_INLINE uint32_t th_lo16(int32_t v) { return (uint32_t)v & 0xFFFFu; }
@@ -146,6 +153,7 @@ TH_ALWAYS_INLINE uint32_t th_uxtab16_ror8(uint32_t a, uint32_t b)
     return ((a + ((b >> 8) & 0xFFu)) & 0xFFFFu) | ((((a >> 16) + (b >> 24)) & 0xFFFFu) << 16);
 }
 TH_ALWAYS_INLINE uint32_t th_rev16(uint32_t x) { return ((x & 0x00FF00FFu) << 8) | ((x >> 8) & 0x00FF00FFu); }
+TH_ALWAYS_INLINE uint32_t th_uxtab_ror8(uint32_t a, uint32_t b) { return a + ((b >> 8) & 0xFFu); }
 TH_ALWAYS_INLINE uint32_t th_usada8(uint32_t a, uint32_t b, uint32_t acc)
 {
     for (int i = 0; i < 32; i += 8) {
@@ -322,7 +330,7 @@ typedef struct {
     const th_mm_rq_t *rq;
     int32_t lo, hi;
     int ob;
-    int32_t sx0, sx1; /* a2w2 packed-field core: sums of the two columns' offset activations */
+    int32_t sx0, sx1; /* packed-field core: weight offset x sum of each column's offset activations */
 } th_mm_job_t;
 
 typedef void (*th_mm_fn)(const th_mm_job_t *J, const uint32_t *cp, const int16_t *t0, const int16_t *t1,
@@ -331,7 +339,7 @@ typedef void (*th_mm_fn)(const th_mm_job_t *J, const uint32_t *cp, const int16_t
 typedef struct {
     th_mm_fn fn;
     int ab, wb, rnd;
-    int ulp;            /* a2w2: the packed-field core (two products per 16-bit lane, packed_mm.c) */
+    int ulp;            /* a2w2 / a4w2 / a2w4: the packed-field core (two products per 16-bit lane) */
     uint32_t wrow;      /* bytes of one output channel's weights */
     uint32_t tap_bytes; /* bytes of one tap row (cin weights) */
     uint32_t nwords;    /* whole 32-bit words in wrow */

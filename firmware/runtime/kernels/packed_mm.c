@@ -339,34 +339,56 @@ MM_FNS(4)
 MM_FNS(2)
 
 /* ---------------------------------------------------------------------------------------------------------- */
-/* a2w2: the packed-field core (ULPPACK-style)
+/* a2w2, a4w2, a2w4: the packed-field core (ULPPACK-style)
  *
- * With offset values u = x + 2 in [0, 3] and v = w + 1 in [0, 2], each 16-bit SMLAD lane carries two of each,
- * 8 bits apart: activations (u_a << 8) + u_b against weights v_a + (v_b << 8), whose product holds
- * u_a v_a + u_b v_b in bits 8..15. One SMLAD is then four MACs. The field takes 8 SMLADs (<= 8 * 4 * 6 = 192)
- * before it would carry, so the core starts every second weight word with SMUAD (no reset needed) and adds
- * the field to 16-bit lanes with one UXTAB16 ROR 8 (two pixels' fields packed by one PKHBT). With
- *     sum (x - zp) w = sum u v - sum u - c sum v + c K',   c = 2 + zp,  K' = 16 * words,
+ * With offset values u = x + 2^(A-1) in [0, 2^A - 1] and v = w + o (o = 1 for 2-bit weights, 7 for 4-bit; v
+ * in [0, 2] or [0, 14]), each 16-bit SMLAD lane carries two of each, 8 bits apart: activations (u_a << 8) + u_b
+ * against weights v_a + (v_b << 8), whose product holds u_a v_a + u_b v_b in bits 8..15. One SMLAD is then four
+ * MACs. The field may take F SMLADs before it would carry into bit 16 (4 products of at most 6 / 30 / 42 each:
+ * F = 8 for a2w2, 2 for a4w2, 1 for a2w4), so the core starts each group of F with SMUAD (no reset needed) and
+ * adds the field to a 32-bit sum with one UXTAB ROR 8. With c = 2^(A-1) + zp and K' = entries in whole words,
+ *     sum (x - zp) w = sum u v - o sum u - c sum v + o c K',
  * the per-channel terms go into the bias once per call and the per-pixel sum of u is one USADA8 per word.
- * Weights come straight from the stored words: v = (w ^ 0b10) - 1 per field for all sixteen fields in two
- * instructions, and fields k, k+4, k+8, k+12 land in bytes 0..3 with one shift-and-mask (k = 0..3); the
- * activation column holds the matching bytes u_{k+4}, u_k, u_{k+12}, u_{k+8}. Tail bytes are done exactly. */
+ * Weights come straight from the stored words: v for every field in two instructions (flip the sign bit, take
+ * 1 or 1 - o from each field), then the fields k, k + 8/W, k + 16/W, k + 24/W of a word land in bytes 0..3 with
+ * one shift-and-mask (lane word k = 0 .. 8/W - 1); the activation column holds the matching bytes in the order
+ * 1, 0, 3, 2 (u_b, u_a per lane). Tail bytes are done exactly against the natural column. */
 
-#define ULP_MAX_WORDS 680u /* 16-bit lanes of field sums: 680 * 192 / 2 < 65536 */
+#define ULP_WV(wb) ((wb) == 2 ? 1 : 7) /* weight offset o */
 
-/* Lane words of one 16-field group from a natural centred column (u = nat + c). */
-TH_ALWAYS_INLINE void ulp_words(const int16_t *nat, int32_t c, uint32_t *dst)
+/* fields of an offset-binary weight word minus 1 (2-bit: w + 1) or 1 each (4-bit: w + 7) */
+TH_ALWAYS_INLINE uint32_t ulp_v(uint32_t w, const int wb)
 {
+    return wb == 2 ? (w ^ 0xAAAAAAAAu) - 0x55555555u : (w ^ 0x88888888u) - 0x11111111u;
+}
+
+/* Lane words of one weight word's group (32/W entries) from a natural centred column (u = nat + c). */
+TH_ALWAYS_INLINE void ulp_words(const int16_t *nat, int32_t c, uint32_t *dst, const int wb)
+{
+    const uint32_t per = 8u / (uint32_t)wb; /* lane words per weight word = entries between bytes */
     TH_UNROLL
-    for (uint32_t k = 0; k < 4u; ++k) {
-        const uint32_t b0 = (uint32_t)(nat[k + 4] + c), b1 = (uint32_t)(nat[k] + c);
-        const uint32_t b2 = (uint32_t)(nat[k + 12] + c), b3 = (uint32_t)(nat[k + 8] + c);
+    for (uint32_t k = 0; k < per; ++k) {
+        const uint32_t b0 = (uint32_t)(nat[k + per] + c), b1 = (uint32_t)(nat[k] + c);
+        const uint32_t b2 = (uint32_t)(nat[k + 3u * per] + c), b3 = (uint32_t)(nat[k + 2u * per] + c);
         dst[2u * k] = b0 | (b1 << 8) | (b2 << 16) | (b3 << 24);
     }
 }
 
-/* Lane words straight from n (a multiple of 16) 2-bit activations: u = x + 2 is the field with its top bit
- * flipped; fields k, k+4, k+8, k+12 after one shift and mask, REV16 puts them in the lane order. */
+static void ulp_words_n(const int16_t *nat, uint32_t nw, int32_t c, uint32_t *dst, int wb)
+{
+    if (wb == 2) {
+        for (uint32_t j = 0; j < nw; ++j) {
+            ulp_words(nat + 16u * j, c, dst + 8u * j, 2);
+        }
+    } else {
+        for (uint32_t j = 0; j < nw; ++j) {
+            ulp_words(nat + 8u * j, c, dst + 4u * j, 4);
+        }
+    }
+}
+
+/* a2w2 lane words straight from n (a multiple of 16) 2-bit activations: u = x + 2 is the field with its top
+ * bit flipped; fields k, k+4, k+8, k+12 after one shift and mask, REV16 puts them in the lane order. */
 TH_ALWAYS_INLINE void ulp_direct(const uint8_t *src, uint32_t n, uint32_t *dst)
 {
     uint32_t m = 0x03030303u;
@@ -380,92 +402,99 @@ TH_ALWAYS_INLINE void ulp_direct(const uint8_t *src, uint32_t n, uint32_t *dst)
     }
 }
 
-/* sum of u over one pixel's lane words (words 2 apart) */
-TH_ALWAYS_INLINE int32_t ulp_sum(const uint32_t *cp, uint32_t nw)
+/* o * (sum of u) over one pixel's lane words (nl of them, 2 apart) */
+TH_ALWAYS_INLINE int32_t ulp_sum(const uint32_t *cp, uint32_t nl, int32_t o)
 {
     uint32_t s = 0;
-    for (uint32_t i = 0; i < 4u * nw; ++i) {
+    for (uint32_t i = 0; i < nl; ++i) {
         s = th_usada8(cp[2u * i], 0u, s);
     }
-    return (int32_t)s;
+    return o * (int32_t)s;
 }
 
-/* Per-channel bias terms: b += c * (K' - sum v) over the whole words of each weight row. */
+/* Per-channel bias terms: b += c * (o K' - sum v) over the whole words of each weight row. */
 static void ulp_table(const th_mm_plan_t *P, const uint8_t *w, uint32_t n, int32_t c, th_mm_rq_t *tab)
 {
+    const int wb = P->wb;
+    const uint32_t m = wb == 2 ? 0x03030303u : 0x0F0F0F0Fu;
+    const int32_t kw = (int32_t)(P->nwords * (32u / (uint32_t)wb)) * ULP_WV(wb);
     for (uint32_t i = 0; i < n; ++i, w += P->wrow) {
         uint32_t sv = 0;
         for (uint32_t j = 0; j < P->nwords; ++j) {
-            const uint32_t v = (th_load32(w + 4u * j) ^ 0xAAAAAAAAu) - 0x55555555u;
-            sv = th_usada8(v & 0x03030303u, 0u, sv);
-            sv = th_usada8((v >> 2) & 0x03030303u, 0u, sv);
-            sv = th_usada8((v >> 4) & 0x03030303u, 0u, sv);
-            sv = th_usada8((v >> 6) & 0x03030303u, 0u, sv);
+            const uint32_t v = ulp_v(th_load32(w + 4u * j), wb);
+            for (uint32_t k = 0; k < 8u / (uint32_t)wb; ++k) {
+                sv = th_usada8((v >> ((uint32_t)wb * k)) & m, 0u, sv);
+            }
         }
-        tab[i].b += c * (int32_t)(16u * P->nwords - sv);
+        tab[i].b += c * (kw - (int32_t)sv);
     }
 }
 
-/* Weight f of a 2-bit tail byte, sign-extended. */
-TH_ALWAYS_INLINE int32_t ulp_tail_w(uint32_t b, uint32_t f)
+/* Weight f of a tail byte, sign-extended. */
+TH_ALWAYS_INLINE int32_t ulp_tail_w(uint32_t b, uint32_t f, const int wb)
 {
-    return (int32_t)(b << (30u - 2u * f)) >> 30;
+    return (int32_t)(b << (32u - (uint32_t)wb * (f + 1u))) >> (32 - wb);
 }
 
+/* One channel x two pixels. */
 TH_ALWAYS_INLINE void ulp_core(const th_mm_job_t *J, const uint32_t *cp, const int16_t *t0, const int16_t *t1,
-                               uint8_t *y0, uint8_t *y1, const int rnd, const int kind, const int ob)
+                               uint8_t *y0, uint8_t *y1, const int ab, const int wb, const int rnd,
+                               const int kind, const int ob)
 {
-    const uint32_t wrow = J->wrow, nw = J->nwords, tb = J->tbytes, n = J->n, c0 = J->c0;
+    /* lane words per weight word; SMLADs per flush; weight words per loop step */
+    const uint32_t LW = 8u / (uint32_t)wb, F = ab == 2 ? (wb == 2 ? 8u : 1u) : 2u, GW = F > LW ? F / LW : 1u;
+    const uint32_t wrow = J->wrow, nw = J->nwords, tb = J->tbytes, n = J->n, c0 = J->c0, per = 8u / (uint32_t)wb;
     const int32_t lo = J->lo, hi = J->hi, sx0 = J->sx0, sx1 = J->sx1;
     const int obr = J->ob;
     const th_mm_rq_t *q = J->rq;
     const uint8_t *w = J->w;
-    const uint32_t *const cend = cp + 8u * nw, *const cend2 = cp + 8u * (nw & ~1u);
-    uint32_t m = 0x03030303u;
+    const uint32_t *const cend = cp + 2u * LW * nw, *const cendg = cp + 2u * LW * (nw - nw % GW);
+    uint32_t m = wb == 2 ? 0x03030303u : 0x0F0F0F0Fu;
     __asm("" : "+r"(m));
     for (uint32_t i = 0; i < n; ++i, w += wrow, ++q) {
-        uint32_t d = 0;
+        uint32_t d0 = 0, d1 = 0;
         const uint8_t *wa = w;
         const uint32_t *c = cp;
-#define ULP_WORD(V, C, FIRST)                                                                                   \
+        int32_t s0 = 0, s1 = 0;
+#define ULP_WORDS(NWORDS)                                                                                       \
     do {                                                                                                        \
-        const uint32_t v_ = (V);                                                                                \
-        const uint32_t l0 = v_ & m, l1 = (v_ >> 2) & m, l2 = (v_ >> 4) & m, l3 = (v_ >> 6) & m;                 \
-        if (FIRST) {                                                                                            \
-            s0 = th_smuad(l0, (C)[0]);                                                                          \
-            s1 = th_smuad(l0, (C)[1]);                                                                          \
-        } else {                                                                                                \
-            s0 = th_smlad(l0, (C)[0], s0);                                                                      \
-            s1 = th_smlad(l0, (C)[1], s1);                                                                      \
+        TH_UNROLL                                                                                               \
+        for (uint32_t j = 0; j < (NWORDS); ++j) {                                                               \
+            const uint32_t v = ulp_v(th_load32(wa + 4u * j), wb);                                               \
+            TH_UNROLL                                                                                           \
+            for (uint32_t k = 0; k < LW; ++k) {                                                                 \
+                const uint32_t idx = j * LW + k, l = (v >> ((uint32_t)wb * k)) & m;                             \
+                const uint32_t p0 = c[2u * idx], p1 = c[2u * idx + 1u];                                         \
+                if (idx % F == 0u) {                                                                            \
+                    s0 = th_smuad(l, p0);                                                                       \
+                    s1 = th_smuad(l, p1);                                                                       \
+                } else {                                                                                        \
+                    s0 = th_smlad(l, p0, s0);                                                                   \
+                    s1 = th_smlad(l, p1, s1);                                                                   \
+                }                                                                                               \
+                if ((idx + 1u) % F == 0u || idx + 1u == (NWORDS) * LW) {                                        \
+                    d0 = th_uxtab_ror8(d0, (uint32_t)s0);                                                       \
+                    d1 = th_uxtab_ror8(d1, (uint32_t)s1);                                                       \
+                }                                                                                               \
+            }                                                                                                   \
         }                                                                                                       \
-        s0 = th_smlad(l1, (C)[2], s0);                                                                          \
-        s1 = th_smlad(l1, (C)[3], s1);                                                                          \
-        s0 = th_smlad(l2, (C)[4], s0);                                                                          \
-        s1 = th_smlad(l2, (C)[5], s1);                                                                          \
-        s0 = th_smlad(l3, (C)[6], s0);                                                                          \
-        s1 = th_smlad(l3, (C)[7], s1);                                                                          \
     } while (0)
-        for (; c != cend2; c += 16, wa += 8) {
-            int32_t s0, s1;
-            ULP_WORD((th_load32(wa) ^ 0xAAAAAAAAu) - 0x55555555u, c, 1);
-            ULP_WORD((th_load32(wa + 4) ^ 0xAAAAAAAAu) - 0x55555555u, c + 8, 0);
-            d = th_uxtab16_ror8(d, th_pack_lo((uint32_t)s0, (uint32_t)s1));
+        for (; c != cendg; c += 2u * LW * GW, wa += 4u * GW) {
+            ULP_WORDS(GW);
         }
-        if (c != cend) {
-            int32_t s0, s1;
-            ULP_WORD((th_load32(wa) ^ 0xAAAAAAAAu) - 0x55555555u, c, 1);
-            d = th_uxtab16_ror8(d, th_pack_lo((uint32_t)s0, (uint32_t)s1));
+        if (GW > 1u && c != cend) { /* GW is 2 at most */
+            ULP_WORDS(1u);
             wa += 4;
         }
-#undef ULP_WORD
-        int32_t a0 = (int32_t)(d & 0xFFFFu) + q->b - sx0, a1 = (int32_t)(d >> 16) + q->b - sx1;
+#undef ULP_WORDS
+        int32_t a0 = (int32_t)d0 + q->b - sx0, a1 = (int32_t)d1 + q->b - sx1;
         for (uint32_t k = 0; k < tb; ++k) {
             const uint32_t b = wa[k];
             TH_UNROLL
-            for (uint32_t f = 0; f < 4u; ++f) {
-                const int32_t wv = ulp_tail_w(b, f);
-                a0 += wv * t0[4u * k + f];
-                a1 += wv * t1[4u * k + f];
+            for (uint32_t f = 0; f < per; ++f) {
+                const int32_t wv = ulp_tail_w(b, f, wb);
+                a0 += wv * t0[per * k + f];
+                a1 += wv * t1[per * k + f];
             }
         }
         mm_store(y0, c0 + i, mm_out(mm_t(a0, q, 8, rnd), q, lo, hi, rnd, kind, ob), ob, obr);
@@ -475,23 +504,26 @@ TH_ALWAYS_INLINE void ulp_core(const th_mm_job_t *J, const uint32_t *cp, const i
     }
 }
 
-#define ULP_FN(RND, KIND, OB)                                                                                   \
-    static void ulp_##RND##_##KIND##_##OB(const th_mm_job_t *J, const uint32_t *cp, const int16_t *t0,         \
-                                          const int16_t *t1, uint8_t *y0, uint8_t *y1)                          \
+#define ULP_FN(A, W, RND, KIND, OB)                                                                             \
+    static void ulp_##A##W##_##RND##_##KIND##_##OB(const th_mm_job_t *J, const uint32_t *cp, const int16_t *t0, \
+                                                    const int16_t *t1, uint8_t *y0, uint8_t *y1)                \
     {                                                                                                           \
-        ulp_core(J, cp, t0, t1, y0, y1, RND, KIND, OB);                                                         \
+        ulp_core(J, cp, t0, t1, y0, y1, A, W, RND, KIND, OB);                                                   \
     }
-ULP_FN(1, 1, 8)
-ULP_FN(0, 1, 8)
-ULP_FN(0, 0, 0)
-
-static th_mm_fn ulp_pick(int rnd, int full, int ob)
-{
-    if (ob == 8 && full) {
-        return rnd ? ulp_1_1_8 : ulp_0_1_8;
+#define ULP_FNS(A, W)                                                                                           \
+    ULP_FN(A, W, 1, 1, 8)                                                                                       \
+    ULP_FN(A, W, 0, 1, 8)                                                                                       \
+    ULP_FN(A, W, 0, 0, 0)                                                                                       \
+    static th_mm_fn ulp_pick_##A##W(int rnd, int full, int ob)                                                  \
+    {                                                                                                           \
+        if (ob == 8 && full) {                                                                                  \
+            return rnd ? ulp_##A##W##_1_1_8 : ulp_##A##W##_0_1_8;                                               \
+        }                                                                                                       \
+        return ulp_##A##W##_0_0_0;                                                                              \
     }
-    return ulp_0_0_0;
-}
+ULP_FNS(2, 2)
+ULP_FNS(4, 2)
+ULP_FNS(2, 4)
 
 /* ---------------------------------------------------------------------------------------------------------- */
 /* Public entry points */
@@ -502,7 +534,7 @@ int th_mm_prepare(const th_layer_t *L, const th_tensor_t *out, uint32_t taps, in
     int rnd;
     const uint32_t wrow = taps * th_row_bytes(cin, wb);
     /* a2w2 takes the packed-field core (unscaled accumulators) when its 16-bit field sums cannot overflow */
-    const int ulp = ulp_ok && ab == 2 && wb == 2 && wrow >= 4u && wrow / 4u <= ULP_MAX_WORDS;
+    const int ulp = ulp_ok && ab + wb <= 6 && wb < 8 && wrow >= 4u;
     const int g = ulp ? 0 : MM_G(wb);
     /* scaled accumulators stay below 2^31; ls <= g keeps t an exact right shift of them */
     const int lim = 29 < 31 - g ? 29 : 31 - g;
@@ -523,7 +555,8 @@ int th_mm_prepare(const th_layer_t *L, const th_tensor_t *out, uint32_t taps, in
         const int full = out->bits == 8 && th_clamp_kind(L, 8) == TH_CLAMP_FULL;
         if (ulp) {
             P->rnd = full ? P->rnd : 0; /* its cores: (rnd, full) 8-bit, or the general one */
-            P->fn = ulp_pick(P->rnd, full, out->bits);
+            P->fn = ab == 2 ? (wb == 2 ? ulp_pick_22(P->rnd, full, out->bits) : ulp_pick_24(P->rnd, full, out->bits))
+                            : ulp_pick_42(P->rnd, full, out->bits);
         } else {
             P->fn = wb == 8 ? mm_pick_8(P->rnd, full, out->bits)
                             : (wb == 4 ? mm_pick_4(P->rnd, full, out->bits) : mm_pick_2(P->rnd, full, out->bits));
@@ -578,7 +611,7 @@ void th_mm_run(TH_KERNEL_ARGS, const th_mm_plan_t *P)
     const uint32_t G = 32u / (uint32_t)wb, cinp = P->tap_bytes * (8u / (uint32_t)wb);
     const int direct = ab == wb && cin % G == 0u;
     const int ulp = P->ulp;
-    const int32_t uc = 2 + in->zero_point; /* a2w2 packed-field core: u = x + 2 = (x - zp) + uc */
+    const int32_t uc = (1 << (ab - 1)) + in->zero_point; /* packed-field core: u = (x - zp) + uc */
     const uint32_t upad = (uint32_t)uc * 0x01010101u;
     /* a kernel row inside the input is one run of kw * cin elements when pixels hold whole bytes of them */
     const int row_run = (cin * (uint32_t)ab) % 8u == 0u;
@@ -617,7 +650,7 @@ void th_mm_run(TH_KERNEL_ARGS, const th_mm_plan_t *P)
                     if (row_run && xin && iy >= 0 && iy < (int32_t)in->h) {
                         /* the kw taps of this kernel row are kw * cin consecutive elements */
                         const uint8_t *src = x + ((uint32_t)iy * in->w + (uint32_t)ix0) * irb;
-                        if (direct && ulp) {
+                        if (direct && ulp) { /* a2w2 */
                             ulp_direct(src, kw * cin, cp + px + t * cin / 2u);
                         } else if (direct) {
                             col_direct(src, kw * cin, ab, zp, cp + px + t * cin);
@@ -673,16 +706,14 @@ void th_mm_run(TH_KERNEL_ARGS, const th_mm_plan_t *P)
                 }
                 if (!direct) {
                     if (ulp) {
-                        for (uint32_t j = 0; j < P->nwords; ++j) {
-                            ulp_words(nat + 16u * j, uc, cp + px + 8u * j);
-                        }
-                        memcpy(px ? t1 : t0, nat + 16u * P->nwords, P->tail * sizeof(int16_t));
+                        ulp_words_n(nat, P->nwords, uc, cp + px, wb);
+                        memcpy(px ? t1 : t0, nat + P->nwords * G, P->tail * sizeof(int16_t));
                     } else {
                         th_mm_col_finish(P, nat, cp, px ? t1 : t0, px);
                     }
                 }
                 if (ulp) {
-                    const int32_t sx = ulp_sum(cp + px, P->nwords);
+                    const int32_t sx = ulp_sum(cp + px, P->nwords * (8u / (uint32_t)wb), ULP_WV(wb));
                     if (px) {
                         J.sx1 = sx;
                     } else {
