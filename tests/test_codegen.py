@@ -317,4 +317,5 @@ def test_cortex_m_link_keeps_only_used_kernels_and_matches_the_estimate(tmp_path
     sram_real = sec.get(".bss", 0) + sec.get(".data", 0)
     flash_est, sram_est = estimate_footprint(model)
     assert 0.7 * flash_real <= flash_est <= 1.5 * flash_real, (flash_est, flash_real)
-    assert sram_est == sram_real
+    # arena + scratch exactly; the kernels themselves may keep a few bytes of static tables in .data/.bss
+    assert 0 <= sram_real - sram_est <= 64, (sram_est, sram_real)

@@ -36,7 +36,7 @@ VARIANTS = ("opt", "ref")
 # matrix cores (packed_mm.c: several flag variants each), which conv2d and pointwise share, so a model using
 # both is over-estimated a little.
 _CODE_A8W8 = {"conv2d": 600, "pointwise": 400, "fc": 150, "depthwise": 5000}
-_CODE_GENERIC = {"conv2d": 7000, "pointwise": 6500, "fc": 4500, "depthwise": 3200}
+_CODE_GENERIC = {"conv2d": 11000, "pointwise": 10000, "fc": 7000, "depthwise": 3600}
 _CODE_REF = {"conv2d": 700, "pointwise": 450, "fc": 350, "depthwise": 600}
 _CODE_MATMUL = 3000  # th_mm_s8_q15 + column helpers, shared by the a8w8 conv2d/pointwise/fc
 _CODE_OTHER = {"th_add": 1400, "th_avgpool": 1000}
