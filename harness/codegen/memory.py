@@ -59,10 +59,10 @@ def lifetimes(model: IntModel, keep_input: bool = False) -> dict[str, tuple[int,
 
 def _lane_scratch(cin: int, cout: int, taps: int, w: int) -> int:
     """th_mm_scratch_bytes: requantization table (24 B per channel of a 64-channel block), a two-pixel column in
-    lane order, two int16 tails and a natural int16 column."""
+    lane order, four int16 tails and a natural int16 column."""
     wrow = taps * row_bytes(cin, w)
     kp, tail = wrow * (8 // w), (wrow % 4) * (8 // w)
-    return 24 * min(cout, MM_CB) + 4 * (wrow // 4) * (32 // w) + 2 * _align(2 * tail) + _align(2 * kp)
+    return 24 * min(cout, MM_CB) + 4 * (wrow // 4) * (32 // w) + 4 * _align(2 * tail) + _align(2 * kp)
 
 
 def layer_scratch_bytes(model: IntModel, layer: IntLayer) -> int:

@@ -330,7 +330,11 @@ typedef struct {
     const th_mm_rq_t *rq;
     int32_t lo, hi;
     int ob;
-    int32_t sx0, sx1; /* packed-field core: weight offset x sum of each column's offset activations */
+    /* packed-field core (four pixels): weight offset x sum of each column's offset activations; the pixels'
+     * tails and output rows (NULL: a padding pixel, not stored) */
+    int32_t sx[4];
+    int16_t *t[4];
+    uint8_t *y[4];
 } th_mm_job_t;
 
 typedef void (*th_mm_fn)(const th_mm_job_t *J, const uint32_t *cp, const int16_t *t0, const int16_t *t1,

@@ -18,6 +18,12 @@
 
 #if TH_USE_SIMD
 
+/* The instruction scheduler before register allocation hoists loads and multiplies across the unrolled field
+ * loops and spills registers; the cores keep their source order. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-schedule-insns")
+#endif
+
 /* log2 of the weight scale of a lane word: 0 (8-bit), 4 (4-bit), 6 (2-bit). */
 #define MM_G(wb) ((wb) == 8 ? 0 : ((wb) == 4 ? 4 : 6))
 
@@ -277,11 +283,17 @@ TH_ALWAYS_INLINE void mm_core(const th_mm_job_t *J, const uint32_t *cp, const in
                 a11 += wvb * xb;
             }
         }
-        mm_store(y0, c0 + i, mm_out(mm_t(a00, q, wb, rnd), q, lo, hi, rnd, kind, ob), ob, obr);
-        mm_store(y0, c0 + i + 1u, mm_out(mm_t(a10, q + 1, wb, rnd), q + 1, lo, hi, rnd, kind, ob), ob, obr);
-        if (y1 != 0) {
-            mm_store(y1, c0 + i, mm_out(mm_t(a01, q, wb, rnd), q, lo, hi, rnd, kind, ob), ob, obr);
-            mm_store(y1, c0 + i + 1u, mm_out(mm_t(a11, q + 1, wb, rnd), q + 1, lo, hi, rnd, kind, ob), ob, obr);
+        { /* every output before any store: byte stores may alias the table, which would be reloaded */
+            const int32_t v00 = mm_out(mm_t(a00, q, wb, rnd), q, lo, hi, rnd, kind, ob);
+            const int32_t v10 = mm_out(mm_t(a10, q + 1, wb, rnd), q + 1, lo, hi, rnd, kind, ob);
+            const int32_t v01 = mm_out(mm_t(a01, q, wb, rnd), q, lo, hi, rnd, kind, ob);
+            const int32_t v11 = mm_out(mm_t(a11, q + 1, wb, rnd), q + 1, lo, hi, rnd, kind, ob);
+            mm_store(y0, c0 + i, v00, ob, obr);
+            mm_store(y0, c0 + i + 1u, v10, ob, obr);
+            if (y1 != 0) {
+                mm_store(y1, c0 + i, v01, ob, obr);
+                mm_store(y1, c0 + i + 1u, v11, ob, obr);
+            }
         }
     }
     if (i < n) {
@@ -305,9 +317,13 @@ TH_ALWAYS_INLINE void mm_core(const th_mm_job_t *J, const uint32_t *cp, const in
                 a01 += wva * t1[k * per + f];
             }
         }
-        mm_store(y0, c0 + i, mm_out(mm_t(a00, q, wb, rnd), q, lo, hi, rnd, kind, ob), ob, obr);
-        if (y1 != 0) {
-            mm_store(y1, c0 + i, mm_out(mm_t(a01, q, wb, rnd), q, lo, hi, rnd, kind, ob), ob, obr);
+        {
+            const int32_t v00 = mm_out(mm_t(a00, q, wb, rnd), q, lo, hi, rnd, kind, ob);
+            const int32_t v01 = mm_out(mm_t(a01, q, wb, rnd), q, lo, hi, rnd, kind, ob);
+            mm_store(y0, c0 + i, v00, ob, obr);
+            if (y1 != 0) {
+                mm_store(y1, c0 + i, v01, ob, obr);
+            }
         }
     }
 }
@@ -362,6 +378,9 @@ TH_ALWAYS_INLINE uint32_t ulp_v(uint32_t w, const int wb)
     return wb == 2 ? (w ^ 0xAAAAAAAAu) - 0x55555555u : (w ^ 0x88888888u) - 0x11111111u;
 }
 
+/* The packed-field core works on four pixels at once: their columns interleave word by word. */
+#define ULP_PX 4u
+
 /* Lane words of one weight word's group (32/W entries) from a natural centred column (u = nat + c). */
 TH_ALWAYS_INLINE void ulp_words(const int16_t *nat, int32_t c, uint32_t *dst, const int wb)
 {
@@ -370,7 +389,7 @@ TH_ALWAYS_INLINE void ulp_words(const int16_t *nat, int32_t c, uint32_t *dst, co
     for (uint32_t k = 0; k < per; ++k) {
         const uint32_t b0 = (uint32_t)(nat[k + per] + c), b1 = (uint32_t)(nat[k] + c);
         const uint32_t b2 = (uint32_t)(nat[k + 3u * per] + c), b3 = (uint32_t)(nat[k + 2u * per] + c);
-        dst[2u * k] = b0 | (b1 << 8) | (b2 << 16) | (b3 << 24);
+        dst[ULP_PX * k] = b0 | (b1 << 8) | (b2 << 16) | (b3 << 24);
     }
 }
 
@@ -378,11 +397,11 @@ static void ulp_words_n(const int16_t *nat, uint32_t nw, int32_t c, uint32_t *ds
 {
     if (wb == 2) {
         for (uint32_t j = 0; j < nw; ++j) {
-            ulp_words(nat + 16u * j, c, dst + 8u * j, 2);
+            ulp_words(nat + 16u * j, c, dst + 4u * ULP_PX * j, 2);
         }
     } else {
         for (uint32_t j = 0; j < nw; ++j) {
-            ulp_words(nat + 8u * j, c, dst + 4u * j, 4);
+            ulp_words(nat + 8u * j, c, dst + 2u * ULP_PX * j, 4);
         }
     }
 }
@@ -393,21 +412,47 @@ TH_ALWAYS_INLINE void ulp_direct(const uint8_t *src, uint32_t n, uint32_t *dst)
 {
     uint32_t m = 0x03030303u;
     __asm("" : "+r"(m));
-    for (uint32_t j = 0; j < n; j += 16u, dst += 8) {
+    for (uint32_t j = 0; j < n; j += 16u, dst += 4u * ULP_PX) {
         const uint32_t v = th_load32(src + j / 4u) ^ 0xAAAAAAAAu;
         dst[0] = th_rev16(v & m);
-        dst[2] = th_rev16((v >> 2) & m);
-        dst[4] = th_rev16((v >> 4) & m);
-        dst[6] = th_rev16((v >> 6) & m);
+        dst[ULP_PX] = th_rev16((v >> 2) & m);
+        dst[2u * ULP_PX] = th_rev16((v >> 4) & m);
+        dst[3u * ULP_PX] = th_rev16((v >> 6) & m);
     }
 }
 
-/* o * (sum of u) over one pixel's lane words (nl of them, 2 apart) */
+/* a4w2 lane words straight from n (a multiple of 16) 4-bit activations: u = x + 8 is the nibble with its top
+ * bit flipped; (u_k, u_{k+4}) and (u_{k+8}, u_{k+12}) come out of the two words by one shift and mask each, two
+ * PKHs and one shifted OR give the lane order u_{k+4}, u_k, u_{k+12}, u_{k+8}. */
+TH_ALWAYS_INLINE void ulp_direct4(const uint8_t *src, uint32_t n, uint32_t *dst)
+{
+    uint32_t m = 0x000F000Fu;
+    __asm("" : "+r"(m));
+    for (uint32_t j = 0; j < n; j += 16u, dst += 4u * ULP_PX) {
+        const uint32_t a = th_load32(src + j / 2u) ^ 0x88888888u, b = th_load32(src + j / 2u + 4u) ^ 0x88888888u;
+        TH_UNROLL
+        for (uint32_t k = 0; k < 4u; ++k) {
+            const uint32_t ak = (a >> (4u * k)) & m, bk = (b >> (4u * k)) & m;
+            dst[ULP_PX * k] = th_pack_hi(ak, bk) | (th_pack_lo(ak, bk) << 8);
+        }
+    }
+}
+
+static void ulp_direct_a(const uint8_t *src, uint32_t n, uint32_t *dst, int ab)
+{
+    if (ab == 2) {
+        ulp_direct(src, n, dst);
+    } else {
+        ulp_direct4(src, n, dst);
+    }
+}
+
+/* o * (sum of u) over one pixel's lane words (nl of them, ULP_PX apart) */
 TH_ALWAYS_INLINE int32_t ulp_sum(const uint32_t *cp, uint32_t nl, int32_t o)
 {
     uint32_t s = 0;
     for (uint32_t i = 0; i < nl; ++i) {
-        s = th_usada8(cp[2u * i], 0u, s);
+        s = th_usada8(cp[ULP_PX * i], 0u, s);
     }
     return o * (int32_t)s;
 }
@@ -436,26 +481,32 @@ TH_ALWAYS_INLINE int32_t ulp_tail_w(uint32_t b, uint32_t f, const int wb)
     return (int32_t)(b << (32u - (uint32_t)wb * (f + 1u))) >> (32 - wb);
 }
 
-/* One channel x two pixels. */
-TH_ALWAYS_INLINE void ulp_core(const th_mm_job_t *J, const uint32_t *cp, const int16_t *t0, const int16_t *t1,
-                               uint8_t *y0, uint8_t *y1, const int ab, const int wb, const int rnd,
-                               const int kind, const int ob)
+/* Field sums that fit the core's 16-bit lanes, and the flush period F (see above). */
+TH_ALWAYS_INLINE uint32_t ulp_flush_period(int ab, int wb)
+{
+    return ab == 2 ? (wb == 2 ? 8u : 1u) : 2u;
+}
+
+/* One channel x four pixels: the two pixels' fields of a flush are packed by one PKHBT and added to two 16-bit
+ * lanes by one UXTAB16 ROR 8 (th_mm_prepare keeps the lane sums below 2^16). */
+TH_ALWAYS_INLINE void ulp_core(const th_mm_job_t *J, const uint32_t *cp, const int ab, const int wb,
+                               const int rnd, const int kind, const int ob)
 {
     /* lane words per weight word; SMLADs per flush; weight words per loop step */
-    const uint32_t LW = 8u / (uint32_t)wb, F = ab == 2 ? (wb == 2 ? 8u : 1u) : 2u, GW = F > LW ? F / LW : 1u;
+    const uint32_t LW = 8u / (uint32_t)wb, F = ulp_flush_period(ab, wb), GW = F > LW ? F / LW : 1u;
     const uint32_t wrow = J->wrow, nw = J->nwords, tb = J->tbytes, n = J->n, c0 = J->c0, per = 8u / (uint32_t)wb;
-    const int32_t lo = J->lo, hi = J->hi, sx0 = J->sx0, sx1 = J->sx1;
+    const int32_t lo = J->lo, hi = J->hi;
     const int obr = J->ob;
     const th_mm_rq_t *q = J->rq;
     const uint8_t *w = J->w;
-    const uint32_t *const cend = cp + 2u * LW * nw, *const cendg = cp + 2u * LW * (nw - nw % GW);
+    const uint32_t *const cend = cp + ULP_PX * LW * nw, *const cendg = cp + ULP_PX * LW * (nw - nw % GW);
     uint32_t m = wb == 2 ? 0x03030303u : 0x0F0F0F0Fu;
     __asm("" : "+r"(m));
     for (uint32_t i = 0; i < n; ++i, w += wrow, ++q) {
-        uint32_t d0 = 0, d1 = 0;
+        uint32_t d01 = 0, d23 = 0;
         const uint8_t *wa = w;
         const uint32_t *c = cp;
-        int32_t s0 = 0, s1 = 0;
+        int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
 #define ULP_WORDS(NWORDS)                                                                                       \
     do {                                                                                                        \
         TH_UNROLL                                                                                               \
@@ -464,22 +515,26 @@ TH_ALWAYS_INLINE void ulp_core(const th_mm_job_t *J, const uint32_t *cp, const i
             TH_UNROLL                                                                                           \
             for (uint32_t k = 0; k < LW; ++k) {                                                                 \
                 const uint32_t idx = j * LW + k, l = (v >> ((uint32_t)wb * k)) & m;                             \
-                const uint32_t p0 = c[2u * idx], p1 = c[2u * idx + 1u];                                         \
+                const uint32_t *cc = c + ULP_PX * idx;                                                          \
                 if (idx % F == 0u) {                                                                            \
-                    s0 = th_smuad(l, p0);                                                                       \
-                    s1 = th_smuad(l, p1);                                                                       \
+                    s0 = th_smuad(l, cc[0]);                                                                    \
+                    s1 = th_smuad(l, cc[1]);                                                                    \
+                    s2 = th_smuad(l, cc[2]);                                                                    \
+                    s3 = th_smuad(l, cc[3]);                                                                    \
                 } else {                                                                                        \
-                    s0 = th_smlad(l, p0, s0);                                                                   \
-                    s1 = th_smlad(l, p1, s1);                                                                   \
+                    s0 = th_smlad(l, cc[0], s0);                                                                \
+                    s1 = th_smlad(l, cc[1], s1);                                                                \
+                    s2 = th_smlad(l, cc[2], s2);                                                                \
+                    s3 = th_smlad(l, cc[3], s3);                                                                \
                 }                                                                                               \
                 if ((idx + 1u) % F == 0u || idx + 1u == (NWORDS) * LW) {                                        \
-                    d0 = th_uxtab_ror8(d0, (uint32_t)s0);                                                       \
-                    d1 = th_uxtab_ror8(d1, (uint32_t)s1);                                                       \
+                    d01 = th_uxtab16_ror8(d01, th_pack_lo((uint32_t)s0, (uint32_t)s1));                         \
+                    d23 = th_uxtab16_ror8(d23, th_pack_lo((uint32_t)s2, (uint32_t)s3));                         \
                 }                                                                                               \
             }                                                                                                   \
         }                                                                                                       \
     } while (0)
-        for (; c != cendg; c += 2u * LW * GW, wa += 4u * GW) {
+        for (; c != cendg; c += ULP_PX * LW * GW, wa += 4u * GW) {
             ULP_WORDS(GW);
         }
         if (GW > 1u && c != cend) { /* GW is 2 at most */
@@ -487,19 +542,34 @@ TH_ALWAYS_INLINE void ulp_core(const th_mm_job_t *J, const uint32_t *cp, const i
             wa += 4;
         }
 #undef ULP_WORDS
-        int32_t a0 = (int32_t)d0 + q->b - sx0, a1 = (int32_t)d1 + q->b - sx1;
+        int32_t a[ULP_PX];
+        a[0] = (int32_t)(d01 & 0xFFFFu) + q->b - J->sx[0];
+        a[1] = (int32_t)(d01 >> 16) + q->b - J->sx[1];
+        a[2] = (int32_t)(d23 & 0xFFFFu) + q->b - J->sx[2];
+        a[3] = (int32_t)(d23 >> 16) + q->b - J->sx[3];
         for (uint32_t k = 0; k < tb; ++k) {
             const uint32_t b = wa[k];
             TH_UNROLL
             for (uint32_t f = 0; f < per; ++f) {
                 const int32_t wv = ulp_tail_w(b, f, wb);
-                a0 += wv * t0[per * k + f];
-                a1 += wv * t1[per * k + f];
+                TH_UNROLL
+                for (uint32_t px = 0; px < ULP_PX; ++px) {
+                    a[px] += wv * J->t[px][per * k + f];
+                }
             }
         }
-        mm_store(y0, c0 + i, mm_out(mm_t(a0, q, 8, rnd), q, lo, hi, rnd, kind, ob), ob, obr);
-        if (y1 != 0) {
-            mm_store(y1, c0 + i, mm_out(mm_t(a1, q, 8, rnd), q, lo, hi, rnd, kind, ob), ob, obr);
+        {
+            int32_t v[ULP_PX];
+            TH_UNROLL
+            for (uint32_t px = 0; px < ULP_PX; ++px) {
+                v[px] = mm_out(mm_t(a[px], q, 8, rnd), q, lo, hi, rnd, kind, ob);
+            }
+            TH_UNROLL
+            for (uint32_t px = 0; px < ULP_PX; ++px) {
+                if (J->y[px] != 0) {
+                    mm_store(J->y[px], c0 + i, v[px], ob, obr);
+                }
+            }
         }
     }
 }
@@ -508,7 +578,8 @@ TH_ALWAYS_INLINE void ulp_core(const th_mm_job_t *J, const uint32_t *cp, const i
     static void ulp_##A##W##_##RND##_##KIND##_##OB(const th_mm_job_t *J, const uint32_t *cp, const int16_t *t0, \
                                                     const int16_t *t1, uint8_t *y0, uint8_t *y1)                \
     {                                                                                                           \
-        ulp_core(J, cp, t0, t1, y0, y1, A, W, RND, KIND, OB);                                                   \
+        (void)t0, (void)t1, (void)y0, (void)y1; /* four pixels: tails and rows in J */                          \
+        ulp_core(J, cp, A, W, RND, KIND, OB);                                                                   \
     }
 #define ULP_FNS(A, W)                                                                                           \
     ULP_FN(A, W, 1, 1, 8)                                                                                       \
@@ -534,7 +605,10 @@ int th_mm_prepare(const th_layer_t *L, const th_tensor_t *out, uint32_t taps, in
     int rnd;
     const uint32_t wrow = taps * th_row_bytes(cin, wb);
     /* a2w2 takes the packed-field core (unscaled accumulators) when its 16-bit field sums cannot overflow */
-    const int ulp = ulp_ok && ab + wb <= 6 && wb < 8 && wrow >= 4u;
+    /* the core's 16-bit lane sums: (flushes per row) x (largest field at a flush) < 2^16 */
+    const uint32_t nflush = ab == 2 && wb == 2 ? (wrow / 4u + 1u) / 2u : 2u * (wrow / 4u);
+    const uint32_t fmax = ab == 2 ? (wb == 2 ? 192u : 168u) : 240u;
+    const int ulp = ulp_ok && ab + wb <= 6 && wb < 8 && wrow >= 4u && nflush * fmax < 65536u;
     const int g = ulp ? 0 : MM_G(wb);
     /* scaled accumulators stay below 2^31; ls <= g keeps t an exact right shift of them */
     const int lim = 29 < 31 - g ? 29 : 31 - g;
@@ -596,7 +670,7 @@ TH_ALWAYS_INLINE const uint8_t *mm_tap(const th_layer_t *L, const th_tensor_t *i
 uint32_t th_mm_scratch_bytes(const th_mm_plan_t *P, uint32_t cout)
 {
     const uint32_t cb = cout < TH_MM_CB ? cout : TH_MM_CB;
-    return 24u * cb + 4u * P->nwords * (32u / (uint32_t)P->wb) + 2u * th_ru4(2u * P->tail) + th_ru4(2u * P->kp);
+    return 24u * cb + 4u * P->nwords * (32u / (uint32_t)P->wb) + 4u * th_ru4(2u * P->tail) + th_ru4(2u * P->kp);
 }
 
 void th_mm_run(TH_KERNEL_ARGS, const th_mm_plan_t *P)
@@ -609,20 +683,26 @@ void th_mm_run(TH_KERNEL_ARGS, const th_mm_plan_t *P)
     const uint32_t irb = th_row_bytes(cin, ab), orb = th_row_bytes(cout, out->bits);
     const uint32_t npix = (uint32_t)out->h * ow;
     const uint32_t G = 32u / (uint32_t)wb, cinp = P->tap_bytes * (8u / (uint32_t)wb);
-    const int direct = ab == wb && cin % G == 0u;
     const int ulp = P->ulp;
+    /* lane words straight from the packed activations: equal bits and whole words per tap, or a4w2 in groups
+     * of 16 (the packed-field core's lane words hold 4 entries: cin / 4 words per tap either way for w2) */
+    const int direct = ulp ? wb == 2 && cin % 16u == 0u : ab == wb && cin % G == 0u;
     const int32_t uc = (1 << (ab - 1)) + in->zero_point; /* packed-field core: u = (x - zp) + uc */
     const uint32_t upad = (uint32_t)uc * 0x01010101u;
     /* a kernel row inside the input is one run of kw * cin elements when pixels hold whole bytes of them */
     const int row_run = (cin * (uint32_t)ab) % 8u == 0u;
     const int32_t zp = in->zero_point;
     const uint32_t cb = cout < TH_MM_CB ? cout : TH_MM_CB;
+    /* pixels per step and word stride of their interleaved columns */
+    const uint32_t npx = ulp ? ULP_PX : 2u;
     th_mm_rq_t *tab = (th_mm_rq_t *)scratch;
     uint32_t *cp = (uint32_t *)(tab + cb);
-    int16_t *t0 = (int16_t *)(cp + P->nwords * G);
-    int16_t *t1 = t0 + th_ru4(2u * P->tail) / 2u;
-    int16_t *nat = t1 + th_ru4(2u * P->tail) / 2u;
+    int16_t *tails = (int16_t *)(cp + P->nwords * G);
+    int16_t *nat = tails + 4u * (th_ru4(2u * P->tail) / 2u);
     th_mm_job_t J;
+    for (uint32_t px = 0; px < 4u; ++px) {
+        J.t[px] = tails + px * (th_ru4(2u * P->tail) / 2u);
+    }
     J.wrow = P->wrow;
     J.nwords = P->nwords;
     J.tbytes = P->tbytes;
@@ -638,8 +718,8 @@ void th_mm_run(TH_KERNEL_ARGS, const th_mm_plan_t *P)
         if (ulp) {
             ulp_table(P, J.w, J.n, uc, tab);
         }
-        for (uint32_t p = 0; p < npix; p += 2u) {
-            for (uint32_t px = 0; px < 2u; ++px) {
+        for (uint32_t p = 0; p < npix; p += npx) {
+            for (uint32_t px = 0; px < npx; ++px) {
                 const uint32_t q = p + px < npix ? p + px : p;
                 const uint32_t oy = q / ow, ox = q % ow;
                 const int32_t ix0 = (int32_t)(ox * L->stride) - (int32_t)L->pad_l;
@@ -650,8 +730,8 @@ void th_mm_run(TH_KERNEL_ARGS, const th_mm_plan_t *P)
                     if (row_run && xin && iy >= 0 && iy < (int32_t)in->h) {
                         /* the kw taps of this kernel row are kw * cin consecutive elements */
                         const uint8_t *src = x + ((uint32_t)iy * in->w + (uint32_t)ix0) * irb;
-                        if (direct && ulp) { /* a2w2 */
-                            ulp_direct(src, kw * cin, cp + px + t * cin / 2u);
+                        if (direct && ulp) { /* a2w2, a4w2: cin / 4 lane words per tap */
+                            ulp_direct_a(src, kw * cin, cp + px + t * cin, ab);
                         } else if (direct) {
                             col_direct(src, kw * cin, ab, zp, cp + px + t * cin);
                         } else {
@@ -674,12 +754,12 @@ void th_mm_run(TH_KERNEL_ARGS, const th_mm_plan_t *P)
                     for (uint32_t j = 0; j < kw; ++j, ++t) {
                         const uint8_t *src = mm_tap(L, in, x, irb, oy, ox, i, j);
                         if (direct && ulp) {
-                            uint32_t *d = cp + px + t * cin / 2u;
+                            uint32_t *d = cp + px + t * cin;
                             if (src != 0) {
-                                ulp_direct(src, cin, d);
+                                ulp_direct_a(src, cin, d, ab);
                             } else {
-                                for (uint32_t k = 0; k < cin / 2u; k += 2u) {
-                                    d[k] = upad; /* x = zp: u = zp + 2 */
+                                for (uint32_t k = 0; k < cin; k += ULP_PX) {
+                                    d[k] = upad; /* x = zp: u = zp + 2^(A-1) */
                                 }
                             }
                         } else if (direct) {
@@ -707,26 +787,27 @@ void th_mm_run(TH_KERNEL_ARGS, const th_mm_plan_t *P)
                 if (!direct) {
                     if (ulp) {
                         ulp_words_n(nat, P->nwords, uc, cp + px, wb);
-                        memcpy(px ? t1 : t0, nat + P->nwords * G, P->tail * sizeof(int16_t));
+                        memcpy(J.t[px], nat + P->nwords * G, P->tail * sizeof(int16_t));
                     } else {
-                        th_mm_col_finish(P, nat, cp, px ? t1 : t0, px);
+                        th_mm_col_finish(P, nat, cp, J.t[px], px);
                     }
                 }
                 if (ulp) {
-                    const int32_t sx = ulp_sum(cp + px, P->nwords * (8u / (uint32_t)wb), ULP_WV(wb));
-                    if (px) {
-                        J.sx1 = sx;
-                    } else {
-                        J.sx0 = sx;
-                    }
+                    J.sx[px] = ulp_sum(cp + px, P->nwords * (8u / (uint32_t)wb), ULP_WV(wb));
                 }
+                J.y[px] = p + px < npix ? y + (p + px) * orb : 0;
             }
-            P->fn(&J, cp, t0, t1, y + p * orb, p + 1u < npix ? y + (p + 1u) * orb : 0);
+            P->fn(&J, cp, J.t[0], J.t[1], J.y[0], J.y[1]);
         }
     }
 }
 
 /* ---------------------------------------------------------------------------------------------------------- */
+/* Fully connected: the scheduler helps this one (two accumulators leave registers to spare) */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC push_options
+#pragma GCC optimize("schedule-insns")
+#endif
 /* Fully connected: one pixel, two output channels per step (a single column in lane order, words 1 apart) */
 
 TH_ALWAYS_INLINE void fc_core(const th_mm_job_t *J, const uint32_t *col, const int16_t *tail, uint8_t *y,
@@ -775,8 +856,12 @@ TH_ALWAYS_INLINE void fc_core(const th_mm_job_t *J, const uint32_t *col, const i
                 a1 += mm_tail_w(w1[k], f, wb) * xv;
             }
         }
-        mm_store(y, c0 + i, mm_out(mm_t(a0, q, wb, rnd), q, lo, hi, rnd, kind, ob), ob, obr);
-        mm_store(y, c0 + i + 1u, mm_out(mm_t(a1, q + 1, wb, rnd), q + 1, lo, hi, rnd, kind, ob), ob, obr);
+        {
+            const int32_t v0 = mm_out(mm_t(a0, q, wb, rnd), q, lo, hi, rnd, kind, ob);
+            const int32_t v1 = mm_out(mm_t(a1, q + 1, wb, rnd), q + 1, lo, hi, rnd, kind, ob);
+            mm_store(y, c0 + i, v0, ob, obr);
+            mm_store(y, c0 + i + 1u, v1, ob, obr);
+        }
     }
     if (i < n) {
         int32_t a0 = q[0].b;
@@ -819,6 +904,9 @@ typedef void (*fc_fn)(const th_mm_job_t *J, const uint32_t *col, const int16_t *
 FC_FNS(8)
 FC_FNS(4)
 FC_FNS(2)
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC pop_options
+#endif
 
 uint32_t th_fc_scratch_bytes(const th_mm_plan_t *P, uint32_t cout)
 {
