@@ -340,9 +340,12 @@ typedef struct {
 typedef void (*th_mm_fn)(const th_mm_job_t *J, const uint32_t *cp, const int16_t *t0, const int16_t *t1,
                          uint8_t *y0, uint8_t *y1);
 
+typedef void (*th_fc_fn)(const th_mm_job_t *J, const uint32_t *col, const int16_t *tail, uint8_t *y);
+
 typedef struct {
-    th_mm_fn fn;
-    int ab, wb, rnd;
+    th_mm_fn fn;        /* conv2d / pointwise core (set by TH_MM_PAIR) */
+    th_fc_fn ffn;       /* fc core (set by TH_FC_PAIR) */
+    int ab, wb, rnd, full;
     int ulp;            /* a2w2 / a4w2 / a2w4: the packed-field core (two products per 16-bit lane) */
     uint32_t wrow;      /* bytes of one output channel's weights */
     uint32_t tap_bytes; /* bytes of one tap row (cin weights) */
@@ -370,6 +373,28 @@ uint32_t th_mm_scratch_bytes(const th_mm_plan_t *P, uint32_t cout);
 /* conv2d / pointwise (a 1x1 conv without padding) through the lane core, two output pixels at a time. */
 void th_mm_run(TH_KERNEL_ARGS, const th_mm_plan_t *P);
 
+/* The cores for (rounding, full-range 8-bit clamp, output bits), one set per weight precision / pair, so
+ * that a firmware links only those of the pairs it uses. */
+th_mm_fn th_mm_pick_w8(int rnd, int full, int ob);
+th_mm_fn th_mm_pick_w4(int rnd, int full, int ob);
+th_mm_fn th_mm_pick_w2(int rnd, int full, int ob);
+th_mm_fn th_ulp_pick_a2w2(int rnd, int full, int ob);
+th_mm_fn th_ulp_pick_a4w2(int rnd, int full, int ob);
+th_mm_fn th_ulp_pick_a2w4(int rnd, int full, int ob);
+th_mm_fn th_ulp_pick_none(int rnd, int full, int ob);
+th_fc_fn th_fc_pick_w8(int rnd, int full, int ob);
+th_fc_fn th_fc_pick_w4(int rnd, int full, int ob);
+th_fc_fn th_fc_pick_w2(int rnd, int full, int ob);
+#define TH_ULP_PICK_a2w2 th_ulp_pick_a2w2
+#define TH_ULP_PICK_a4w2 th_ulp_pick_a4w2
+#define TH_ULP_PICK_a2w4 th_ulp_pick_a2w4
+#define TH_ULP_PICK_a2w8 th_ulp_pick_none
+#define TH_ULP_PICK_a4w4 th_ulp_pick_none
+#define TH_ULP_PICK_a4w8 th_ulp_pick_none
+#define TH_ULP_PICK_a8w2 th_ulp_pick_none
+#define TH_ULP_PICK_a8w4 th_ulp_pick_none
+#define TH_ULP_PICK_a8w8 th_ulp_pick_none
+
 /* Fully connected through the lane core: one column, two output channels per step. */
 uint32_t th_fc_scratch_bytes(const th_mm_plan_t *P, uint32_t cout);
 void th_fc_run(TH_KERNEL_ARGS, const th_mm_plan_t *P);
@@ -381,6 +406,8 @@ void th_fc_run(TH_KERNEL_ARGS, const th_mm_plan_t *P);
     {                                                                                                           \
         th_mm_plan_t P;                                                                                         \
         if (th_mm_prepare(L, out, (TAPS), A, W, in->c, 1, &P)) {                                                   \
+            P.fn = P.ulp ? TH_ULP_PICK_a##A##w##W(P.rnd, P.full, out->bits)                                     \
+                         : th_mm_pick_w##W(P.rnd, P.full, out->bits);                                           \
             th_mm_run(L, in, in2, out, arena, scratch, &P);                                                     \
         } else {                                                                                                \
             FALLBACK;                                                                                           \
@@ -391,6 +418,7 @@ void th_fc_run(TH_KERNEL_ARGS, const th_mm_plan_t *P);
     {                                                                                                           \
         th_mm_plan_t P;                                                                                         \
         if (th_mm_prepare(L, out, 1u, A, W, in->c, 0, &P)) {                                                       \
+            P.ffn = th_fc_pick_w##W(P.full && P.rnd, P.full, out->bits);                                        \
             th_fc_run(L, in, in2, out, arena, scratch, &P);                                                     \
         } else {                                                                                                \
             FALLBACK;                                                                                           \

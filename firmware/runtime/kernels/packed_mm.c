@@ -340,7 +340,7 @@ TH_ALWAYS_INLINE void mm_core(const th_mm_job_t *J, const uint32_t *cp, const in
     MM_FN(WB, 0, 1, 8)                                                                                          \
     MM_FN(WB, 0, 0, 8)                                                                                          \
     MM_FN(WB, 0, 0, 0)                                                                                          \
-    static th_mm_fn mm_pick_##WB(int rnd, int full, int ob)                                                     \
+    th_mm_fn th_mm_pick_w##WB(int rnd, int full, int ob)                                                        \
     {                                                                                                           \
         if (ob != 8) {                                                                                          \
             return mm_##WB##_0_0_0;                                                                             \
@@ -585,7 +585,7 @@ TH_ALWAYS_INLINE void ulp_core(const th_mm_job_t *J, const uint32_t *cp, const i
     ULP_FN(A, W, 1, 1, 8)                                                                                       \
     ULP_FN(A, W, 0, 1, 8)                                                                                       \
     ULP_FN(A, W, 0, 0, 0)                                                                                       \
-    static th_mm_fn ulp_pick_##A##W(int rnd, int full, int ob)                                                  \
+    th_mm_fn th_ulp_pick_a##A##w##W(int rnd, int full, int ob)                                                  \
     {                                                                                                           \
         if (ob == 8 && full) {                                                                                  \
             return rnd ? ulp_##A##W##_1_1_8 : ulp_##A##W##_0_1_8;                                               \
@@ -595,6 +595,12 @@ TH_ALWAYS_INLINE void ulp_core(const th_mm_job_t *J, const uint32_t *cp, const i
 ULP_FNS(2, 2)
 ULP_FNS(4, 2)
 ULP_FNS(2, 4)
+
+th_mm_fn th_ulp_pick_none(int rnd, int full, int ob)
+{
+    (void)rnd, (void)full, (void)ob;
+    return 0;
+}
 
 /* ---------------------------------------------------------------------------------------------------------- */
 /* Public entry points */
@@ -625,17 +631,12 @@ int th_mm_prepare(const th_layer_t *L, const th_tensor_t *out, uint32_t taps, in
     P->tbytes = P->wrow % 4u;
     P->kp = P->wrow * (8u / (uint32_t)wb);
     P->tail = P->tbytes * (8u / (uint32_t)wb);
-    {
-        const int full = out->bits == 8 && th_clamp_kind(L, 8) == TH_CLAMP_FULL;
-        if (ulp) {
-            P->rnd = full ? P->rnd : 0; /* its cores: (rnd, full) 8-bit, or the general one */
-            P->fn = ab == 2 ? (wb == 2 ? ulp_pick_22(P->rnd, full, out->bits) : ulp_pick_24(P->rnd, full, out->bits))
-                            : ulp_pick_42(P->rnd, full, out->bits);
-        } else {
-            P->fn = wb == 8 ? mm_pick_8(P->rnd, full, out->bits)
-                            : (wb == 4 ? mm_pick_4(P->rnd, full, out->bits) : mm_pick_2(P->rnd, full, out->bits));
-        }
+    P->full = out->bits == 8 && th_clamp_kind(L, 8) == TH_CLAMP_FULL;
+    if (ulp && !P->full) {
+        P->rnd = 0; /* its cores: (rnd, full) 8-bit, or the general one */
     }
+    P->fn = 0; /* picked by the pair (TH_MM_PAIR), so that a firmware links only the cores it uses */
+    P->ffn = 0;
     return 1;
 }
 
@@ -883,7 +884,7 @@ TH_ALWAYS_INLINE void fc_core(const th_mm_job_t *J, const uint32_t *col, const i
     }
 }
 
-typedef void (*fc_fn)(const th_mm_job_t *J, const uint32_t *col, const int16_t *tail, uint8_t *y);
+
 #define FC_FN(WB, RND, KIND, OB)                                                                                \
     static void fc_##WB##_##RND##_##KIND##_##OB(const th_mm_job_t *J, const uint32_t *col, const int16_t *tail, \
                                                  uint8_t *y)                                                    \
@@ -894,7 +895,7 @@ typedef void (*fc_fn)(const th_mm_job_t *J, const uint32_t *col, const int16_t *
     FC_FN(WB, 1, 1, 8)                                                                                          \
     FC_FN(WB, 0, 1, 8)                                                                                          \
     FC_FN(WB, 0, 0, 0)                                                                                          \
-    static fc_fn fc_pick_##WB(int rnd, int full, int ob)                                                        \
+    th_fc_fn th_fc_pick_w##WB(int rnd, int full, int ob)                                                        \
     {                                                                                                           \
         if (ob == 8 && full) {                                                                                  \
             return rnd ? fc_##WB##_1_1_8 : fc_##WB##_0_1_8;                                                     \
@@ -923,10 +924,8 @@ void th_fc_run(TH_KERNEL_ARGS, const th_mm_plan_t *P)
     const uint32_t cin = in->c, cout = out->c, G = 32u / (uint32_t)wb;
     const uint32_t cb = cout < TH_MM_CB ? cout : TH_MM_CB;
     /* rnd is only taken with a full-range 8-bit output (the other cases share one core) */
-    const int full = out->bits == 8 && th_clamp_kind(L, 8) == TH_CLAMP_FULL;
-    const int rnd = full && P->rnd;
-    const fc_fn fn = wb == 8 ? fc_pick_8(rnd, full, out->bits)
-                             : (wb == 4 ? fc_pick_4(rnd, full, out->bits) : fc_pick_2(rnd, full, out->bits));
+    const int rnd = P->full && P->rnd;
+    const th_fc_fn fn = P->ffn;
     th_mm_rq_t *tab = (th_mm_rq_t *)scratch;
     uint32_t *col = (uint32_t *)(tab + cb);
     int16_t *tail = (int16_t *)(col + P->nwords * (G / 2u));
