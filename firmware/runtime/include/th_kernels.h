@@ -5,22 +5,32 @@
  * output precision (2/4/8) is read from the output tensor. th_add and th_avgpool handle every precision.
  * th_<op>_ref are plain int8 loops (a8w8 only, any output precision) that the benchmark compares against.
  *
- * Each (A, W) pair is its own function. Today a8w8 is hand-optimised and the other pairs are compile-time
- * specialisations of one generic packed kernel (TH_GENERIC_PAIR in each family file). To give a pair a
- * specialised kernel, delete its TH_GENERIC_PAIR line and define the function (same name, same contract);
- * harness/codegen/memory.py:layer_scratch_bytes must cover its scratch needs.
+ * Each (A, W) pair is its own function (DSP cores; the fast paths are #if TH_USE_SIMD):
+ *   conv2d / pointwise   th_mm_run (kernels/packed_mm.c): im2col of two output pixels into int16 columns in the
+ *                        weights' "lane order", weights unpacked in registers (SXTB16 of masked fields), 2x2
+ *                        blocking; a2w2 / a4w2 / a2w4 take the packed-field core (two products per 16-bit lane,
+ *                        four pixels per step). th_mm_prepare decides, per call, that the fast requantization
+ *                        is exact (th_rq_fast_ok); TH_MM_PAIR defines each pair with its fallback.
+ *   fc                   th_fc_run: one column, two output channels per step (TH_FC_PAIR).
+ *   depthwise            3x3 s1/s2 row buffers (kernels/depthwise.c, TH_DW_PAIR).
+ *   fallbacks            (no DSP, other shapes, requantization parameters outside the fast path): the a8w8
+ *                        q15 kernels (matmul.c, depthwise_s8_pixels) and the generic packed kernels
+ *                        (<op>_generic, one centred column dotted byte by byte, th_generic_pixel).
+ * A new specialised kernel keeps the name and contract; harness/codegen/memory.py:layer_scratch_bytes must
+ * cover its scratch needs (the table below).
  *
- * Scratch (bytes) each kernel needs in `scratch`, K = kh*kw*cin, ru4(n) = n rounded up to a multiple of 4:
- *   conv2d a8w8:          4 * ru4(K)          (two int16 im2col columns)
- *   conv2d generic:       2 * kh*kw*cinp      (one int16 column; cinp = cin rounded up to whole weight bytes)
- *   pointwise/fc a8w8:    4 * ru4(cin)
- *   pointwise/fc generic: 2 * cinp
+ * Scratch (bytes) each kernel needs in `scratch`, K = kh*kw*cin, ru4(n) = n rounded up to a multiple of 4,
+ * wrow = kh*kw * row bytes of cin weights, kp = wrow * 8/W, tail = (wrow % 4) * 8/W, cb = min(cout, TH_MM_CB):
+ *   conv2d / pointwise:   max(fallback, th_mm_scratch_bytes = 24 cb + 4 (wrow/4) (32/W) + 4 ru4(2 tail) + ru4(2 kp))
+ *   fc:                   max(fallback, th_fc_scratch_bytes = 24 cb + 2 (wrow/4) (32/W) + ru4(2 tail) + ru4(2 kp))
+ *     fallbacks:          a8w8 conv2d 4 ru4(K), a8w8 pointwise/fc 4 ru4(cin), others 2 kh*kw*cinp (cinp = cin
+ *                         rounded up to whole weight bytes)
  *   depthwise 3x3 s1/s2:  20 * TH_DW_CHUNK + 4 * ow + 16 * TH_DW_CHUNK * np, np = ((ow - 1) * stride + 4) / 2 + 1
  *   other depthwise, add, avgpool, *_ref: 0
  *
- * SIMD: with __ARM_FEATURE_DSP (Cortex-M4/M7/M33/M55) the a8w8 kernels use SXTB16/SXTAB16/SMLAD; without it
- * they run the same blocking in plain C. Host tests define TH_EMULATE_DSP to run the SIMD code path through
- * portable emulations of those instructions, and TH_NO_DSP forces the plain path on a DSP core.
+ * SIMD: with __ARM_FEATURE_DSP (Cortex-M4/M7/M33/M55) the kernels use SXTB16/SXTAB16/SMLAD/SMMLAR/...; without
+ * it the fallbacks run in plain C. Host tests define TH_EMULATE_DSP to run the SIMD code paths through portable
+ * emulations of those instructions, and TH_NO_DSP forces the plain path on a DSP core.
  */
 #ifndef TH_KERNELS_H
 #define TH_KERNELS_H
@@ -61,13 +71,6 @@ TH_DECLARE_PAIRS(pointwise)
 TH_DECLARE_PAIRS(fc)
 void th_add(TH_KERNEL_ARGS);
 void th_avgpool(TH_KERNEL_ARGS);
-
-/* Defines th_<op>_a<A>w<W> as the generic kernel `impl(..., A, W)` specialised at compile time. */
-#define TH_GENERIC_PAIR(op, impl, A, W)                                                                         \
-    void th_##op##_a##A##w##W(TH_KERNEL_ARGS)                                                                   \
-    {                                                                                                           \
-        impl(L, in, in2, out, arena, scratch, A, W);                                                            \
-    }
 
 /* ---------------------------------------------------------------------------------------------------------- */
 /* Dual 16-bit MAC primitives (ACLE names). */
