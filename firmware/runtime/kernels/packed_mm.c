@@ -137,14 +137,15 @@ TH_ALWAYS_INLINE void col_direct_st(const uint8_t *src, uint32_t n, int ab, int3
     if (ab == 8) {
         const uint32_t off = ((uint32_t)(-zp) & 0xFFFFu) * 0x00010001u;
         uint32_t j = 0;
-        for (; j + 8u <= n; j += 8u, dst += 4u * st) {
-            const uint32_t v = th_load32(src + j), u = th_load32(src + j + 4u);
-            dst[0] = th_sxtab16(off, v);
-            dst[st] = th_sxtab16_ror8(off, v);
-            dst[2u * st] = th_sxtab16(off, u);
-            dst[3u * st] = th_sxtab16_ror8(off, u);
+        for (; j + 16u <= n; j += 16u, dst += 8u * st) {
+            TH_UNROLL
+            for (uint32_t i = 0; i < 4u; ++i) {
+                const uint32_t v = th_load32(src + j + 4u * i);
+                dst[2u * i * st] = th_sxtab16(off, v);
+                dst[(2u * i + 1u) * st] = th_sxtab16_ror8(off, v);
+            }
         }
-        if (j < n) {
+        for (; j < n; j += 4u, dst += 2u * st) {
             const uint32_t v = th_load32(src + j);
             dst[0] = th_sxtab16(off, v);
             dst[st] = th_sxtab16_ror8(off, v);
@@ -824,7 +825,7 @@ TH_ALWAYS_INLINE void fc_core(const th_mm_job_t *J, const uint32_t *col, const i
     uint32_t m = wb == 4 ? 0xF0F0F0F0u : 0xC0C0C0C0u;
     uint32_t i = 0;
     __asm("" : "+r"(m));
-    const uint32_t *const cend2 = col + (nw & ~1u) * (G / 2u);
+    const uint32_t *const cend4 = col + (nw & ~3u) * (G / 2u);
     /* two channels per step: four would share each activation load with more rows, but spill registers */
     for (; i + 2u <= n; i += 2u, w += 2u * wrow, q += 2) {
         int32_t a0 = q[0].b, a1 = q[1].b;
@@ -840,13 +841,14 @@ TH_ALWAYS_INLINE void fc_core(const th_mm_job_t *J, const uint32_t *col, const i
             a1 = th_smlad(mm_lane(v1, s, m, wb), x, a1);                                                        \
         }                                                                                                       \
     } while (0)
-        for (; c != cend2; c += G, w0 += 8, w1 += 8) {
+        for (; c != cend4; c += 2u * G, w0 += 16, w1 += 16) { /* four words a step: less loop overhead */
             FC_WORD2(0u);
             FC_WORD2(1u);
+            FC_WORD2(2u);
+            FC_WORD2(3u);
         }
-        if (c != cend) {
+        for (; c != cend; c += G / 2u, w0 += 4, w1 += 4) {
             FC_WORD2(0u);
-            w0 += 4, w1 += 4;
         }
 #undef FC_WORD2
         for (uint32_t k = 0; k < tb; ++k) {
