@@ -3,6 +3,12 @@
 :class:`Deployer` keeps one calibrated fake-quant network per configuration (calibration is the slow step on the
 host), exports it to the integer IR and runs it on the board with the evaluation images, each image checked layer
 by layer against the integer reference (``harness.measure.session``).
+
+Activation precisions follow the latency table's rule (:mod:`harness.search.activations`): tensors joined by an
+add or a pool form one group with one precision, the precision its conv/linear readers ask for. (The quantizer's
+own default, :func:`harness.quant.qnet.apply_config`, keeps a tensor that only an add reads at 8 bits; that
+network runs other kernels than the ones the table prices, which the loop refuses.) :func:`grouped_tensor_bits`
+gives every tensor its group's precision and :func:`quantize_grouped` builds the fake-quant network with them.
 """
 
 from __future__ import annotations
@@ -18,6 +24,28 @@ from harness.errors import DeviceError, TableError
 from harness.measure.lut import Target
 from harness.measure.session import ModelMeasurement, run_on_board
 from harness.quant.config import PrecisionConfig
+
+
+def grouped_tensor_bits(layers, config: PrecisionConfig, output_bits: int = 8) -> dict[str, int]:
+    """Every tensor's precision under ``config``: its activation group's (see the module docstring)."""
+    from harness.search.activations import activation_groups, group_bits
+
+    groups = activation_groups(layers)
+    gb = group_bits(groups, config, output_bits=output_bits)
+    return {t: gb[g] for t, g in groups.group_of.items()}
+
+
+def quantize_grouped(p, config: PrecisionConfig):
+    """The calibrated fake-quant network of the prepared model ``p`` at ``config``, tensors at their group's
+    precision."""
+    from harness.quant.calibrate import calibrate
+    from harness.quant.qnet import quantize_model
+
+    q = quantize_model(p.model, config, input_shape=p.input_shape)
+    for t, b in grouped_tensor_bits(q.specs, config).items():
+        q.act(t).bits = b
+    calibrate(q, p.calib)
+    return q
 
 
 @dataclass
@@ -85,12 +113,11 @@ class Deployer:
         self._qnets: dict[str, object] = {}
 
     def qnet(self, config: PrecisionConfig):
-        """The calibrated fake-quant network at ``config`` (cached by the configuration's digest)."""
-        from harness.experiments.prepare import quantize
-
+        """The calibrated fake-quant network at ``config`` with grouped activation precisions (cached by the
+        configuration's digest)."""
         d = config.digest()
         if d not in self._qnets:
-            self._qnets[d] = quantize(self.p, config)
+            self._qnets[d] = quantize_grouped(self.p, config)
         return self._qnets[d]
 
     def host_top1(self, config: PrecisionConfig | None = None, n: int | None = None, qnet=None) -> float:
@@ -104,10 +131,11 @@ class Deployer:
     def deploy(self, config: PrecisionConfig, n_images: int, tag: str, qnet=None, progress=None) -> Deployed:
         """Export ``config`` (from ``qnet`` when given, e.g. after QAT), build, flash, run ``n_images``
         evaluation images; DeviceError when a layer is not bit-exact against the integer reference."""
-        from harness.experiments.prepare import export, integer_inputs
+        from harness.experiments.prepare import integer_inputs
+        from harness.quant.export import export_int_model
 
         q = qnet if qnet is not None else self.qnet(config)
-        model = export(q, config)
+        model = export_int_model(q)  # as configured and calibrated (re-applying the config would regroup)
         n = max(1, min(n_images, len(self.p.eval_y)))
         inputs = integer_inputs(model, self.p.eval_x[:n])
         if self.target is not None:
