@@ -122,6 +122,20 @@ def test_fast_paths_all_pairs(kernels, op, a, w, o):
 
 @pytest.mark.parametrize("a,w", PAIRS)
 @pytest.mark.parametrize("op", WEIGHTED)
+def test_unsigned_inputs_post_relu_zero_point(kernels, op, a, w):
+    """Inputs whose zero point is the bottom of their range (after a ReLU) skip the packed-field core's
+    per-channel correction, and fc takes that core only then."""
+    rng = np.random.default_rng(zlib.crc32(f"relu{op}{a}{w}".encode()))
+    for h, wd, cin, cout, k, stride, pad in FAST_SHAPES[op][:3]:
+        model = random_layer_model(
+            op, a, w, 8, h=h, w=wd, cin=cin, cout=cout, kernel=k, stride=stride, padding=pad, rng=rng
+        )
+        model.tensors[model.input].zero_point = -(1 << (a - 1))
+        check(kernels, model, rng)
+
+
+@pytest.mark.parametrize("a,w", PAIRS)
+@pytest.mark.parametrize("op", WEIGHTED)
 def test_requant_parameters_at_the_fast_path_boundaries(kernels, op, a, w):
     """Shifts -1 and -22 take the fast requantization, and so do small left shifts (within the accumulator
     bound); -23 or a multiplier <= 0 make the whole layer fall back to the exact one. Same bytes either way."""

@@ -388,6 +388,19 @@ th_mm_fn th_ulp_pick_none(int rnd, int full, int ob);
 th_fc_fn th_fc_pick_w8(int rnd, int full, int ob);
 th_fc_fn th_fc_pick_w4(int rnd, int full, int ob);
 th_fc_fn th_fc_pick_w2(int rnd, int full, int ob);
+th_fc_fn th_fcu_pick_a2w2(int rnd, int full, int ob);
+th_fc_fn th_fcu_pick_a4w2(int rnd, int full, int ob);
+th_fc_fn th_fcu_pick_a2w4(int rnd, int full, int ob);
+th_fc_fn th_fcu_pick_none(int rnd, int full, int ob);
+#define TH_FCU_PICK_a2w2 th_fcu_pick_a2w2
+#define TH_FCU_PICK_a4w2 th_fcu_pick_a4w2
+#define TH_FCU_PICK_a2w4 th_fcu_pick_a2w4
+#define TH_FCU_PICK_a2w8 th_fcu_pick_none
+#define TH_FCU_PICK_a4w4 th_fcu_pick_none
+#define TH_FCU_PICK_a4w8 th_fcu_pick_none
+#define TH_FCU_PICK_a8w2 th_fcu_pick_none
+#define TH_FCU_PICK_a8w4 th_fcu_pick_none
+#define TH_FCU_PICK_a8w8 th_fcu_pick_none
 #define TH_ULP_PICK_a2w2 th_ulp_pick_a2w2
 #define TH_ULP_PICK_a4w2 th_ulp_pick_a4w2
 #define TH_ULP_PICK_a2w4 th_ulp_pick_a2w4
@@ -420,8 +433,11 @@ void th_fc_run(TH_KERNEL_ARGS, const th_mm_plan_t *P);
     void th_fc_a##A##w##W(TH_KERNEL_ARGS)                                                                       \
     {                                                                                                           \
         th_mm_plan_t P;                                                                                         \
-        if (th_mm_prepare(L, out, 1u, A, W, in->c, 0, &P)) {                                                       \
-            P.ffn = th_fc_pick_w##W(P.full && P.rnd, P.full, out->bits);                                        \
+        /* the packed-field core (a2w2, a4w2) only when its per-channel correction vanishes (zero point at the \
+         * bottom of the range, as after a ReLU): with one pixel it would cost as much as the MACs it saves */ \
+        if (th_mm_prepare(L, out, 1u, A, W, in->c, (W) == 2 && in->zero_point == -(1 << ((A) - 1)), &P)) {         \
+            P.ffn = P.ulp ? TH_FCU_PICK_a##A##w##W(P.full && P.rnd, P.full, out->bits)                          \
+                          : th_fc_pick_w##W(P.full && P.rnd, P.full, out->bits);                                \
             th_fc_run(L, in, in2, out, arena, scratch, &P);                                                     \
         } else {                                                                                                \
             FALLBACK;                                                                                           \

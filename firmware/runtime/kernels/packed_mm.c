@@ -382,97 +382,116 @@ TH_ALWAYS_INLINE uint32_t ulp_v(uint32_t w, const int wb)
 /* The packed-field core works on four pixels at once: their columns interleave word by word. */
 #define ULP_PX 4u
 
-/* Lane words of one weight word's group (32/W entries) from a natural centred column (u = nat + c). */
-TH_ALWAYS_INLINE void ulp_words(const int16_t *nat, int32_t c, uint32_t *dst, const int wb)
+/* Lane words of one weight word's group (32/W entries) from a natural centred column (u = nat + c), st words
+ * apart (ULP_PX in the four-pixel columns of conv2d/pointwise, 1 in fc's single column). */
+TH_ALWAYS_INLINE void ulp_words(const int16_t *nat, int32_t c, uint32_t *dst, const int wb, uint32_t st)
 {
     const uint32_t per = 8u / (uint32_t)wb; /* lane words per weight word = entries between bytes */
     TH_UNROLL
     for (uint32_t k = 0; k < per; ++k) {
         const uint32_t b0 = (uint32_t)(nat[k + per] + c), b1 = (uint32_t)(nat[k] + c);
         const uint32_t b2 = (uint32_t)(nat[k + 3u * per] + c), b3 = (uint32_t)(nat[k + 2u * per] + c);
-        dst[ULP_PX * k] = b0 | (b1 << 8) | (b2 << 16) | (b3 << 24);
+        dst[st * k] = b0 | (b1 << 8) | (b2 << 16) | (b3 << 24);
     }
 }
 
-static void ulp_words_n(const int16_t *nat, uint32_t nw, int32_t c, uint32_t *dst, int wb)
+static void ulp_words_n(const int16_t *nat, uint32_t nw, int32_t c, uint32_t *dst, int wb, uint32_t st)
 {
     if (wb == 2) {
         for (uint32_t j = 0; j < nw; ++j) {
-            ulp_words(nat + 16u * j, c, dst + 4u * ULP_PX * j, 2);
+            ulp_words(nat + 16u * j, c, dst + 4u * st * j, 2, st);
         }
     } else {
         for (uint32_t j = 0; j < nw; ++j) {
-            ulp_words(nat + 8u * j, c, dst + 2u * ULP_PX * j, 4);
+            ulp_words(nat + 8u * j, c, dst + 2u * st * j, 4, st);
         }
     }
 }
 
 /* a2w2 lane words straight from n (a multiple of 16) 2-bit activations: u = x + 2 is the field with its top
  * bit flipped; fields k, k+4, k+8, k+12 after one shift and mask, REV16 puts them in the lane order. */
-TH_ALWAYS_INLINE void ulp_direct(const uint8_t *src, uint32_t n, uint32_t *dst)
+TH_ALWAYS_INLINE void ulp_direct(const uint8_t *src, uint32_t n, uint32_t *dst, uint32_t st)
 {
     uint32_t m = 0x03030303u;
     __asm("" : "+r"(m));
-    for (uint32_t j = 0; j < n; j += 16u, dst += 4u * ULP_PX) {
+    for (uint32_t j = 0; j < n; j += 16u, dst += 4u * st) {
         const uint32_t v = th_load32(src + j / 4u) ^ 0xAAAAAAAAu;
         dst[0] = th_rev16(v & m);
-        dst[ULP_PX] = th_rev16((v >> 2) & m);
-        dst[2u * ULP_PX] = th_rev16((v >> 4) & m);
-        dst[3u * ULP_PX] = th_rev16((v >> 6) & m);
+        dst[st] = th_rev16((v >> 2) & m);
+        dst[2u * st] = th_rev16((v >> 4) & m);
+        dst[3u * st] = th_rev16((v >> 6) & m);
     }
 }
 
 /* a4w2 lane words straight from n (a multiple of 16) 4-bit activations: u = x + 8 is the nibble with its top
  * bit flipped; (u_k, u_{k+4}) and (u_{k+8}, u_{k+12}) come out of the two words by one shift and mask each, two
  * PKHs and one shifted OR give the lane order u_{k+4}, u_k, u_{k+12}, u_{k+8}. */
-TH_ALWAYS_INLINE void ulp_direct4(const uint8_t *src, uint32_t n, uint32_t *dst)
+TH_ALWAYS_INLINE void ulp_direct4(const uint8_t *src, uint32_t n, uint32_t *dst, uint32_t st)
 {
     uint32_t m = 0x000F000Fu;
     __asm("" : "+r"(m));
-    for (uint32_t j = 0; j < n; j += 16u, dst += 4u * ULP_PX) {
+    for (uint32_t j = 0; j < n; j += 16u, dst += 4u * st) {
         const uint32_t a = th_load32(src + j / 2u) ^ 0x88888888u, b = th_load32(src + j / 2u + 4u) ^ 0x88888888u;
         TH_UNROLL
         for (uint32_t k = 0; k < 4u; ++k) {
             const uint32_t ak = (a >> (4u * k)) & m, bk = (b >> (4u * k)) & m;
-            dst[ULP_PX * k] = th_pack_hi(ak, bk) | (th_pack_lo(ak, bk) << 8);
+            dst[st * k] = th_pack_hi(ak, bk) | (th_pack_lo(ak, bk) << 8);
         }
     }
 }
 
-static void ulp_direct_a(const uint8_t *src, uint32_t n, uint32_t *dst, int ab)
+static void ulp_direct_a(const uint8_t *src, uint32_t n, uint32_t *dst, int ab, uint32_t st)
 {
     if (ab == 2) {
-        ulp_direct(src, n, dst);
+        ulp_direct(src, n, dst, st);
     } else {
-        ulp_direct4(src, n, dst);
+        ulp_direct4(src, n, dst, st);
     }
 }
 
-/* o * (sum of u) over one pixel's lane words (nl of them, ULP_PX apart) */
-TH_ALWAYS_INLINE int32_t ulp_sum(const uint32_t *cp, uint32_t nl, int32_t o)
+/* o * (sum of u) over one pixel's lane words (nl of them, st apart) */
+TH_ALWAYS_INLINE int32_t ulp_sum(const uint32_t *cp, uint32_t nl, int32_t o, uint32_t st)
 {
     uint32_t s = 0;
     for (uint32_t i = 0; i < nl; ++i) {
-        s = th_usada8(cp[ULP_PX * i], 0u, s);
+        s = th_usada8(cp[st * i], 0u, s);
     }
     return o * (int32_t)s;
 }
 
-/* Per-channel bias terms: b += c * (o K' - sum v) over the whole words of each weight row. */
-static void ulp_table(const th_mm_plan_t *P, const uint8_t *w, uint32_t n, int32_t c, th_mm_rq_t *tab)
+/* The fields of v summed into its four bytes (at most 8 or 28 each). */
+TH_ALWAYS_INLINE uint32_t ulp_vsum(uint32_t v, const int wb)
 {
-    const int wb = P->wb;
-    const uint32_t m = wb == 2 ? 0x03030303u : 0x0F0F0F0Fu;
+    if (wb == 2) {
+        v = (v & 0x33333333u) + ((v >> 2) & 0x33333333u);
+    }
+    return (v & 0x0F0F0F0Fu) + ((v >> 4) & 0x0F0F0F0Fu);
+}
+
+/* Per-channel bias terms: b += c * (o K' - sum v) over the whole words of each weight row (nothing to add
+ * when c == 0, i.e. the input zero point is the bottom of its range, as after a ReLU). */
+TH_ALWAYS_INLINE void ulp_table_w(const th_mm_plan_t *P, const uint8_t *w, uint32_t n, int32_t c, th_mm_rq_t *tab,
+                                  const int wb)
+{
     const int32_t kw = (int32_t)(P->nwords * (32u / (uint32_t)wb)) * ULP_WV(wb);
     for (uint32_t i = 0; i < n; ++i, w += P->wrow) {
         uint32_t sv = 0;
         for (uint32_t j = 0; j < P->nwords; ++j) {
-            const uint32_t v = ulp_v(th_load32(w + 4u * j), wb);
-            for (uint32_t k = 0; k < 8u / (uint32_t)wb; ++k) {
-                sv = th_usada8((v >> ((uint32_t)wb * k)) & m, 0u, sv);
-            }
+            sv = th_usada8(ulp_vsum(ulp_v(th_load32(w + 4u * j), wb), wb), 0u, sv);
         }
         tab[i].b += c * (kw - (int32_t)sv);
+    }
+}
+
+static void ulp_table(const th_mm_plan_t *P, const uint8_t *w, uint32_t n, int32_t c, th_mm_rq_t *tab)
+{
+    if (c == 0) {
+        return;
+    }
+    if (P->wb == 2) {
+        ulp_table_w(P, w, n, c, tab, 2);
+    } else {
+        ulp_table_w(P, w, n, c, tab, 4);
     }
 }
 
@@ -598,6 +617,86 @@ ULP_FNS(4, 2)
 ULP_FNS(2, 4)
 
 th_mm_fn th_ulp_pick_none(int rnd, int full, int ob)
+{
+    (void)rnd, (void)full, (void)ob;
+    return 0;
+}
+
+/* fc: one channel x one pixel over a single column (words 1 apart), a 32-bit field sum (one UXTAB ROR 8). */
+TH_ALWAYS_INLINE void fcu_core(const th_mm_job_t *J, const uint32_t *col, const int16_t *tail, uint8_t *y,
+                               const int ab, const int wb, const int rnd, const int kind, const int ob)
+{
+    const uint32_t LW = 8u / (uint32_t)wb, F = ulp_flush_period(ab, wb), GW = F > LW ? F / LW : 1u;
+    const uint32_t wrow = J->wrow, nw = J->nwords, tb = J->tbytes, n = J->n, c0 = J->c0, per = 8u / (uint32_t)wb;
+    const int32_t lo = J->lo, hi = J->hi, sx = J->sx[0];
+    const int obr = J->ob;
+    const th_mm_rq_t *q = J->rq;
+    const uint8_t *w = J->w;
+    const uint32_t *const cend = col + LW * nw, *const cendg = col + LW * (nw - nw % GW);
+    uint32_t m = wb == 2 ? 0x03030303u : 0x0F0F0F0Fu;
+    __asm("" : "+r"(m));
+    for (uint32_t i = 0; i < n; ++i, w += wrow, ++q) {
+        uint32_t d = 0;
+        const uint8_t *wa = w;
+        const uint32_t *c = col;
+        int32_t s0 = 0;
+#define FCU_WORDS(NWORDS)                                                                                       \
+    do {                                                                                                        \
+        TH_UNROLL                                                                                               \
+        for (uint32_t j = 0; j < (NWORDS); ++j) {                                                               \
+            const uint32_t v = ulp_v(th_load32(wa + 4u * j), wb);                                               \
+            TH_UNROLL                                                                                           \
+            for (uint32_t k = 0; k < LW; ++k) {                                                                 \
+                const uint32_t idx = j * LW + k, l = (v >> ((uint32_t)wb * k)) & m;                             \
+                s0 = idx % F == 0u ? th_smuad(l, c[idx]) : th_smlad(l, c[idx], s0);                             \
+                if ((idx + 1u) % F == 0u || idx + 1u == (NWORDS) * LW) {                                        \
+                    d = th_uxtab_ror8(d, (uint32_t)s0);                                                         \
+                }                                                                                               \
+            }                                                                                                   \
+        }                                                                                                       \
+    } while (0)
+        for (; c != cendg; c += LW * GW, wa += 4u * GW) {
+            FCU_WORDS(GW);
+        }
+        if (GW > 1u && c != cend) {
+            FCU_WORDS(1u);
+            wa += 4;
+        }
+#undef FCU_WORDS
+        int32_t a0 = (int32_t)d + q->b - sx;
+        for (uint32_t k = 0; k < tb; ++k) {
+            const uint32_t b = wa[k];
+            TH_UNROLL
+            for (uint32_t f = 0; f < per; ++f) {
+                a0 += ulp_tail_w(b, f, wb) * tail[per * k + f];
+            }
+        }
+        mm_store(y, c0 + i, mm_out(mm_t(a0, q, 8, rnd), q, lo, hi, rnd, kind, ob), ob, obr);
+    }
+}
+
+#define FCU_FN(A, W, RND, KIND, OB)                                                                             \
+    static void fcu_##A##W##_##RND##_##KIND##_##OB(const th_mm_job_t *J, const uint32_t *col,                   \
+                                                    const int16_t *tail, uint8_t *y)                            \
+    {                                                                                                           \
+        fcu_core(J, col, tail, y, A, W, RND, KIND, OB);                                                         \
+    }
+#define FCU_FNS(A, W)                                                                                           \
+    FCU_FN(A, W, 1, 1, 8)                                                                                       \
+    FCU_FN(A, W, 0, 1, 8)                                                                                       \
+    FCU_FN(A, W, 0, 0, 0)                                                                                       \
+    th_fc_fn th_fcu_pick_a##A##w##W(int rnd, int full, int ob)                                                  \
+    {                                                                                                           \
+        if (ob == 8 && full) {                                                                                  \
+            return rnd ? fcu_##A##W##_1_1_8 : fcu_##A##W##_0_1_8;                                               \
+        }                                                                                                       \
+        return fcu_##A##W##_0_0_0;                                                                              \
+    }
+FCU_FNS(2, 2)
+FCU_FNS(4, 2)
+FCU_FNS(2, 4)
+
+th_fc_fn th_fcu_pick_none(int rnd, int full, int ob)
 {
     (void)rnd, (void)full, (void)ob;
     return 0;
@@ -733,7 +832,7 @@ void th_mm_run(TH_KERNEL_ARGS, const th_mm_plan_t *P)
                         /* the kw taps of this kernel row are kw * cin consecutive elements */
                         const uint8_t *src = x + ((uint32_t)iy * in->w + (uint32_t)ix0) * irb;
                         if (direct && ulp) { /* a2w2, a4w2: cin / 4 lane words per tap */
-                            ulp_direct_a(src, kw * cin, cp + px + t * cin, ab);
+                            ulp_direct_a(src, kw * cin, cp + px + t * cin, ab, ULP_PX);
                         } else if (direct) {
                             col_direct(src, kw * cin, ab, zp, cp + px + t * cin);
                         } else {
@@ -758,7 +857,7 @@ void th_mm_run(TH_KERNEL_ARGS, const th_mm_plan_t *P)
                         if (direct && ulp) {
                             uint32_t *d = cp + px + t * cin;
                             if (src != 0) {
-                                ulp_direct_a(src, cin, d, ab);
+                                ulp_direct_a(src, cin, d, ab, ULP_PX);
                             } else {
                                 for (uint32_t k = 0; k < cin; k += ULP_PX) {
                                     d[k] = upad; /* x = zp: u = zp + 2^(A-1) */
@@ -788,14 +887,14 @@ void th_mm_run(TH_KERNEL_ARGS, const th_mm_plan_t *P)
                 }
                 if (!direct) {
                     if (ulp) {
-                        ulp_words_n(nat, P->nwords, uc, cp + px, wb);
+                        ulp_words_n(nat, P->nwords, uc, cp + px, wb, ULP_PX);
                         memcpy(J.t[px], nat + P->nwords * G, P->tail * sizeof(int16_t));
                     } else {
                         th_mm_col_finish(P, nat, cp, J.t[px], px);
                     }
                 }
                 if (ulp) {
-                    J.sx[px] = ulp_sum(cp + px, P->nwords * (8u / (uint32_t)wb), ULP_WV(wb));
+                    J.sx[px] = ulp_sum(cp + px, P->nwords * (8u / (uint32_t)wb), ULP_WV(wb), ULP_PX);
                 }
                 J.y[px] = p + px < npix ? y + (p + px) * orb : 0;
             }
@@ -933,7 +1032,18 @@ void th_fc_run(TH_KERNEL_ARGS, const th_mm_plan_t *P)
     int16_t *tail = (int16_t *)(col + P->nwords * (G / 2u));
     int16_t *nat = tail + th_ru4(2u * P->tail) / 2u;
     th_mm_job_t J;
-    if (ab == wb && cin % G == 0u) {
+    const int32_t uc = (1 << (ab - 1)) + in->zero_point; /* packed-field core: u = (x - zp) + uc */
+    if (P->ulp) {
+        if (wb == 2 && cin % 16u == 0u) {
+            ulp_direct_a(x, cin, col, ab, 1u);
+        } else {
+            col_natural(x, cin, ab, in->zero_point, nat);
+            memset(nat + cin, 0, (P->kp - cin) * sizeof(int16_t));
+            ulp_words_n(nat, P->nwords, uc, col, wb, 1u);
+            memcpy(tail, nat + P->nwords * G, P->tail * sizeof(int16_t));
+        }
+        J.sx[0] = ulp_sum(col, P->nwords * (8u / (uint32_t)wb), ULP_WV(wb), 1u);
+    } else if (ab == wb && cin % G == 0u) {
         col_direct1(x, cin, ab, in->zero_point, col);
     } else {
         col_natural(x, cin, ab, in->zero_point, nat);
@@ -952,7 +1062,10 @@ void th_fc_run(TH_KERNEL_ARGS, const th_mm_plan_t *P)
         J.c0 = c0;
         J.n = cout - c0 < TH_MM_CB ? cout - c0 : TH_MM_CB;
         J.w = (const uint8_t *)L->weights + c0 * P->wrow;
-        th_mm_rq_table(L, out, c0, J.n, wb, rnd, tab);
+        th_mm_rq_table(L, out, c0, J.n, P->ulp ? 8 : wb, rnd, tab);
+        if (P->ulp) {
+            ulp_table(P, J.w, J.n, uc, tab);
+        }
         fn(&J, col, tail, y);
     }
 }
