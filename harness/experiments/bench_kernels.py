@@ -101,10 +101,18 @@ class BenchImage:
 
 
 def build_image(
-    shape: LayerShape, pairs: Sequence[tuple[int, int]] = PAIRS, ref: bool = True, seed: int = 0
+    shape: LayerShape,
+    pairs: Sequence[tuple[int, int]] = PAIRS,
+    ref: bool = True,
+    seed: int = 0,
+    relu_inputs: bool = False,
 ) -> BenchImage:
     """The model of one image: input at 8 bits, 1x1 average pools to 4 and 2 bits, then ``shape`` at every pair
-    (and the ``_ref`` int8 loop), each layer writing its own 8-bit output."""
+    (and the ``_ref`` int8 loop), each layer writing its own 8-bit output.
+
+    ``relu_inputs``: the 4- and 2-bit inputs get the zero point at the bottom of their range, as activations
+    after a ReLU (the 8-bit input always has it); otherwise their zero points sit where the data's mean lands.
+    """
     from harness.codegen.random_model import make_avgpool_layer, make_weighted_layer, random_input
     from harness.reference.run import run_layer
 
@@ -124,6 +132,8 @@ def build_image(
             x_values=values["x8"],
             rng=_seed(seed, "feed", shape.name, bits),
         )
+        if relu_inputs:
+            t.zero_point = -(1 << (bits - 1))
         tensors[t.name] = t
         layers.append(layer)
         values[t.name] = run_layer(IntModel(tensors, [], "x8", t.name), layer, values)
@@ -374,7 +384,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     seed = int(cfg.seed)
     board = board_from(cfg)
     board_cfg = board.cfg
-    images = [build_image(s, pairs, ref, seed) for s in shapes]
+    relu = bool(OmegaConf.select(e, "relu_inputs", default=False))
+    images = [build_image(s, pairs, ref, seed, relu) for s in shapes]
     jobs = max(1, int(OmegaConf.select(e, "jobs", default=2)))
     base = workdir(cfg, "bench_kernels", board.name)
     from rich.console import Console
@@ -399,6 +410,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
         "timer": str(df["timer"].iloc[0]),
         "unit": unit,
         "n_images": len(images),
+        "relu_inputs": relu,
         "n_kernels": len(df),
         "bit_exact": bool(df["bit_exact"].all()),
         "mismatched": [f"{r.layer}_{r.pair}" for r in df.itertuples() if not r.bit_exact],
