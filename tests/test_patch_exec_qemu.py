@@ -100,6 +100,9 @@ def test_default_model_does_not_fit_the_netduino_layer_by_layer_but_runs_patch_b
     assert m.bit_exact, (m.mismatched_layers, m.mismatched_steps)
     a = m.arena
     assert m.mem["arena_size"] == a.arena_bytes <= a.planner_peak < a.layer_peak
+    # the painted arena shows how far the run wrote: the planned buffers, nothing past them
+    assert 0 < m.mem["arena_used"] <= a.arena_bytes
+    assert m.mem["arena_used"] > a.arena_bytes - 64
     # measured peak = static RAM (arena, scratch, per-step result tables, runtime) + stack high-water mark;
     # the stated overhead over the planner's figure is scratch + result tables + runtime static RAM + stack
     overhead = a.scratch_bytes + a.result_bytes + RUNTIME_SRAM_BYTES + 1024

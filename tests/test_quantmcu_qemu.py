@@ -57,6 +57,10 @@ def test_quantmcu_experiment_runs_end_to_end_and_reports_its_figures(tmp_path):
     )
     assert s["peak_sram_patch"] <= s["peak_sram_patch8"] < s["peak_sram_layer"]
     assert s["peak_sram_device"] > s["arena_bytes"]
+    assert 0 < s["peak_arena_device"] <= s["arena_bytes"] <= s["peak_sram_patch"]
+    assert s["device_within_planner"] is True
+    assert s["bitops_stage"] <= s["bitops_stage_patch8"] < s["bitops_patch8"]
+    assert s["bitops_stage_patch8"] - s["bitops_stage"] == s["bitops_patch8"] - s["bitops"]
     for key in (
         "peak_sram_layer",
         "top1_quantmcu_host",

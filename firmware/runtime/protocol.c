@@ -190,6 +190,27 @@ static void reset_parser(void)
     hex_error = 0;
 }
 
+/* The arena is painted once at boot so `mem` can report how far into it the run has written (the measured
+ * activation footprint, compared with the planner's peak). A written byte equal to the paint is not seen, so the
+ * figure can only be low by the run of paint-valued bytes at the very top. */
+#define ARENA_PAINT 0xA5u
+
+static void paint_arena(void)
+{
+    for (uint32_t i = 0; i < th_model.arena_size; i++) {
+        th_arena[i] = (uint8_t)ARENA_PAINT;
+    }
+}
+
+static uint32_t arena_used(void)
+{
+    uint32_t n = th_model.arena_size;
+    while (n > 0u && th_arena[n - 1u] == (uint8_t)ARENA_PAINT) {
+        n--;
+    }
+    return n;
+}
+
 void th_protocol_init(void)
 {
     reset_parser();
@@ -197,6 +218,9 @@ void th_protocol_init(void)
     input_valid = 0;
     have_results = 0;
     model_error = th_exec_check();
+    if (model_error == 0) {
+        paint_arena();
+    }
 }
 
 /* ---------------------------------------------------------------- commands */
@@ -451,6 +475,7 @@ static void cmd_mem(void)
     field_u64(th_stack_used());
     field_u64(th_model.arena_size);
     field_u64(th_model.scratch_size);
+    field_u64(arena_used());
     th_line_end();
 }
 

@@ -99,6 +99,7 @@ class MemInfo:
     stack_used: int
     arena_size: int
     scratch_size: int
+    arena_used: int | None = None  # arena bytes up to the highest one written since boot (painted arena)
 
     @property
     def peak_sram(self) -> int:
@@ -385,7 +386,7 @@ class Dut:
 
     def mem(self) -> MemInfo:
         f = fields(self._expect(self.command("mem"), "m-mem-", "mem"))
-        return MemInfo(*(int(v) for v in f[:5]))
+        return MemInfo(*(int(v) for v in f[:6]))
 
     def tensor(self, index: int) -> bytes:
         """The current bytes of tensor ``index`` in the arena (valid for tensors the last inference left intact)."""
