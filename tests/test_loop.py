@@ -259,6 +259,10 @@ def test_freebits_loop_end_to_end_on_the_tiny_cnn(tmp_path):
     )
     preds = pd.read_csv(run / "predictions.csv")
     assert (preds["final_device"] == preds["final_reference"]).all()
+    # what bounds the saving is stated, and the int8 count is broken down by op
+    assert s["limit"] and isinstance(s["int8_dominates"], bool)
+    shares = {k: v for k, v in s.items() if k.startswith("int8_count_share_")}
+    assert shares and sum(shares.values()) == pytest.approx(1.0, abs=1e-3)
     for png in ("rounds.png", "pair_heatmap.png", "latency_accuracy.png"):
         assert (run / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # the board's table covers the network (profiled on the way)

@@ -51,9 +51,23 @@ def _plain(v: Any) -> Any:
     return v
 
 
+def flatten(summary: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mappings become flat keys joined by ``_`` (``{"pairs": {"a2w2": 3}}`` -> ``pairs_a2w2``)."""
+    out: dict[str, Any] = {}
+    for k, v in summary.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{key}_"))
+        else:
+            out[key] = v
+    return out
+
+
 def write_summary(run_dir: str | Path, summary: dict[str, Any]) -> Path:
-    """Write ``run_dir/summary.json`` (flat keys; nested values only where the issue asks for a list)."""
-    return atomic_write_text(Path(run_dir) / "summary.json", json.dumps(_plain(summary), indent=2) + "\n")
+    """Write ``run_dir/summary.json``: flat keys (nested mappings flattened), numbers as numbers."""
+    return atomic_write_text(
+        Path(run_dir) / "summary.json", json.dumps(_plain(flatten(summary)), indent=2) + "\n"
+    )
 
 
 def write_table(df, path: str | Path) -> Path:
