@@ -8,7 +8,6 @@ bytes against the numpy reference.
 from __future__ import annotations
 
 import re
-
 import shutil
 import subprocess
 from pathlib import Path

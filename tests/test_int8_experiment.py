@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from test_cli_smoke import REPO, tinyhil
 
 

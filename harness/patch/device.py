@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +21,7 @@ from harness.codegen.emit_patch import PatchArena, emit_patched_c, estimate_patc
 from harness.codegen.ir import IntModel
 from harness.codegen.packing import unpack
 from harness.errors import DeviceError, ProtocolError
-from harness.measure.session import LayerMeasurement, packed_tensor_bytes
+from harness.measure.session import LayerMeasurement, ModelMeasurement, packed_tensor_bytes
 from harness.patch.int_reference import layer_crcs, patch_crcs, run_patched
 from harness.patch.intmodel import PatchedModel
 from harness.transport.protocol import Dut, fields
@@ -110,41 +110,18 @@ def deploy_patched(
     return d, arena
 
 
-@dataclass
-class PatchMeasurement:
-    """Everything one patch-based deployment measured."""
+@dataclass(kw_only=True)
+class PatchMeasurement(ModelMeasurement):
+    """Everything one patch-based deployment measured: a model measurement plus the per-patch steps."""
 
-    board: str
-    timer: str
-    unit: str
-    layers: list[LayerMeasurement]
     steps: list[PatchStepResult]  # of the last input
-    outputs: list[np.ndarray]
-    reference_outputs: list[np.ndarray]
-    bit_exact: bool
-    mismatched_layers: list[str]
     mismatched_steps: list[tuple[int, str]]  # (patch, layer)
-    build: dict
-    mem: dict
     arena: PatchArena
-    emulator_seconds: float
-    firmware_hash: int
-    extra: dict = field(default_factory=dict)
-
-    @property
-    def total_count(self) -> float:
-        return float(sum(layer.count for layer in self.layers))
 
     @property
     def peak_sram_device(self) -> int:
-        """Static RAM (arena, scratch, runtime tables) + stack high-water mark, measured by ``mem%``."""
+        """Static RAM (arena, scratch, runtime tables) + stack high-water mark, measured by ``mem``."""
         return int(self.mem["peak_sram"])
-
-    def predictions(self) -> np.ndarray:
-        return np.array([int(np.argmax(o)) for o in self.outputs])
-
-    def per_layer_rows(self) -> list[dict]:
-        return [layer.row() for layer in self.layers]
 
     def per_patch_rows(self) -> list[dict]:
         """One row per (patch, stage layer) of the last input."""

@@ -15,12 +15,11 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from harness.codegen.ir import qrange
 from harness.codegen.packing import pack
 from harness.errors import ConfigError
 from harness.graph.spec import INPUT
 from harness.patch.intmodel import PatchedModel
-from harness.reference.run import run_layer
+from harness.reference.run import checked_input, run_layer
 
 
 @dataclass
@@ -78,14 +77,7 @@ def run_patch(pm: PatchedModel, x: np.ndarray, p: int) -> dict[str, np.ndarray]:
 def run_patched(pm: PatchedModel, x: np.ndarray) -> PatchRun:
     """Patch-based inference of ``pm`` on one input (unpacked ints of the input tensor's shape)."""
     model, plan = pm.model, pm.plan
-    spec = model.tensors[model.input]
-    x = np.asarray(x)
-    if tuple(x.shape) != tuple(spec.shape):
-        raise ConfigError(f"model input must have shape {spec.shape}, got {x.shape}")
-    lo, hi = qrange(spec.bits)
-    if x.size and (not np.issubdtype(x.dtype, np.integer) or x.min() < lo or x.max() > hi):
-        raise ConfigError(f"model input must hold {spec.bits}-bit integers in [{lo}, {hi}]")
-    x = x.astype(np.int8)
+    x = checked_input(model, x)
     out_name = pm.stage_output
     stage_out = np.zeros(model.tensors[out_name].shape, dtype=np.int8)
     written = np.zeros(stage_out.shape[:2], dtype=bool)

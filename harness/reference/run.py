@@ -20,19 +20,9 @@ def run_layer(model: IntModel, layer: IntLayer, values: dict[str, np.ndarray]) -
         "act_min": layer.act_min,
         "act_max": layer.act_max,
     }
-    if layer.op == "conv2d":
-        return K.conv2d(
-            x,
-            layer.weight,
-            layer.bias,
-            layer.multiplier,
-            layer.shift,
-            stride=layer.stride,
-            padding=tuple(layer.padding),
-            **common,
-        )
-    if layer.op == "depthwise":
-        return K.depthwise(
+    if layer.op in ("conv2d", "depthwise"):
+        kernel = K.conv2d if layer.op == "conv2d" else K.depthwise
+        return kernel(
             x,
             layer.weight,
             layer.bias,
@@ -78,10 +68,8 @@ def run_layer(model: IntModel, layer: IntLayer, values: dict[str, np.ndarray]) -
     raise ConfigError(f"layer {layer.name!r}: unknown op {layer.op!r}")  # unreachable after validation
 
 
-def run_model(model: IntModel, x: np.ndarray, validate: bool = True) -> dict[str, np.ndarray]:
-    """Every tensor's values (unpacked int8 arrays), the input first, then layer outputs in execution order."""
-    if validate:
-        validate_model(model)
+def checked_input(model: IntModel, x: np.ndarray) -> np.ndarray:
+    """``x`` as int8 after checking it has the model input's shape and fits its precision (clear errors)."""
     spec = model.tensors[model.input]
     x = np.asarray(x)
     if tuple(x.shape) != tuple(spec.shape):
@@ -89,7 +77,14 @@ def run_model(model: IntModel, x: np.ndarray, validate: bool = True) -> dict[str
     lo, hi = qrange(spec.bits)
     if x.size and (not np.issubdtype(x.dtype, np.integer) or x.min() < lo or x.max() > hi):
         raise ConfigError(f"model input must hold {spec.bits}-bit integers in [{lo}, {hi}]")
-    values: dict[str, np.ndarray] = {model.input: x.astype(np.int8)}
+    return x.astype(np.int8)
+
+
+def run_model(model: IntModel, x: np.ndarray, validate: bool = True) -> dict[str, np.ndarray]:
+    """Every tensor's values (unpacked int8 arrays), the input first, then layer outputs in execution order."""
+    if validate:
+        validate_model(model)
+    values: dict[str, np.ndarray] = {model.input: checked_input(model, x)}
     for layer in model.layers:
         values[layer.output] = run_layer(model, layer, values)
     return values
