@@ -8,8 +8,10 @@
  * Each (A, W) pair is its own function (DSP cores; the fast paths are #if TH_USE_SIMD):
  *   conv2d / pointwise   th_mm_run (kernels/packed_mm.c): im2col of two output pixels into int16 columns in the
  *                        weights' "lane order", weights unpacked in registers (SXTB16 of masked fields), 2x2
- *                        blocking; a2w2 / a4w2 / a2w4 take the packed-field core (two products per 16-bit lane,
- *                        four pixels per step). th_mm_prepare decides, per call, that the fast requantization
+ *                        blocking; a2w2 / a4w2 / a2w4 / a4w4 take a packed-field core (two products per 16-bit
+ *                        lane, one channel x four pixels per step: 8-bit fields for a2w2 / a4w2 / a2w4, 11-bit
+ *                        fields, one UBFX per SMLAD pair, for a4w4 (u44_core); fc keeps the lane core for
+ *                        a4w4). th_mm_prepare decides, per call, that the fast requantization
  *                        is exact (th_rq_fast_ok); TH_MM_PAIR defines each pair with its fallback.
  *   fc                   th_fc_run: one column, two output channels per step (TH_FC_PAIR).
  *   depthwise            3x3 s1/s2 row buffers (kernels/depthwise.c, TH_DW_PAIR).
@@ -349,7 +351,7 @@ typedef struct {
     th_mm_fn fn;        /* conv2d / pointwise core (set by TH_MM_PAIR) */
     th_fc_fn ffn;       /* fc core (set by TH_FC_PAIR) */
     int ab, wb, rnd, full;
-    int ulp;            /* a2w2 / a4w2 / a2w4: the packed-field core (two products per 16-bit lane) */
+    int ulp;            /* a2w2 / a4w2 / a2w4 / a4w4: the packed-field core (two products per 16-bit lane) */
     uint32_t wrow;      /* bytes of one output channel's weights */
     uint32_t tap_bytes; /* bytes of one tap row (cin weights) */
     uint32_t nwords;    /* whole 32-bit words in wrow */
@@ -384,6 +386,7 @@ th_mm_fn th_mm_pick_w2(int rnd, int full, int ob);
 th_mm_fn th_ulp_pick_a2w2(int rnd, int full, int ob);
 th_mm_fn th_ulp_pick_a4w2(int rnd, int full, int ob);
 th_mm_fn th_ulp_pick_a2w4(int rnd, int full, int ob);
+th_mm_fn th_ulp_pick_a4w4(int rnd, int full, int ob);
 th_mm_fn th_ulp_pick_none(int rnd, int full, int ob);
 th_fc_fn th_fc_pick_w8(int rnd, int full, int ob);
 th_fc_fn th_fc_pick_w4(int rnd, int full, int ob);
@@ -405,7 +408,7 @@ th_fc_fn th_fcu_pick_none(int rnd, int full, int ob);
 #define TH_ULP_PICK_a4w2 th_ulp_pick_a4w2
 #define TH_ULP_PICK_a2w4 th_ulp_pick_a2w4
 #define TH_ULP_PICK_a2w8 th_ulp_pick_none
-#define TH_ULP_PICK_a4w4 th_ulp_pick_none
+#define TH_ULP_PICK_a4w4 th_ulp_pick_a4w4
 #define TH_ULP_PICK_a4w8 th_ulp_pick_none
 #define TH_ULP_PICK_a8w2 th_ulp_pick_none
 #define TH_ULP_PICK_a8w4 th_ulp_pick_none
