@@ -9,10 +9,12 @@
  *   conv2d / pointwise   th_mm_run (kernels/packed_mm.c): im2col of two output pixels into int16 columns in the
  *                        weights' "lane order", weights unpacked in registers (SXTB16 of masked fields), 2x2
  *                        blocking; a2w2 / a4w2 / a2w4 / a4w4 take a packed-field core (two products per 16-bit
- *                        lane, one channel x four pixels per step: 8-bit fields for a2w2 / a4w2 / a2w4, 11-bit
- *                        fields, one UBFX per SMLAD pair, for a4w4 (u44_core); fc keeps the lane core for
- *                        a4w4). th_mm_prepare decides, per call, that the fast requantization
- *                        is exact (th_rq_fast_ok); TH_MM_PAIR defines each pair with its fallback.
+ *                        lane, one channel x four pixels per step): 8-bit fields for a2w2 / a4w2 / a2w4
+ *                        (ulp_core), 11-bit fields with one UBFX per SMUAD + SMLAD pair for a4w4 (u44_core; its
+ *                        four-pixel column has the same size, so the same scratch). fc takes the packed-field
+ *                        core only for a2w2 / a4w2 with post-ReLU inputs (TH_FC_PAIR), the lane core otherwise.
+ *                        th_mm_prepare decides, per call, that the fast requantization is exact
+ *                        (th_rq_fast_ok); TH_MM_PAIR defines each pair with its fallback.
  *   fc                   th_fc_run: one column, two output channels per step (TH_FC_PAIR).
  *   depthwise            3x3 s1/s2 row buffers (kernels/depthwise.c, TH_DW_PAIR).
  *   fallbacks            (no DSP, other shapes, requantization parameters outside the fast path): the a8w8
@@ -360,8 +362,8 @@ typedef struct {
     uint32_t tail;      /* entries of the tail: tbytes * 8 / wb */
 } th_mm_plan_t;
 
-/* Fills P and returns 1 when the lane core applies to L (fast requantization exact), else 0. `ulp_ok`: a2w2 may
- * take the packed-field core (th_mm_run only). */
+/* Fills P and returns 1 when the lane core applies to L (fast requantization exact), else 0. `ulp_ok`: a2w2 /
+ * a4w2 / a2w4 / a4w4 may take the packed-field core (a4w4: th_mm_run only). */
 int th_mm_prepare(const th_layer_t *L, const th_tensor_t *out, uint32_t taps, int ab, int wb, uint32_t cin,
                   int ulp_ok, th_mm_plan_t *P);
 void th_mm_rq_table(const th_layer_t *L, const th_tensor_t *out, uint32_t c0, uint32_t n, int wb, int rnd,
