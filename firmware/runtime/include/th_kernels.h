@@ -8,9 +8,13 @@
  * Each (A, W) pair is its own function (DSP cores; the fast paths are #if TH_USE_SIMD):
  *   conv2d / pointwise   th_mm_run (kernels/packed_mm.c): im2col of two output pixels into int16 columns in the
  *                        weights' "lane order", weights unpacked in registers (SXTB16 of masked fields), 2x2
- *                        blocking; a2w2 / a4w2 / a2w4 take the packed-field core (two products per 16-bit lane,
- *                        four pixels per step). th_mm_prepare decides, per call, that the fast requantization
- *                        is exact (th_rq_fast_ok); TH_MM_PAIR defines each pair with its fallback.
+ *                        blocking; a2w2 / a4w2 / a2w4 / a4w4 take a packed-field core (two products per 16-bit
+ *                        lane, one channel x four pixels per step): 8-bit fields for a2w2 / a4w2 / a2w4
+ *                        (ulp_core), 11-bit fields with one UBFX per SMUAD + SMLAD pair for a4w4 (u44_core; its
+ *                        four-pixel column has the same size, so the same scratch). fc takes the packed-field
+ *                        core only for a2w2 / a4w2 with post-ReLU inputs (TH_FC_PAIR), the lane core otherwise.
+ *                        th_mm_prepare decides, per call, that the fast requantization is exact
+ *                        (th_rq_fast_ok); TH_MM_PAIR defines each pair with its fallback.
  *   fc                   th_fc_run: one column, two output channels per step (TH_FC_PAIR).
  *   depthwise            3x3 s1/s2 row buffers (kernels/depthwise.c, TH_DW_PAIR).
  *   fallbacks            (no DSP, other shapes, requantization parameters outside the fast path): the a8w8
@@ -349,7 +353,7 @@ typedef struct {
     th_mm_fn fn;        /* conv2d / pointwise core (set by TH_MM_PAIR) */
     th_fc_fn ffn;       /* fc core (set by TH_FC_PAIR) */
     int ab, wb, rnd, full;
-    int ulp;            /* a2w2 / a4w2 / a2w4: the packed-field core (two products per 16-bit lane) */
+    int ulp;            /* a2w2 / a4w2 / a2w4 / a4w4: the packed-field core (two products per 16-bit lane) */
     uint32_t wrow;      /* bytes of one output channel's weights */
     uint32_t tap_bytes; /* bytes of one tap row (cin weights) */
     uint32_t nwords;    /* whole 32-bit words in wrow */
@@ -358,8 +362,8 @@ typedef struct {
     uint32_t tail;      /* entries of the tail: tbytes * 8 / wb */
 } th_mm_plan_t;
 
-/* Fills P and returns 1 when the lane core applies to L (fast requantization exact), else 0. `ulp_ok`: a2w2 may
- * take the packed-field core (th_mm_run only). */
+/* Fills P and returns 1 when the lane core applies to L (fast requantization exact), else 0. `ulp_ok`: a2w2 /
+ * a4w2 / a2w4 / a4w4 may take the packed-field core (a4w4: th_mm_run only). */
 int th_mm_prepare(const th_layer_t *L, const th_tensor_t *out, uint32_t taps, int ab, int wb, uint32_t cin,
                   int ulp_ok, th_mm_plan_t *P);
 void th_mm_rq_table(const th_layer_t *L, const th_tensor_t *out, uint32_t c0, uint32_t n, int wb, int rnd,
@@ -384,6 +388,7 @@ th_mm_fn th_mm_pick_w2(int rnd, int full, int ob);
 th_mm_fn th_ulp_pick_a2w2(int rnd, int full, int ob);
 th_mm_fn th_ulp_pick_a4w2(int rnd, int full, int ob);
 th_mm_fn th_ulp_pick_a2w4(int rnd, int full, int ob);
+th_mm_fn th_ulp_pick_a4w4(int rnd, int full, int ob);
 th_mm_fn th_ulp_pick_none(int rnd, int full, int ob);
 th_fc_fn th_fc_pick_w8(int rnd, int full, int ob);
 th_fc_fn th_fc_pick_w4(int rnd, int full, int ob);
@@ -405,7 +410,7 @@ th_fc_fn th_fcu_pick_none(int rnd, int full, int ob);
 #define TH_ULP_PICK_a4w2 th_ulp_pick_a4w2
 #define TH_ULP_PICK_a2w4 th_ulp_pick_a2w4
 #define TH_ULP_PICK_a2w8 th_ulp_pick_none
-#define TH_ULP_PICK_a4w4 th_ulp_pick_none
+#define TH_ULP_PICK_a4w4 th_ulp_pick_a4w4
 #define TH_ULP_PICK_a4w8 th_ulp_pick_none
 #define TH_ULP_PICK_a8w2 th_ulp_pick_none
 #define TH_ULP_PICK_a8w4 th_ulp_pick_none

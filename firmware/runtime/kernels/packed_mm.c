@@ -622,6 +622,210 @@ th_mm_fn th_ulp_pick_none(int rnd, int full, int ob)
     return 0;
 }
 
+/* ---------------------------------------------------------------------------------------------------------- */
+/* a4w4: the packed-field core with 11-bit fields
+ *
+ * Two 4-bit offset values per signed 16-bit lane, 11 bits apart: u = x + 8 and v = w + 8, both in [0, 15], so a
+ * lane holds at most 15 + (15 << 11) = 30735 < 2^15 (SMLAD's signed lanes see them as positive). Weight lanes
+ * come straight from a stored word (nibbles n0..n7, low first, after flipping the sign bits): lane word 0 is
+ * (n0 + (n1 << 11), n4 + (n5 << 11)), lane word 1 (n2 + (n3 << 11), n6 + (n7 << 11)), three instructions each
+ * (AND, AND of a shifted register, ORR of a shifted register). The activation lane words hold the matching
+ * entries swapped, (u1 + (u0 << 11), u5 + (u4 << 11)) and (u3 + (u2 << 11), u7 + (u6 << 11)), so one lane's
+ * product is u1 n0 + (u0 n0 + u1 n1) << 11 + u0 n1 << 22. One SMUAD + one SMLAD (the word's two lane words)
+ * then leave 8 products in bits 11..21 (at most 8 * 225 = 1800 < 2^11) above a low field of 4 products (at most
+ * 900 < 2^11, so it never carries into them); whatever lands at bit 22 and up may wrap past bit 31 (SMLAD's
+ * sum is modulo 2^32, a SMUAD of two lane products is at most 2 * 30735^2 < 2^31), which leaves bits 0..21
+ * alone. One UBFX and one ADD per weight word and pixel take the field into a 32-bit sum: 8 MACs in SMUAD,
+ * SMLAD, UBFX, ADD and one LDRD of the pixel's two lane words (which lie side by side: the columns of the four
+ * pixels interleave in pairs of words, word 2 px + k of each weight word's group of 8). The offsets go into the
+ * bias and a per-pixel sum exactly as in the core above (o = 8, c = 8 + zp):
+ *     sum (x - zp) w = sum u v - 8 sum u - c sum v + 8 c K'. */
+
+#define U44_S 11u /* field spacing */
+
+/* Two activation lane words from 8 natural centred entries (u = nat + c). */
+TH_ALWAYS_INLINE void u44_words(const int16_t *nat, int32_t c, uint32_t *dst)
+{
+    uint32_t u[8];
+    TH_UNROLL
+    for (uint32_t k = 0; k < 8u; ++k) {
+        u[k] = (uint32_t)(nat[k] + c);
+    }
+    dst[0] = u[1] | (u[0] << U44_S) | (u[5] << 16) | (u[4] << (16u + U44_S));
+    dst[1] = u[3] | (u[2] << U44_S) | (u[7] << 16) | (u[6] << (16u + U44_S));
+}
+
+/* nw weight words' lane words from a natural column into dst[8 j], dst[8 j + 1] */
+static void u44_words_n(const int16_t *nat, uint32_t nw, int32_t c, uint32_t *dst)
+{
+    for (uint32_t j = 0; j < nw; ++j) {
+        u44_words(nat + 8u * j, c, dst + 8u * j);
+    }
+}
+
+/* Lane words straight from n (a multiple of 8) packed 4-bit activations: u = the nibble with its top bit flipped. */
+TH_ALWAYS_INLINE void u44_direct_st(const uint8_t *src, uint32_t n, uint32_t *dst, const uint32_t st)
+{
+    uint32_t m = 0x000F000Fu;
+    __asm("" : "+r"(m));
+    for (uint32_t j = 0; j < n; j += 8u, dst += st) {
+        const uint32_t a = th_load32(src + j / 2u) ^ 0x88888888u;
+        dst[0] = ((a >> 4) & m) | ((a & m) << U44_S);
+        dst[1] = ((a >> 12) & m) | (((a >> 8) & m) << U44_S);
+    }
+}
+
+static void u44_direct(const uint8_t *src, uint32_t n, uint32_t *dst)
+{
+    u44_direct_st(src, n, dst, 8u);
+}
+
+/* 8 * (sum of u) over nw weight words' lane words (dst[st j], dst[st j + 1]): an SMLAD with ones in both fields
+ * of both lanes puts the four u of a word in bits 11..21 (at most 60; the low field at most 30): flushed every
+ * 16 SMLADs (960 and 480 < 2^11). */
+TH_ALWAYS_INLINE int32_t u44_sum(const uint32_t *cp, uint32_t nw, uint32_t st)
+{
+    const uint32_t ones = 0x00010001u | (0x00010001u << U44_S);
+    uint32_t s = 0;
+    for (uint32_t j = 0; j < nw;) {
+        int32_t f = 0;
+        for (uint32_t e = j + 8u < nw ? j + 8u : nw; j < e; ++j) {
+            f = th_smlad(cp[st * j], ones, f);
+            f = th_smlad(cp[st * j + 1u], ones, f);
+        }
+        s += ((uint32_t)f >> U44_S) & 0x7FFu;
+    }
+    return 8 * (int32_t)s;
+}
+
+/* Per-channel bias terms: b += c * (8 K' - sum v) over the whole words of each weight row. */
+static void u44_table(const th_mm_plan_t *P, const uint8_t *w, uint32_t n, int32_t c, th_mm_rq_t *tab)
+{
+    const int32_t k8 = (int32_t)(P->nwords * 8u) * 8;
+    if (c == 0) {
+        return;
+    }
+    for (uint32_t i = 0; i < n; ++i, w += P->wrow) {
+        uint32_t sv = 0;
+        for (uint32_t j = 0; j < P->nwords; ++j) {
+            sv = th_usada8(ulp_vsum(th_load32(w + 4u * j) ^ 0x88888888u, 4), 0u, sv);
+        }
+        tab[i].b += c * (k8 - (int32_t)sv);
+    }
+}
+
+/* The two lane words of pixel column words p[o], p[o + 1] (one LDRD) */
+typedef struct {
+    uint32_t w[2];
+} u44_pair_t;
+#if defined(__ARM_FEATURE_DSP) && !defined(TH_NO_DSP)
+#define U44_LD2(x0, x1, p, o)                                                                                   \
+    __asm("ldrd %0, %1, [%2, #%c3]"                                                                             \
+          : "=r"(x0), "=r"(x1)                                                                                  \
+          : "r"(p), "i"(4u * (o)), "m"(*(const u44_pair_t *)(const void *)((p) + (o))))
+#else
+#define U44_LD2(x0, x1, p, o) ((x0) = (p)[o], (x1) = (p)[(o) + 1u])
+#endif
+
+/* One channel x four pixels. */
+TH_ALWAYS_INLINE void u44_core(const th_mm_job_t *J, const uint32_t *cp, const int rnd, const int kind,
+                               const int ob)
+{
+    const uint32_t wrow = J->wrow, nw = J->nwords, tb = J->tbytes, n = J->n, c0 = J->c0;
+    const int32_t lo = J->lo, hi = J->hi;
+    const int obr = J->ob;
+    const th_mm_rq_t *q = J->rq;
+    const uint8_t *w = J->w;
+    const uint32_t *const cend = cp + 8u * nw, *const cend2 = cp + 8u * (nw & ~1u);
+    uint32_t m = 0x000F000Fu;
+    __asm("" : "+r"(m));
+    for (uint32_t i = 0; i < n; ++i, w += wrow, ++q) {
+        uint32_t d0 = 0, d1 = 0, d2 = 0, d3 = 0;
+        const uint8_t *wa = w;
+        const uint32_t *c = cp;
+#define U44_PX(D, OFF, PX)                                                                                      \
+    do {                                                                                                        \
+        uint32_t x0, x1;                                                                                        \
+        U44_LD2(x0, x1, c, 8u * (OFF) + 2u * (PX));                                                             \
+        const int32_t s = th_smlad(l1, x1, th_smuad(l0, x0));                                                   \
+        D += ((uint32_t)s >> U44_S) & 0x7FFu;                                                                   \
+        __asm("" : "+r"(D)); /* in source order: reassociated sums spill registers */                           \
+    } while (0)
+#define U44_WORD(OFF)                                                                                           \
+    do {                                                                                                        \
+        const uint32_t v = th_load32(wa + 4u * (OFF)) ^ 0x88888888u;                                            \
+        const uint32_t l0 = (v & m) | (((v >> 4) & m) << U44_S);                                                \
+        const uint32_t l1 = ((v >> 8) & m) | (((v >> 12) & m) << U44_S);                                        \
+        U44_PX(d0, OFF, 0u);                                                                                    \
+        U44_PX(d1, OFF, 1u);                                                                                    \
+        U44_PX(d2, OFF, 2u);                                                                                    \
+        U44_PX(d3, OFF, 3u);                                                                                    \
+    } while (0)
+        for (; c != cend2; c += 16u, wa += 8) {
+            U44_WORD(0u);
+            U44_WORD(1u);
+        }
+        if (c != cend) {
+            U44_WORD(0u);
+            wa += 4;
+        }
+#undef U44_WORD
+#undef U44_PX
+        int32_t a[ULP_PX];
+        a[0] = (int32_t)(d0 + (uint32_t)q->b - (uint32_t)J->sx[0]);
+        a[1] = (int32_t)(d1 + (uint32_t)q->b - (uint32_t)J->sx[1]);
+        a[2] = (int32_t)(d2 + (uint32_t)q->b - (uint32_t)J->sx[2]);
+        a[3] = (int32_t)(d3 + (uint32_t)q->b - (uint32_t)J->sx[3]);
+        for (uint32_t k = 0; k < tb; ++k) {
+            const uint32_t b = wa[k];
+            TH_UNROLL
+            for (uint32_t f = 0; f < 2u; ++f) {
+                const int32_t wv = ulp_tail_w(b, f, 4);
+                TH_UNROLL
+                for (uint32_t px = 0; px < ULP_PX; ++px) {
+                    a[px] += wv * J->t[px][2u * k + f];
+                }
+            }
+        }
+        {
+            int32_t v[ULP_PX];
+            TH_UNROLL
+            for (uint32_t px = 0; px < ULP_PX; ++px) {
+                v[px] = mm_out(mm_t(a[px], q, 8, rnd), q, lo, hi, rnd, kind, ob);
+            }
+            TH_UNROLL
+            for (uint32_t px = 0; px < ULP_PX; ++px) { /* u44_run: every row a real one */
+                mm_store(J->y[px], c0 + i, v[px], ob, obr);
+            }
+        }
+    }
+}
+
+#define U44_FN(RND, KIND, OB)                                                                                   \
+    static void u44_##RND##_##KIND##_##OB(const th_mm_job_t *J, const uint32_t *cp, const int16_t *t0,          \
+                                          const int16_t *t1, uint8_t *y0, uint8_t *y1)                          \
+    {                                                                                                           \
+        (void)t0, (void)t1, (void)y0, (void)y1;                                                                 \
+        u44_core(J, cp, RND, KIND, OB);                                                                         \
+    }
+U44_FN(1, 1, 8)
+U44_FN(1, 0, 8)
+U44_FN(0, 1, 8)
+U44_FN(0, 0, 8)
+U44_FN(0, 0, 0)
+
+/* 8-bit outputs with any clamp have their own cores (as the lane core's), unlike the other packed-field pairs */
+th_mm_fn th_ulp_pick_a4w4(int rnd, int full, int ob)
+{
+    if (ob != 8) {
+        return u44_0_0_0;
+    }
+    if (rnd) {
+        return full ? u44_1_1_8 : u44_1_0_8;
+    }
+    return full ? u44_0_1_8 : u44_0_0_8;
+}
+
 /* fc: one channel x one pixel over a single column (words 1 apart), a 32-bit field sum (one UXTAB ROR 8). */
 TH_ALWAYS_INLINE void fcu_core(const th_mm_job_t *J, const uint32_t *col, const int16_t *tail, uint8_t *y,
                                const int ab, const int wb, const int rnd, const int kind, const int ob)
@@ -714,7 +918,8 @@ int th_mm_prepare(const th_layer_t *L, const th_tensor_t *out, uint32_t taps, in
     /* the core's 16-bit lane sums: (flushes per row) x (largest field at a flush) < 2^16 */
     const uint32_t nflush = ab == 2 && wb == 2 ? (wrow / 4u + 1u) / 2u : 2u * (wrow / 4u);
     const uint32_t fmax = ab == 2 ? (wb == 2 ? 192u : 168u) : 240u;
-    const int ulp = ulp_ok && ab + wb <= 6 && wb < 8 && wrow >= 4u && nflush * fmax < 65536u;
+    /* a4w4 (u44_core): 32-bit field sums, nothing to bound beyond the fast requantization's own check */
+    const int ulp = ulp_ok && wrow >= 4u && ((ab + wb <= 6 && wb < 8 && nflush * fmax < 65536u) || (ab == 4 && wb == 4));
     const int g = ulp ? 0 : MM_G(wb);
     /* scaled accumulators stay below 2^31; ls <= g keeps t an exact right shift of them */
     const int lim = 29 < 31 - g ? 29 : 31 - g;
@@ -732,8 +937,8 @@ int th_mm_prepare(const th_layer_t *L, const th_tensor_t *out, uint32_t taps, in
     P->kp = P->wrow * (8u / (uint32_t)wb);
     P->tail = P->tbytes * (8u / (uint32_t)wb);
     P->full = out->bits == 8 && th_clamp_kind(L, 8) == TH_CLAMP_FULL;
-    if (ulp && !P->full) {
-        P->rnd = 0; /* its cores: (rnd, full) 8-bit, or the general one */
+    if (ulp && !P->full && !(ab == 4 && wb == 4)) {
+        P->rnd = 0; /* its cores: (rnd, full) 8-bit, or the general one (a4w4: th_ulp_pick_a4w4) */
     }
     P->fn = 0; /* picked by the pair (TH_MM_PAIR), so that a firmware links only the cores it uses */
     P->ffn = 0;
@@ -768,14 +973,122 @@ TH_ALWAYS_INLINE const uint8_t *mm_tap(const th_layer_t *L, const th_tensor_t *i
     return x + ((uint32_t)yy * in->w + (uint32_t)xx) * irb;
 }
 
+/* The four-pixel column of a4w4's packed-field core for output pixel q (words 2 px + k of each group of 8, dst
+ * offset by the pixel), its tail (natural centred) and its 8 * (sum of u). Lane words come straight from the
+ * packed activations when every tap holds whole weight words (cin % 8 == 0), else through the natural column. */
+#if defined(__GNUC__)
+__attribute__((noinline)) /* out of th_mm_run's pixel loop, whose registers the other pairs need */
+#endif
+static int32_t u44_column(const th_layer_t *L, const th_tensor_t *in, const uint8_t *x, const th_mm_plan_t *P,
+                          uint32_t ow, uint32_t q, int32_t uc, uint32_t *dst, int16_t *nat, int16_t *tail)
+{
+    const uint32_t cin = in->c, kh = L->kh, kw = L->kw;
+    const uint32_t irb = th_row_bytes(cin, 4), cinp = P->tap_bytes * 2u;
+    const uint32_t oy = q / ow, ox = q % ow;
+    const int32_t zp = in->zero_point;
+    const int32_t ix0 = (int32_t)(ox * L->stride) - (int32_t)L->pad_l;
+    const int xin = ix0 >= 0 && ix0 + (int32_t)kw <= (int32_t)in->w;
+    const uint32_t upad = (uint32_t)uc * (0x00010001u | (0x00010001u << U44_S)); /* x = zp: u = zp + 8 */
+    uint32_t t = 0;
+    if (cin % 8u == 0u) {
+        for (uint32_t i = 0; i < kh; ++i) {
+            const int32_t iy = (int32_t)(oy * L->stride + i) - (int32_t)L->pad_t;
+            if (xin && iy >= 0 && iy < (int32_t)in->h) { /* kw * cin consecutive elements */
+                u44_direct(x + ((uint32_t)iy * in->w + (uint32_t)ix0) * irb, kw * cin, dst + t * cin);
+                t += kw;
+                continue;
+            }
+            for (uint32_t j = 0; j < kw; ++j, ++t) {
+                const uint8_t *src = mm_tap(L, in, x, irb, oy, ox, i, j);
+                uint32_t *d = dst + t * cin;
+                if (src != 0) {
+                    u44_direct(src, cin, d);
+                } else {
+                    for (uint32_t k = 0; k < cin; k += 8u) {
+                        d[k] = upad;
+                        d[k + 1u] = upad;
+                    }
+                }
+            }
+        }
+    } else {
+        for (uint32_t i = 0; i < kh; ++i) {
+            for (uint32_t j = 0; j < kw; ++j, ++t) {
+                const uint8_t *src = mm_tap(L, in, x, irb, oy, ox, i, j);
+                int16_t *seg = nat + t * cinp;
+                if (src != 0) {
+                    col_natural(src, cin, 4, zp, seg);
+                } else {
+                    memset(seg, 0, cin * sizeof(int16_t));
+                }
+                memset(seg + cin, 0, (cinp - cin) * sizeof(int16_t));
+            }
+        }
+        u44_words_n(nat, P->nwords, uc, dst);
+        memcpy(tail, nat + P->nwords * 8u, P->tail * sizeof(int16_t));
+    }
+    return u44_sum(dst, P->nwords, 8u);
+}
+
 uint32_t th_mm_scratch_bytes(const th_mm_plan_t *P, uint32_t cout)
 {
     const uint32_t cb = cout < TH_MM_CB ? cout : TH_MM_CB;
     return 24u * cb + 4u * P->nwords * (32u / (uint32_t)P->wb) + 4u * th_ru4(2u * P->tail) + th_ru4(2u * P->kp);
 }
 
+/* a4w4's packed-field core: th_mm_run's job loop with u44_column's four-pixel columns (same scratch layout) */
+#if defined(__GNUC__)
+__attribute__((noinline))
+#endif
+static void u44_run(TH_KERNEL_ARGS, const th_mm_plan_t *P)
+{
+    (void)in2;
+    const uint8_t *x = arena + in->offset;
+    uint8_t *y = arena + out->offset;
+    const uint32_t cout = out->c, ow = out->w, orb = th_row_bytes(cout, out->bits);
+    const uint32_t npix = (uint32_t)out->h * ow, tl = th_ru4(2u * P->tail) / 2u;
+    const int32_t uc = 8 + in->zero_point; /* u = (x - zp) + uc */
+    const uint32_t cb = cout < TH_MM_CB ? cout : TH_MM_CB;
+    th_mm_rq_t *tab = (th_mm_rq_t *)scratch;
+    uint32_t *cp = (uint32_t *)(tab + cb);
+    int16_t *tails = (int16_t *)(cp + P->nwords * 8u);
+    int16_t *nat = tails + 4u * tl;
+    th_mm_job_t J;
+    for (uint32_t px = 0; px < ULP_PX; ++px) {
+        J.t[px] = tails + px * tl;
+    }
+    J.wrow = P->wrow;
+    J.nwords = P->nwords;
+    J.tbytes = P->tbytes;
+    J.rq = tab;
+    J.lo = L->act_min;
+    J.hi = L->act_max;
+    J.ob = out->bits;
+    for (uint32_t c0 = 0; c0 < cout; c0 += TH_MM_CB) {
+        J.c0 = c0;
+        J.n = cout - c0 < TH_MM_CB ? cout - c0 : TH_MM_CB;
+        J.w = (const uint8_t *)L->weights + c0 * P->wrow;
+        th_mm_rq_table(L, out, c0, J.n, 8, P->rnd, tab);
+        u44_table(P, J.w, J.n, uc, tab);
+        for (uint32_t p = 0; p < npix; p += ULP_PX) {
+            for (uint32_t px = 0; px < ULP_PX; ++px) {
+                /* a pixel past the end repeats pixel p: the same column, so the same outputs written again
+                 * (idempotent for packed rows too: the same byte, or the same bits ORed in) */
+                const uint32_t q = p + px < npix ? p + px : p;
+                J.sx[px] = u44_column(L, in, x, P, ow, q, uc, cp + 2u * px, nat, J.t[px]);
+                J.y[px] = y + q * orb;
+            }
+            P->fn(&J, cp, J.t[0], J.t[1], J.y[0], J.y[1]);
+        }
+    }
+}
+
 void th_mm_run(TH_KERNEL_ARGS, const th_mm_plan_t *P)
 {
+    if (P->ulp && P->ab == 4 && P->wb == 4) {
+        u44_run(L, in, in2, out, arena, scratch, P);
+        return;
+    }
     (void)in2;
     const uint8_t *x = arena + in->offset;
     uint8_t *y = arena + out->offset;
