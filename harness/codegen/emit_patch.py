@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,7 +47,7 @@ from harness.codegen.emit_c import (
     render_model_c,
 )
 from harness.codegen.ir import IntLayer, IntModel, TensorSpec
-from harness.codegen.memory import ALIGN, ArenaPlan, layer_scratch_bytes
+from harness.codegen.memory import ALIGN, ArenaPlan, greedy_place, layer_scratch_bytes
 from harness.codegen.packing import row_bytes
 from harness.codegen.validate import validate_model
 from harness.errors import ConfigError
@@ -69,26 +68,6 @@ Window = tuple[int, int, int, int]
 
 def _align(n: int) -> int:
     return (n + ALIGN - 1) // ALIGN * ALIGN
-
-
-def greedy_place(sizes: Mapping[str, int], life: Mapping[str, tuple[int, int]]) -> tuple[dict[str, int], int]:
-    """Offsets for buffers with lifetimes (largest first, lowest 4-aligned offset clear of overlapping ones),
-    the rule of :func:`harness.codegen.memory.plan_arena`; returns ``(offsets, bytes)``."""
-    order = sorted(sizes, key=lambda t: (-sizes[t], life[t][0], t))
-    offsets: dict[str, int] = {}
-    for t in order:
-        s0, s1 = life[t]
-        busy = sorted(
-            (offsets[u], offsets[u] + sizes[u]) for u in offsets if life[u][0] <= s1 and s0 <= life[u][1]
-        )
-        off = 0
-        for b0, b1 in busy:
-            if off + sizes[t] <= b0:
-                break
-            off = max(off, _align(b1))
-        offsets[t] = off
-    end = max((_align(offsets[t] + sizes[t]) for t in offsets), default=0)
-    return offsets, end
 
 
 @dataclass(frozen=True)

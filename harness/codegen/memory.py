@@ -9,6 +9,7 @@ placed tensor it overlaps in time. ``peak_bytes`` is the true lower bound (the m
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from harness.codegen.ir import IntLayer, IntModel
@@ -107,13 +108,8 @@ def scratch_bytes(model: IntModel) -> int:
     return max([ALIGN] + [layer_scratch_bytes(model, layer) for layer in model.layers])
 
 
-def plan_arena(model: IntModel, keep_input: bool = False, validate: bool = True) -> ArenaPlan:
-    """Plan the arena for layer-by-layer execution with buffer reuse (greedy by size)."""
-    if validate:
-        validate_model(model)
-    life = lifetimes(model, keep_input)
-    sizes = {t: model.tensors[t].nbytes for t in life}
-    order = sorted(life, key=lambda t: (-sizes[t], life[t][0], t))
+def _place(order: list[str], sizes: Mapping[str, int], life: Mapping[str, tuple[int, int]]) -> dict[str, int]:
+    """First fit in ``order``: each buffer at the lowest aligned offset clear of the placed ones it overlaps in time."""
     offsets: dict[str, int] = {}
     for t in order:
         s0, s1 = life[t]
@@ -126,9 +122,40 @@ def plan_arena(model: IntModel, keep_input: bool = False, validate: bool = True)
                 break
             off = max(off, _align(b1))
         offsets[t] = off
+    return offsets
+
+
+def greedy_place(sizes: Mapping[str, int], life: Mapping[str, tuple[int, int]]) -> tuple[dict[str, int], int]:
+    """Offsets for buffers with lifetimes ``(first step, last step)``; returns ``(offsets, arena bytes)``.
+
+    First fit under a few orders (largest first, longest-lived first, earliest first, largest area in
+    bytes x steps first), keeping the smallest arena: no one order wins on every graph, and trying four costs
+    nothing next to a build."""
+    orders = (
+        lambda t: (-sizes[t], life[t][0], t),
+        lambda t: (-(life[t][1] - life[t][0]), -sizes[t], t),
+        lambda t: (life[t][0], -sizes[t], t),
+        lambda t: (-sizes[t] * (life[t][1] - life[t][0] + 1), t),
+    )
+    best: tuple[int, dict[str, int]] | None = None
+    for key in orders:
+        offsets = _place(sorted(sizes, key=key), sizes, life)
+        end = max((_align(offsets[t] + sizes[t]) for t in offsets), default=0)
+        if best is None or end < best[0]:
+            best = (end, offsets)
+    assert best is not None
+    return best[1], best[0]
+
+
+def plan_arena(model: IntModel, keep_input: bool = False, validate: bool = True) -> ArenaPlan:
+    """Plan the arena for layer-by-layer execution with buffer reuse (greedy by size)."""
+    if validate:
+        validate_model(model)
+    life = lifetimes(model, keep_input)
+    sizes = {t: model.tensors[t].nbytes for t in life}
+    offsets, arena = greedy_place(sizes, life)
     n_steps = len(model.layers)
     live = [sum(sizes[t] for t, (a, b) in life.items() if a <= i <= b) for i in range(n_steps)]
-    arena = max((_align(offsets[t] + sizes[t]) for t in offsets), default=0)
     return ArenaPlan(
         offsets=offsets,
         sizes=sizes,
