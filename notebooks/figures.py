@@ -34,9 +34,9 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1] if "__file__" in globals() else Path.cwd().parent
 REF = Path(os.environ.get("TINYHIL_REFERENCE", ROOT / "results" / "reference"))
@@ -72,7 +72,9 @@ if d is not None:
     k = pd.read_csv(d / "kernels.csv")
     assert k["bit_exact"].all(), "a benchmark row is not bit-exact"
     m = k.pivot_table(index="layer", columns="pair", values="count_per_mac", sort=False)
-    cols = [c for c in ("a8w8", "a8w4", "a8w2", "a4w8", "a4w4", "a4w2", "a2w8", "a2w4", "a2w2", "ref") if c in m]
+    cols = [
+        c for c in ("a8w8", "a8w4", "a8w2", "a4w8", "a4w4", "a4w2", "a2w8", "a2w4", "a2w2", "ref") if c in m
+    ]
     m = m[cols]
     rel = m.div(m["a8w8"], axis=0)
     fig, ax = plt.subplots(figsize=(1.0 * len(cols) + 2, 0.5 * len(m) + 1.5))
@@ -106,10 +108,12 @@ if d is not None:
     for label, c, t in pts:
         a1.scatter(c / base, 100 * t, s=50)
         a1.annotate(label, (c / base, 100 * t), textcoords="offset points", xytext=(5, 5))
-    a1.axvline(1 - 0.286, ls="--", c="grey")
+    a1.axvline(1 - 0.286, ls="--", c="grey", label="goal: 28.6 % fewer")
     if s.get("ilp_fastest_predicted_count"):
-        a1.axvline(s["ilp_fastest_predicted_count"] / base, ls=":", c="tab:red", label="table's fastest (any bits)")
-        a1.legend(loc="lower right")
+        a1.axvline(
+            s["ilp_fastest_predicted_count"] / base, ls=":", c="tab:red", label="table's fastest (any bits)"
+        )
+    a1.legend(loc="center left", fontsize=8)
     a1.set_xlabel("count / int8 count")
     a1.set_ylabel(f"top-1 % (host, {s['n_eval_host']} images)")
     a1.set_title(f"{s['model']} on {s['board']}")
@@ -129,9 +133,20 @@ if d is not None:
 # %% [markdown]
 # ## QuantMCU: BitOPs of the patch stage vs top-1, over the VDPC threshold phi (and the bit choices)
 
+
 # %%
+def _quantmcu_run(path: Path) -> dict:
+    """A QuantMCU summary with the bit choices of its config (``config.yaml`` beside it)."""
+    import yaml
+
+    s = json.loads(path.read_text())
+    cfg = path.parent / "config.yaml"
+    bits = yaml.safe_load(cfg.read_text())["method"]["bits"] if cfg.is_file() else None
+    return {**s, "bits": "/".join(map(str, bits)) if bits else "?"}
+
+
 runs = [
-    json.loads(p.read_text())
+    _quantmcu_run(p)
     for p in sorted(REF.glob("quantmcu-*/**/summary.json"))
     if json.loads(p.read_text()).get("experiment") == "quantmcu"
 ]
@@ -145,7 +160,7 @@ else:
     for _, r in q.iterrows():
         ax.scatter(r["bitops_stage_reduction"], 100 * r["top1_quantmcu_host"], s=40)
         ax.annotate(
-            f"phi={r['phi']:g}, {r['n_outlier_patches']}/{r['n_patches']} outl.",
+            f"phi {r['phi']:g}, lambda {r['lambda']:g}, bits {r['bits']}",
             (r["bitops_stage_reduction"], 100 * r["top1_quantmcu_host"]),
             textcoords="offset points",
             xytext=(5, 3),
@@ -156,7 +171,15 @@ else:
     ax.set_ylabel(f"top-1 % (host, {int(p8['n_eval'])} images, no fine-tuning)")
     ax.legend()
     save(fig, "quantmcu_tradeoff.png")
-    cols = ["phi", "n_outlier_patches", "bitops_stage_reduction", "bitops_reduction", "top1_quantmcu_host"]
+    cols = [
+        "phi",
+        "lambda",
+        "bits",
+        "n_outlier_patches",
+        "bitops_stage_reduction",
+        "bitops_reduction",
+        "top1_quantmcu_host",
+    ]
     print(q[cols].to_string(index=False))
 
 # %% [markdown]

@@ -13,8 +13,14 @@ from harness.quant.config import PrecisionConfig
 # The MobileNetV2 paper's model table as published with the TF-slim checkpoints (mobilenet_v2 README):
 # (width, resolution) -> (million MACs, million parameters), MACs truncated to whole millions in that table.
 # The 144 px variant (the MCUNet comparisons) is not in it; it must fall between its 128 and 160 px neighbours.
-PUBLISHED = {(1.0, 224): (300, 3.47), (0.35, 224): (59, 1.66), (0.35, 192): (43, 1.66),
-             (0.35, 160): (30, 1.66), (0.35, 128): (20, 1.66), (0.35, 96): (11, 1.66)}
+PUBLISHED = {
+    (1.0, 224): (300, 3.47),
+    (0.35, 224): (59, 1.66),
+    (0.35, 192): (43, 1.66),
+    (0.35, 160): (30, 1.66),
+    (0.35, 128): (20, 1.66),
+    (0.35, 96): (11, 1.66),
+}
 
 
 @pytest.mark.parametrize("width, res", sorted(PUBLISHED))

@@ -15,23 +15,45 @@ REPO = Path(__file__).resolve().parent.parent
 
 def tinyhil(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    return subprocess.run([sys.executable, "-m", "harness.cli", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "harness.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 @pytest.mark.qemu
 def test_smoke_run_writes_summary_and_per_layer_table(tmp_path):
-    p = tinyhil("run", "experiment=smoke", f"hydra.run.dir={tmp_path}/run", f"workdir={tmp_path}/work",
-                cwd=REPO)
+    p = tinyhil(
+        "run", "experiment=smoke", f"hydra.run.dir={tmp_path}/run", f"workdir={tmp_path}/work", cwd=REPO
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
-    for key in ("board", "timer", "total_count", "per_layer", "bit_exact", "host_seconds", "emulator_seconds"):
+    for key in (
+        "board",
+        "timer",
+        "total_count",
+        "per_layer",
+        "bit_exact",
+        "host_seconds",
+        "emulator_seconds",
+    ):
         assert key in summary
     assert summary["board"] == "qemu-mps2-an386"
     assert summary["timer"] == "qemu-icount"
     assert summary["bit_exact"] is True
     assert isinstance(summary["total_count"], float) and summary["total_count"] > 0
-    assert {r["op"] for r in summary["per_layer"]} == {"conv2d", "depthwise", "pointwise", "add", "avgpool", "fc"}
+    assert {r["op"] for r in summary["per_layer"]} == {
+        "conv2d",
+        "depthwise",
+        "pointwise",
+        "add",
+        "avgpool",
+        "fc",
+    }
     assert sum(r["count"] for r in summary["per_layer"]) == pytest.approx(summary["total_count"])
     csv = (tmp_path / "run" / "per_layer.csv").read_text().splitlines()
     assert csv[0].startswith("board,timer,index,name,op")

@@ -73,7 +73,11 @@ def test_exported_layers_follow_the_ir_conventions(trained_tiny, digits):
     assert by["dw.conv"].weight.shape == (3, 3, 8)  # (Kh, Kw, C)
     assert by["pw.conv"].weight.shape == (16, 8) and by["classifier"].weight.shape == (10, 16)
     lo, hi = wrange(2)
-    assert all(lo <= layer.weight.min() and layer.weight.max() <= hi for layer in im.layers if layer.weight is not None)
+    assert all(
+        lo <= layer.weight.min() and layer.weight.max() <= hi
+        for layer in im.layers
+        if layer.weight is not None
+    )
     t = im.tensors["stem.conv"]  # after ReLU: unsigned, the clamp starts at real 0
     assert t.zero_point == -(2 ** (t.bits - 1)) and by["stem.conv"].act_min == t.zero_point
     assert im.tensors[im.input].bits == 4  # the first layer's a_bits

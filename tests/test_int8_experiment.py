@@ -10,8 +10,17 @@ from test_cli_smoke import REPO, tinyhil
 
 @pytest.mark.qemu
 def test_int8_device_predictions_equal_the_integer_reference(tmp_path):
-    p = tinyhil("run", "experiment=int8", "model=tiny-cnn", "data=digits", "experiment.n_eval=24",
-                "experiment.n_calib=64", f"hydra.run.dir={tmp_path}/run", f"workdir={tmp_path}/work", cwd=REPO)
+    p = tinyhil(
+        "run",
+        "experiment=int8",
+        "model=tiny-cnn",
+        "data=digits",
+        "experiment.n_eval=24",
+        "experiment.n_calib=64",
+        f"hydra.run.dir={tmp_path}/run",
+        f"workdir={tmp_path}/work",
+        cwd=REPO,
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     s = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert s["n_eval"] == 24

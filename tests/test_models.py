@@ -63,23 +63,39 @@ def test_mcunet_block_lists_must_match_the_stages():
 
 
 def test_user_model_by_import_path():
-    m = build_model({"_target_": "harness.models.user.load_user_model", "name": "user",
-                     "path": "torch.nn:Conv2d", "input_shape": [1, 4, 4],
-                     "kwargs": {"in_channels": 1, "out_channels": 2, "kernel_size": 1}})
+    m = build_model(
+        {
+            "_target_": "harness.models.user.load_user_model",
+            "name": "user",
+            "path": "torch.nn:Conv2d",
+            "input_shape": [1, 4, 4],
+            "kwargs": {"in_channels": 1, "out_channels": 2, "kernel_size": 1},
+        }
+    )
     assert isinstance(m, nn.Conv2d) and m.input_shape == (1, 4, 4)
 
 
 def test_user_model_with_an_unsupported_layer_fails_clearly():
-    m = build_model({"_target_": "harness.models.user.load_user_model", "path": "tests.test_models:WithMaxPool",
-                     "input_shape": [1, 8, 8]})
+    m = build_model(
+        {
+            "_target_": "harness.models.user.load_user_model",
+            "path": "tests.test_models:WithMaxPool",
+            "input_shape": [1, 8, 8],
+        }
+    )
     with pytest.raises(UnsupportedLayerError, match=r"'pool' \(MaxPool2d\)"):
         extract_layers(m)
 
 
 def test_bad_import_path_is_a_config_error():
     with pytest.raises(ConfigError, match="cannot import"):
-        build_model({"_target_": "harness.models.user.load_user_model", "path": "no.such.module:Net",
-                     "input_shape": [1, 8, 8]})
+        build_model(
+            {
+                "_target_": "harness.models.user.load_user_model",
+                "path": "no.such.module:Net",
+                "input_shape": [1, 8, 8],
+            }
+        )
 
 
 class WithMaxPool(nn.Module):

@@ -15,9 +15,19 @@ from harness.models.train import TrainConfig, evaluate, fit, lr_factor
 
 def test_train_command_writes_checkpoint_and_sidecar(tmp_path):
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=["model=tiny-cnn", "data=digits", "data.n_train=200", "data.n_test=100",
-                                          "train.phases=null", "train.epochs=2", "train.log_every=0",
-                                          "train.threads=1"])
+        cfg = compose(
+            "train",
+            overrides=[
+                "model=tiny-cnn",
+                "data=digits",
+                "data.n_train=200",
+                "data.n_test=100",
+                "train.phases=null",
+                "train.epochs=2",
+                "train.log_every=0",
+                "train.threads=1",
+            ],
+        )
     summary = main(cfg, tmp_path)
     ckpt = tmp_path / "model.pt"
     side = json.loads(ckpt.with_suffix(".json").read_text())
@@ -42,8 +52,12 @@ def test_training_learns_and_is_reproducible():
 
 def test_progressive_resizing_phases_run_in_order():
     data = load_data({"name": "digits", "n_train": 64, "n_test": 32})
-    cfg = TrainConfig(phases=[{"resolution": 6, "epochs": 1}, {"resolution": None, "epochs": 1}],
-                      batch_size=32, log_every=0, threads=1)
+    cfg = TrainConfig(
+        phases=[{"resolution": 6, "epochs": 1}, {"resolution": None, "epochs": 1}],
+        batch_size=32,
+        log_every=0,
+        threads=1,
+    )
     hist = fit(build_model("tiny-cnn"), data, cfg, log=lambda s: None)["history"]
     assert [h["resolution"] for h in hist] == [[6, 6], [8, 8]]
 

@@ -15,6 +15,7 @@ def test_figures_notebook_regenerates_every_figure_from_the_reference_runs(tmp_p
     p = subprocess.run(
         [sys.executable, str(REPO / "notebooks" / "figures.py")],
         cwd=REPO,
+        check=False,
         env=env,
         capture_output=True,
         text=True,
@@ -23,16 +24,24 @@ def test_figures_notebook_regenerates_every_figure_from_the_reference_runs(tmp_p
     assert p.returncode == 0, p.stderr[-3000:]
     assert "skipped" not in p.stdout, p.stdout
     names = sorted(f.name for f in tmp_path.glob("*.png"))
-    assert names == ["freebits_loop.png", "kernels_per_mac.png", "quantmcu_tradeoff.png", "quantune_tradeoff.png"]
+    assert names == [
+        "freebits_loop.png",
+        "kernels_per_mac.png",
+        "quantmcu_tradeoff.png",
+        "quantune_tradeoff.png",
+    ]
     assert all(f.stat().st_size > 10_000 for f in tmp_path.glob("*.png"))
     assert "layers where the pair beats a8w8" in p.stdout and "goal met" in p.stdout
 
 
 def test_figures_notebook_skips_missing_runs_with_a_note(tmp_path):
-    env = dict(os.environ, TINYHIL_FIGURES_OUT=str(tmp_path / "out"), TINYHIL_REFERENCE=str(tmp_path / "none"))
+    env = dict(
+        os.environ, TINYHIL_FIGURES_OUT=str(tmp_path / "out"), TINYHIL_REFERENCE=str(tmp_path / "none")
+    )
     p = subprocess.run(
         [sys.executable, str(REPO / "notebooks" / "figures.py")],
         cwd=REPO,
+        check=False,
         env=env,
         capture_output=True,
         text=True,

@@ -14,7 +14,9 @@ from harness.measure.session import run_on_board
 pytestmark = pytest.mark.qemu
 
 
-@pytest.mark.parametrize("seed,shape,width", [(11, (13, 9, 3), 5), (12, (17, 17, 1), 7), (13, (10, 14, 6), 9)])
+@pytest.mark.parametrize(
+    "seed,shape,width", [(11, (13, 9, 3), 5), (12, (17, 17, 1), 7), (13, (10, 14, 6), 9)]
+)
 def test_random_mixed_precision_networks_are_bit_exact_on_every_layer(tmp_path, seed, shape, width):
     """Odd, non-square inputs; channel counts not a multiple of 4; every precision drawn at random."""
     model = random_network(seed, input_shape=shape, width=width, expand=3)
@@ -36,8 +38,9 @@ def _pointwise_stack(couts: list[int], seed: int = 0) -> IntModel:
     tensors, layers = {"input": x}, []
     xv = random_input(x, rng)
     for i, c in enumerate(couts):
-        layer, out = make_weighted_layer(f"pw{i}", "pointwise", x, f"t{i}", w_bits=8, o_bits=8, cout=c, rng=rng,
-                                         x_values=xv)
+        layer, out = make_weighted_layer(
+            f"pw{i}", "pointwise", x, f"t{i}", w_bits=8, o_bits=8, cout=c, rng=rng, x_values=xv
+        )
         layers.append(layer)
         tensors[out.name] = out
     return IntModel(tensors, layers, "input", layers[-1].output, name="pwstack")

@@ -40,8 +40,10 @@ def test_weight_quantization_is_symmetric_narrow_and_within_half_a_step(bits):
 def test_mse_weight_scales_never_increase_the_error():
     w = torch.randn(8, 64) * torch.linspace(0.1, 2, 64)
     for bits in (2, 4):
-        e = {m: ((N.quantize_weight(w, s := N.weight_scales(w, bits, m), bits) * s[:, None] - w) ** 2).sum()
-             for m in ("max", "mse")}
+        e = {
+            m: ((N.quantize_weight(w, s := N.weight_scales(w, bits, m), bits) * s[:, None] - w) ** 2).sum()
+            for m in ("max", "mse")
+        }
         assert e["mse"] <= e["max"]
 
 
@@ -54,7 +56,9 @@ def test_activation_grid_holds_zero_exactly_and_unsigned_zero_point_is_the_minim
     assert float((zero - zp2) * s2) == 0.0
     x = torch.linspace(-1.3, 2.1, 101)
     back = (N.quantize_act(x, s2, zp2, bits) - zp2) * s2
-    assert (back - x).abs().max() <= float(s2) * 0.5 + 1e-6 + float(s2)  # at most one step at the clipped edge
+    assert (back - x).abs().max() <= float(s2) * 0.5 + 1e-6 + float(
+        s2
+    )  # at most one step at the clipped edge
 
 
 def test_fake_quant_passes_gradients_straight_through_and_to_learned_clip():
@@ -145,7 +149,9 @@ def test_short_qat_lowers_the_loss_at_2_bits():
 
     model = load_checkpoint(build_model("tiny-cnn"), checkpoint_path("tiny-cnn", "digits")).eval()
     data = load_data({"name": "digits", "n_train": 256, "n_test": 256})
-    q = quantize_model(model, act_policy=ActQuantPolicy(learn_clip=True), weight_policy=WeightQuantPolicy("mse"))
+    q = quantize_model(
+        model, act_policy=ActQuantPolicy(learn_clip=True), weight_policy=WeightQuantPolicy("mse")
+    )
     apply_config(q, PrecisionConfig.uniform(quantizable_layers(q), 4, 2))
     res = qat_finetune(q, data, {"epochs": 2, "lr": 1e-3, "batch_size": 64, "log_every": 0, "threads": 1})
     assert res["test_top1_after"] >= res["test_top1_before"] - 0.02

@@ -186,7 +186,9 @@ def test_with_a_floor_the_ilp_is_the_exact_free_bits_optimum_the_refiner_approac
 
     exact = bitops_search(layers, objective="latency", table=t, floor=start)
     assert raises_only(exact)
-    assert latency(layers, t, exact) == pytest.approx(brute(layers, lambda x: latency(layers, t, x), raises_only))
+    assert latency(layers, t, exact) == pytest.approx(
+        brute(layers, lambda x: latency(layers, t, x), raises_only)
+    )
     assert refine(layers, start, t).predicted_after >= latency(layers, t, exact) - 1e-6
     greedy = bitops_search(layers, objective="latency", table=t, floor=start, solver="greedy")
     assert raises_only(greedy)

@@ -36,8 +36,14 @@ def test_conv_bn_relu_fuse_into_one_spec_and_ops_are_classified():
     assert specs["dw"].padding == (1, 1, 1, 1) and specs["dw"].out_shape == (8, 8, 8)
     assert specs["pw"].op == "pointwise" and specs["pw"].activation is None
     # the residual add reads both branches and takes over the following ReLU
-    assert specs["add"].op == "add" and specs["add"].inputs == ("dw", "pw") and specs["add"].activation == "relu"
-    assert specs["pool"].op == "avgpool" and specs["pool"].kernel == (8, 8) and specs["pool"].out_shape == (1, 1, 8)
+    assert (
+        specs["add"].op == "add" and specs["add"].inputs == ("dw", "pw") and specs["add"].activation == "relu"
+    )
+    assert (
+        specs["pool"].op == "avgpool"
+        and specs["pool"].kernel == (8, 8)
+        and specs["pool"].out_shape == (1, 1, 8)
+    )
     assert specs["fc"].op == "fc" and specs["fc"].inputs == ("pool",) and specs["fc"].out_shape == (1, 1, 4)
     assert specs["c1"].inputs == (INPUT,)
 
@@ -67,13 +73,18 @@ def test_strided_1x1_conv_is_a_general_conv():
     assert specs[0].op == "conv2d" and specs[0].kernel == (1, 1) and specs[0].stride == 2
 
 
-@pytest.mark.parametrize("bad, kind", [
-    (nn.MaxPool2d(2), "MaxPool2d"),
-    (nn.Sigmoid(), "Sigmoid"),
-    (nn.Conv2d(8, 8, 3, padding=1, groups=2), "groups=2"),
-])
+@pytest.mark.parametrize(
+    "bad, kind",
+    [
+        (nn.MaxPool2d(2), "MaxPool2d"),
+        (nn.Sigmoid(), "Sigmoid"),
+        (nn.Conv2d(8, 8, 3, padding=1, groups=2), "groups=2"),
+    ],
+)
 def test_unsupported_layers_are_named_with_their_type(bad, kind):
-    m = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), bad, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 2))
+    m = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), bad, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 2)
+    )
     with pytest.raises(UnsupportedLayerError, match=kind) as e:
         extract_layers(m, (3, 8, 8))
     assert "'1'" in str(e.value)  # the qualified module name inside the Sequential
