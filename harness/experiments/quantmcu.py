@@ -208,6 +208,9 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
             m.mem.get("arena_used") is not None and int(m.mem["arena_used"]) <= arena.planner_peak
         ),
         "arena_bytes": arena.arena_bytes,
+        # > 0 when first-fit placement (and the split layer's per-patch output buffer, which the firmware scatters
+        # into the stage output and the planner's liveness figure does not count) needs more than the planner
+        "arena_over_planner_bytes": arena.arena_bytes - arena.planner_peak,
         "memory_budget": budget,
         "fits_layer_by_layer": fits_layer,
         "layer_by_layer_error": why_not or None,
