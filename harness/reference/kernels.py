@@ -61,6 +61,19 @@ def _taps(xp: np.ndarray, kh: int, kw: int, stride: int, oh: int, ow: int):
             yield i, j, xp[i : i + stride * (oh - 1) + 1 : stride, j : j + stride * (ow - 1) + 1 : stride, :]
 
 
+def _prepared(op: str, x, kh: int, kw: int, cin: int, in_zp: int, stride: int, padding):
+    """The centred, padded input and the output size of a ``kh x kw`` window op (clear errors on bad shapes)."""
+    x = _as_hwc(x)
+    if x.shape[2] != cin:
+        raise ConfigError(f"{op}: input has {x.shape[2]} channels, weights expect {cin}")
+    xp = _centered_padded(x, in_zp, padding)
+    oh = out_size(x.shape[0], kh, stride, padding[0], padding[2])
+    ow = out_size(x.shape[1], kw, stride, padding[1], padding[3])
+    if oh <= 0 or ow <= 0:
+        raise ConfigError(f"{op}: kernel {kh}x{kw} larger than padded input {xp.shape[:2]}")
+    return xp, oh, ow
+
+
 def conv2d_acc(
     x: np.ndarray,
     w: np.ndarray,
@@ -71,16 +84,9 @@ def conv2d_acc(
     padding: tuple[int, int, int, int] = (0, 0, 0, 0),
 ) -> np.ndarray:
     """int32 accumulators ``(OH, OW, Cout)`` of a conv with weights ``(Cout, Kh, Kw, Cin)``."""
-    x = _as_hwc(x)
     w = np.asarray(w, dtype=np.int64)
     cout, kh, kw, cin = w.shape
-    if x.shape[2] != cin:
-        raise ConfigError(f"conv2d: input has {x.shape[2]} channels, weights expect {cin}")
-    xp = _centered_padded(x, in_zp, padding)
-    oh = out_size(x.shape[0], kh, stride, padding[0], padding[2])
-    ow = out_size(x.shape[1], kw, stride, padding[1], padding[3])
-    if oh <= 0 or ow <= 0:
-        raise ConfigError(f"conv2d: kernel {kh}x{kw} larger than padded input {xp.shape[:2]}")
+    xp, oh, ow = _prepared("conv2d", x, kh, kw, cin, in_zp, stride, padding)
     _exact_limit(kh * kw * cin, xp, w)
     acc = np.zeros((oh * ow, cout), dtype=np.float64)
     for i, j, v in _taps(xp, kh, kw, stride, oh, ow):
@@ -99,16 +105,9 @@ def depthwise_acc(
     padding: tuple[int, int, int, int] = (0, 0, 0, 0),
 ) -> np.ndarray:
     """int32 accumulators ``(OH, OW, C)`` of a depthwise conv (multiplier 1) with weights ``(Kh, Kw, C)``."""
-    x = _as_hwc(x)
     w = np.asarray(w, dtype=np.int64)
     kh, kw, c = w.shape
-    if x.shape[2] != c:
-        raise ConfigError(f"depthwise: input has {x.shape[2]} channels, weights expect {c}")
-    xp = _centered_padded(x, in_zp, padding)
-    oh = out_size(x.shape[0], kh, stride, padding[0], padding[2])
-    ow = out_size(x.shape[1], kw, stride, padding[1], padding[3])
-    if oh <= 0 or ow <= 0:
-        raise ConfigError(f"depthwise: kernel {kh}x{kw} larger than padded input {xp.shape[:2]}")
+    xp, oh, ow = _prepared("depthwise", x, kh, kw, c, in_zp, stride, padding)
     acc = np.zeros((oh, ow, c), dtype=np.int64)  # int64 elementwise: exact, no matmul needed
     for i, j, v in _taps(xp, kh, kw, stride, oh, ow):
         acc += v * w[i, j, :]
