@@ -231,6 +231,19 @@ TH_ALWAYS_INLINE void mm_store(uint8_t *y, uint32_t c, int32_t v, const int ob, 
     }
 }
 
+/* The per-call fields of a job: weight row geometry, requantization table, clamp and output bits. */
+TH_ALWAYS_INLINE void mm_job_init(th_mm_job_t *J, const th_mm_plan_t *P, const th_layer_t *L,
+                                  const th_tensor_t *out, const th_mm_rq_t *tab)
+{
+    J->wrow = P->wrow;
+    J->nwords = P->nwords;
+    J->tbytes = P->tbytes;
+    J->rq = tab;
+    J->lo = L->act_min;
+    J->hi = L->act_max;
+    J->ob = out->bits;
+}
+
 /* Channels [J->c0, J->c0 + J->n) of two pixels (y1 == NULL: the second column is a copy, not stored). */
 TH_ALWAYS_INLINE void mm_core(const th_mm_job_t *J, const uint32_t *cp, const int16_t *t0, const int16_t *t1,
                               uint8_t *y0, uint8_t *y1, const int wb, const int rnd, const int kind, const int ob)
@@ -1057,13 +1070,7 @@ static void u44_run(TH_KERNEL_ARGS, const th_mm_plan_t *P)
     for (uint32_t px = 0; px < ULP_PX; ++px) {
         J.t[px] = tails + px * tl;
     }
-    J.wrow = P->wrow;
-    J.nwords = P->nwords;
-    J.tbytes = P->tbytes;
-    J.rq = tab;
-    J.lo = L->act_min;
-    J.hi = L->act_max;
-    J.ob = out->bits;
+    mm_job_init(&J, P, L, out, tab);
     for (uint32_t c0 = 0; c0 < cout; c0 += TH_MM_CB) {
         J.c0 = c0;
         J.n = cout - c0 < TH_MM_CB ? cout - c0 : TH_MM_CB;
@@ -1117,13 +1124,7 @@ void th_mm_run(TH_KERNEL_ARGS, const th_mm_plan_t *P)
     for (uint32_t px = 0; px < 4u; ++px) {
         J.t[px] = tails + px * (th_ru4(2u * P->tail) / 2u);
     }
-    J.wrow = P->wrow;
-    J.nwords = P->nwords;
-    J.tbytes = P->tbytes;
-    J.rq = tab;
-    J.lo = L->act_min;
-    J.hi = L->act_max;
-    J.ob = out->bits;
+    mm_job_init(&J, P, L, out, tab);
     for (uint32_t c0 = 0; c0 < cout; c0 += TH_MM_CB) {
         J.c0 = c0;
         J.n = cout - c0 < TH_MM_CB ? cout - c0 : TH_MM_CB;
@@ -1364,13 +1365,7 @@ void th_fc_run(TH_KERNEL_ARGS, const th_mm_plan_t *P)
         col_permute(nat, P->nwords, col, wb, 1u);
         memcpy(tail, nat + P->nwords * G, P->tail * sizeof(int16_t));
     }
-    J.wrow = P->wrow;
-    J.nwords = P->nwords;
-    J.tbytes = P->tbytes;
-    J.rq = tab;
-    J.lo = L->act_min;
-    J.hi = L->act_max;
-    J.ob = out->bits;
+    mm_job_init(&J, P, L, out, tab);
     for (uint32_t c0 = 0; c0 < cout; c0 += TH_MM_CB) {
         J.c0 = c0;
         J.n = cout - c0 < TH_MM_CB ? cout - c0 : TH_MM_CB;
