@@ -4,14 +4,12 @@ end to end on the tiny CNN."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from test_cli_smoke import tinyhil
 
 from harness.codegen.random_model import random_network
 from harness.graph.spec import LayerSpec
@@ -200,16 +198,7 @@ def test_freebits_loop_end_to_end_on_the_tiny_cnn(tmp_path):
         f"workdir={tmp_path}/work",
         f"hydra.run.dir={run}",
     ]
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    p = subprocess.run(
-        [sys.executable, "-m", "harness.cli", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    p = tinyhil(*args, cwd=REPO)
     assert p.returncode == 0, p.stderr[-3000:]
     s = json.loads((run / "summary.json").read_text())
     rounds = pd.read_csv(run / "rounds.csv")
