@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from harness.codegen.ir import wrange
 from harness.data import batches, load_data
+from harness.ir.model import wrange
 from harness.models import build_model, checkpoint_path, load_checkpoint
 from harness.quant.config import PrecisionConfig
 from harness.quant.export import dequantize_output, export_int_model, quantize_input

@@ -15,14 +15,14 @@ import zlib
 import numpy as np
 import pytest
 
-from harness.codegen.packing import pack
 from harness.codegen.random_model import random_input, random_layer_model
+from harness.ir.packing import pack
+from harness.ir.requant import INT32_MAX, INT32_MIN, mbqm
+from harness.ops import WEIGHTED_OPS
 from harness.reference.host_c import FIRMWARE, HostKernels, compile_kernels
-from harness.reference.requant import INT32_MAX, INT32_MIN, mbqm
 from harness.reference.run import run_model
 
 PAIRS = [(a, w) for a in (2, 4, 8) for w in (2, 4, 8)]
-WEIGHTED = ["conv2d", "depthwise", "pointwise", "fc"]
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="needs a host gcc")
 
@@ -60,7 +60,7 @@ def check(kernels: HostKernels, model, rng, **kw) -> np.ndarray:
 
 @pytest.mark.parametrize("o", [2, 4, 8])
 @pytest.mark.parametrize("a,w", PAIRS)
-@pytest.mark.parametrize("op", WEIGHTED)
+@pytest.mark.parametrize("op", WEIGHTED_OPS)
 def test_weighted_ops_all_pairs(kernels, op, a, w, o):
     rng = np.random.default_rng(zlib.crc32(f"{op}{a}{w}{o}".encode()))
     outs = [check(kernels, _random_case(op, a, w, o, rng), rng).reshape(-1) for _ in range(4)]
@@ -68,9 +68,9 @@ def test_weighted_ops_all_pairs(kernels, op, a, w, o):
 
 
 @pytest.mark.parametrize("o", [2, 4, 8])
-@pytest.mark.parametrize("op", WEIGHTED)
+@pytest.mark.parametrize("op", WEIGHTED_OPS)
 def test_ref_kernels_match(kernels, op, o):
-    rng = np.random.default_rng(o + 10 * WEIGHTED.index(op))
+    rng = np.random.default_rng(o + 10 * WEIGHTED_OPS.index(op))
     for _ in range(3):
         check(kernels, _random_case(op, 8, 8, o, rng), rng, variant="ref")
 
@@ -109,7 +109,7 @@ FAST_SHAPES = {
 
 @pytest.mark.parametrize("o", [2, 4, 8])
 @pytest.mark.parametrize("a,w", PAIRS)
-@pytest.mark.parametrize("op", WEIGHTED)
+@pytest.mark.parametrize("op", WEIGHTED_OPS)
 def test_fast_paths_all_pairs(kernels, op, a, w, o):
     rng = np.random.default_rng(zlib.crc32(f"fast{op}{a}{w}{o}".encode()))
     for h, wd, cin, cout, k, stride, pad in FAST_SHAPES[op]:
@@ -121,7 +121,7 @@ def test_fast_paths_all_pairs(kernels, op, a, w, o):
 
 
 @pytest.mark.parametrize("a,w", PAIRS)
-@pytest.mark.parametrize("op", WEIGHTED)
+@pytest.mark.parametrize("op", WEIGHTED_OPS)
 def test_unsigned_inputs_post_relu_zero_point(kernels, op, a, w):
     """Inputs whose zero point is the bottom of their range (after a ReLU) skip the packed-field core's
     per-channel correction, and fc takes that core only then."""
@@ -135,7 +135,7 @@ def test_unsigned_inputs_post_relu_zero_point(kernels, op, a, w):
 
 
 @pytest.mark.parametrize("a,w", PAIRS)
-@pytest.mark.parametrize("op", WEIGHTED)
+@pytest.mark.parametrize("op", WEIGHTED_OPS)
 def test_requant_parameters_at_the_fast_path_boundaries(kernels, op, a, w):
     """Shifts -1 and -22 take the fast requantization, and so do small left shifts (within the accumulator
     bound); -23 or a multiplier <= 0 make the whole layer fall back to the exact one. Same bytes either way."""
@@ -194,7 +194,7 @@ def test_avgpool_all_precisions(kernels, a, o):
 EXTREME_MULT = [0, 1, (1 << 30), INT32_MAX, INT32_MIN, -(1 << 30), 1518500250]
 
 
-@pytest.mark.parametrize("op", WEIGHTED)
+@pytest.mark.parametrize("op", WEIGHTED_OPS)
 @pytest.mark.parametrize("a,w", [(8, 8), (4, 2), (2, 4)])
 def test_extreme_multipliers_and_shifts(kernels, op, a, w):
     rng = np.random.default_rng(17)

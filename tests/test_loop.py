@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from test_cli_smoke import tinyhil
 
+from harness import ops
 from harness.codegen.random_model import random_network
 from harness.graph.spec import LayerSpec
 from harness.loop.context import (
@@ -60,7 +61,7 @@ def _specs_and_measurement(counts_per_input: list[list[int]]):
             model.o_bits(layer),
             tuple(model.in_spec(layer).shape),
             tuple(model.out_spec(layer).shape),
-            model.macs(layer),
+            ops.macs(model, layer),
             last[i],
             float(last[i]) * 40,
             True,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.codegen.packing import pack, packed_nbytes, row_bytes, unpack
 from harness.errors import ConfigError
+from harness.ir.packing import pack, packed_nbytes, row_bytes, unpack
 
 
 def test_worked_example_2bit():

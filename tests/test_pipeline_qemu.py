@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from harness.boards import make_board
-from harness.codegen.ir import IntModel
 from harness.codegen.random_model import make_weighted_layer, random_input, random_network
+from harness.ir.model import IntModel
 from harness.measure.session import run_on_board
 
 pytestmark = pytest.mark.qemu
@@ -31,7 +31,7 @@ def test_random_mixed_precision_networks_are_bit_exact_on_every_layer(tmp_path, 
 
 def _pointwise_stack(couts: list[int], seed: int = 0) -> IntModel:
     """Independent pointwise layers of growing width, all reading one 8x8x16 input."""
-    from harness.codegen.ir import TensorSpec
+    from harness.ir.model import TensorSpec
 
     rng = np.random.default_rng(seed)
     x = TensorSpec("input", (8, 8, 16), 8, scale=1 / 16, zero_point=0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from harness import ops
 from harness.codegen.random_model import random_input
 from harness.errors import ConfigError, DoesNotFitError
 from harness.patch.int_reference import run_patched
@@ -68,7 +69,7 @@ def test_feature_maps_are_the_stage_groups_inside_the_patches(setup):
     assert joined[0].readers == ("b1.expand", "b2.expand")
     assert len(br.maps) == 5 and all(fm.readers for fm in br.maps)
     assert sum(br.branch_bitops(p, {fm.index: 8 for fm in br.maps}) for p in range(9)) + sum(
-        base.model.macs(x) * 64 for x in base.model.layers[base.n_stage :] if x.weight is not None
+        ops.macs(base.model, x) * 64 for x in base.model.layers[base.n_stage :] if x.weight is not None
     ) == patched_bitops(base)
 
 

@@ -7,10 +7,14 @@ import time
 import numpy as np
 import pytest
 
-from harness.codegen.ir import IntModel, TensorSpec, qrange
 from harness.codegen.random_model import make_weighted_layer, random_input, random_layer_model, random_network
 from harness.errors import ConfigError, UnsupportedLayerError
-from harness.reference import kernels as K
+from harness.ir.model import IntModel, TensorSpec, qrange
+from harness.ops.add import add
+from harness.ops.avgpool import avgpool
+from harness.ops.conv2d import conv2d_acc
+from harness.ops.fc import fc
+from harness.ops.pointwise import pointwise_acc
 from harness.reference.run import run_model
 from tests.test_reference_requant import scalar_mbqm
 
@@ -93,7 +97,7 @@ def test_conv_matches_torch_float64_accumulation():
     x = rng.integers(-128, 128, size=(9, 11, 5))
     w = rng.integers(-127, 128, size=(6, 3, 3, 5))
     bias = rng.integers(-1000, 1000, size=6)
-    acc = K.conv2d_acc(x, w, bias, in_zp=-3, stride=2, padding=(1, 1, 1, 1))
+    acc = conv2d_acc(x, w, bias, in_zp=-3, stride=2, padding=(1, 1, 1, 1))
     xt = torch.tensor(x - (-3), dtype=torch.float64).permute(2, 0, 1)[None]
     wt = torch.tensor(w, dtype=torch.float64).permute(0, 3, 1, 2)
     ref = torch.nn.functional.conv2d(xt, wt, torch.tensor(bias, dtype=torch.float64), stride=2, padding=1)
@@ -103,9 +107,9 @@ def test_conv_matches_torch_float64_accumulation():
 def test_fc_is_a_dot_product_per_output():
     x = np.array([[[3, -2, 7]]])
     w = np.array([[1, 2, 3], [-1, 0, 1]])
-    acc = K.pointwise_acc(x, w, np.array([10, 0]), in_zp=1)
+    acc = pointwise_acc(x, w, np.array([10, 0]), in_zp=1)
     assert acc.reshape(-1).tolist() == [10 + 2 - 6 + 18, -2 + 6]
-    y = K.fc(
+    y = fc(
         x,
         w,
         np.array([10, 0]),
@@ -136,7 +140,7 @@ def test_add_follows_tflite_int8_add():
         "act_min": -128,
         "act_max": 127,
     }
-    got = K.add(x1, x2, **kw).reshape(-1).tolist()
+    got = add(x1, x2, **kw).reshape(-1).tolist()
     want = []
     for a, b in ((10, 5), (-20, 100)):
         s1 = scalar_mbqm((a - 2) << 20, 1 << 30, 0)
@@ -149,7 +153,7 @@ def test_add_follows_tflite_int8_add():
 def test_avgpool_averages_windows():
     x = np.arange(16).reshape(4, 4, 1) - 8
     m, s = 1 << 30, -1  # 0.5 * 2**-1 = 1/4
-    y = K.avgpool(
+    y = avgpool(
         x, kernel=(2, 2), stride=2, multiplier=m, shift=s, in_zp=0, out_zp=0, act_min=-128, act_max=127
     )
     # window sums -22, -14, 10, 18; quarters -5.5, -3.5, 2.5, 4.5 round half away from zero

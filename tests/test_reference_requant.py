@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from harness.errors import ConfigError
-from harness.reference.requant import (
+from harness.ir.requant import (
     INT32_MAX,
     INT32_MIN,
     add_params,

@@ -1,4 +1,4 @@
-"""C code generation: an :class:`~harness.codegen.ir.IntModel` becomes ``model_data.c`` for the firmware.
+"""C code generation: an :class:`~harness.ir.model.IntModel` becomes ``model_data.c`` for the firmware.
 
 The file defines what ``firmware/runtime/include/th_model.h`` declares: ``th_model`` (tensor and layer tables),
 ``th_arena`` and ``th_scratch`` sized by the arena plan, with packed weights as aligned ``static const uint8_t``
@@ -15,54 +15,28 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.codegen.ir import IntLayer, IntModel
+from harness import ops
 from harness.codegen.memory import ArenaPlan, plan_arena
-from harness.codegen.packing import pack
-from harness.codegen.validate import validate_model
 from harness.errors import ConfigError
+from harness.ir.model import IntLayer, IntModel
+from harness.ir.packing import packed_weights
+from harness.ops.validate import validate_model
 
-OP_ENUM = {
-    "conv2d": "TH_OP_CONV2D",
-    "depthwise": "TH_OP_DEPTHWISE",
-    "pointwise": "TH_OP_POINTWISE",
-    "fc": "TH_OP_FC",
-    "add": "TH_OP_ADD",
-    "avgpool": "TH_OP_AVGPOOL",
-}
-VARIANTS = ("opt", "ref")
-
-# Approximate Cortex-M4 -O2 code size of each kernel (bytes, measured with arm-none-eabi-nm), for the fit check.
-# Measured with arm-none-eabi-gcc 12.2 -O2 for Cortex-M4 (nm -S); a sub-byte pair's entry includes its lane
-# matrix cores (packed_mm.c: several flag variants each), which conv2d and pointwise share, so a model using
-# both is over-estimated a little.
-_CODE_A8W8 = {"conv2d": 600, "pointwise": 400, "fc": 150, "depthwise": 5000}
-_CODE_GENERIC = {"conv2d": 11000, "pointwise": 10000, "fc": 7000, "depthwise": 3600}
-_CODE_REF = {"conv2d": 700, "pointwise": 450, "fc": 350, "depthwise": 600}
-_CODE_MATMUL = 3000  # th_mm_s8_q15 + column helpers, shared by the a8w8 conv2d/pointwise/fc
-_CODE_OTHER = {"th_add": 1400, "th_avgpool": 1000}
+# Flash of the fixed per-model tables (with 32-bit pointers), for the fit estimate.
 _TENSOR_BYTES = 12  # sizeof(th_tensor_t)
-_LAYER_BYTES = 84  # sizeof(th_layer_t) with 32-bit pointers
+_LAYER_BYTES = 84  # sizeof(th_layer_t)
 _MODEL_BYTES = 40
+_CODE_MATMUL = 3000  # th_mm_s8_q15 + column helpers, shared by the a8w8 conv2d/pointwise/fc
 
 
-def kernel_symbol(op: str, a_bits: int, w_bits: int, variant: str = "opt") -> str:
-    """The C kernel for a layer: ``th_<op>_a<A>w<W>``; ``variant='ref'`` picks ``th_<op>_ref`` for a8w8."""
-    if variant not in VARIANTS:
-        raise ConfigError(f"kernel variant must be one of {VARIANTS}, got {variant!r}")
-    if op not in OP_ENUM:
-        raise ConfigError(f"no kernel for op {op!r}")
-    if op in ("add", "avgpool"):
-        return f"th_{op}"
-    if variant == "ref" and (a_bits, w_bits) == (8, 8):
-        return f"th_{op}_ref"
-    return f"th_{op}_a{a_bits}w{w_bits}"
+def layer_variant(layer: IntLayer, variant: str = "opt") -> str:
+    """The kernel variant of one layer: its own ``meta['kernel_variant']`` if set, else the model's."""
+    return str(layer.meta.get("kernel_variant", variant))
 
 
-def packed_weights(layer: IntLayer) -> bytes:
-    """A layer's weights packed at ``w_bits`` (rows = innermost dimension, byte-aligned)."""
-    if layer.weight is None:
-        return b""
-    return pack(np.asarray(layer.weight), layer.w_bits)
+def layer_kernel(model: IntModel, layer: IntLayer, variant: str = "opt") -> str:
+    """The C kernel one layer of ``model`` runs."""
+    return ops.kernel_symbol(layer.op, model.a_bits(layer), layer.w_bits, layer_variant(layer, variant))
 
 
 def _used_tensors(model: IntModel) -> list[str]:
@@ -148,23 +122,69 @@ def _ints_init(values, per_line: int = 10) -> str:
     return "\n".join(lines)
 
 
+def int_arrays(layer: IntLayer) -> dict[str, np.ndarray]:
+    """The layer's int32 constant arrays the table points at (``bias``, ``mult``, ``shift``, as its op says)."""
+    arrays = ops.get(layer.op).arrays
+    out = {}
+    for key, arr in (("bias", layer.bias), ("mult", layer.multiplier), ("shift", layer.shift)):
+        if arr is not None and key in arrays:
+            out[key] = np.asarray(arr).reshape(-1).astype(np.int64)
+    return out
+
+
 def _layer_arrays(i: int, layer: IntLayer) -> tuple[list[str], dict[str, str]]:
     """C definitions of one layer's constant arrays, and the field initialisers that point at them."""
     defs, fields = [], {}
     w = packed_weights(layer)
     if w:
         defs.append(
-            f"/* {layer.name}: {layer.op} weights {tuple(np.asarray(layer.weight).shape)} at {layer.w_bits} bits */\n"
+            f"/* {_c_comment(layer.name)}: {layer.op} weights {tuple(np.asarray(layer.weight).shape)} at "
+            f"{layer.w_bits} bits */\n"
             f"static const uint8_t w{i}[{len(w)}] __attribute__((aligned(4))) = {{\n{_bytes_init(w)}\n}};"
         )
         fields["weights"] = f"w{i}"
-    for key, arr in (("bias", layer.bias), ("mult", layer.multiplier), ("shift", layer.shift)):
-        if arr is None or layer.op == "add" or (key == "bias" and layer.op == "avgpool"):
-            continue
-        a = np.asarray(arr).reshape(-1)
+    for key, a in int_arrays(layer).items():
         defs.append(f"static const int32_t {key}{i}[{a.size}] = {{\n{_ints_init(a)}\n}};")
         fields[key] = f"{key}{i}"
     return defs, fields
+
+
+def layer_init(
+    layer: IntLayer,
+    *,
+    fn: str,
+    a_bits: int,
+    o_bits: int,
+    index: dict[str, int],
+    padding: tuple[int, int, int, int],
+    macs: int,
+    arrays: dict[str, str],
+) -> str:
+    """The ``th_layer_t`` initializer of one layer (``arrays``: field -> C array name it points at)."""
+    init = {
+        "fn": fn,
+        "name": _c_string(layer.name),
+        "op": ops.get(layer.op).c_enum,
+        "a_bits": a_bits,
+        "w_bits": layer.w_bits if layer.weight is not None else 8,
+        "o_bits": o_bits,
+        "kh": layer.kernel[0],
+        "kw": layer.kernel[1],
+        "stride": layer.stride,
+        "pad_t": padding[0],
+        "pad_l": padding[1],
+        "pad_b": padding[2],
+        "pad_r": padding[3],
+        "in": index[layer.inputs[0]],
+        "in2": index[layer.inputs[1]] if len(layer.inputs) > 1 else -1,
+        "out": index[layer.output],
+        "act_min": layer.act_min,
+        "act_max": layer.act_max,
+        **arrays,
+        "macs": f"{min(macs, 0xFFFFFFFF)}u",
+        **ops.get(layer.op).c_fields(layer),
+    }
+    return "{" + ", ".join(f".{k} = {_c_int(v)}" for k, v in init.items()) + "}"
 
 
 def render_model_c(model: IntModel, plan: ArenaPlan, variant: str = "opt") -> str:
@@ -184,42 +204,12 @@ def render_model_c(model: IntModel, plan: ArenaPlan, variant: str = "opt") -> st
     for i, layer in enumerate(model.layers):
         defs, f = _layer_arrays(i, layer)
         parts.extend(defs)
-        a, w, o = model.a_bits(layer), layer.w_bits, model.o_bits(layer)
-        p = layer.add
-        init = {
-            "fn": kernel_symbol(layer.op, a, w, variant),
-            "name": _c_string(layer.name),
-            "op": OP_ENUM[layer.op],
-            "a_bits": a,
-            "w_bits": w if layer.weight is not None else 8,
-            "o_bits": o,
-            "kh": layer.kernel[0],
-            "kw": layer.kernel[1],
-            "stride": layer.stride,
-            "pad_t": layer.padding[0],
-            "pad_l": layer.padding[1],
-            "pad_b": layer.padding[2],
-            "pad_r": layer.padding[3],
-            "in": index[layer.inputs[0]],
-            "in2": index[layer.inputs[1]] if len(layer.inputs) > 1 else -1,
-            "out": index[layer.output],
-            "act_min": layer.act_min,
-            "act_max": layer.act_max,
-            **f,
-            "macs": f"{min(model.macs(layer), 0xFFFFFFFF)}u",
-        }
-        if p is not None:
-            init.update(
-                left_shift=p.left_shift,
-                in1_mult=p.in1_multiplier,
-                in1_shift=p.in1_shift,
-                in2_mult=p.in2_multiplier,
-                in2_shift=p.in2_shift,
-                out_mult=p.out_multiplier,
-                out_shift=p.out_shift,
-            )
-        body = ", ".join(f".{k} = {_c_int(v)}" for k, v in init.items())
-        layer_inits.append(f"    {{{body}}},")
+        body = layer_init(
+            layer, fn=layer_kernel(model, layer, variant), a_bits=model.a_bits(layer),
+            o_bits=model.o_bits(layer), index=index, padding=tuple(layer.padding),
+            macs=ops.macs(model, layer), arrays=f,
+        )  # fmt: skip
+        layer_inits.append(f"    {body},")
     tens = []
     for n in names:
         t = model.tensors[n]
@@ -291,8 +281,8 @@ def emit_model_c(
     ``variant='ref'`` points every a8w8 conv2d/depthwise/pointwise/fc layer at its plain ``*_ref`` kernel.
     """
     validate_model(model)
-    if variant not in VARIANTS:
-        raise ConfigError(f"kernel variant must be one of {VARIANTS}, got {variant!r}")
+    if variant not in ops.VARIANTS:
+        raise ConfigError(f"kernel variant must be one of {ops.VARIANTS}, got {variant!r}")
     plan = plan if plan is not None else plan_arena(model, validate=False)
     missing = [t for t in _used_tensors(model) if t not in plan.offsets]
     if missing:
@@ -309,9 +299,7 @@ def emit_model_c(
 
 def kernel_symbols(model: IntModel, variant: str = "opt") -> list[str]:
     """The distinct kernels a model's layer table points at."""
-    return sorted(
-        {kernel_symbol(layer.op, model.a_bits(layer), layer.w_bits, variant) for layer in model.layers}
-    )
+    return sorted({layer_kernel(model, layer, variant) for layer in model.layers})
 
 
 def estimate_footprint(
@@ -330,14 +318,11 @@ def estimate_footprint(
             4 * np.asarray(a).size for a in (layer.bias, layer.multiplier, layer.shift) if a is not None
         )
         flash += len(layer.name) + 1
-    syms = kernel_symbols(model, variant)
-    for s in syms:
-        if s in _CODE_OTHER:
-            flash += _CODE_OTHER[s]
-            continue
-        op = s[3:].rsplit("_", 1)[0]
-        table = _CODE_A8W8 if s.endswith("_a8w8") else _CODE_REF if s.endswith("_ref") else _CODE_GENERIC
-        flash += table[op]
-    if any(s.endswith("_a8w8") and not s.startswith("th_depthwise") for s in syms):
+    kinds = {}
+    for layer in model.layers:
+        kinds[layer_kernel(model, layer, variant)] = layer.op
+    for sym, kind in kinds.items():
+        flash += ops.get(kind).code_bytes(sym)
+    if any(s.endswith("_a8w8") and not s.startswith("th_depthwise") for s in kinds):
         flash += _CODE_MATMUL
     return int(flash), int(plan.arena_bytes + plan.scratch_bytes)

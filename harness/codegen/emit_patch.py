@@ -34,24 +34,23 @@ from pathlib import Path
 
 import numpy as np
 
+from harness import ops
 from harness.codegen.emit_c import (
-    OP_ENUM,
-    _c_int,
-    _c_string,
     _ints_init,
     _used_tensors,
     estimate_footprint,
-    kernel_symbol,
+    int_arrays,
+    layer_init,
+    layer_variant,
     model_hash,
-    packed_weights,
     render_model_c,
 )
-from harness.codegen.ir import IntLayer, IntModel, TensorSpec
 from harness.codegen.memory import ALIGN, ArenaPlan, greedy_place, layer_scratch_bytes
-from harness.codegen.packing import row_bytes
-from harness.codegen.validate import validate_model
 from harness.errors import ConfigError
 from harness.graph.spec import INPUT
+from harness.ir.model import IntLayer, IntModel, TensorSpec
+from harness.ir.packing import packed_weights, row_bytes
+from harness.ops.validate import validate_model
 from harness.patch.intmodel import PatchedModel, layer_specs, stage_tensors
 from harness.patch.liveness import MemoryRule
 from harness.patch.plan import plan_patches
@@ -373,7 +372,7 @@ def _emitted_model(pm: PatchedModel, arena: PatchArena) -> _EmittedModel:
         s = pm.patch_models[last].tensors[t]
         tensors[t] = TensorSpec(t, (d.h, d.w, d.c), d.bits, s.scale, d.zero_point)
     em = _EmittedModel(tensors, list(model.layers), model.input, model.output, model.name)
-    em.full_macs = {layer.name: model.macs(layer) for layer in model.layers}
+    em.full_macs = {layer.name: ops.macs(model, layer) for layer in model.layers}
     return em
 
 
@@ -404,15 +403,6 @@ def patch_model_hash(pm: PatchedModel) -> int:
     return int.from_bytes(h.digest()[:4], "little")
 
 
-def _arrays_of(layer: IntLayer) -> dict[str, np.ndarray]:
-    out = {}
-    for key, arr in (("bias", layer.bias), ("mult", layer.multiplier), ("shift", layer.shift)):
-        if arr is None or layer.op == "add" or (key == "bias" and layer.op == "avgpool"):
-            continue
-        out[key] = np.asarray(arr).reshape(-1).astype(np.int64)
-    return out
-
-
 def render_patch_c(pm: PatchedModel, arena: PatchArena, variant: str = "opt") -> str:
     """The text of model_data.c for patch-based inference (no validation; see :func:`emit_patched_c`)."""
     model, plan = pm.model, pm.plan
@@ -429,7 +419,7 @@ def render_patch_c(pm: PatchedModel, arena: PatchArena, variant: str = "opt") ->
     parts = ["/* ---- patch-based schedule (harness.codegen.emit_patch) ---- */", '#include "th_patch.h"']
     arrays: dict[tuple[str, bytes], str] = {}
     for j, layer in enumerate(model.layers[:S]):
-        for key, a in _arrays_of(layer).items():
+        for key, a in int_arrays(layer).items():
             arrays[(key, a.tobytes())] = f"{key}{j}"
     layer_inits: dict[str, int] = {}
     layer_list: list[str] = []
@@ -443,7 +433,7 @@ def render_patch_c(pm: PatchedModel, arena: PatchArena, variant: str = "opt") ->
             if layer.weight is not None and packed_weights(layer) != packed_weights(base):
                 raise ConfigError(f"patch {p}: layer {layer.name!r} has weights other than the base model's")
             refs = {}
-            for key, a in _arrays_of(layer).items():
+            for key, a in int_arrays(layer).items():
                 k = (key, a.tobytes())
                 if k not in arrays:
                     arrays[k] = f"p{key}{len(arrays)}"
@@ -451,44 +441,15 @@ def render_patch_c(pm: PatchedModel, arena: PatchArena, variant: str = "opt") ->
                 refs[key] = arrays[k]
             a_bits = m.tensors[layer.inputs[0]].bits
             o_bits = m.tensors[layer.output].bits
-            init = {
-                "fn": kernel_symbol(layer.op, a_bits, layer.w_bits, variant),
-                "name": _c_string(layer.name),
-                "op": OP_ENUM[layer.op],
-                "a_bits": a_bits,
-                "w_bits": layer.w_bits if layer.weight is not None else 8,
-                "o_bits": o_bits,
-                "kh": layer.kernel[0],
-                "kw": layer.kernel[1],
-                "stride": layer.stride,
-                "pad_t": st.padding[0],
-                "pad_l": st.padding[1],
-                "pad_b": st.padding[2],
-                "pad_r": st.padding[3],
-                "in": index[layer.inputs[0]],
-                "in2": index[layer.inputs[1]] if len(layer.inputs) > 1 else -1,
-                "out": index[layer.output],
-                "act_min": layer.act_min,
-                "act_max": layer.act_max,
-                **({"weights": f"w{j}"} if layer.weight is not None and packed_weights(layer) else {}),
-                **refs,
-                "macs": f"{min(st.macs, 0xFFFFFFFF)}u",
-            }
-            if layer.add is not None:
-                a = layer.add
-                init.update(
-                    left_shift=a.left_shift,
-                    in1_mult=a.in1_multiplier,
-                    in1_shift=a.in1_shift,
-                    in2_mult=a.in2_multiplier,
-                    in2_shift=a.in2_shift,
-                    out_mult=a.out_multiplier,
-                    out_shift=a.out_shift,
-                )
-            body = ", ".join(f".{k} = {_c_int(v)}" for k, v in init.items())
+            weights = {"weights": f"w{j}"} if layer.weight is not None and packed_weights(layer) else {}
+            body = layer_init(
+                layer, fn=ops.kernel_symbol(layer.op, a_bits, layer.w_bits, layer_variant(layer, variant)),
+                a_bits=a_bits, o_bits=o_bits, index=index, padding=tuple(st.padding), macs=st.macs,
+                arrays={**weights, **refs},
+            )  # fmt: skip
             if body not in layer_inits:  # identical copies (interior patches, same precisions) are shared
                 layer_inits[body] = len(layer_list)
-                layer_list.append(f"    {{{body}}},")
+                layer_list.append(f"    {body},")
             c0 = len(copies)
             copies += [f"    {c.c_init()}," for c in (*io.before, *io.after)]
             in2 = io.inputs[1] if len(io.inputs) > 1 else NO_DESC
@@ -530,7 +491,7 @@ def estimate_patch_footprint(pm: PatchedModel, arena: PatchArena, variant: str =
         for m in _distinct(pm.patch_models)
         if m is not pm.model
         for layer in m.layers[:S]
-        for a in _arrays_of(layer).values()
+        for a in int_arrays(layer).values()
     )
     copies = sum(len(io.before) + len(io.after) for row in arena.steps for io in row)
     flash += P * S * (_STEP_BYTES + _LAYER_BYTES) + copies * _COPY_BYTES + extra

@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from harness.codegen.ir import IntLayer, IntModel
-from harness.codegen.packing import row_bytes
-from harness.codegen.validate import validate_model
+from harness.ir.model import IntLayer, IntModel
+from harness.ir.packing import row_bytes
+from harness.ops.validate import validate_model
 
 ALIGN = 4
 DW_CHUNK = 16  # TH_DW_CHUNK in firmware th_kernels.h

@@ -11,9 +11,9 @@ import math
 
 import numpy as np
 
-from harness.codegen.ir import BITS, AddParams, IntLayer, IntModel, TensorSpec, qrange, wrange
 from harness.errors import ConfigError
-from harness.reference.requant import add_params, quantize_multiplier
+from harness.ir.model import BITS, AddParams, IntLayer, IntModel, TensorSpec, qrange, wrange
+from harness.ir.requant import add_params, quantize_multiplier
 from harness.reference.run import run_layer
 
 Padding = str | tuple[int, int, int, int]

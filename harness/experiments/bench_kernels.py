@@ -25,8 +25,9 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from harness.codegen.ir import IntModel, TensorSpec
+from harness import ops
 from harness.experiments.common import board_from, workdir
+from harness.ir.model import IntModel, TensorSpec
 
 PAIRS: tuple[tuple[int, int], ...] = tuple((a, w) for a in (8, 4, 2) for w in (8, 4, 2))
 REF = "ref"  # the pair label of the plain int8 loop
@@ -225,7 +226,7 @@ def measure_image(img: BenchImage, board_cfg, wdir: Path, seed: int = 0) -> list
             continue
         want = zlib.crc32(packed_tensor_bytes(ref[layer.output], model.tensors[layer.output].bits))
         count = float(timer.to_count(int(r.ticks)))
-        macs = model.macs(layer)
+        macs = ops.macs(model, layer)
         label = img.layers[layer.name]
         rows.append(
             {

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from harness.codegen.ir import IntModel
 from harness.errors import ConfigError
+from harness.ir.model import IntModel
 from harness.quant.config import PrecisionConfig
 
 

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from harness import ops
+
 INPUT = "input"  # producer name of the network input
 
 
 @dataclass(frozen=True)
 class LayerSpec:
     name: str  # qualified module name of the conv/linear (or a generated name for add/pool)
-    op: str  # one of harness.codegen.ir.OPS
+    op: str  # an operator kind of harness.ops.OPS
     in_shape: tuple[int, int, int]  # (H, W, C)
     out_shape: tuple[int, int, int]
     kernel: tuple[int, int] = (1, 1)
@@ -25,33 +27,21 @@ class LayerSpec:
 
     @property
     def has_weights(self) -> bool:
-        return self.op in ("conv2d", "depthwise", "pointwise", "fc")
+        return ops.get(self.op).weighted
 
     @property
     def macs(self) -> int:
-        oh, ow, oc = self.out_shape
-        ic = self.in_shape[2]
-        kh, kw = self.kernel
-        if self.op == "conv2d":
-            return oh * ow * oc * kh * kw * ic
-        if self.op in ("depthwise", "avgpool"):
-            return oh * ow * oc * kh * kw
-        if self.op in ("pointwise", "fc"):
-            return oh * ow * oc * ic
-        return oh * ow * oc
+        return ops.get(self.op).macs(self.in_shape, self.out_shape, self.kernel)
 
     @property
     def params(self) -> int:
         """Weight count (without bias)."""
-        kh, kw = self.kernel
-        ic, oc = self.in_shape[2], self.out_shape[2]
-        if self.op == "conv2d":
-            return oc * kh * kw * ic
-        if self.op == "depthwise":
-            return kh * kw * oc
-        if self.op in ("pointwise", "fc"):
-            return oc * ic
-        return 0
+        return ops.get(self.op).params(self.in_shape, self.out_shape, self.kernel)
+
+    @property
+    def weight_shape(self) -> tuple[int, ...]:
+        """The IR weight layout (innermost dimension = packed row); () without weights."""
+        return ops.get(self.op).weight_shape(self.in_shape, self.out_shape, self.kernel)
 
     def key(self) -> str:
         """Latency-table key: everything about the layer's shape that can change its count."""

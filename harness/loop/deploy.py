@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from harness.boards import Board
-from harness.codegen.ir import IntModel
 from harness.errors import DeviceError, TableError
+from harness.ir.model import IntModel
 from harness.measure.lut import Target
 from harness.measure.session import ModelMeasurement, run_on_board
 from harness.quant.config import PrecisionConfig

@@ -1,7 +1,7 @@
 """Profiling batches: many layer variants in one firmware image, so a handful of builds covers a latency table.
 
 A *variant* is one table entry ``(layer_key, a_bits, w_bits, o_bits)`` with the layer shape it stands for. A batch
-image is an :class:`~harness.codegen.ir.IntModel` that runs every variant as its own layer writing its own output:
+image is an :class:`~harness.ir.model.IntModel` that runs every variant as its own layer writing its own output:
 
 * one 8-bit input tensor ``x`` of shape ``(H0, W0, C0)`` (``H0``/``W0`` the largest input size among the layers
   being profiled), loaded over serial, random for every repeat;
@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from harness.codegen.ir import IntLayer, IntModel, TensorSpec
 from harness.codegen.random_model import (
     make_add_layer,
     make_avgpool_layer,
@@ -33,6 +32,7 @@ from harness.codegen.random_model import (
 )
 from harness.errors import ConfigError
 from harness.graph.spec import LayerSpec
+from harness.ir.model import IntLayer, IntModel, TensorSpec
 from harness.measure.lut import Entry
 from harness.reference.run import run_layer
 

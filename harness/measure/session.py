@@ -15,9 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
+from harness import ops
 from harness.boards import Board
-from harness.codegen.ir import IntModel
 from harness.errors import DeviceError
+from harness.ir.model import IntModel
 
 
 @dataclass
@@ -79,7 +80,7 @@ class ModelMeasurement:
 
 def packed_tensor_bytes(values: np.ndarray, bits: int) -> bytes:
     """The bytes the firmware holds for a tensor of unpacked integer ``values`` (H, W, C) at ``bits``."""
-    from harness.codegen.packing import pack
+    from harness.ir.packing import pack
 
     return bytes(pack(np.asarray(values), bits))
 
@@ -156,7 +157,7 @@ def run_on_board(
 
     Every layer's output CRC is compared with the Python integer reference's for every input (``check``).
     """
-    from harness.codegen.packing import unpack
+    from harness.ir.packing import unpack
     from harness.reference.run import run_model
 
     build = deploy(model, board, workdir, build_flags=build_flags)
@@ -184,7 +185,7 @@ def run_on_board(
         layers.append(LayerMeasurement(
             index=i, name=layer.name, op=layer.op, a_bits=model.a_bits(layer), w_bits=layer.w_bits,
             o_bits=model.o_bits(layer), in_shape=tuple(model.in_spec(layer).shape),
-            out_shape=tuple(model.out_spec(layer).shape), macs=model.macs(layer), ticks=ticks,
+            out_shape=tuple(model.out_spec(layer).shape), macs=ops.macs(model, layer), ticks=ticks,
             count=timer.to_count(ticks), bit_exact=bool(exact[i]) if check else None))
     outputs_equal = all(np.array_equal(d, r) for d, r in zip(dev_outputs, ref_outputs)) if check else False
     mismatched = [m.name for m in layers if not m.bit_exact] if check else []

@@ -16,11 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
+from harness import ops
 from harness.boards import Board
 from harness.codegen.emit_patch import PatchArena, emit_patched_c, estimate_patch_footprint, patch_model_hash
-from harness.codegen.ir import IntModel
-from harness.codegen.packing import unpack
 from harness.errors import DeviceError, ProtocolError
+from harness.ir.model import IntModel
+from harness.ir.packing import unpack
 from harness.measure.session import LayerMeasurement, ModelMeasurement, packed_tensor_bytes
 from harness.patch.int_reference import layer_crcs, patch_crcs, run_patched
 from harness.patch.intmodel import PatchedModel
@@ -205,7 +206,7 @@ def run_patched_on_board(
     layers = []
     for i, layer in enumerate(model.layers):
         ticks = int(last[i].ticks) if last else 0
-        macs = plan.per_layer_macs[layer.name][1] if i < S else model.macs(layer)
+        macs = plan.per_layer_macs[layer.name][1] if i < S else ops.macs(model, layer)
         layers.append(
             LayerMeasurement(
                 index=i,

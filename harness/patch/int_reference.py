@@ -15,9 +15,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from harness.codegen.packing import pack
 from harness.errors import ConfigError
 from harness.graph.spec import INPUT
+from harness.ir.packing import pack
 from harness.patch.intmodel import PatchedModel
 from harness.reference.run import checked_input, run_layer
 

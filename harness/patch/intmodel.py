@@ -1,7 +1,7 @@
 """Patch-based inference of an integer model: the IntModel <-> LayerSpec bridge and the per-patch model set.
 
 The planner (:mod:`harness.patch.plan`) works on :class:`~harness.graph.spec.LayerSpec` lists whose tensors are
-named after their producing layer; an :class:`~harness.codegen.ir.IntModel` names tensors freely. This module
+named after their producing layer; an :class:`~harness.ir.model.IntModel` names tensors freely. This module
 converts one into the other and bundles what the code generator, the firmware and the patch reference need:
 
 * :class:`PatchedModel`: the base integer model (layer table, rest of the network, stage input and output),
@@ -19,9 +19,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harness.codegen.ir import IntLayer, IntModel, TensorSpec
+from harness import ops
 from harness.errors import ConfigError
 from harness.graph.spec import INPUT, LayerSpec
+from harness.ir.model import IntLayer, IntModel, TensorSpec
 from harness.patch.liveness import LIVENESS, MemoryRule
 from harness.patch.plan import PatchPlan, plan_patches
 
@@ -293,12 +294,12 @@ def patched_bitops(pm: PatchedModel) -> int:
                 total += st.macs * m.a_bits(layer) * layer.w_bits
     for layer in pm.model.layers[pm.n_stage :]:
         if layer.weight is not None:
-            total += pm.model.macs(layer) * pm.model.a_bits(layer) * layer.w_bits
+            total += ops.macs(pm.model, layer) * pm.model.a_bits(layer) * layer.w_bits
     return int(total)
 
 
 def patched_macs(pm: PatchedModel) -> int:
     """MACs of patch-based inference as executed (the stage once per patch, the rest once)."""
     return int(
-        pm.plan.stage_macs_patched + sum(pm.model.macs(layer) for layer in pm.model.layers[pm.n_stage :])
+        pm.plan.stage_macs_patched + sum(ops.macs(pm.model, layer) for layer in pm.model.layers[pm.n_stage :])
     )

@@ -5,7 +5,7 @@ order, one *step* each; a tensor occupies SRAM from the step that produces it (t
 first step) up to and including the step of its last consumer (a tensor nobody reads, such as the network
 output, until the last step). The peak is the maximum over steps of the summed bytes of the live tensors. A
 tensor of shape ``(H, W, C)`` at ``b`` bits takes ``H * W * ceil(C * b / 8)`` bytes (packed, every pixel's
-channel row byte-aligned, as ``harness.codegen.ir``).
+channel row byte-aligned, as ``harness.ir.model``).
 
 :class:`MemoryRule` can switch on two buffer-sharing tricks of TinyEngine (MCUNet's runtime), which the MCUNet
 papers assume when they quote peak memory:
@@ -23,9 +23,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from harness.codegen.ir import BITS
 from harness.errors import ConfigError
 from harness.graph.spec import INPUT, LayerSpec
+from harness.ir.model import BITS
 
 
 @dataclass(frozen=True)

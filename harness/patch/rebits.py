@@ -9,7 +9,7 @@ function as before (up to rounding):
   ``M = s_in * s_w / s_out``; with new scales it becomes ``M * (s_in'/s_in) * (s_out/s_out')`` (re-split into a
   TFLite multiplier and shift), and its integer bias ``B / (s_in * s_w)`` becomes ``bias * s_in / s_in'``;
 * an average pool's multiplier scales the same way; an add's per-input coefficients ``s_i / s_out`` are
-  recomputed and split again with :func:`harness.reference.requant.add_params`;
+  recomputed and split again with :func:`harness.ir.requant.add_params`;
 * a clamp moves with its output tensor: the ends of the integer range stay the ends, a ReLU floor stays at the
   zero point, and a ReLU6 ceiling keeps its real value (clipped to the new range).
 
@@ -25,9 +25,9 @@ from dataclasses import replace
 
 import numpy as np
 
-from harness.codegen.ir import AddParams, IntLayer, IntModel, TensorSpec, qrange
 from harness.errors import ConfigError
-from harness.reference.requant import add_params, dequantize_multiplier, quantize_multiplier
+from harness.ir.model import AddParams, IntLayer, IntModel, TensorSpec, qrange
+from harness.ir.requant import add_params, dequantize_multiplier, quantize_multiplier
 
 #: clip factors :func:`mse_clip` tries (fractions of the tensor's full real range)
 CLIP_GRID: tuple[float, ...] = tuple(np.round(np.linspace(1.0, 0.2, 33), 4))

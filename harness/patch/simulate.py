@@ -1,6 +1,6 @@
 """Float reference for patch plans: run a stage whole and patch by patch, to prove the windows right.
 
-Pure numpy, NHWC without batch, weight layouts as ``harness.codegen.ir`` (conv2d ``(Cout, Kh, Kw, Cin)``,
+Pure numpy, NHWC without batch, weight layouts as ``harness.ir.model`` (conv2d ``(Cout, Kh, Kw, Cin)``,
 depthwise ``(Kh, Kw, C)``, pointwise ``(Cout, Cin)``). Padding is explicit and may be asymmetric.
 """
 

@@ -2,7 +2,7 @@
 
 Per layer: MACs (``LayerSpec.macs``: adds count one op per output element, pools one per window tap), BitOPs
 ``= MACs * a_bits * w_bits`` for conv/fc (0 for add/avgpool, which have no weights), parameter bytes at the
-assigned precision (weights packed with byte-aligned rows in the IR layouts of :mod:`harness.codegen.ir`, plus
+assigned precision (weights packed with byte-aligned rows in the IR layouts of :mod:`harness.ir.model`, plus
 the int32 bias; the per-channel requantization multiplier/shift are reported apart), and activation bytes of
 the tensors read and written. ``a_bits`` is the precision of the tensor the layer actually reads: a tensor read
 by several layers carries the widest precision any of them asks for (``bits_from_config``), so a layer may
@@ -18,12 +18,11 @@ from dataclasses import asdict, dataclass
 
 from torch import nn
 
-from harness.codegen.packing import packed_nbytes
+from harness import ops
 from harness.graph.spec import INPUT, LayerSpec
 from harness.graph.trace import extract_layers
+from harness.ir.packing import packed_nbytes
 from harness.patch.liveness import LIVENESS, MemoryRule, bits_from_config, layer_by_layer_peak, tensor_bytes
-
-WEIGHTED = ("conv2d", "depthwise", "pointwise", "fc")
 
 
 @dataclass(frozen=True)
@@ -50,17 +49,6 @@ class LayerCost:
         return self.weight_bytes + self.bias_bytes
 
 
-def weight_shape(spec: LayerSpec) -> tuple[int, ...]:
-    """The IR weight layout of a conv/fc layer (innermost dimension = packed row)."""
-    kh, kw = spec.kernel
-    cin, cout = spec.in_shape[2], spec.out_shape[2]
-    if spec.op == "conv2d":
-        return (cout, kh, kw, cin)
-    if spec.op == "depthwise":
-        return (kh, kw, cout)
-    return (cout, cin)
-
-
 def layer_costs(specs: Sequence[LayerSpec], config: Mapping[str, tuple[int, int]] | None = None
                 ) -> list[LayerCost]:
     """Per-layer costs; layers missing from ``config`` (or all, if it is None) are 8-bit."""
@@ -73,12 +61,13 @@ def layer_costs(specs: Sequence[LayerSpec], config: Mapping[str, tuple[int, int]
         w = int(config[s.name][1]) if s.name in config else 8
         in_b = sum(tensor_bytes(*(_shape_of(specs, t, s)), tbits[t]) for t in s.inputs)
         out_b = tensor_bytes(*s.out_shape, o)
-        if s.op in WEIGHTED:
-            cout = s.out_shape[2]
-            wb, bb, rb = packed_nbytes(weight_shape(s), w), 4 * cout, 8 * cout
+        op = ops.get(s.op)
+        rb = op.requant_bytes(s.out_shape[2])
+        if op.weighted:
+            wb, bb = packed_nbytes(s.weight_shape, w), 4 * s.out_shape[2]
             bitops = s.macs * a * w
         else:
-            w, wb, bb, rb, bitops = 0, 0, 0, (8 if s.op == "avgpool" else 28 if s.op == "add" else 0), 0
+            w, wb, bb, bitops = 0, 0, 0, 0
         out.append(LayerCost(s.name, s.op, a, w, o, s.macs, bitops, s.params, wb, bb, rb, in_b, out_b))
     return out
 
@@ -96,7 +85,7 @@ def account(specs: Sequence[LayerSpec], config: Mapping[str, tuple[int, int]] | 
     tbits = bits_from_config(specs, dict(config or {}))
     peak = layer_by_layer_peak(list(specs), tbits, rule)
     return {
-        "macs": sum(c.macs for c in costs if c.op in WEIGHTED),
+        "macs": sum(c.macs for c in costs if ops.get(c.op).weighted),
         "ops_all": sum(c.macs for c in costs),
         "bitops": sum(c.bitops for c in costs),
         "params": sum(c.params for c in costs),

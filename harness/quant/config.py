@@ -2,7 +2,7 @@
 
 A configuration maps a layer name (the qualified name of a Conv2d/Linear module in the float model) to
 ``(a_bits, w_bits)``: the bit-width of that layer's *input* activation and of its weights, each in {2, 4, 8}.
-Output activations are written at the precision the consuming layer asks for (see ``harness.codegen.ir``).
+Output activations are written at the precision the consuming layer asks for (see ``harness.ir.model``).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Fake-quant network -> integer IR (:class:`~harness.codegen.ir.IntModel`), with the numbers the fake-quant
+"""Fake-quant network -> integer IR (:class:`~harness.ir.model.IntModel`), with the numbers the fake-quant
 forward pass uses, so the integer reference reproduces it up to rounding ties and the 31-bit multipliers.
 
 Per layer: weights quantized per output channel at ``w_bits`` (narrow range) in the IR layouts; bias int32 at
@@ -15,15 +15,16 @@ from collections.abc import Iterable
 import numpy as np
 import torch
 
-from harness.codegen.ir import AddParams, IntLayer, IntModel, TensorSpec
-from harness.codegen.validate import validate_model
 from harness.errors import ConfigError
 from harness.graph.spec import INPUT, LayerSpec
+from harness.ir.model import AddParams, IntLayer, IntModel, TensorSpec
+from harness.ir.requant import add_params, quantize_multiplier
+from harness.ops import WEIGHTED_OPS
+from harness.ops.validate import validate_model
 from harness.quant import numerics as N
 from harness.quant.calibrate import calibrate
 from harness.quant.config import PrecisionConfig
-from harness.quant.qnet import WEIGHTED, QuantNet, apply_config
-from harness.reference.requant import add_params, quantize_multiplier
+from harness.quant.qnet import QuantNet, apply_config
 
 
 def _tensor_spec(qnet: QuantNet, name: str, shape: tuple[int, int, int]) -> TensorSpec:
@@ -85,7 +86,7 @@ def export_int_model(qnet: QuantNet, config: PrecisionConfig | None = None,
         out = _tensor_spec(qnet, spec.name, spec.out_shape)
         tensors[spec.name] = out
         ins = tensors[spec.inputs[0]]
-        if spec.op in WEIGHTED:
+        if spec.op in WEIGHTED_OPS:
             layers.append(_weighted(qnet, spec, ins, out))
         elif spec.op == "add":
             in2 = tensors[spec.inputs[1]]

@@ -1,6 +1,6 @@
 """Quantization numerics as pure functions (torch tensors in, tensors out).
 
-Conventions are those of :mod:`harness.codegen.ir`:
+Conventions are those of :mod:`harness.ir.model`:
 
 * weights: symmetric per output channel, narrow range ``[-(2**(b-1) - 1), 2**(b-1) - 1]``, zero point 0;
 * activations: ``b``-bit signed integers ``q`` with ``real = scale * (q - zero_point)``; a tensor with real range
@@ -121,7 +121,7 @@ def sqnr_db(x: torch.Tensor, q: torch.Tensor) -> float:
     return float("inf") if noise == 0 else 10.0 * float(torch.log10((x ** 2).sum() / noise))
 
 
-# -- integer requantization (torch mirror of harness.reference.requant, for bit-exact fake quantization) -----
+# -- integer requantization (torch mirror of harness.ir.requant, for bit-exact fake quantization) -----
 def quantize_multiplier_t(real: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Vectorised ``quantize_multiplier``: ``real ~= m * 2**(shift - 31)``, ``m`` in [2**30, 2**31) (int64)."""
     r = real.double()

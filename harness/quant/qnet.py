@@ -21,6 +21,7 @@ from torch import nn
 from harness.errors import ConfigError
 from harness.graph.spec import INPUT, LayerSpec
 from harness.graph.trace import TracedLayer, input_shape_of, trace_model
+from harness.ops import WEIGHTED_OPS
 from harness.patch.liveness import bits_from_config
 from harness.quant import numerics as N
 from harness.quant.bnfold import fold_conv_bn
@@ -33,8 +34,6 @@ from harness.quant.quantizers import (
     WeightQuant,
     WeightQuantPolicy,
 )
-
-WEIGHTED = ("conv2d", "depthwise", "pointwise", "fc")
 
 
 def _key(name: str) -> str:
@@ -84,7 +83,7 @@ class QuantNet(nn.Module):
         self.model_name = name
         self.layers = nn.ModuleDict()
         for s in self.specs:
-            if s.op in WEIGHTED:
+            if s.op in WEIGHTED_OPS:
                 w, b, groups = params[s.name]
                 self.layers[_key(s.name)] = QuantLayer(s, w, b, groups, 8, weight_policy)
         self.acts = nn.ModuleDict({_key(INPUT): ActQuant(8, False, act_policy)})
@@ -108,7 +107,7 @@ class QuantNet(nn.Module):
     # -- structure --------------------------------------------------------------------------------------------
     def layer_names(self) -> list[str]:
         """Names of the quantizable (conv/fc) layers in execution order: the keys of a PrecisionConfig."""
-        return [s.name for s in self.specs if s.op in WEIGHTED]
+        return [s.name for s in self.specs if s.op in WEIGHTED_OPS]
 
     def layer(self, name: str) -> QuantLayer:
         return self.layers[_key(name)]
@@ -139,13 +138,13 @@ class QuantNet(nn.Module):
 
         When every quantizer involved is active and ``integer_exact`` is set, the output value is computed
         with the integer model's requantization (TFLite multiplier/shift rounding, ADD's left shift), so the
-        fake-quant network matches the exported :class:`~harness.codegen.ir.IntModel` bit for bit up to float
+        fake-quant network matches the exported :class:`~harness.ir.model.IntModel` bit for bit up to float
         rounding of the accumulators; gradients still flow through the float path (straight-through).
         """
         s = self.specs[i]
         ins = [vals[t] for t in s.inputs]
         in_q = self.act(s.inputs[0])
-        if s.op in WEIGHTED:
+        if s.op in WEIGHTED_OPS:
             layer = self.layers[_key(s.name)]
             y = layer(ins[0], in_q.scale_tensor() if in_q.active else None)
         elif s.op == "add":
@@ -163,7 +162,7 @@ class QuantNet(nn.Module):
         exact = None
         if (quantize_output and self.integer_exact and (not self.training or self.integer_exact_in_training)
                 and out_q.active and all(self.act(t).active for t in s.inputs)
-                and (s.op not in WEIGHTED or layer.weight_quant.enabled)):
+                and (s.op not in WEIGHTED_OPS or layer.weight_quant.enabled)):
             with torch.no_grad():
                 exact = self._integer_output(s, ins, pre, out_q)
         for t in s.inputs:  # free what no later layer reads
@@ -185,7 +184,7 @@ class QuantNet(nn.Module):
             sc, zp = self.act(name).qparams()
             return torch.round(v.double() / sc).long() + zp, sc, zp
 
-        if s.op in WEIGHTED:
+        if s.op in WEIGHTED_OPS:
             layer = self.layers[_key(s.name)]
             s_in, _ = self.act(s.inputs[0]).qparams()
             acc_scale = s_in * layer.weight_quant.scale(layer.weight).double()
@@ -193,7 +192,7 @@ class QuantNet(nn.Module):
             m, sh = N.quantize_multiplier_t(acc_scale / s_out)
             q = N.mbqm_t(acc, m.reshape(chan), sh.reshape(chan))
         elif s.op == "add":
-            from harness.reference.requant import add_params
+            from harness.ir.requant import add_params
 
             (x1, s1, z1), (x2, s2, z2) = ints(s.inputs[0], ins[0]), ints(s.inputs[1], ins[1])
             ls, m1, e1, m2, e2, mo, eo = (torch.tensor(v) for v in add_params(s1, s2, s_out))
@@ -222,7 +221,7 @@ def fold_model(model: nn.Module, input_shape: tuple[int, int, int] | None = None
     mods = dict(model.named_modules())
     params = {}
     for t in traced:
-        if t.spec.op not in WEIGHTED:
+        if t.spec.op not in WEIGHTED_OPS:
             continue
         m = mods[t.module]
         if isinstance(m, nn.Linear):
@@ -255,7 +254,7 @@ def quantizable_layers(model: nn.Module, input_shape: tuple[int, int, int] | Non
     """Names a :class:`PrecisionConfig` may use for ``model`` (its conv and linear layers, execution order)."""
     if isinstance(model, QuantNet):
         return model.layer_names()
-    return [t.name for t in trace_model(model, input_shape) if t.spec.op in WEIGHTED]
+    return [t.name for t in trace_model(model, input_shape) if t.spec.op in WEIGHTED_OPS]
 
 
 def tensor_bits_for(specs: Sequence[LayerSpec], config: Mapping[str, tuple[int, int]]) -> dict[str, int]:

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.codegen.emit_c import kernel_symbol, packed_weights
-from harness.codegen.ir import IntLayer, IntModel
+from harness import ops
 from harness.codegen.memory import layer_scratch_bytes
-from harness.codegen.packing import pack, unpack
 from harness.errors import BuildError, MissingDependencyError
+from harness.ir.model import IntLayer, IntModel
+from harness.ir.packing import pack, packed_weights, unpack
 
 FIRMWARE = Path(__file__).resolve().parents[2] / "firmware" / "runtime"
 GUARD = 64
@@ -193,7 +193,7 @@ class HostKernels:
     ) -> LayerRun:
         """Run ``layer``'s kernel on ``values`` of its inputs; raises AssertionError on a guard violation."""
         rng = rng or np.random.default_rng(0)
-        name = kernel or kernel_symbol(layer.op, model.a_bits(layer), layer.w_bits, variant)
+        name = kernel or ops.kernel_symbol(layer.op, model.a_bits(layer), layer.w_bits, variant)
         fn = self.symbol(name)
         specs = [model.tensors[t] for t in layer.inputs] + [model.out_spec(layer)]
         # layout: [guard][in][guard][in2][guard][out][guard], every region 4-aligned as the planner does
@@ -237,7 +237,7 @@ class HostKernels:
             bias=C.cast(keep[0], _I32P) if keep[0] is not None else None,
             mult=C.cast(keep[1], _I32P) if keep[1] is not None else None,
             shift=C.cast(keep[2], _I32P) if keep[2] is not None else None,
-            macs=min(model.macs(layer), 0xFFFFFFFF),
+            macs=min(ops.macs(model, layer), 0xFFFFFFFF),
         )
         if p is not None:
             L.left_shift, L.in1_mult, L.in1_shift = p.left_shift, p.in1_multiplier, p.in1_shift

@@ -4,7 +4,7 @@ configuration.
 The rules (shared by latency prediction, the Free Bits refiner, the BitOPs search and memory accounting):
 
 * A tensor is named after the layer that writes it (the network input is :data:`~harness.graph.spec.INPUT`).
-  Every tensor holds ONE precision: the producer narrows to it in its requantization (``harness.codegen.ir``).
+  Every tensor holds ONE precision: the producer narrows to it in its requantization (``harness.ir.model``).
 * Layers without weights (``add``, ``avgpool``) do not change precision: their inputs and their output share
   one precision. Tensors joined this way form an *activation group* (e.g. the residual stream of a MobileNetV2
   stage: block input, projection outputs and add outputs). A group is one decision.
@@ -25,10 +25,10 @@ from dataclasses import dataclass
 
 from harness.errors import ConfigError
 from harness.graph.spec import INPUT, LayerSpec
+from harness.ops import OPS
 from harness.quant.config import PrecisionConfig
 
 NO_WEIGHTS = 0  # the w_bits of add/avgpool rows in the latency table
-KNOWN_OPS = ("conv2d", "depthwise", "pointwise", "fc", "add", "avgpool")
 
 Bits = tuple[int, int, int]  # (a_bits, w_bits, o_bits)
 
@@ -61,8 +61,8 @@ def activation_groups(layers: Sequence[LayerSpec]) -> ActivationGroups:
     """Check the graph and join tensors through weightless layers into activation groups."""
     by_name: dict[str, LayerSpec] = {}
     for s in layers:
-        if s.op not in KNOWN_OPS:
-            raise ConfigError(f"layer {s.name!r}: unknown op {s.op!r} (expected one of {KNOWN_OPS})")
+        if s.op not in OPS:
+            raise ConfigError(f"layer {s.name!r}: unknown op {s.op!r} (expected one of {OPS})")
         if s.name in by_name or s.name == INPUT:
             raise ConfigError(
                 f"layer name {s.name!r} is used twice (or clashes with the input tensor's name)"

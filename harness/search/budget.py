@@ -1,6 +1,6 @@
 """Memory accounting for the searches: parameter bytes (flash) and peak activation SRAM, pure functions.
 
-These are the searches' default, layer-by-layer approximations (packed weights as in ``harness.codegen.ir``
+These are the searches' default, layer-by-layer approximations (packed weights as in ``harness.ir.model``
 plus a fixed per-output-channel overhead for bias, multiplier and shift; tensors live from their producer to
 their last reader). A caller with a finer accounting (patch-based inference, the code generator's exact
 layout) passes its own functions to :func:`make_fits`; the searches only ever see ``fits(config) -> bool``.

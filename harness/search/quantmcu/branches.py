@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from harness import ops
 from harness.errors import ConfigError
 from harness.graph.spec import INPUT
 from harness.patch.intmodel import PatchedModel, layer_specs, stage_tensors
@@ -147,7 +148,7 @@ def branches(pm: PatchedModel, scope: str = "stage") -> Branches:
         rest = RestBranch(
             tuple(rest_maps),
             tuple(x.name for x in after),
-            {x.name: model.macs(x) for x in after},
+            {x.name: ops.macs(model, x) for x in after},
             {x.name: x.w_bits for x in after},
             {x.name: x.inputs[0] for x in after},
         )

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from harness.codegen.ir import IntModel
 from harness.errors import ConfigError
+from harness.ir.model import IntModel
 from harness.patch.intmodel import PatchedModel
 from harness.patch.rebits import retarget, spec_at_bits
 from harness.quant.config import PrecisionConfig

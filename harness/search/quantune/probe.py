@@ -34,6 +34,7 @@ from torch import fx, nn
 from harness.errors import UnsupportedLayerError
 from harness.graph.spec import INPUT
 from harness.graph.trace import TracedLayer, trace_model
+from harness.ops import WEIGHTED_OPS
 from harness.quant.calibrate import calibrate
 from harness.quant.config import PrecisionConfig
 from harness.quant.qnet import QuantNet, quantize_model
@@ -44,7 +45,6 @@ _POOL_FNS = {F.adaptive_avg_pool2d, F.avg_pool2d}
 _ACT_FNS = {F.relu, torch.relu, F.relu6}
 _INPLACE_METHODS = ("relu_", "add_", "mul_", "clamp_", "hardtanh_")
 QUANT_KIND = "act_quant"
-_WEIGHTED = ("conv2d", "depthwise", "pointwise", "fc")
 
 
 class TensorQuant(nn.Module):
@@ -110,7 +110,7 @@ def _chain_end(node: fx.Node, modules: Mapping[str, nn.Module], bn: str | None, 
 def _layer_nodes(gm: fx.GraphModule, traced: Sequence[TracedLayer]) -> dict[str, fx.Node]:
     """Fused layer name -> the fx node holding its output tensor (layers matched to nodes in execution order)."""
     modules = dict(gm.named_modules())
-    by_module = {t.module: t for t in traced if t.spec.op in _WEIGHTED}
+    by_module = {t.module: t for t in traced if t.spec.op in WEIGHTED_OPS}
     weightless = [t for t in traced if t.spec.op in ("add", "avgpool")]
     out: dict[str, fx.Node] = {}
     wl = iter(weightless)
@@ -217,6 +217,6 @@ def build_probe(
     input_op = {}
     for t in traced:
         src = t.spec.inputs[0]
-        if t.spec.op in _WEIGHTED and not (input_fixed and src == INPUT):
+        if t.spec.op in WEIGHTED_OPS and not (input_fixed and src == INPUT):
             input_op[t.name] = quant_ops[src].key
     return Probe(fgm, qgm, ops, input_op, qnet)

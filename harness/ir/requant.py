@@ -107,7 +107,7 @@ def add_params(
 
     As TFLite's ``PrepareGeneralSubOp``: both inputs are brought to ``2 * max(in scales)`` and shifted left by
     ``left_shift`` (20 for 8-bit) for headroom; the output multiplier undoes both. Build an
-    :class:`~harness.codegen.ir.AddParams` with ``AddParams(*add_params(...))``.
+    :class:`~harness.ir.model.AddParams` with ``AddParams(*add_params(...))``.
     """
     if min(in1_scale, in2_scale, out_scale) <= 0:
         raise ConfigError("add scales must be positive")

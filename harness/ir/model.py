@@ -25,12 +25,9 @@ Conventions (shared by the reference, the code generator and the C kernels):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
 
 import numpy as np
 
-Op = Literal["conv2d", "depthwise", "pointwise", "fc", "add", "avgpool"]
-OPS: tuple[str, ...] = ("conv2d", "depthwise", "pointwise", "fc", "add", "avgpool")
 BITS: tuple[int, ...] = (2, 4, 8)
 
 
@@ -89,7 +86,7 @@ class IntLayer:
     """One integer layer. ``a_bits``/``o_bits`` come from its input/output tensors."""
 
     name: str
-    op: Op
+    op: str  # an operator kind of harness.ops.OPS
     inputs: list[str]
     output: str
     kernel: tuple[int, int] = (1, 1)
@@ -127,18 +124,3 @@ class IntModel:
 
     def out_spec(self, layer: IntLayer) -> TensorSpec:
         return self.tensors[layer.output]
-
-    def macs(self, layer: IntLayer) -> int:
-        """Multiply-accumulates of one layer (adds/pools count one op per output element / window tap)."""
-        oh, ow, oc = self.out_spec(layer).shape
-        ic = self.in_spec(layer).shape[2]
-        kh, kw = layer.kernel
-        if layer.op == "conv2d":
-            return oh * ow * oc * kh * kw * ic
-        if layer.op == "depthwise":
-            return oh * ow * oc * kh * kw
-        if layer.op in ("pointwise", "fc"):
-            return oh * ow * oc * ic
-        if layer.op == "avgpool":
-            return oh * ow * oc * kh * kw
-        return oh * ow * oc  # add

@@ -1,4 +1,4 @@
-"""Packed storage of 2/4/8-bit tensors and weights (the convention of :mod:`harness.codegen.ir`).
+"""Packed storage of 2/4/8-bit tensors and weights (the convention of :mod:`harness.ir.model`).
 
 The innermost dimension is a *row*; every row starts at a byte boundary. Inside a byte, element ``j`` of a row
 sits at bit ``(j % (8 // bits)) * bits``: low bits first, two's complement. Unused bits at the end of a row are 0.
@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.codegen.ir import BITS
 from harness.errors import ConfigError
+from harness.ir.model import BITS, IntLayer
 
 
 def _check_bits(bits: int) -> int:
@@ -91,3 +91,10 @@ def unpack(buf: bytes | bytearray | memoryview | np.ndarray, shape: tuple[int, .
     fields = fields.reshape(rows.shape[0], nb * per)[:, :n]
     signed = fields - ((fields >> (bits - 1)) << bits)  # sign-extend
     return signed.astype(np.int8).reshape(shape)
+
+
+def packed_weights(layer: IntLayer) -> bytes:
+    """A layer's weights packed at ``w_bits`` (rows = innermost dimension, byte-aligned); b"" without weights."""
+    if layer.weight is None:
+        return b""
+    return pack(np.asarray(layer.weight), layer.w_bits)
