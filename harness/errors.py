@@ -42,3 +42,16 @@ class MissingDependencyError(TinyHilError):
 
 class TableError(TinyHilError):
     """A latency lookup table is missing an entry or belongs to another board/timer."""
+
+
+class ResultError(TinyHilError):
+    """A measured result is wrong: not bit-exact, from another firmware, or missing layers. Never exits 0."""
+
+    exit_code = 3
+
+
+class InternalError(Exception):
+    """A broken invariant inside tinyhil (a bug, not a user's mistake): shown with its traceback.
+
+    Deliberately not a :class:`TinyHilError`, so the CLI never reduces it to one line.
+    """

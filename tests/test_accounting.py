@@ -7,8 +7,8 @@ from torch import nn
 
 from harness.graph.trace import extract_layers
 from harness.models.mobilenetv2 import MobileNetV2
+from harness.precision.config import PrecisionConfig
 from harness.quant.accounting import account, account_model, layer_costs
-from harness.quant.config import PrecisionConfig
 
 # The MobileNetV2 paper's model table as published with the TF-slim checkpoints (mobilenet_v2 README):
 # (width, resolution) -> (million MACs, million parameters), MACs truncated to whole millions in that table.

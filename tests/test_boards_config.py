@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from harness.boards import QemuBoard, SerialBoard, known_boards, load_board_config, make_board
-from harness.boards.config import BoardConfig
 from harness.boards.flashers import PyOcdFlasher
 from harness.boards.resources import DebugProbe
+from harness.config.board import BoardConfig
 from harness.errors import ConfigError, DeviceError
 from tests.fixtures.boards import QEMU_BOARDS
 

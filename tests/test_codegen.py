@@ -16,14 +16,14 @@ import numpy as np
 import pytest
 
 from harness.codegen.emit_c import emit_model_c, estimate_footprint, kernel_symbols, model_hash
-from harness.codegen.memory import layer_scratch_bytes, lifetimes, plan_arena, scratch_bytes
-from harness.codegen.random_model import random_input, random_layer_model, random_network
 from harness.errors import ConfigError, UnsupportedLayerError
 from harness.ir.model import IntLayer, IntModel, TensorSpec
 from harness.ir.packing import pack
+from harness.memory.arena import layer_scratch_bytes, lifetimes, plan_arena, scratch_bytes
+from harness.native.host_c import FIRMWARE
 from harness.ops import kernel_symbol
-from harness.reference.host_c import FIRMWARE
 from harness.reference.run import run_model
+from harness.synth.random_model import random_input, random_layer_model, random_network
 
 # ---- arena planning ----
 

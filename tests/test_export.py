@@ -7,7 +7,7 @@ import torch
 from harness.data import batches, load_data
 from harness.ir.model import wrange
 from harness.models import build_model, checkpoint_path, load_checkpoint
-from harness.quant.config import PrecisionConfig
+from harness.precision.config import PrecisionConfig
 from harness.quant.export import dequantize_output, export_int_model, quantize_input
 from harness.quant.qnet import quantizable_layers, quantize_model
 from harness.reference.run import run_model

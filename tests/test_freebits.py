@@ -9,11 +9,11 @@ import pytest
 
 from harness.errors import TableError
 from harness.graph.spec import INPUT, LayerSpec
-from harness.measure.lut import LatencyTable, profile_entries
-from harness.quant.config import PrecisionConfig
-from harness.search.activations import harmonize
-from harness.search.budget import make_fits, param_bytes, peak_sram_bytes
+from harness.memory.budget import make_fits, param_bytes, peak_sram_bytes
+from harness.precision.config import PrecisionConfig
+from harness.precision.groups import harmonize
 from harness.search.freebits import refine
+from harness.table.lut import LatencyTable, profile_entries
 
 TARGET = {"board": "qemu-mps2-an386", "timer": "systick-icount", "firmware_hash": "abc", "cflags": "-O2"}
 Count = Callable[[str, int, int, int], "float | None"]

@@ -15,12 +15,12 @@ import zlib
 import numpy as np
 import pytest
 
-from harness.codegen.random_model import random_input, random_layer_model
 from harness.ir.packing import pack
 from harness.ir.requant import INT32_MAX, INT32_MIN, mbqm
+from harness.native.host_c import FIRMWARE, HostKernels, compile_kernels
 from harness.ops import WEIGHTED_OPS
-from harness.reference.host_c import FIRMWARE, HostKernels, compile_kernels
 from harness.reference.run import run_model
+from harness.synth.random_model import random_input, random_layer_model
 
 PAIRS = [(a, w) for a in (2, 4, 8) for w in (2, 4, 8)]
 

@@ -12,7 +12,7 @@ import shutil
 import numpy as np
 import pytest
 
-from harness.codegen.random_model import random_coverage_chain, random_input
+from harness.synth.random_model import random_coverage_chain, random_input
 
 pytestmark = [
     pytest.mark.qemu,
@@ -26,7 +26,7 @@ pytestmark = [
 @pytest.mark.parametrize("board_name,seed", [("qemu-mps2-an386", 0), ("qemu-mps3-an547", 1)])
 def test_every_kernel_is_bit_exact_on_the_emulated_board(tmp_path, board_name, seed):
     from harness.boards import make_board
-    from harness.measure.session import run_on_board
+    from harness.measure.session import measure_model
 
     model = random_coverage_chain(seed)
     covered = {
@@ -35,7 +35,7 @@ def test_every_kernel_is_bit_exact_on_the_emulated_board(tmp_path, board_name, s
     assert len(covered) == 4 * 9
     rng = np.random.default_rng(seed)
     inputs = [random_input(model.tensors[model.input], rng) for _ in range(2)]
-    m = run_on_board(model, make_board(board_name), inputs, tmp_path)
+    m = measure_model(model, make_board(board_name), inputs, tmp_path)
     assert m.mismatched_layers == []
     assert m.bit_exact
     assert all(layer.ticks > 0 for layer in m.layers)
@@ -57,7 +57,7 @@ FAST_SHAPES = [
 def test_fast_paths_of_every_pair_are_bit_exact_on_the_emulated_board(
     tmp_path, op, h, w, cin, cout, k, stride, pad
 ):
-    from harness.boards.config import load_board_config
+    from harness.config.board import load_board_config
     from harness.experiments.bench_kernels import LayerShape, build_image, measure_image
 
     shape = LayerShape(f"t_{op}", op, h, w, cin, cout, k, stride, pad)

@@ -12,7 +12,6 @@ import pytest
 from test_cli_smoke import tinyhil
 
 from harness import ops
-from harness.codegen.random_model import random_network
 from harness.graph.spec import LayerSpec
 from harness.loop.context import (
     IN_CONTEXT,
@@ -22,9 +21,10 @@ from harness.loop.context import (
     total_count,
     with_in_context,
 )
-from harness.measure.lut import KEY_COLUMNS, LatencyTable
-from harness.measure.session import LayerMeasurement, ModelMeasurement
-from harness.quant.config import PrecisionConfig
+from harness.measure.session import LayerMeasurement, Measurement
+from harness.precision.config import PrecisionConfig
+from harness.synth.random_model import random_network
+from harness.table.lut import KEY_COLUMNS, LatencyTable
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -68,21 +68,11 @@ def _specs_and_measurement(counts_per_input: list[list[int]]):
         )
         for i, layer in enumerate(model.layers)
     ]
-    m = ModelMeasurement(
-        "qemu-mps2-an386",
-        "qemu-icount",
-        "instructions",
-        layers,
-        [],
-        [],
-        True,
-        [],
-        {},
-        {},
-        0.0,
-        0,
-        extra={"ticks_per_input": counts_per_input},
-    )
+    m = Measurement(
+        board="qemu-mps2-an386", timer="qemu-icount", unit="instructions", artifact=model.name, layers=layers,
+        steps=[], outputs=[], reference_outputs=[], checked=True, mismatches=[], build={}, mem={},
+        emulator_seconds=0.0, firmware_hash=0, ticks_per_input=counts_per_input,
+    )  # fmt: skip
     return specs, m
 
 

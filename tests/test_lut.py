@@ -9,7 +9,8 @@ import pytest
 
 from harness.errors import ConfigError, TableError
 from harness.graph.spec import INPUT, LayerSpec
-from harness.measure.lut import (
+from harness.precision.config import PrecisionConfig
+from harness.table.lut import (
     KEY_COLUMNS,
     MEASURED,
     O_DELTA_ALL,
@@ -20,7 +21,6 @@ from harness.measure.lut import (
     out_numel_from_key,
     profile_entries,
 )
-from harness.quant.config import PrecisionConfig
 
 TARGET = {"board": "qemu-mps2-an386", "timer": "systick-icount", "firmware_hash": "0123abc", "cflags": "-O2"}
 

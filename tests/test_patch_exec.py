@@ -11,16 +11,16 @@ import numpy as np
 import pytest
 
 from harness.codegen.emit_patch import plan_patch_arena, render_patch_c
-from harness.codegen.random_model import random_input, random_network
 from harness.errors import ConfigError
 from harness.graph.spec import INPUT
 from harness.ops.validate import validate_model
 from harness.patch.int_reference import layer_crcs, patch_crcs, run_patched
-from harness.patch.intmodel import PatchedModel, layer_specs, patched_model, random_int_model, stage_tensors
+from harness.patch.intmodel import PatchedModel, layer_specs, patched_model, stage_tensors
 from harness.patch.plan import valid_splits
 from harness.patch.rebits import dequantize, mse_clip, retarget, spec_at_bits
 from harness.patch.specs import SpecBuilder
 from harness.reference.run import run_model
+from harness.synth.random_model import random_input, random_int_model, random_network
 
 
 def _mixed(model, plan, rng, choices=(2, 4, 8)) -> PatchedModel:

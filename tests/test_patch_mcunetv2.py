@@ -16,8 +16,8 @@ Conventions this pins down:
 
 import pytest
 
+from harness.memory.liveness import tensor_bytes
 from harness.patch import LIVENESS, TINYENGINE, plan_patches, search_patch_plans, summarize_search
-from harness.patch.liveness import tensor_bytes
 
 KIB = 1024
 PAPER_LAYER_KB, PAPER_PATCH_KB = 1372, 172

@@ -6,6 +6,7 @@ import pytest
 
 from harness.errors import ConfigError
 from harness.graph.spec import INPUT, LayerSpec
+from harness.memory.liveness import build_steps, tensor_bytes
 from harness.patch import (
     LIVENESS,
     TINYENGINE,
@@ -18,7 +19,6 @@ from harness.patch import (
     summarize_search,
     valid_splits,
 )
-from harness.patch.liveness import build_steps, tensor_bytes
 from harness.patch.specs import SpecBuilder
 from harness.patch.windows import receptive_field
 

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from harness.boards import make_board
-from harness.codegen.random_model import make_weighted_layer, random_input, random_network
 from harness.ir.model import IntModel
-from harness.measure.session import run_on_board
+from harness.measure.session import measure_model
+from harness.synth.random_model import make_weighted_layer, random_input, random_network
 
 pytestmark = pytest.mark.qemu
 
@@ -22,7 +22,7 @@ def test_random_mixed_precision_networks_are_bit_exact_on_every_layer(tmp_path, 
     model = random_network(seed, input_shape=shape, width=width, expand=3)
     rng = np.random.default_rng(seed)
     inputs = [random_input(model.tensors[model.input], rng) for _ in range(2)]
-    m = run_on_board(model, make_board("qemu-mps2-an386"), inputs, tmp_path)
+    m = measure_model(model, make_board("qemu-mps2-an386"), inputs, tmp_path)
     assert m.mismatched_layers == []
     assert m.bit_exact
     for dev, ref in zip(m.outputs, m.reference_outputs):
@@ -51,8 +51,8 @@ def test_counts_are_deterministic_and_linear_in_macs(tmp_path):
     model = _pointwise_stack(couts)
     x = random_input(model.tensors["input"], 0)
     board = make_board("qemu-mps2-an386")
-    a = run_on_board(model, board, [x], tmp_path / "a")
-    b = run_on_board(model, board, [x], tmp_path / "b")
+    a = measure_model(model, board, [x], tmp_path / "a")
+    b = measure_model(model, board, [x], tmp_path / "b")
     assert [r.count for r in a.layers] == [r.count for r in b.layers]  # identical, run after run
     macs = np.array([r.macs for r in a.layers], float)
     counts = np.array([r.count for r in a.layers], float)

@@ -16,19 +16,19 @@ import pytest
 
 from harness.errors import TableError
 from harness.graph.spec import INPUT, LayerSpec
-from harness.measure.batch import (
+from harness.measure.profile import ProfileSettings, needed_entries, plan_profile
+from harness.measure.target import measurement_target
+from harness.precision.groups import activation_groups
+from harness.search.freebits import refine
+from harness.search.uniform import uniform_config
+from harness.synth.batch import (
     ImageBudget,
     Variant,
     batch_input_shape,
     build_batch_model,
     plan_images,
 )
-from harness.measure.lut import KEY_COLUMNS, LatencyTable
-from harness.measure.profile import ProfileSettings, needed_entries, plan_profile
-from harness.measure.target import measurement_target
-from harness.search.activations import activation_groups
-from harness.search.freebits import refine
-from harness.search.uniform import uniform_config
+from harness.table.lut import KEY_COLUMNS, LatencyTable
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -74,7 +74,7 @@ def test_needed_entries_cover_every_reachable_bit_combination_once():
 
 
 def test_needed_entries_without_io_restrictions_equal_profile_entries():
-    from harness.measure.lut import profile_entries
+    from harness.table.lut import profile_entries
 
     layers = tiny_layers()
     ours = [e for e, _ in needed_entries(layers, input_bits=None, output_bits=None)]
@@ -192,8 +192,8 @@ def test_a_table_from_one_board_is_never_used_for_another(tmp_path):
 
 def test_layers_too_large_for_the_board_are_reported_not_built(tmp_path):
     from harness.graph.trace import extract_layers
-    from harness.measure.batch import standalone_arena_bytes
     from harness.models.registry import build_model
+    from harness.synth.batch import standalone_arena_bytes
 
     layers = extract_layers(build_model("mbv2-w0.35"))
     small = plan_profile(layers, "qemu-netduinoplus2", tmp_path / "nd", ProfileSettings())  # 128 KB SRAM

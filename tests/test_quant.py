@@ -6,10 +6,10 @@ from torch import nn
 
 from harness.errors import ConfigError
 from harness.models import build_model
+from harness.precision.config import PrecisionConfig
 from harness.quant import numerics as N
 from harness.quant.bnfold import fold_conv_bn
 from harness.quant.calibrate import calibrate
-from harness.quant.config import PrecisionConfig
 from harness.quant.qnet import apply_config, quantizable_layers, quantize_model
 from harness.quant.quantizers import ActQuant, ActQuantPolicy, WeightQuantPolicy
 

@@ -10,12 +10,11 @@ import numpy as np
 import pytest
 
 from harness import ops
-from harness.codegen.random_model import random_input
 from harness.errors import ConfigError, DoesNotFitError
 from harness.patch.int_reference import run_patched
-from harness.patch.intmodel import patched_bitops, patched_model, random_int_model
+from harness.patch.intmodel import patched_bitops, patched_model
 from harness.patch.specs import SpecBuilder
-from harness.quant.config import PrecisionConfig
+from harness.precision.config import PrecisionConfig
 from harness.search.quantmcu import (
     QuantMcuParams,
     branches,
@@ -28,6 +27,7 @@ from harness.search.quantmcu import (
     search,
     stage_memory,
 )
+from harness.synth.random_model import random_input, random_int_model
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from torch import nn
 from harness.errors import ConfigError, UnsupportedLayerError
 from harness.graph.trace import extract_layers
 from harness.models import build_model
-from harness.quant.config import PrecisionConfig
+from harness.precision.config import PrecisionConfig
 from harness.search.quantune.analyze import analyze
 from harness.search.quantune.assign import bit_pair, topk_config
 from harness.search.quantune.baseline import one_at_a_time

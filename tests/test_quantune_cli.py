@@ -8,7 +8,7 @@ import json
 import pytest
 from test_cli_smoke import REPO, tinyhil
 
-from harness.quant.config import PrecisionConfig
+from harness.precision.config import PrecisionConfig
 
 
 @pytest.mark.slow

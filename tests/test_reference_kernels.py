@@ -7,7 +7,6 @@ import time
 import numpy as np
 import pytest
 
-from harness.codegen.random_model import make_weighted_layer, random_input, random_layer_model, random_network
 from harness.errors import ConfigError, UnsupportedLayerError
 from harness.ir.model import IntModel, TensorSpec, qrange
 from harness.ops.add import add
@@ -16,6 +15,7 @@ from harness.ops.conv2d import conv2d_acc
 from harness.ops.fc import fc
 from harness.ops.pointwise import pointwise_acc
 from harness.reference.run import run_model
+from harness.synth.random_model import make_weighted_layer, random_input, random_layer_model, random_network
 from tests.test_reference_requant import scalar_mbqm
 
 

@@ -10,11 +10,11 @@ import pytest
 
 from harness.errors import ConfigError
 from harness.graph.spec import LayerSpec
-from harness.measure.lut import LatencyTable, profile_entries
-from harness.quant.config import PrecisionConfig
-from harness.search.activations import activation_groups, layer_bits
+from harness.memory.budget import param_bytes, peak_sram_bytes
+from harness.precision.config import PrecisionConfig
+from harness.precision.groups import activation_groups, layer_bits
 from harness.search.bitops_budget import bitops, bitops_search
-from harness.search.budget import param_bytes, peak_sram_bytes
+from harness.table.lut import LatencyTable, profile_entries
 
 BITS = (2, 4, 8)
 TARGET = {"board": "b", "timer": "t", "firmware_hash": "h", "cflags": ""}

@@ -8,9 +8,9 @@ import pytest
 
 from harness.errors import ConfigError
 from harness.graph.spec import INPUT, LayerSpec
-from harness.quant.config import PrecisionConfig
+from harness.precision.config import PrecisionConfig
+from harness.precision.groups import activation_groups, group_bits, harmonize, layer_bits
 from harness.search import available_starts, make_start, register_start
-from harness.search.activations import activation_groups, group_bits, harmonize, layer_bits
 from harness.search.uniform import uniform_config
 
 

@@ -13,15 +13,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness.boards.config import BoardConfig, load_board_config
 from harness.boards.flashers import PioUploader, PyOcdFlasher
 from harness.boards.qemu import QemuDriver
 from harness.boards.resources import DebugProbe, QemuMachine, SerialPort
+from harness.config.board import BoardConfig, load_board_config
 from harness.errors import DeviceError
 from harness.transport.link import SerialLink
 from harness.transport.protocol import Dut
 
-if TYPE_CHECKING:  # harness.build imports harness.boards.config: keep the runtime import one-way
+if TYPE_CHECKING:  # harness.build imports harness.config.board: keep the runtime import one-way
     from harness.build.project import BuildResult, MemoryEstimate
 
 

@@ -20,10 +20,11 @@ from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from harness.boards.config import BoardConfig, known_boards, load_board_config, repo_root
 from harness.build.pio_core import pio_environment
 from harness.build.sizes import SectionSizes, linker_overflows, min_stack_bytes, section_sizes
+from harness.config.board import BoardConfig, known_boards, load_board_config, repo_root
 from harness.errors import BuildError, ConfigError, DoesNotFitError
+from harness.memory.estimate import MemoryEstimate
 
 #: Static RAM of the runtime itself (per-layer tick/CRC tables, parser state), measured at TH_MAX_LAYERS=256.
 RUNTIME_SRAM_BYTES = 4 * 1024
@@ -32,15 +33,6 @@ RUNTIME_FLASH_BYTES = 16 * 1024
 _SOURCE_SUFFIXES = (".c", ".h", ".inc")
 #: Images kept in the content-hash cache.
 CACHE_ENTRIES = 256
-
-
-@dataclass(frozen=True)
-class MemoryEstimate:
-    """What a model needs before it is built: arena and scratch in SRAM, constant data (weights) in flash."""
-
-    arena: int
-    scratch: int = 0
-    weights: int = 0
 
 
 @dataclass(frozen=True)

@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from harness import ops
-from harness.codegen.memory import ArenaPlan, plan_arena
 from harness.errors import ConfigError
 from harness.ir.model import IntLayer, IntModel
 from harness.ir.packing import packed_weights
+from harness.memory.arena import ArenaPlan, plan_arena
 from harness.ops.validate import validate_model
 
 # Flash of the fixed per-model tables (with 32-bit pointers), for the fit estimate.

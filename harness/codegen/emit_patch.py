@@ -8,7 +8,7 @@ and the copies that move data (input-window fetch, sub-window gathers, stage-out
 Arena layout (:func:`plan_patch_arena`). Time runs over global steps: step 0 is the whole patch stage, step
 ``k >= 1`` the k-th layer after the split. The full input tensor and a *patch region* live at step 0, the full
 stage-output tensor from step 0 to its last reader, and every later tensor as in layer-by-layer planning; the
-greedy placement of :mod:`harness.codegen.memory` puts them in the arena. Inside the patch region every
+greedy placement of :mod:`harness.memory.arena` puts them in the arena. Inside the patch region every
 per-patch buffer has one slot sized for its largest patch (window bytes at that patch's precision), placed by
 liveness over the stage's steps within one patch:
 
@@ -32,8 +32,6 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from harness import ops
 from harness.codegen.emit_c import (
     _ints_init,
@@ -45,14 +43,14 @@ from harness.codegen.emit_c import (
     model_hash,
     render_model_c,
 )
-from harness.codegen.memory import ALIGN, ArenaPlan, greedy_place, layer_scratch_bytes
 from harness.errors import ConfigError
 from harness.graph.spec import INPUT
 from harness.ir.model import IntLayer, IntModel, TensorSpec
 from harness.ir.packing import packed_weights, row_bytes
+from harness.memory.arena import ALIGN, ArenaPlan, greedy_place, layer_scratch_bytes
+from harness.memory.liveness import MemoryRule
 from harness.ops.validate import validate_model
 from harness.patch.intmodel import PatchedModel, layer_specs, stage_tensors
-from harness.patch.liveness import MemoryRule
 from harness.patch.plan import plan_patches
 
 RESIDENT = MemoryRule(resident_input=True)

@@ -14,7 +14,6 @@ per MAC, pair x layer) and the summary (flat keys ``<layer>_<pair>_per_mac``, ``
 
 from __future__ import annotations
 
-import re
 import time
 import zlib
 from collections.abc import Sequence
@@ -26,8 +25,15 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from harness import ops
+from harness.boards import make_board
+from harness.codegen.artifact import layer_artifact
+from harness.errors import ConfigError
 from harness.experiments.common import board_from, workdir
 from harness.ir.model import IntModel, TensorSpec
+from harness.measure.session import Session
+from harness.reference.run import run_layer
+from harness.results.io import write_table
+from harness.synth.random_model import make_avgpool_layer, make_weighted_layer, random_input
 
 PAIRS: tuple[tuple[int, int], ...] = tuple((a, w) for a in (8, 4, 2) for w in (8, 4, 2))
 REF = "ref"  # the pair label of the plain int8 loop
@@ -114,9 +120,6 @@ def build_image(
     ``relu_inputs``: the 4- and 2-bit inputs get the zero point at the bottom of their range, as activations
     after a ReLU (the 8-bit input always has it); otherwise their zero points sit where the data's mean lands.
     """
-    from harness.codegen.random_model import make_avgpool_layer, make_weighted_layer, random_input
-    from harness.reference.run import run_layer
-
     x = TensorSpec("x8", (shape.h, shape.w, shape.cin), 8, scale=1.0 / 16, zero_point=-128)
     tensors: dict[str, TensorSpec] = {"x8": x}
     values = {"x8": random_input(x, _seed(seed, "input", shape.name))}
@@ -159,6 +162,8 @@ def build_image(
             x_values=values[feeds[a].name],
             rng=_seed(seed, "layer", shape.name, label),
         )
+        if p == REF:
+            layer.meta["kernel_variant"] = "ref"  # the plain int8 loop: th_<op>_ref
         tensors[t.name] = t
         layers.append(layer)
         labels[name] = label
@@ -166,86 +171,38 @@ def build_image(
     return BenchImage(model, shape, labels)
 
 
-def _point_at_ref(c_text: str, layer_names: Sequence[str]) -> str:
-    """Generated model C with the named a8w8 layers calling ``th_<op>_ref`` instead of ``th_<op>_a8w8``."""
-    lines = c_text.split("\n")
-    for name in layer_names:
-        tag = f'.name = "{name}"'
-        hits = [i for i, ln in enumerate(lines) if tag in ln]
-        if len(hits) != 1:
-            raise RuntimeError(f"cannot find the layer table entry of {name!r} in the generated C")
-        new, n = re.subn(r"\.fn = th_(\w+?)_a8w8,", r".fn = th_\1_ref,", lines[hits[0]])
-        if n != 1:
-            raise RuntimeError(f"layer {name!r} is not an a8w8 layer")
-        lines[hits[0]] = new
-    return "\n".join(lines)
-
-
-def deploy_image(img: BenchImage, board, wdir: Path) -> dict:
-    """Emit, build and flash one image; the ``ref`` layers point at the plain int8 loops."""
-    from harness.build.project import MemoryEstimate, generate_project
-    from harness.codegen.emit_c import emit_model_c, estimate_footprint
-    from harness.codegen.memory import plan_arena
-
-    plan = plan_arena(img.model)
-    flash_bytes, _ = estimate_footprint(img.model, plan)
-    src = wdir / "model"
-    files = emit_model_c(img.model, src, plan=plan)
-    refs = [n for n, label in img.layers.items() if label == REF]
-    c_file = src / "model_data.c"
-    c_file.write_text(_point_at_ref(c_file.read_text(), refs))
-    estimate = MemoryEstimate(arena=plan.arena_bytes, scratch=plan.scratch_bytes, weights=flash_bytes)
-    project = generate_project(board.cfg, files, wdir / "project", estimate=estimate)
-    result = board.build(project, estimate=estimate)
-    board.flash(result)
-    return result.to_dict()
-
-
 def measure_image(img: BenchImage, board_cfg, wdir: Path, seed: int = 0) -> list[dict]:
     """Build, run once on the board and check bit-exactness; one row per benchmarked layer."""
-    from harness.boards import make_board
-    from harness.codegen.random_model import random_input
-    from harness.measure.session import measure, packed_tensor_bytes
-    from harness.reference.run import run_model
-
     model = img.model
     x = random_input(model.tensors[model.input], _seed(seed, "input", img.shape.name))
     board = make_board(board_cfg)
     try:
-        wdir.mkdir(parents=True, exist_ok=True)
-        deploy_image(img, board, wdir)
-        per_input, _, _, _, fw_hash = measure(model, board, [x], check=True)
+        m = Session(board, wdir).run(layer_artifact(model), [x], require_exact=False)
     finally:
         board.close()
-    ref = run_model(model, x)
-    results = per_input[0]
-    timer = board.cfg.timer
     rows = []
-    for layer, r in zip(model.layers, results):
-        if layer.name not in img.layers:
+    for lm in m.layers:
+        if lm.name not in img.layers:
             continue
-        want = zlib.crc32(packed_tensor_bytes(ref[layer.output], model.tensors[layer.output].bits))
-        count = float(timer.to_count(int(r.ticks)))
-        macs = ops.macs(model, layer)
-        label = img.layers[layer.name]
+        label = img.layers[lm.name]
         rows.append(
             {
                 "layer": img.shape.name,
                 "op": img.shape.op,
                 "shape": img.shape.describe(),
                 "pair": label,
-                "a_bits": model.a_bits(layer),
-                "w_bits": layer.w_bits,
-                "o_bits": model.o_bits(layer),
-                "kernel": f"th_{layer.op}_{label}",
-                "macs": macs,
-                "count": count,
-                "count_per_mac": count / macs,
-                "bit_exact": r.crc32 is not None and int(r.crc32) == want,
-                "board": board.name,
-                "timer": timer.source,
-                "unit": timer.unit,
-                "firmware_hash": f"{fw_hash:08x}",
+                "a_bits": lm.a_bits,
+                "w_bits": lm.w_bits,
+                "o_bits": lm.o_bits,
+                "kernel": f"th_{lm.op}_{label}",
+                "macs": lm.macs,
+                "count": lm.count,
+                "count_per_mac": lm.count / lm.macs,
+                "bit_exact": bool(lm.bit_exact),
+                "board": m.board,
+                "timer": m.timer,
+                "unit": m.unit,
+                "model_hash": f"{m.firmware_hash:08x}",
             }
         )
     return rows
@@ -366,8 +323,6 @@ def select_shapes(names: Sequence[str] | None) -> list[LayerShape]:
     known = {s.name: s for s in LAYERS}
     missing = [n for n in names if n not in known]
     if missing:
-        from harness.errors import ConfigError
-
         raise ConfigError(f"unknown benchmark layers {missing}; known: {', '.join(known)}")
     return [known[n] for n in names]
 
@@ -375,7 +330,6 @@ def select_shapes(names: Sequence[str] | None) -> list[LayerShape]:
 def run(cfg: DictConfig, run_dir: Path) -> dict:
     import pandas as pd
 
-    from harness.results.io import write_table
 
     t0 = time.perf_counter()
     e = cfg.experiment

@@ -104,8 +104,7 @@ def _qat(cfg: DictConfig, p, qnet, log) -> dict:
 
 
 def run(cfg: DictConfig, run_dir: Path) -> dict:
-    from harness.boards.config import load_board_config
-    from harness.experiments.prepare import prepare
+    from harness.config.board import load_board_config
     from harness.experiments.profile import profile_for
     from harness.graph.trace import extract_layers
     from harness.loop.closed_loop import LoopSettings, closed_loop
@@ -113,6 +112,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     from harness.loop.deploy import Deployer
     from harness.loop.plots import plot_latency_accuracy, plot_pair_heatmap, plot_rounds
     from harness.measure.report import per_layer_frame
+    from harness.quant.prepare import prepare
     from harness.search import make_start
     from harness.search.uniform import uniform_config
 
@@ -183,7 +183,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     final.save(run_dir / "final_config.json")
 
     # the board's table learns the entries it lacked (measured in context)
-    from harness.measure.lut import LatencyTable
+    from harness.table.lut import LatencyTable
 
     board_table = LatencyTable.load(prof.path, missing_ok=True)
     latest = {

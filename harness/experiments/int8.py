@@ -10,13 +10,15 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from omegaconf import DictConfig
 
+from harness.codegen.artifact import layer_artifact
 from harness.experiments.common import board_from, progress, workdir
-from harness.experiments.prepare import export, integer_inputs, prepare, quantize, reference_predictions, top1
 from harness.measure.report import print_per_layer, write_per_layer
-from harness.measure.session import run_on_board
-from harness.quant.config import PrecisionConfig
+from harness.measure.session import Session
+from harness.precision.config import PrecisionConfig
+from harness.quant.prepare import export, integer_inputs, prepare, quantize, reference_predictions, top1
 from harness.results.io import write_table
 
 
@@ -31,11 +33,10 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     inputs = integer_inputs(model, p.eval_x)
     board = board_from(cfg)
     with progress(f"{p.name} int8 on {board.name}", len(inputs)) as advance:
-        m = run_on_board(model, board, inputs, workdir(cfg, "int8", board.name, p.name), progress=advance)
+        session = Session(board, workdir(cfg, "int8", board.name, p.name))
+        m = session.run(layer_artifact(model), inputs, progress=advance, require_exact=False)
     dev_pred = m.predictions()
     ref_pred = reference_predictions(model, inputs) if bool(e.check_reference) else None
-    import pandas as pd
-
     write_table(pd.DataFrame({"label": p.eval_y, "device": dev_pred,
                               **({"reference": ref_pred} if ref_pred is not None else {})}),
                 run_dir / "predictions.csv")
@@ -54,10 +55,10 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
         "top1_fakequant": top1(qnet, p.eval_x, p.eval_y),
         "top1_device": float(np.mean(dev_pred == p.eval_y)),
         "bit_exact": m.bit_exact,
+        "mismatches": m.mismatches[:10],
         "device_equals_reference": bool(np.array_equal(dev_pred, ref_pred)) if ref_pred is not None else None,
         "total_count": m.total_count,
         "macs": int(sum(r.macs for r in m.layers)),
-        "per_layer": [{"layer": r.name, "op": r.op, "macs": r.macs, "count": r.count} for r in m.layers],
         "flash_used": m.build.get("flash_used"),
         "sram_used": m.build.get("sram_used"),
         "peak_sram_device": m.mem.get("peak_sram"),

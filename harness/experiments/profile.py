@@ -17,7 +17,7 @@ from harness.experiments.common import workdir
 
 def settings_from(block, board, seed: int = 0):
     """:class:`ProfileSettings` from a ``profile`` config block (``configs/profile.yaml`` documents the keys)."""
-    from harness.boards.config import load_board_config
+    from harness.config.board import load_board_config
     from harness.measure.profile import ProfileSettings, default_budget
 
     p = OmegaConf.to_container(block, resolve=True) if isinstance(block, DictConfig) else dict(block or {})
@@ -69,7 +69,7 @@ def profile_for(
     block, board, layers, work: str | Path, *, seed: int = 0, title: str = "model", quiet: bool = False
 ):
     """Profile ``layers`` on ``board`` with the settings of a ``profile`` block; returns the ProfileResult."""
-    from harness.boards.config import load_board_config
+    from harness.config.board import load_board_config
     from harness.measure.profile import profile_layers
     from harness.measure.target import table_path
 

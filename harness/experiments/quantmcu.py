@@ -23,8 +23,10 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from harness.codegen.artifact import layer_artifact, patch_artifact
 from harness.errors import ConfigError, DoesNotFitError
 from harness.experiments.common import board_from, progress, workdir
+from harness.measure.session import Session
 from harness.patch.intmodel import PatchedModel, layer_specs, patched_macs, plan_model, tensor_bits_of
 from harness.search.quantmcu import QuantMcuParams, quantmcu
 
@@ -55,9 +57,9 @@ def choose_plan(model, split="auto", n="auto", max_mac_overhead: float = 0.3):
 
 def memory_budget(cfg: DictConfig, arena_extra: int) -> int | None:
     """SRAM bytes the patch stage may use: the board's SRAM minus what the runtime needs besides activations."""
-    from harness.boards.config import repo_root
     from harness.build.project import RUNTIME_SRAM_BYTES
     from harness.build.sizes import min_stack_bytes
+    from harness.config.board import repo_root
 
     b = OmegaConf.select(cfg, "method.memory_budget")
     if b is None or b == "none":
@@ -97,11 +99,10 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
 
     from harness.build.project import check_fit
     from harness.codegen.emit_patch import plan_patch_arena
-    from harness.experiments.prepare import export, integer_inputs, prepare, quantize, top1
     from harness.measure.report import print_per_layer, write_per_layer
-    from harness.patch.device import layer_by_layer_estimate, run_patched_on_board
     from harness.patch.report import describe
-    from harness.quant.config import PrecisionConfig
+    from harness.precision.config import PrecisionConfig
+    from harness.quant.prepare import export, integer_inputs, prepare, quantize, top1
     from harness.results.io import atomic_write_text, write_table
 
     t0 = time.perf_counter()
@@ -121,7 +122,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     board = board_from(cfg)
     fits_layer, why_not = True, ""
     try:
-        check_fit(board.cfg, layer_by_layer_estimate(model))
+        check_fit(board.cfg, layer_artifact(model).estimate)
     except DoesNotFitError as err:
         fits_layer, why_not = False, str(err)
     arena8 = plan_patch_arena(base)
@@ -159,17 +160,17 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     nd = min(int(e.n_device), len(ev))
     dev_x, dev_y = ev[:nd], p.eval_y[:nd]
     runs = {"quantmcu": qm, **({"patch8": base} if bool(e.device_baseline) else {})}
-    measured = {}
+    measured, arts = {}, {}
     for label, pm in runs.items():
         with progress(f"{p.name} {label} on {board.name}", nd) as advance:
-            measured[label] = run_patched_on_board(
-                pm, board, dev_x, workdir(cfg, "quantmcu", board.name, p.name, label), progress=advance
-            )
+            session = Session(board, workdir(cfg, "quantmcu", board.name, p.name, label))
+            arts[label] = patch_artifact(pm)
+            measured[label] = session.run(arts[label], dev_x, progress=advance, require_exact=False)
     m = measured["quantmcu"]
     print_per_layer(m, title=f"{p.name} QuantMCU patch-based on {m.board} (last image)")
     write_per_layer(m, run_dir)
     write_table(pd.DataFrame(m.per_patch_rows()), run_dir / "per_patch.csv")
-    arena = m.arena
+    arena = arts["quantmcu"].layout
 
     def dev_top1(label: str) -> float | None:
         return float(np.mean(measured[label].predictions() == dev_y)) if label in measured else None

@@ -21,7 +21,7 @@ from torch import nn
 
 from harness.errors import ConfigError
 from harness.graph.spec import LayerSpec
-from harness.quant.config import PrecisionConfig
+from harness.precision.config import PrecisionConfig
 from harness.search.quantune.ranking import RankRule, rank_layers, spearman, topk_overlap
 
 # combination rules also scored against the baseline, from the same metrics (see ranking.py)
@@ -217,7 +217,7 @@ def bitops_of(layers: Sequence[LayerSpec], config: PrecisionConfig) -> int:
 
 def deployable(layers: Sequence[LayerSpec], config: PrecisionConfig) -> PrecisionConfig:
     """What deploys: readers of one activation tensor raised to one precision (as make_start does)."""
-    from harness.search.activations import harmonize
+    from harness.precision.groups import harmonize
 
     return harmonize(layers, config)
 

@@ -16,9 +16,10 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from harness.codegen.artifact import layer_artifact
 from harness.experiments.common import board_from, progress, workdir
 from harness.measure.report import print_per_layer, write_per_layer
-from harness.measure.session import run_on_board
+from harness.measure.session import Session
 
 
 def smoke_model(cfg: DictConfig):
@@ -28,16 +29,16 @@ def smoke_model(cfg: DictConfig):
     shape = (int(e.channels), int(e.resolution), int(e.resolution))
     rng = np.random.default_rng(seed + 1)
     if str(e.get("source", "torch")) == "ir":
-        from harness.codegen.random_model import random_input, random_network
+        from harness.synth.random_model import random_input, random_network
 
         model = random_network(seed, input_shape=(shape[1], shape[2], shape[0]), width=int(e.width),
                                classes=int(e.classes), bits=(8,), name="smoke")
         return model, [random_input(model.tensors[model.input], rng) for _ in range(int(e.n_inputs))]
 
-    from harness.experiments.prepare import integer_inputs
     from harness.models.registry import build_model
     from harness.quant.calibrate import calibrate
     from harness.quant.export import export_int_model
+    from harness.quant.prepare import integer_inputs
     from harness.quant.qnet import quantize_model
 
     torch.manual_seed(seed)
@@ -59,7 +60,9 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     model, inputs = smoke_model(cfg)
     board = board_from(cfg)
     with progress(f"smoke on {board.name}", len(inputs)) as advance:
-        m = run_on_board(model, board, inputs, workdir(cfg, "smoke", board.name), progress=advance)
+        m = Session(board, workdir(cfg, "smoke", board.name)).run(
+            layer_artifact(model), inputs, progress=advance, require_exact=False
+        )
     print_per_layer(m, title=f"smoke: {board.name} ({m.timer}, {m.unit})")
     write_per_layer(m, run_dir)
     return {
@@ -72,14 +75,13 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
         "n_inputs": len(inputs),
         "macs": int(sum(r.macs for r in m.layers)),
         "total_count": m.total_count,
-        "per_layer": [{"layer": r.name, "op": r.op, "shape": "x".join(map(str, r.out_shape)), "macs": r.macs,
-                       "count": r.count} for r in m.layers],
         "bit_exact": m.bit_exact,
         "mismatched_layers": m.mismatched_layers,
+        "mismatches": m.mismatches[:10],
         "flash_used": m.build.get("flash_used"),
         "sram_used": m.build.get("sram_used"),
         "peak_sram_device": m.mem.get("peak_sram"),
-        "firmware_hash": f"{m.firmware_hash:08x}",
+        "model_hash": f"{m.firmware_hash:08x}",
         "host_seconds": round(time.perf_counter() - t0, 3),
         "emulator_seconds": round(m.emulator_seconds, 3),
     }

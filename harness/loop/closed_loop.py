@@ -9,7 +9,7 @@ Stops when (whichever comes first): the measured count did not improve on the be
 ``min_gain`` (relative; the best configuration is kept, not the last one), the refiner found no faster raise
 (converged: the table's optimum under raise-only moves is deployed), or ``max_rounds`` rounds were measured.
 
-How a configuration is deployed and measured is the caller's (``measure(config, round) -> ModelMeasurement``),
+How a configuration is deployed and measured is the caller's (``measure(config, round) -> Measurement``),
 so the loop runs the same on QEMU and on a real board.
 """
 
@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from harness.errors import ConfigError
 from harness.graph.spec import LayerSpec
 from harness.loop.context import check_keys, context_rows, total_count, with_in_context
-from harness.measure.lut import LatencyTable
-from harness.measure.session import ModelMeasurement
-from harness.quant.config import PrecisionConfig
+from harness.measure.session import Measurement
+from harness.precision.config import PrecisionConfig
 from harness.search.freebits import refine
+from harness.table.lut import LatencyTable
 
 STOP_NO_GAIN = "measured count stopped improving"
 STOP_CONVERGED = "refiner found no faster raise (converged)"
@@ -61,7 +61,7 @@ class Round:
     top1: float | None = None
     n_moves: int = 0  # raises the refiner made after this round
     predicted_next: float | None = None  # the refiner's prediction for the next configuration
-    measurement: ModelMeasurement | None = field(default=None, repr=False)
+    measurement: Measurement | None = field(default=None, repr=False)
 
     @property
     def error_pct(self) -> float:
@@ -98,7 +98,7 @@ def closed_loop(
     layers: Sequence[LayerSpec],
     start: PrecisionConfig,
     table: LatencyTable,
-    measure: Callable[[PrecisionConfig, int], ModelMeasurement],
+    measure: Callable[[PrecisionConfig, int], Measurement],
     *,
     count_per_tick: float,
     settings: LoopSettings | None = None,

@@ -18,16 +18,16 @@ import pandas as pd
 
 from harness.errors import ConfigError
 from harness.graph.spec import LayerSpec
-from harness.measure.lut import ENTRY_COLUMNS, Entry, LatencyTable
-from harness.measure.session import ModelMeasurement
-from harness.quant.config import PrecisionConfig
-from harness.search.activations import NO_WEIGHTS, activation_groups, layer_bits
+from harness.measure.session import Measurement
+from harness.precision.config import PrecisionConfig
+from harness.precision.groups import NO_WEIGHTS, activation_groups, layer_bits
+from harness.table.lut import ENTRY_COLUMNS, Entry, LatencyTable
 
 PROFILE = "profile"
 IN_CONTEXT = "in-context"
 
 
-def measured_entries(m: ModelMeasurement, layers: Sequence[LayerSpec]) -> list[Entry]:
+def measured_entries(m: Measurement, layers: Sequence[LayerSpec]) -> list[Entry]:
     """The table entry of every measured layer (execution order)."""
     by_name = {s.name: s for s in layers}
     out = []
@@ -42,7 +42,7 @@ def measured_entries(m: ModelMeasurement, layers: Sequence[LayerSpec]) -> list[E
     return out
 
 
-def check_keys(m: ModelMeasurement, layers: Sequence[LayerSpec], config: PrecisionConfig) -> None:
+def check_keys(m: Measurement, layers: Sequence[LayerSpec], config: PrecisionConfig) -> None:
     """ConfigError unless the deployed network ran every layer at the bits the table prices ``config`` at."""
     want = layer_bits(activation_groups(layers), config)
     bad = [
@@ -57,19 +57,19 @@ def check_keys(m: ModelMeasurement, layers: Sequence[LayerSpec], config: Precisi
         )
 
 
-def per_input_counts(m: ModelMeasurement, count_per_tick: float) -> list[list[float]]:
+def per_input_counts(m: Measurement, count_per_tick: float) -> list[list[float]]:
     """Per input, per layer counts (falls back to the last input's counts)."""
-    ticks = m.extra.get("ticks_per_input") or [[lm.ticks for lm in m.layers]]
+    ticks = m.ticks_per_input or [[lm.ticks for lm in m.layers]]
     return [[float(t) * count_per_tick for t in row] for row in ticks]
 
 
-def total_count(m: ModelMeasurement, count_per_tick: float) -> float:
+def total_count(m: Measurement, count_per_tick: float) -> float:
     """End-to-end count: the mean over the inputs of the per-input sums (what :func:`context_rows` prices)."""
     return float(statistics.fmean(sum(row) for row in per_input_counts(m, count_per_tick)))
 
 
 def context_rows(
-    m: ModelMeasurement, layers: Sequence[LayerSpec], count_per_tick: float, *, round_: int | None = None
+    m: Measurement, layers: Sequence[LayerSpec], count_per_tick: float, *, round_: int | None = None
 ) -> list[dict]:
     """Table rows (without target columns) of one in-context measurement."""
     entries = measured_entries(m, layers)

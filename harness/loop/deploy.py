@@ -4,7 +4,7 @@
 host), exports it to the integer IR and runs it on the board with the evaluation images, each image checked layer
 by layer against the integer reference (``harness.measure.session``).
 
-Activation precisions follow the latency table's rule (:mod:`harness.search.activations`): tensors joined by an
+Activation precisions follow the latency table's rule (:mod:`harness.precision.groups`): tensors joined by an
 add or a pool form one group with one precision, the precision its conv/linear readers ask for. (The quantizer's
 own default, :func:`harness.quant.qnet.apply_config`, keeps a tensor that only an add reads at 8 bits; that
 network runs other kernels than the ones the table prices, which the loop refuses.) :func:`grouped_tensor_bits`
@@ -19,16 +19,17 @@ from pathlib import Path
 import numpy as np
 
 from harness.boards import Board
-from harness.errors import DeviceError, TableError
+from harness.codegen.artifact import layer_artifact
+from harness.errors import TableError
 from harness.ir.model import IntModel
-from harness.measure.lut import Target
-from harness.measure.session import ModelMeasurement, run_on_board
-from harness.quant.config import PrecisionConfig
+from harness.measure.session import Measurement, Session
+from harness.precision.config import PrecisionConfig
+from harness.table.lut import Target
 
 
 def grouped_tensor_bits(layers, config: PrecisionConfig, output_bits: int = 8) -> dict[str, int]:
     """Every tensor's precision under ``config``: its activation group's (see the module docstring)."""
-    from harness.search.activations import activation_groups, group_bits
+    from harness.precision.groups import activation_groups, group_bits
 
     groups = activation_groups(layers)
     gb = group_bits(groups, config, output_bits=output_bits)
@@ -54,7 +55,7 @@ class Deployed:
 
     config: PrecisionConfig
     model: IntModel
-    measurement: ModelMeasurement
+    measurement: Measurement
     labels: np.ndarray  # labels of the images that were run
 
     @property
@@ -90,7 +91,7 @@ def check_target(expected: Target, board: Board, when: str, build_flags: tuple[s
 
 
 class Deployer:
-    """Deploy configurations of the prepared network ``p`` (:func:`harness.experiments.prepare.prepare`).
+    """Deploy configurations of the prepared network ``p`` (:func:`harness.quant.prepare.prepare`).
 
     ``target``: the latency table's target; every deployment checks, before building and after measuring, that
     the firmware sources (with ``build_flags``, which every build gets) still give that target
@@ -122,7 +123,7 @@ class Deployer:
 
     def host_top1(self, config: PrecisionConfig | None = None, n: int | None = None, qnet=None) -> float:
         """Fake-quant top-1 on the host over the first ``n`` evaluation images."""
-        from harness.experiments.prepare import top1
+        from harness.quant.prepare import top1
 
         q = qnet if qnet is not None else self.qnet(config)
         n = len(self.p.eval_y) if n is None else min(n, len(self.p.eval_y))
@@ -131,8 +132,8 @@ class Deployer:
     def deploy(self, config: PrecisionConfig, n_images: int, tag: str, qnet=None, progress=None) -> Deployed:
         """Export ``config`` (from ``qnet`` when given, e.g. after QAT), build, flash, run ``n_images``
         evaluation images; DeviceError when a layer is not bit-exact against the integer reference."""
-        from harness.experiments.prepare import integer_inputs
         from harness.quant.export import export_int_model
+        from harness.quant.prepare import integer_inputs
 
         q = qnet if qnet is not None else self.qnet(config)
         model = export_int_model(q)  # as configured and calibrated (re-applying the config would regroup)
@@ -140,16 +141,10 @@ class Deployer:
         inputs = integer_inputs(model, self.p.eval_x[:n])
         if self.target is not None:
             check_target(self.target, self.board, "since the table was profiled", self.build_flags)
-        m = run_on_board(
-            model, self.board, inputs, self.workdir / tag, progress=progress, build_flags=self.build_flags
-        )
+        session = Session(self.board, self.workdir / tag, build_flags=self.build_flags)
+        m = session.run(layer_artifact(model), inputs, progress=progress)  # ResultError unless bit-exact
         if self.target is not None:
             check_target(
                 self.target, self.board, f"while {tag} was being built and measured", self.build_flags
-            )
-        if m.mismatched_layers:
-            raise DeviceError(
-                f"{tag}: {len(m.mismatched_layers)} layer(s) on {m.board} differ from the integer "
-                f"reference: {', '.join(m.mismatched_layers[:5])}"
             )
         return Deployed(config, model, m, np.asarray(self.p.eval_y[:n]))

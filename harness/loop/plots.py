@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from harness.graph.spec import LayerSpec
-from harness.measure.lut import LatencyTable
+from harness.table.lut import LatencyTable
 
 PAIRS = [(a, w) for a in (2, 4, 8) for w in (2, 4, 8)]
 

@@ -3,7 +3,7 @@
 ``profile_layers(layers, board, path)`` finds the unique layer shapes (:meth:`LayerSpec.key`), lists the entries
 ``(layer_key, a_bits, w_bits, o_bits)`` a search can ask for (:func:`needed_entries`), drops those the table at
 ``path`` already has for this target (:meth:`LatencyTable.missing`: a stopped profile resumes where it stopped),
-packs the rest into batch images (:mod:`harness.measure.batch`) and measures the images in parallel, one QEMU
+packs the rest into batch images (:mod:`harness.synth.batch`) and measures the images in parallel, one QEMU
 (or board) per worker, each image in its own work folder. Every layer of every image is checked bit-exactly
 against the integer reference. The table is saved after every image, so no measured row is ever lost.
 
@@ -22,10 +22,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from harness.boards.config import BoardConfig, load_board_config
+from harness.boards import make_board
+from harness.codegen.artifact import layer_artifact
+from harness.config.board import BoardConfig, load_board_config
 from harness.errors import ConfigError, DeviceError, DoesNotFitError, TableError, TinyHilError
 from harness.graph.spec import INPUT, LayerSpec
-from harness.measure.batch import (
+from harness.measure.session import Session
+from harness.measure.target import measurement_target
+from harness.synth.batch import (
     ImageBudget,
     Variant,
     batch_input_shape,
@@ -34,8 +38,7 @@ from harness.measure.batch import (
     repeat_inputs,
     standalone_arena_bytes,
 )
-from harness.measure.lut import Entry, LatencyTable, Target
-from harness.measure.target import measurement_target
+from harness.table.lut import Entry, LatencyTable, Target
 
 BITS = (2, 4, 8)
 
@@ -87,11 +90,11 @@ def needed_entries(
 ) -> list[tuple[Entry, LayerSpec]]:
     """Every entry a search over ``layers`` can price, once, in layer order.
 
-    Like :func:`~harness.measure.lut.profile_entries`, keyed as :mod:`harness.search.activations` describes, but
+    Like :func:`~harness.table.lut.profile_entries`, keyed as :mod:`harness.precision.groups` describes, but
     the network input's activation group is read only at ``input_bits`` and a group nobody reads (the output) is
     written only at ``output_bits``: entries no configuration can reach are not measured.
     """
-    from harness.search.activations import activation_groups
+    from harness.precision.groups import activation_groups
 
     groups = activation_groups(layers)
     g_in = groups.group_of[INPUT]
@@ -164,7 +167,7 @@ class ImageResult:
 def _rows(
     job: ImageJob, variants: Sequence[Variant], layer_idx: Sequence[int], m
 ) -> tuple[list[dict], list[str]]:
-    per_input = m.extra["ticks_per_input"]
+    per_input = m.ticks_per_input
     cpt = job.board.timer.count_per_tick
     date = datetime.now(timezone.utc).isoformat(timespec="seconds")
     rows, bad = [], []
@@ -197,21 +200,14 @@ def _rows(
 
 def measure_image(job: ImageJob) -> ImageResult:
     """Build, flash and run one batch image; its rows (one per variant). Splits an image that does not fit."""
-    from harness.boards import make_board
-    from harness.measure.session import run_on_board
-
     t0 = time.perf_counter()
     bm = build_batch_model(job.variants, job.input_shape, seed=job.seed, name=f"profile{job.index}")
     board = make_board(job.board)
     _check_target(job, "since the profile was planned")
     try:
-        m = run_on_board(
-            bm.model,
-            board,
-            repeat_inputs(job.input_shape, job.repeats, job.seed),
-            job.workdir,
-            build_flags=job.build_flags,
-        )
+        session = Session(board, job.workdir, build_flags=job.build_flags)
+        inputs = repeat_inputs(job.input_shape, job.repeats, job.seed)
+        m = session.run(layer_artifact(bm.model), inputs, require_exact=False)
     except DoesNotFitError:
         if len(job.variants) < 2:  # cannot run on this board at all: reported, not retried in a loop
             return ImageResult(job.index, [], [], time.perf_counter() - t0, 1, [job.variants[0].entry])

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.measure.session import ModelMeasurement
+from harness.measure.session import Measurement
 from harness.results.io import write_table
 
 
-def per_layer_frame(m: ModelMeasurement) -> pd.DataFrame:
+def per_layer_frame(m: Measurement) -> pd.DataFrame:
     df = pd.DataFrame(m.per_layer_rows())
     df.insert(0, "board", m.board)
     df.insert(1, "timer", m.timer)
@@ -18,11 +18,11 @@ def per_layer_frame(m: ModelMeasurement) -> pd.DataFrame:
     return df
 
 
-def write_per_layer(m: ModelMeasurement, run_dir: Path, name: str = "per_layer.csv") -> Path:
+def write_per_layer(m: Measurement, run_dir: Path, name: str = "per_layer.csv") -> Path:
     return write_table(per_layer_frame(m), Path(run_dir) / name)
 
 
-def print_per_layer(m: ModelMeasurement, title: str = "") -> None:
+def print_per_layer(m: Measurement, title: str = "") -> None:
     from rich.console import Console
     from rich.table import Table
 

@@ -1,29 +1,35 @@
-"""Deploy an integer model on a board and measure it: the one path every experiment takes.
+"""The measuring session: build, flash, run and check any :class:`~harness.codegen.artifact.Artifact`.
 
-``deploy`` emits C, checks the fit, builds and flashes; ``measure`` sends inputs over the transport, runs them,
-collects per-layer counts and output CRCs, and checks every layer bit-exactly against the Python integer
-reference. The core never asks whether the board is real or emulated.
+One path for every experiment, plain or patch-based: ``Session.deploy`` generates the PlatformIO project from the
+artifact's sources, checks the fit, builds and flashes; ``Session.collect`` checks that the firmware on the board
+is the artifact's (model hash and layer count), sends each input, runs it, and reads back the per-layer (and per
+(patch, step)) counts and output CRC-32s, each compared with the artifact's integer reference. ``Session.run``
+does both and, unless told otherwise, raises :class:`~harness.errors.ResultError` naming the first wrong layer:
+a wrong result never passes silently. The session never asks whether the board is real or emulated.
 """
 
 from __future__ import annotations
 
 import time
-import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from harness import ops
 from harness.boards import Board
-from harness.errors import DeviceError
+from harness.build.project import generate_project
+from harness.codegen.artifact import Artifact, Expected, make_artifact
+from harness.errors import ResultError
 from harness.ir.model import IntModel
+from harness.ir.packing import unpack
+from harness.patch.intmodel import PatchedModel
+from harness.transport.protocol import LayerResult, PatchStepResult
 
 
 @dataclass
 class LayerMeasurement:
-    """One layer of one measured model."""
+    """One layer of one measured model (counts of the last input)."""
 
     index: int
     name: str
@@ -46,22 +52,49 @@ class LayerMeasurement:
 
 
 @dataclass
-class ModelMeasurement:
-    """Everything one deployment measured."""
+class StepMeasurement:
+    """One (patch, stage layer) step of a patch-based model (counts of the last input)."""
+
+    patch: int
+    step: int
+    layer: str
+    a_bits: int
+    o_bits: int
+    macs: int
+    ticks: int
+    copy_ticks: int
+    bit_exact: bool | None
+
+
+@dataclass
+class Measurement:
+    """Everything one deployment measured, for layer-by-layer and patch-based artifacts alike."""
 
     board: str
     timer: str
     unit: str
+    artifact: str
     layers: list[LayerMeasurement]
+    steps: list[StepMeasurement]  # patch-based only
     outputs: list[np.ndarray]
     reference_outputs: list[np.ndarray]
-    bit_exact: bool
-    mismatched_layers: list[str]
+    checked: bool
+    mismatches: list[str]  # one line per wrong layer, step or output, naming the input
     build: dict
     mem: dict
     emulator_seconds: float
-    firmware_hash: int
-    extra: dict = field(default_factory=dict)
+    firmware_hash: int  # the model hash the firmware reported (checked equal to the artifact's)
+    ticks_per_input: list[list[int]] = field(default_factory=list)
+    memory: dict = field(default_factory=dict)  # the artifact's planned figures
+
+    @property
+    def bit_exact(self) -> bool | None:
+        """True when every layer, step and output equals the reference on every input; None when unchecked."""
+        return (not self.mismatches) if self.checked else None
+
+    @property
+    def mismatched_layers(self) -> list[str]:
+        return [m.name for m in self.layers if m.bit_exact is False]
 
     @property
     def total_count(self) -> float:
@@ -71,126 +104,173 @@ class ModelMeasurement:
     def total_ticks(self) -> int:
         return int(sum(layer.ticks for layer in self.layers))
 
+    @property
+    def peak_sram_device(self) -> int:
+        """Static RAM (arena, scratch, runtime tables) + stack high-water mark, measured by ``mem``."""
+        return int(self.mem["peak_sram"])
+
     def per_layer_rows(self) -> list[dict]:
         return [layer.row() for layer in self.layers]
+
+    def per_patch_rows(self) -> list[dict]:
+        return [asdict(s) for s in self.steps]
 
     def predictions(self) -> np.ndarray:
         return np.array([int(np.argmax(o)) for o in self.outputs])
 
-
-def packed_tensor_bytes(values: np.ndarray, bits: int) -> bytes:
-    """The bytes the firmware holds for a tensor of unpacked integer ``values`` (H, W, C) at ``bits``."""
-    from harness.ir.packing import pack
-
-    return bytes(pack(np.asarray(values), bits))
-
-
-def deploy(model: IntModel, board: Board, workdir: str | Path, build_flags: Iterable[str] = ()) -> dict:
-    """Emit C for ``model``, check it fits ``board``, build, and flash. Returns the build result as a dict."""
-    from harness.build.project import MemoryEstimate, generate_project
-    from harness.codegen.emit_c import emit_model_c, estimate_footprint
-    from harness.codegen.memory import plan_arena
-
-    workdir = Path(workdir)
-    plan = plan_arena(model)
-    flash_bytes, _ = estimate_footprint(model, plan)
-    src = workdir / "model"
-    src.mkdir(parents=True, exist_ok=True)
-    files = emit_model_c(model, src, plan=plan)
-    estimate = MemoryEstimate(arena=plan.arena_bytes, scratch=plan.scratch_bytes, weights=flash_bytes)
-    project = generate_project(board.cfg, files, workdir / "project", estimate=estimate, build_flags=build_flags)
-    result = board.build(project, estimate=estimate)
-    board.flash(result)
-    d = result.to_dict()
-    d["arena_bytes"] = plan.arena_bytes
-    d["arena_peak_bytes"] = plan.peak_bytes
-    d["scratch_bytes"] = plan.scratch_bytes
-    d["model_flash_bytes"] = flash_bytes
-    return d
+    def require_exact(self) -> None:
+        """ResultError naming what differs from the integer reference (no-op when everything matched)."""
+        if self.checked and self.mismatches:
+            more = f" (and {len(self.mismatches) - 3} more)" if len(self.mismatches) > 3 else ""
+            raise ResultError(
+                f"{self.artifact} on {self.board} is not bit-exact against the integer reference: "
+                + "; ".join(self.mismatches[:3]) + more
+            )
 
 
-def measure(
-    model: IntModel,
-    board: Board,
-    inputs: Sequence[np.ndarray],
-    *,
-    check: bool = True,
-    progress=None,
-) -> tuple[list[list], list[np.ndarray], dict, float, int]:
-    """Run every input on the flashed board; return (per-input layer results, outputs, mem, seconds, hash)."""
-    in_bits = model.tensors[model.input].bits
-    t0 = time.perf_counter()
-    dut = board.open_dut()
-    try:
-        info = dut.model_info()
-        if info.n_layers != len(model.layers):
-            raise DeviceError(
-                f"{board.name}: the firmware runs a model with {info.n_layers} layers, expected {len(model.layers)}"
-                " (stale image?)")
-        dut.set_crc(check)
-        per_input, outputs = [], []
-        for x in inputs:
-            dut.load_input(packed_tensor_bytes(x, in_bits))
-            out = dut.infer(1, 0)
-            per_input.append(dut.layers())
-            outputs.append(out)
-            if progress is not None:
-                progress()
-        mem = asdict(dut.mem())
-        mem["peak_sram"] = dut.mem().peak_sram
-    finally:
-        board.close()
-    return per_input, outputs, mem, time.perf_counter() - t0, info.hash
+def _compare(art: Artifact, i: int, want: Expected, layers: Sequence[LayerResult],
+             steps: Sequence[PatchStepResult], out: np.ndarray) -> tuple[set[int], set[tuple[int, int]], list[str]]:
+    """Which layers and steps of input ``i`` differ from ``want``, and a line for each."""
+    bad_layers, bad_steps, lines = set(), set(), []
+    for info, r, crc in zip(art.layers, layers, want.layer_crcs, strict=True):
+        if r.crc32 != crc:
+            bad_layers.add(info.index)
+            got = "none" if r.crc32 is None else f"0x{r.crc32:08x}"
+            lines.append(f"layer {info.index} {info.name!r} ({info.op}) on input {i}: output CRC {got}, "
+                         f"reference 0x{crc:08x}")
+    for s in steps:
+        if s.crc32 != want.step_crcs[s.patch][s.step]:
+            bad_steps.add((s.patch, s.step))
+            lines.append(f"patch {s.patch} step {s.step} ({art.layers[s.step].name!r}) on input {i}: output CRC "
+                         "differs from the reference")
+    if not np.array_equal(out, want.output):
+        lines.append(f"output of input {i} differs from the reference's")
+    return bad_layers, bad_steps, lines
 
 
-def run_on_board(
-    model: IntModel,
+class Session:
+    """Deploy and measure artifacts on one board, building in ``workdir`` (private to the caller's run)."""
+
+    def __init__(self, board: Board, workdir: str | Path, *, build_flags: Iterable[str] = ()):
+        self.board = board
+        self.workdir = Path(workdir)
+        self.build_flags = tuple(build_flags)
+
+    def deploy(self, art: Artifact) -> dict:
+        """Generate the project, check the fit, build and flash; the build's figures as a dict."""
+        src = art.write_sources(self.workdir / "model")
+        project = generate_project(
+            self.board.cfg, src, self.workdir / "project", estimate=art.estimate, build_flags=self.build_flags
+        )
+        result = self.board.build(project, estimate=art.estimate)
+        self.board.flash(result)
+        return {**result.to_dict(), **art.memory}
+
+    def collect(self, art: Artifact, inputs: Sequence[np.ndarray], *, check: bool = True,
+                progress: Callable[[], None] | None = None) -> tuple[list, list, list, dict, float]:
+        """Run every input on the flashed board: (per-input layer results, per-input steps, outputs, mem, s).
+
+        ResultError when the firmware is not the artifact's (model hash, layer count) or a reply lacks layers.
+        """
+        t0 = time.perf_counter()
+        dut = self.board.open_dut()
+        per_layers, per_steps, outputs = [], [], []
+        try:
+            info = dut.model_info()
+            if info.hash != art.model_hash or info.n_layers != len(art.layers):
+                raise ResultError(
+                    f"{self.board.name}: the firmware runs model hash {info.hash:08x} with {info.n_layers} "
+                    f"layers, expected {art.model_hash:08x} ({art.name}) with {len(art.layers)}: it measured "
+                    "the wrong firmware (a stale image or a concurrent build); run again"
+                )
+            dut.set_crc(check)
+            for x in inputs:
+                dut.load_input(art.input_bytes(x))
+                outputs.append(dut.infer(1, 0))
+                layers = dut.layers()
+                if [r.index for r in layers] != list(range(len(art.layers))):
+                    raise ResultError(
+                        f"{self.board.name}: the firmware reported layers {[r.index for r in layers][:8]}..., "
+                        f"expected 0..{len(art.layers) - 1}"
+                    )
+                per_layers.append(layers)
+                per_steps.append(dut.patches() if art.patched else [])
+                if progress is not None:
+                    progress()
+            mi = dut.mem()
+            mem = {**asdict(mi), "peak_sram": mi.peak_sram}
+        finally:
+            self.board.close()
+        return per_layers, per_steps, outputs, mem, time.perf_counter() - t0
+
+    def run(
+        self,
+        art: Artifact,
+        inputs: Sequence[np.ndarray],
+        *,
+        check: bool = True,
+        require_exact: bool = True,
+        progress: Callable[[], None] | None = None,
+    ) -> Measurement:
+        """Deploy ``art``, run ``inputs`` (unpacked int ``(H, W, C)`` arrays) and check every layer, step and
+        output against the integer reference (``check``); ResultError if anything differs (``require_exact``)."""
+        build = self.deploy(art)
+        per_layers, per_steps, raw_outputs, mem, seconds = self.collect(art, inputs, check=check,
+                                                                        progress=progress)
+        out = art.output
+        outputs = [unpack(np.asarray(o).view(np.uint8), out.shape, out.bits).reshape(-1) for o in raw_outputs]
+        bad_layers: set[int] = set()
+        bad_steps: set[tuple[int, int]] = set()
+        lines: list[str] = []
+        references = []
+        if check:
+            for i, (x, layers, steps, o) in enumerate(zip(inputs, per_layers, per_steps, outputs, strict=True)):
+                want = art.expected(x)
+                references.append(want.output)
+                bl, bs, ln = _compare(art, i, want, layers, steps, o)
+                bad_layers |= bl
+                bad_steps |= bs
+                lines += ln
+        timer = self.board.cfg.timer
+        last = per_layers[-1] if per_layers else []
+        layers = [
+            LayerMeasurement(
+                index=info.index, name=info.name, op=info.op, a_bits=info.a_bits, w_bits=info.w_bits,
+                o_bits=info.o_bits, in_shape=info.in_shape, out_shape=info.out_shape, macs=info.macs,
+                ticks=int(last[info.index].ticks) if last else 0,
+                count=timer.to_count(int(last[info.index].ticks)) if last else 0.0,
+                bit_exact=(info.index not in bad_layers) if check else None,
+            )  # fmt: skip
+            for info in art.layers
+        ]
+        steps = [
+            StepMeasurement(
+                patch=s.patch, step=s.step, layer=art.layers[s.step].name, a_bits=s.a_bits, o_bits=s.o_bits,
+                macs=s.macs, ticks=s.ticks, copy_ticks=s.copy_ticks,
+                bit_exact=((s.patch, s.step) not in bad_steps) if check else None,
+            )  # fmt: skip
+            for s in (per_steps[-1] if per_steps else [])
+        ]
+        m = Measurement(
+            board=self.board.name, timer=timer.source, unit=timer.unit, artifact=art.name, layers=layers,
+            steps=steps, outputs=outputs, reference_outputs=references, checked=check, mismatches=lines,
+            build=build, mem=mem, emulator_seconds=seconds, firmware_hash=art.model_hash,
+            ticks_per_input=[[int(r.ticks) for r in ls] for ls in per_layers], memory=dict(art.memory),
+        )  # fmt: skip
+        if require_exact:
+            m.require_exact()
+        return m
+
+
+def measure_model(
+    model: IntModel | PatchedModel,
     board: Board,
     inputs: Sequence[np.ndarray],
     workdir: str | Path,
     *,
-    check: bool = True,
-    progress=None,
     build_flags: Iterable[str] = (),
-) -> ModelMeasurement:
-    """Deploy and measure ``model`` on ``board`` with ``inputs`` (unpacked int (H, W, C) arrays).
-
-    Every layer's output CRC is compared with the Python integer reference's for every input (``check``).
-    """
-    from harness.ir.packing import unpack
-    from harness.reference.run import run_model
-
-    build = deploy(model, board, workdir, build_flags=build_flags)
-    per_input, outputs, mem, seconds, fw_hash = measure(model, board, inputs, check=check, progress=progress)
-
-    out_spec = model.tensors[model.output]
-    dev_outputs = [unpack(np.asarray(o).view(np.uint8), out_spec.shape, out_spec.bits).reshape(-1)
-                   for o in outputs]
-    ref_outputs: list[np.ndarray] = []
-    exact = [True] * len(model.layers)
-    for x, results in zip(inputs, per_input):
-        ref = run_model(model, x) if check else {}
-        if check:
-            ref_outputs.append(np.asarray(ref[model.output]).reshape(-1))
-            for i, (layer, r) in enumerate(zip(model.layers, results)):
-                spec = model.tensors[layer.output]
-                want = zlib.crc32(packed_tensor_bytes(ref[layer.output], spec.bits))
-                if r.crc32 is None or r.crc32 != want:
-                    exact[i] = False
-    timer = board.cfg.timer
-    last = per_input[-1] if per_input else []
-    layers = []
-    for i, layer in enumerate(model.layers):
-        ticks = int(last[i].ticks) if last else 0
-        layers.append(LayerMeasurement(
-            index=i, name=layer.name, op=layer.op, a_bits=model.a_bits(layer), w_bits=layer.w_bits,
-            o_bits=model.o_bits(layer), in_shape=tuple(model.in_spec(layer).shape),
-            out_shape=tuple(model.out_spec(layer).shape), macs=ops.macs(model, layer), ticks=ticks,
-            count=timer.to_count(ticks), bit_exact=bool(exact[i]) if check else None))
-    outputs_equal = all(np.array_equal(d, r) for d, r in zip(dev_outputs, ref_outputs)) if check else False
-    mismatched = [m.name for m in layers if not m.bit_exact] if check else []
-    return ModelMeasurement(
-        board=board.name, timer=timer.source, unit=timer.unit, layers=layers, outputs=dev_outputs,
-        reference_outputs=ref_outputs, bit_exact=bool(check and outputs_equal and not mismatched),
-        mismatched_layers=mismatched, build=build, mem=mem, emulator_seconds=seconds, firmware_hash=fw_hash,
-        extra={"ticks_per_input": [[int(r.ticks) for r in results] for results in per_input]})
+    **run_kw,
+) -> Measurement:
+    """Deploy and measure a model (layer by layer or patch-based) on ``board``: :meth:`Session.run` of its
+    artifact. Raises ResultError unless every layer is bit-exact (``require_exact=False`` to inspect instead)."""
+    return Session(board, workdir, build_flags=build_flags).run(make_artifact(model), inputs, **run_kw)

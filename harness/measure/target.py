@@ -1,6 +1,6 @@
 """What identifies a measurement target: the board, its timer, the kernel build and the compiler flags.
 
-Counts of two targets are never compared (see :class:`~harness.measure.lut.Target`). The firmware hash covers the
+Counts of two targets are never compared (see :class:`~harness.table.lut.Target`). The firmware hash covers the
 code that runs a layer, not the model: the runtime and kernel sources, the board support code, the build script,
 the compiler version and any extra flags. Two images that differ only in their generated model (a profiling batch
 and the deployed network) therefore share one target, which is what lets the profiled table price the network.
@@ -13,8 +13,8 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from harness.boards.config import BoardConfig, load_board_config, repo_root
-from harness.measure.lut import Target
+from harness.config.board import BoardConfig, load_board_config, repo_root
+from harness.table.lut import Target
 
 _OPT_RE = re.compile(r'"(-O[0-3sgz]|-Ofast)"')
 

@@ -23,7 +23,7 @@ from harness import ops
 from harness.errors import ConfigError
 from harness.graph.spec import INPUT, LayerSpec
 from harness.ir.model import IntLayer, IntModel, TensorSpec
-from harness.patch.liveness import LIVENESS, MemoryRule
+from harness.memory.liveness import LIVENESS, MemoryRule
 from harness.patch.plan import PatchPlan, plan_patches
 
 
@@ -198,88 +198,6 @@ def patched_model(
     if patch_models is None:
         return PatchedModel.uniform(model, plan)
     return PatchedModel(model, plan, tuple(patch_models))
-
-
-def random_int_model(
-    specs: Sequence[LayerSpec],
-    rng: np.random.Generator | int | None = None,
-    *,
-    bits: int = 8,
-    name: str = "model",
-) -> IntModel:
-    """A random integer model with the geometry of ``specs`` (e.g. a traced zoo model), every tensor at ``bits``.
-
-    Weights are uniform random with requantization fitted to the activations of one random input (see
-    :mod:`harness.codegen.random_model`), so activations stay spread over their range through a deep network:
-    the right stand-in for memory and bit-exactness checks when no trained model is at hand.
-    """
-    from harness.codegen.random_model import (
-        make_add_layer,
-        make_avgpool_layer,
-        make_weighted_layer,
-        random_input,
-    )
-    from harness.reference.run import run_layer
-
-    rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
-    specs = list(specs)
-    first = next(s for s in specs if INPUT in s.inputs)
-    x = TensorSpec("input", tuple(first.in_shape), 8, scale=1.0 / 128, zero_point=0)
-    tensors: dict[str, TensorSpec] = {"input": x}
-    values = {"input": random_input(x, rng)}
-    layers: list[IntLayer] = []
-    tname = {INPUT: "input"}
-    for i, s in enumerate(specs):
-        out = f"t{i}"
-        ins = [tensors[tname[p]] for p in s.inputs]
-        o_bits = 8 if i == len(specs) - 1 else bits
-        act = s.activation
-        if s.op in ("conv2d", "depthwise", "pointwise", "fc"):
-            layer, spec = make_weighted_layer(
-                s.name,
-                s.op,
-                ins[0],
-                out,
-                w_bits=8,
-                o_bits=o_bits,
-                cout=s.out_shape[2],
-                kernel=s.kernel,
-                stride=s.stride,
-                padding=s.padding,
-                act=act,
-                x_values=values[ins[0].name],
-                rng=rng,
-            )
-        elif s.op == "add":
-            layer, spec = make_add_layer(
-                s.name,
-                ins[0],
-                ins[1],
-                out,
-                o_bits=o_bits,
-                act=act,
-                a_values=values[ins[0].name],
-                b_values=values[ins[1].name],
-                rng=rng,
-            )
-        elif s.op == "avgpool":
-            layer, spec = make_avgpool_layer(
-                s.name,
-                ins[0],
-                out,
-                o_bits=o_bits,
-                kernel=s.kernel,
-                stride=s.stride,
-                x_values=values[ins[0].name],
-                rng=rng,
-            )
-        else:
-            raise ConfigError(f"layer {s.name!r}: no integer op for {s.op!r}")
-        tensors[out] = spec
-        layers.append(layer)
-        tname[s.name] = out
-        values[out] = run_layer(IntModel(tensors, [], "input", out), layer, values)
-    return IntModel(tensors, layers, "input", tname[specs[-1].name], name=name)
 
 
 def patched_bitops(pm: PatchedModel) -> int:

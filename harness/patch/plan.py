@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 
 from harness.errors import ConfigError
 from harness.graph.spec import INPUT, LayerSpec
-from harness.patch.liveness import (
+from harness.memory.liveness import (
     LIVENESS,
     MemoryRule,
     PeakReport,

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from harness.errors import ConfigError
 from harness.graph.spec import LayerSpec
-from harness.patch.liveness import LIVENESS, MemoryRule, layer_by_layer_peak
+from harness.memory.liveness import LIVENESS, MemoryRule, layer_by_layer_peak
 from harness.patch.plan import PatchPlan, check_geometry, plan_patches, resolve_split, split_problem
 
 DEFAULT_N = (2, 3, 4, 5, 6, 7, 8)

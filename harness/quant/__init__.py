@@ -1,6 +1,6 @@
 """Per-layer mixed-precision quantization.
 
-Modules (import them directly; this package stays light so ``harness.quant.config`` does not pull in torch):
+Modules (import them directly; this package stays light so ``harness.precision.config`` does not pull in torch):
 
 * ``config``      -- :class:`PrecisionConfig`, layer name -> (a_bits, w_bits)
 * ``numerics``    -- pure quantization functions (weights, activations, TFLite requantization in torch)

@@ -7,7 +7,7 @@ the int32 bias; the per-channel requantization multiplier/shift are reported apa
 the tensors read and written. ``a_bits`` is the precision of the tensor the layer actually reads: a tensor read
 by several layers carries the widest precision any of them asks for (``bits_from_config``), so a layer may
 read wider than its configured ``a_bits``. The peak SRAM is the layer-by-layer liveness peak of
-:func:`harness.patch.liveness.layer_by_layer_peak` (a tensor lives from its producer to its last consumer), the
+:func:`harness.memory.liveness.layer_by_layer_peak` (a tensor lives from its producer to its last consumer), the
 same rule as the firmware's arena planner.
 """
 
@@ -22,7 +22,7 @@ from harness import ops
 from harness.graph.spec import INPUT, LayerSpec
 from harness.graph.trace import extract_layers
 from harness.ir.packing import packed_nbytes
-from harness.patch.liveness import LIVENESS, MemoryRule, bits_from_config, layer_by_layer_peak, tensor_bytes
+from harness.memory.liveness import LIVENESS, MemoryRule, bits_from_config, layer_by_layer_peak, tensor_bytes
 
 
 @dataclass(frozen=True)

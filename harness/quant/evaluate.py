@@ -9,8 +9,8 @@ from torch import nn
 
 from harness.data.base import DataSplits
 from harness.models.train import evaluate
+from harness.precision.config import PrecisionConfig
 from harness.quant.calibrate import calibrate
-from harness.quant.config import PrecisionConfig
 from harness.quant.qat import calibration_batches, qat_finetune
 from harness.quant.qnet import QuantNet, apply_config, copy_quantnet, quantize_model
 from harness.quant.quantizers import (

@@ -21,9 +21,9 @@ from harness.ir.model import AddParams, IntLayer, IntModel, TensorSpec
 from harness.ir.requant import add_params, quantize_multiplier
 from harness.ops import WEIGHTED_OPS
 from harness.ops.validate import validate_model
+from harness.precision.config import PrecisionConfig
 from harness.quant import numerics as N
 from harness.quant.calibrate import calibrate
-from harness.quant.config import PrecisionConfig
 from harness.quant.qnet import QuantNet, apply_config
 
 

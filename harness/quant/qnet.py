@@ -5,7 +5,7 @@ that executes exactly the graph the integer model will have: one :class:`QuantLa
 quantizer at the layer's ``w_bits``, bias at int32 on ``s_in * s_w``) and one :class:`ActQuant` per activation
 tensor (the network input and every layer output). A tensor's bit-width follows the precision configuration:
 the widest ``a_bits`` of the configured layers that read it; tensors read only by adds/pools and the network
-output stay 8-bit (the rule of :func:`harness.patch.liveness.bits_from_config`, shared with memory accounting).
+output stay 8-bit (the rule of :func:`harness.memory.liveness.bits_from_config`, shared with memory accounting).
 A tensor is unsigned when its producer ends in ReLU/ReLU6.
 """
 
@@ -21,11 +21,11 @@ from torch import nn
 from harness.errors import ConfigError
 from harness.graph.spec import INPUT, LayerSpec
 from harness.graph.trace import TracedLayer, input_shape_of, trace_model
+from harness.memory.liveness import bits_from_config
 from harness.ops import WEIGHTED_OPS
-from harness.patch.liveness import bits_from_config
+from harness.precision.config import PrecisionConfig
 from harness.quant import numerics as N
 from harness.quant.bnfold import fold_conv_bn
-from harness.quant.config import PrecisionConfig
 from harness.quant.quantizers import (
     DEFAULT_ACT_POLICY,
     DEFAULT_WEIGHT_POLICY,

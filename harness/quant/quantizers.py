@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 from harness.errors import ConfigError
+from harness.precision.config import ALLOWED_BITS
 from harness.quant import numerics as N
-from harness.quant.config import ALLOWED_BITS
 
 
 @dataclass(frozen=True)

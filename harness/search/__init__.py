@@ -1,7 +1,7 @@
 """Choosing bit-widths: starting points (hardware-agnostic or budgeted) and the Free Bits refiner.
 
 ``make_start(method_cfg, layers, **context)`` builds the starting
-:class:`~harness.quant.config.PrecisionConfig` named by ``method_cfg["name"]`` (the Hydra ``method`` group):
+:class:`~harness.precision.config.PrecisionConfig` named by ``method_cfg["name"]`` (the Hydra ``method`` group):
 ``uniform``, ``bitops``, ``file``, and the methods other modules register (``quantune``, ``quantmcu``). A
 method module registers itself with ``@register_start("name")`` on a function ``fn(params: dict, layers:
 list[LayerSpec], context: dict) -> PrecisionConfig``, where ``params`` is the method config without ``name``
@@ -9,7 +9,7 @@ and ``context`` carries what the caller has (``table``, ``model``, ``data``, ...
 imports the modules of this package whose names start with it (``quantune`` -> ``harness.search.quantune*``)
 and looks again.
 
-Every start is passed through :func:`~harness.search.activations.harmonize`, so a method that chose each
+Every start is passed through :func:`~harness.precision.groups.harmonize`, so a method that chose each
 layer's input bits independently still yields a consistent configuration (raised layers are listed in
 ``meta["harmonized"]``).
 """
@@ -22,7 +22,7 @@ from typing import Any
 
 from harness.errors import ConfigError
 from harness.graph.spec import LayerSpec
-from harness.quant.config import PrecisionConfig
+from harness.precision.config import PrecisionConfig
 
 StartFn = Callable[[dict, list[LayerSpec], dict], PrecisionConfig]
 _REGISTRY: dict[str, StartFn] = {}
@@ -80,7 +80,7 @@ def _discover(name: str) -> None:
 
 def make_start(method_cfg: Mapping | Any, layers: Sequence[LayerSpec], **context: Any) -> PrecisionConfig:
     """The starting configuration for ``method_cfg`` (a mapping or DictConfig with ``name``)."""
-    from harness.search.activations import activation_groups, harmonize
+    from harness.precision.groups import activation_groups, harmonize
 
     params = _plain(method_cfg)
     name = params.pop("name", None)

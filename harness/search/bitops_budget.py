@@ -1,6 +1,6 @@
 """Budgeted starting points: an integer linear programme over (layer, bit pair), with a greedy fallback.
 
-Decisions follow :mod:`harness.search.activations`: one weight precision per conv/linear layer and one
+Decisions follow :mod:`harness.precision.groups`: one weight precision per conv/linear layer and one
 precision per activation group (all readers of a tensor agree). The ILP has one binary per (layer, (a, w))
 pair and one per (group, bits), linked so that every reader of a group takes the group's bits; latency rows
 that depend on o_bits (the consumer's precision) use one continuous variable per (layer, a, w, o) whose
@@ -13,12 +13,12 @@ Objectives (``objective``):
   every layer counts the same; uniform 8-bit is the maximum), ties to fewer BitOPs;
 * ``"bitops"``: minimise BitOPs, ``sum over conv/linear layers of macs * a * w`` (add/avgpool are not
   counted), ties to more bits;
-* ``"latency"``: minimise the count predicted by a :class:`~harness.measure.lut.LatencyTable`.
+* ``"latency"``: minimise the count predicted by a :class:`~harness.table.lut.LatencyTable`.
 
 Constraints, each optional: ``bitops_frac`` / ``latency_frac`` (at most this fraction of the uniform 8-bit
 BitOPs / predicted count), ``min_mean_bits`` (mean of (a + w) / 2 over layers at least this), ``flash_bytes``
 and
-``sram_bytes`` (the layer-by-layer accounting of :mod:`harness.search.budget`). The network input stays at
+``sram_bytes`` (the layer-by-layer accounting of :mod:`harness.memory.budget`). The network input stays at
 ``input_bits`` and a tensor no layer reads (the logits) at ``output_bits``.
 """
 
@@ -30,10 +30,10 @@ from dataclasses import dataclass
 
 from harness.errors import ConfigError, TableError
 from harness.graph.spec import INPUT, LayerSpec
-from harness.measure.lut import LatencyTable
-from harness.quant.config import ALLOWED_BITS, PrecisionConfig
-from harness.search.activations import NO_WEIGHTS, ActivationGroups, activation_groups, group_bits
-from harness.search.budget import layer_param_bytes, live_sets, tensor_bytes, tensor_shapes
+from harness.memory.budget import layer_param_bytes, live_sets, tensor_bytes, tensor_shapes
+from harness.precision.config import ALLOWED_BITS, PrecisionConfig
+from harness.precision.groups import NO_WEIGHTS, ActivationGroups, activation_groups, group_bits
+from harness.table.lut import LatencyTable
 
 OBJECTIVES = ("bits", "bitops", "latency")
 

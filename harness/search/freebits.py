@@ -9,7 +9,7 @@ k's own row (``pricing="full"``, the default):
   activation group now narrows to the new precision: its row at ``o_bits = a`` is priced (when the table lacks
   that o_bits row, :meth:`LatencyTable.estimate` models it and the result's notes say which model was used);
 * that tensor is *one* decision: the other layers that read it (a second conv; the add of a residual branch
-  and everything joined to it, see :mod:`harness.search.activations`) move to the new precision with it, and
+  and everything joined to it, see :mod:`harness.precision.groups`) move to the new precision with it, and
   their change in count is part of the move's price;
 * a move whose configuration fails ``fits(config)`` (flash or SRAM budget) is not free and is skipped; the
   next best move of that layer is tried.
@@ -34,9 +34,9 @@ from dataclasses import dataclass, field
 
 from harness.errors import ConfigError, TableError
 from harness.graph.spec import LayerSpec
-from harness.measure.lut import MEASURED, LatencyTable
-from harness.quant.config import PrecisionConfig
-from harness.search.activations import NO_WEIGHTS, activation_groups, group_bits
+from harness.precision.config import PrecisionConfig
+from harness.precision.groups import NO_WEIGHTS, activation_groups, group_bits
+from harness.table.lut import MEASURED, LatencyTable
 
 EPS = 1e-9
 AW = tuple[int, int]
@@ -191,7 +191,7 @@ def refine(
     """Raise bits wherever the table says it is faster (see the module docstring).
 
     ``config`` must be consistent (readers of one tensor agree on a_bits; see
-    :func:`harness.search.activations.harmonize`). ``board``/``timer``, when given, select those rows of the
+    :func:`harness.precision.groups.harmonize`). ``board``/``timer``, when given, select those rows of the
     table and refuse a table measured elsewhere. ``estimate=False`` prices only measured rows (a move needing
     an unmeasured row is skipped and noted). Returns the refined configuration and the predicted counts.
     """

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from harness.graph.spec import INPUT, LayerSpec
-from harness.quant.config import PrecisionConfig
-from harness.search.activations import activation_groups
+from harness.precision.config import PrecisionConfig
+from harness.precision.groups import activation_groups
 
 
 def uniform_config(

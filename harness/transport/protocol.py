@@ -70,6 +70,20 @@ class LayerResult:
 
 
 @dataclass(frozen=True)
+class PatchStepResult:
+    """One row of ``patches%``: a stage layer on one patch in the last inference."""
+
+    patch: int
+    step: int
+    ticks: int
+    copy_ticks: int
+    crc32: int | None
+    a_bits: int
+    o_bits: int
+    macs: int
+
+
+@dataclass(frozen=True)
 class ModelInfo:
     name: str
     hash: int
@@ -348,6 +362,28 @@ class Dut:
                     macs=int(f[5]),
                 )
             )
+        return out
+
+    def patches(self) -> list[PatchStepResult]:
+        """Per-(patch, stage layer) ticks, copy ticks and CRC-32s of the last patch-based inference."""
+        lines = self.command("patches")
+        head = [ln for ln in lines if ln.startswith("m-patches-")]
+        if not head:
+            raise ProtocolError(f"reply to 'patches' lacks the m-patches line: {lines[:3]}")
+        n_patches, n_stage = (int(v) for v in fields(head[0])[:2])
+        out = []
+        for ln in lines:
+            if not ln.startswith("m-pstep-"):
+                continue
+            f = fields(ln)
+            if len(f) != 8:
+                raise ProtocolError(f"malformed patch step line: {ln}")
+            out.append(
+                PatchStepResult(int(f[0]), int(f[1]), int(f[2]), int(f[3]), int(f[4], 16) if f[4] else None,
+                                int(f[5]), int(f[6]), int(f[7]))
+            )
+        if len(out) != n_patches * n_stage:
+            raise ProtocolError(f"patches: announced {n_patches} x {n_stage} steps, got {len(out)} lines")
         return out
 
     def total_ticks(self) -> int:

@@ -1,7 +1,7 @@
 """The decisions QuantMCU makes and what they cost: feature-map groups per patch branch, BitOPs, memory.
 
 A *branch* is one patch's run through the patch stage. Its *feature maps* are the stage's activation groups
-(:mod:`harness.search.activations`: tensors joined through weightless layers hold one precision, e.g. a residual
+(:mod:`harness.precision.groups`: tensors joined through weightless layers hold one precision, e.g. a residual
 stream) whose tensors all live inside the stage: the input image (8-bit) and the group of the stage output
 (one tensor shared by every patch, read by the rest of the network) keep the base precision. One decision is
 the precision of one feature map in one branch.
@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from harness import ops
 from harness.errors import ConfigError
 from harness.graph.spec import INPUT
+from harness.memory.liveness import build_steps, peak_memory, row_bytes
 from harness.patch.intmodel import PatchedModel, layer_specs, stage_tensors
-from harness.patch.liveness import build_steps, peak_memory, row_bytes
-from harness.search.activations import activation_groups
+from harness.precision.groups import activation_groups
 
 SCOPES = ("stage", "network")
 

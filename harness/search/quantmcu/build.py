@@ -1,6 +1,6 @@
 """From searched per-branch precisions to what the code generator runs, and back.
 
-A QuantMCU result is a :class:`~harness.quant.config.PrecisionConfig` whose ``layers`` hold every conv/linear
+A QuantMCU result is a :class:`~harness.precision.config.PrecisionConfig` whose ``layers`` hold every conv/linear
 layer's ``(a_bits, w_bits)`` outside the patch branches (the base precision, or the shared rest branch's
 decisions with ``scope="network"``) and whose ``patches`` hold, per patch index, every weighted stage layer's
 ``a_bits`` in that branch. ``meta["clips"]`` keeps the range chosen for every lowered tensor (``{patch: {tensor:
@@ -16,7 +16,7 @@ from harness.errors import ConfigError
 from harness.ir.model import IntModel
 from harness.patch.intmodel import PatchedModel
 from harness.patch.rebits import retarget, spec_at_bits
-from harness.quant.config import PrecisionConfig
+from harness.precision.config import PrecisionConfig
 from harness.search.quantmcu.branches import Branches, FeatureMap
 from harness.search.quantmcu.vdqs import REST
 

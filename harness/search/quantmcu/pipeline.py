@@ -9,7 +9,7 @@ import numpy as np
 
 from harness.errors import ConfigError
 from harness.patch.intmodel import PatchedModel, patched_bitops
-from harness.quant.config import PrecisionConfig
+from harness.precision.config import PrecisionConfig
 from harness.search.quantmcu.branches import Branches, branches
 from harness.search.quantmcu.build import patched_from_config, to_config
 from harness.search.quantmcu.stats import collect

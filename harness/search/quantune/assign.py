@@ -7,7 +7,7 @@ from typing import Any
 
 from harness.errors import ConfigError
 from harness.graph.spec import INPUT, LayerSpec
-from harness.quant.config import ALLOWED_BITS, PrecisionConfig
+from harness.precision.config import ALLOWED_BITS, PrecisionConfig
 
 BitPair = tuple[int, int]  # (a_bits, w_bits)
 

@@ -8,8 +8,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.errors import ConfigError
+from harness.precision.config import PrecisionConfig
 from harness.quant.calibrate import calibrate
-from harness.quant.config import PrecisionConfig
 from harness.quant.qnet import QuantNet, copy_quantnet, quantize_model
 
 

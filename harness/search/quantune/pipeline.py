@@ -14,7 +14,7 @@ from torch import nn
 
 from harness.errors import ConfigError
 from harness.graph.spec import INPUT, LayerSpec
-from harness.quant.config import ALLOWED_BITS, PrecisionConfig
+from harness.precision.config import ALLOWED_BITS, PrecisionConfig
 from harness.search.quantune.analyze import Sensitivity, analyze
 from harness.search.quantune.assign import BitPair, bit_pair, topk_config
 from harness.search.quantune.metrics import SQNR_CAP_DB

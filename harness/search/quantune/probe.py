@@ -35,8 +35,8 @@ from harness.errors import UnsupportedLayerError
 from harness.graph.spec import INPUT
 from harness.graph.trace import TracedLayer, trace_model
 from harness.ops import WEIGHTED_OPS
+from harness.precision.config import PrecisionConfig
 from harness.quant.calibrate import calibrate
-from harness.quant.config import PrecisionConfig
 from harness.quant.qnet import QuantNet, quantize_model
 from harness.search.quantune.units import UnfusedOp, unfused_ops
 

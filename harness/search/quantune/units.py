@@ -2,7 +2,7 @@
 
 Analysis runs on the unfused graph: every Conv2d, BatchNorm2d, ReLU/ReLU6 and Linear module is observed on its
 own. Deployment fuses Conv+BN+ReLU into one kernel whose precision a
-:class:`~harness.quant.config.PrecisionConfig` sets under the conv's name, so each BN/ReLU is attributed to the
+:class:`~harness.precision.config.PrecisionConfig` sets under the conv's name, so each BN/ReLU is attributed to the
 conv whose output it directly consumes (the same rule ``harness.graph.trace`` fuses by). An activation after a
 residual add has no conv to belong to: it is observed (``owner=None``) but not ranked.
 """

@@ -1,6 +1,6 @@
 """Activation-memory accounting by tensor liveness, over LayerSpec lists (pure functions).
 
-The rule (the same one ``harness.codegen.memory.plan_arena`` applies to the integer model): layers run in list
+The rule (the same one ``harness.memory.arena.plan_arena`` applies to the integer model): layers run in list
 order, one *step* each; a tensor occupies SRAM from the step that produces it (the network input: from the
 first step) up to and including the step of its last consumer (a tensor nobody reads, such as the network
 output, until the last step). The peak is the maximum over steps of the summed bytes of the live tensors. A

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from harness.graph.spec import INPUT, LayerSpec
-from harness.quant.config import PrecisionConfig
-from harness.search.activations import ActivationGroups, activation_groups, group_bits
+from harness.precision.config import PrecisionConfig
+from harness.precision.groups import ActivationGroups, activation_groups, group_bits
 
 PER_CHANNEL_BYTES = 12  # int32 bias + int32 multiplier + int32 shift per output channel
 

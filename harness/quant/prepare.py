@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from harness.errors import ConfigError
 from harness.ir.model import IntModel
-from harness.quant.config import PrecisionConfig
+from harness.precision.config import PrecisionConfig
 
 
 @dataclass

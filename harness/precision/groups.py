@@ -9,7 +9,7 @@ The rules (shared by latency prediction, the Free Bits refiner, the BitOPs searc
   one precision. Tensors joined this way form an *activation group* (e.g. the residual stream of a MobileNetV2
   stage: block input, projection outputs and add outputs). A group is one decision.
 * A group's precision is the ``a_bits`` of the weighted layers that read it (a conv/linear's ``a_bits`` in a
-  :class:`~harness.quant.config.PrecisionConfig` is the precision of its input tensor). All its weighted
+  :class:`~harness.precision.config.PrecisionConfig` is the precision of its input tensor). All its weighted
   readers must agree; :func:`harmonize` raises disagreeing readers to their maximum. A group no weighted layer
   reads (the network output) is written at ``output_bits`` (8: logits are int8).
 * Latency-table keying: a weighted layer is looked up at ``(a_bits, w_bits, o_bits)`` with ``a_bits`` its
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from harness.errors import ConfigError
 from harness.graph.spec import INPUT, LayerSpec
 from harness.ops import OPS
-from harness.quant.config import PrecisionConfig
+from harness.precision.config import PrecisionConfig
 
 NO_WEIGHTS = 0  # the w_bits of add/avgpool rows in the latency table
 
@@ -147,7 +147,7 @@ def group_bits(groups: ActivationGroups, config: PrecisionConfig, *, output_bits
             raise ConfigError(
                 f"layers {list(asked)} read one activation tensor (group of {list(groups.tensors[g])}) but "
                 f"ask for different input bits {asked}; one tensor holds one precision: use "
-                "harness.search.activations.harmonize() to raise them to their maximum"
+                "harness.precision.groups.harmonize() to raise them to their maximum"
             )
         out.append(next(iter(asked.values())))
     return out

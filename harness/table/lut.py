@@ -4,7 +4,7 @@ One row per ``(board, timer, firmware_hash, cflags, layer_key, a_bits, w_bits, o
 (:data:`KEY_COLUMNS`). ``layer_key`` is :meth:`~harness.graph.spec.LayerSpec.key`; ``o_bits`` is the precision
 the layer writes its output at (the producer narrows, so the count depends on it). Layers without weights
 (add, avgpool) have ``w_bits = 0`` and ``a_bits = o_bits`` (they never change precision; see
-:mod:`harness.search.activations`).
+:mod:`harness.precision.groups`).
 
 Columns: ``count`` (median over ``repeats`` runs), ``count_min``, ``count_max``, ``repeats``, ``macs``,
 ``op``, ``out_numel`` (output elements, for the o_bits fallback model), ``date`` (ISO 8601); extra columns
@@ -476,7 +476,7 @@ class LatencyTable:
     def _per_layer(
         self, layers: Sequence, config, out_bits_rule: str | int, estimate: bool, output_bits: int
     ) -> list[tuple[Any, tuple[int, int, int], float, str]]:
-        from harness.search.activations import activation_groups, layer_bits
+        from harness.precision.groups import activation_groups, layer_bits
 
         bits = layer_bits(activation_groups(layers), config, out_bits_rule, output_bits=output_bits)
         out = []
@@ -514,7 +514,7 @@ class LatencyTable:
     ) -> tuple[float, dict[str, float]]:
         """End-to-end count as the sum of per-layer counts: ``(total, {layer name: count})``.
 
-        Every layer (weightless ones included) is keyed as :mod:`harness.search.activations` describes: o_bits
+        Every layer (weightless ones included) is keyed as :mod:`harness.precision.groups` describes: o_bits
         is the precision its consumers read (``out_bits_rule="consumer"``) or a fixed value. Missing entries
         raise TableError unless ``estimate`` allows the o_bits fallback of :meth:`estimate`.
         """

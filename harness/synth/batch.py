@@ -9,7 +9,7 @@ image is an :class:`~harness.ir.model.IntModel` that runs every variant as its o
   brings ``x`` to that size;
 * per *feed* ``(H, W, C, a_bits)`` a *source* layer (an 8-bit 3x3 conv of the resized tensor, written at
   ``a_bits``) that generates the input tensor every variant of that feed reads; an add has a second source;
-* the variants, each reading its feed with random weights (``harness.codegen.random_model``) calibrated on the
+* the variants, each reading its feed with random weights (``harness.synth.random_model``) calibrated on the
   values it will see, so that outputs spread over their range as a trained layer's do.
 
 Every random draw is seeded by what it builds (the entry, the feed, the size), never by its place in the image: a
@@ -24,17 +24,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from harness.codegen.random_model import (
+from harness.errors import ConfigError
+from harness.graph.spec import LayerSpec
+from harness.ir.model import IntLayer, IntModel, TensorSpec
+from harness.reference.run import run_layer
+from harness.synth.random_model import (
     make_add_layer,
     make_avgpool_layer,
     make_weighted_layer,
     random_input,
 )
-from harness.errors import ConfigError
-from harness.graph.spec import LayerSpec
-from harness.ir.model import IntLayer, IntModel, TensorSpec
-from harness.measure.lut import Entry
-from harness.reference.run import run_layer
+from harness.table.lut import Entry
 
 #: Channels of the batch input tensor. One keeps the serial load short (about 5 kB/s on QEMU's UART); the
 #: sources' 3x3 convolutions still give every channel of a feed its own spatial filter of it.
@@ -244,7 +244,7 @@ def _out_bytes(v: Variant) -> int:
 
 
 def _param_bytes(v: Variant) -> int:
-    from harness.search.budget import layer_param_bytes
+    from harness.memory.budget import layer_param_bytes
 
     return layer_param_bytes(v.spec, v.entry[2]) if v.spec.has_weights else 0
 

@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 
 from harness import ops
-from harness.codegen.memory import layer_scratch_bytes
 from harness.errors import BuildError, MissingDependencyError
 from harness.ir.model import IntLayer, IntModel
 from harness.ir.packing import pack, packed_weights, unpack
+from harness.memory.arena import layer_scratch_bytes
 
 FIRMWARE = Path(__file__).resolve().parents[2] / "firmware" / "runtime"
 GUARD = 64
