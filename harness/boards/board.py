@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from harness.boards.flashers import PioUploader, PyOcdFlasher
 from harness.boards.qemu import QemuDriver
 from harness.boards.resources import DebugProbe, QemuMachine, SerialPort
+from harness.build.project import build as build_project
 from harness.config.board import BoardConfig, load_board_config
 from harness.errors import DeviceError
 from harness.transport.link import SerialLink
@@ -42,7 +43,6 @@ class Board(ABC):
 
     def build(self, project: str | Path, estimate: MemoryEstimate | None = None, **kw: Any) -> BuildResult:
         """Build a generated project (see ``harness.build.project.generate_project``) for this board."""
-        from harness.build.project import build as build_project
 
         return build_project(project, self.cfg, estimate=estimate, **kw)
 

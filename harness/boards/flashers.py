@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from harness.boards.resources import DebugProbe
+from harness.build.pio_core import pio_environment
 from harness.errors import DeviceError
 
 
@@ -67,8 +68,6 @@ class PioUploader:
         self.timeout = timeout
 
     def flash(self, image: str | Path | None = None) -> None:
-        from harness.build.pio_core import pio_environment
-
         del image  # PlatformIO uploads the image it built for this project
         cmd = [sys.executable, "-m", "platformio", "run", "-d", str(self.project_dir), "-e", self.env_name,
                "-t", "upload"]  # fmt: skip

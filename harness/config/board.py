@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from omegaconf import DictConfig, OmegaConf
+
 from harness.errors import ConfigError
 
 TIMER_SOURCES = ("qemu-icount", "dwt-cycles", "systick")
@@ -176,18 +178,11 @@ def load_board_config(board: str | Mapping[str, Any] | BoardConfig) -> BoardConf
         path = board_config_dir() / f"{board}.yaml"
         if not path.is_file():
             raise ConfigError(f"unknown board '{board}'; known boards: {', '.join(known_boards())}")
-        from omegaconf import OmegaConf
-
         data = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
         assert isinstance(data, dict)
         return BoardConfig.from_mapping(data)
-    try:
-        from omegaconf import DictConfig, OmegaConf
-
-        if isinstance(board, DictConfig):
-            board = OmegaConf.to_container(board, resolve=True)  # type: ignore[assignment]
-    except ImportError:  # pragma: no cover
-        pass
+    if isinstance(board, DictConfig):
+        board = OmegaConf.to_container(board, resolve=True)  # type: ignore[assignment]
     if not isinstance(board, Mapping):
         raise ConfigError(f"a board must be a name or a mapping, not {type(board).__name__}")
     return BoardConfig.from_mapping(board)

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from omegaconf import DictConfig, OmegaConf
+
 from harness.data import sources
 from harness.data.base import DataSplits
 from harness.errors import ConfigError
@@ -26,13 +28,8 @@ def load_data(cfg: Mapping[str, Any] | str) -> DataSplits:
     """Load the data set a config names and draw its subsets."""
     if isinstance(cfg, str):
         cfg = {"name": cfg}
-    try:
-        from omegaconf import DictConfig, OmegaConf
-
-        if isinstance(cfg, DictConfig):
-            cfg = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
-    except ImportError:  # pragma: no cover
-        pass
+    if isinstance(cfg, DictConfig):
+        cfg = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
     name = cfg.get("name")
     if name not in SOURCES:
         raise ConfigError(f"unknown data set {name!r}; known: {', '.join(SOURCES)}")

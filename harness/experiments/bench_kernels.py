@@ -22,9 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+from rich.table import Table
 
-from harness import ops
 from harness.boards import make_board
 from harness.codegen.artifact import layer_artifact
 from harness.errors import ConfigError
@@ -278,9 +280,6 @@ def summarize(df) -> dict:
 
 
 def print_table(df, unit: str, title: str) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
     t = Table(title=title)
     t.add_column("layer", justify="left")
     t.add_column("MACs", justify="right")
@@ -328,9 +327,6 @@ def select_shapes(names: Sequence[str] | None) -> list[LayerShape]:
 
 
 def run(cfg: DictConfig, run_dir: Path) -> dict:
-    import pandas as pd
-
-
     t0 = time.perf_counter()
     e = cfg.experiment
     shapes = select_shapes(list(OmegaConf.select(e, "layers") or []))
@@ -343,7 +339,6 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     images = [build_image(s, pairs, ref, seed, relu) for s in shapes]
     jobs = max(1, int(OmegaConf.select(e, "jobs", default=2)))
     base = workdir(cfg, "bench_kernels", board.name)
-    from rich.console import Console
 
     console = Console()
 

@@ -6,6 +6,9 @@ import contextlib
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from harness.boards import make_board
 
 
 def workdir(cfg: DictConfig, *parts: str) -> Path:
@@ -17,17 +20,19 @@ def workdir(cfg: DictConfig, *parts: str) -> Path:
 
 
 def board_from(cfg: DictConfig):
-    from harness.boards import make_board
-
     return make_board(OmegaConf.to_container(cfg.board, resolve=True))
 
 
 @contextlib.contextmanager
 def progress(description: str, total: int):
     """A rich progress bar; yields a zero-argument ``advance`` callable."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  transient=False) as p:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        transient=False,
+    ) as p:
         task = p.add_task(description, total=total)
         yield lambda: p.advance(task)

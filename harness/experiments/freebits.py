@@ -16,15 +16,33 @@ Writes ``rounds.csv``, ``summary.json``, the start/final configurations, the loo
 
 from __future__ import annotations
 
+import copy
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
 
+from harness.config.board import load_board_config
+from harness.data.base import DataSplits, ImageSet
+from harness.errors import TinyHilError
 from harness.experiments.common import board_from, progress, workdir
+from harness.experiments.profile import profile_for
+from harness.graph.trace import extract_layers
+from harness.loop.closed_loop import LoopSettings, closed_loop
+from harness.loop.context import context_rows, total_count
+from harness.loop.deploy import Deployer
+from harness.loop.plots import pair_matrix, plot_latency_accuracy, plot_pair_heatmap, plot_rounds
+from harness.measure.report import per_layer_frame
+from harness.quant.prepare import prepare
+from harness.quant.qat import qat_finetune
 from harness.results.io import write_table
+from harness.search import make_start
+from harness.search.bitops_budget import bitops_search
+from harness.search.uniform import uniform_config
+from harness.table.lut import LatencyTable
 
 GOAL_REDUCTION_PCT = 28.6  # the Free Bits paper's headline
 GOAL_MAX_TOP1_LOSS_PTS = 1.0
@@ -36,14 +54,11 @@ def _opt(cfg: DictConfig, key: str, default):
 
 
 def _console():
-    from rich.console import Console
-
     return Console(stderr=True)
 
 
 def faster_pairs(table, layers) -> dict[str, int]:
     """Per (a, w) pair: how many of the network's weighted layer shapes run it faster than a8w8 (at o = 8)."""
-    from harness.loop.plots import pair_matrix
 
     m = pair_matrix(table, layers)
     return {c: int((m[c] < 1.0).sum()) for c in m.columns if c != "a8w8"}
@@ -52,8 +67,6 @@ def faster_pairs(table, layers) -> dict[str, int]:
 def latency_bounds(table, layers, start, int8_predicted: float) -> dict:
     """What the table says is reachable: the exact fastest raise-only configuration from ``start`` (what Free
     Bits approximates) and the fastest configuration of all (the latency ILP), both predicted, and vs int8."""
-    from harness.errors import TinyHilError
-    from harness.search.bitops_budget import bitops_search
 
     out: dict = {}
     for name, floor in (("ilp_raise_only", start), ("ilp_fastest", None)):
@@ -70,8 +83,6 @@ def latency_bounds(table, layers, start, int8_predicted: float) -> dict:
 
 def _qat(cfg: DictConfig, p, qnet, log) -> dict:
     """Short QAT of ``qnet`` in place on a training subset; test top-1 measured on the host eval images."""
-    from harness.data.base import DataSplits, ImageSet
-    from harness.quant.qat import qat_finetune
 
     q = OmegaConf.to_container(cfg.experiment.qat, resolve=True) if "qat" in cfg.experiment else {}
     epochs = int(q.pop("epochs", 1))
@@ -104,18 +115,6 @@ def _qat(cfg: DictConfig, p, qnet, log) -> dict:
 
 
 def run(cfg: DictConfig, run_dir: Path) -> dict:
-    from harness.config.board import load_board_config
-    from harness.experiments.profile import profile_for
-    from harness.graph.trace import extract_layers
-    from harness.loop.closed_loop import LoopSettings, closed_loop
-    from harness.loop.context import context_rows, total_count
-    from harness.loop.deploy import Deployer
-    from harness.loop.plots import plot_latency_accuracy, plot_pair_heatmap, plot_rounds
-    from harness.measure.report import per_layer_frame
-    from harness.quant.prepare import prepare
-    from harness.search import make_start
-    from harness.search.uniform import uniform_config
-
     t0 = time.perf_counter()
     console = _console()
 
@@ -183,7 +182,6 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     final.save(run_dir / "final_config.json")
 
     # the board's table learns the entries it lacked (measured in context)
-    from harness.table.lut import LatencyTable
 
     board_table = LatencyTable.load(prof.path, missing_ok=True)
     latest = {
@@ -205,7 +203,6 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
         board_table.save(prof.path)
 
     # 5. QAT at the final precisions, then top-1 on the device
-    import copy
 
     qnet = copy.deepcopy(dep.qnet(final))
     qat = _qat(cfg, p, qnet, log)

@@ -37,9 +37,16 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
         m = session.run(layer_artifact(model), inputs, progress=advance, require_exact=False)
     dev_pred = m.predictions()
     ref_pred = reference_predictions(model, inputs) if bool(e.check_reference) else None
-    write_table(pd.DataFrame({"label": p.eval_y, "device": dev_pred,
-                              **({"reference": ref_pred} if ref_pred is not None else {})}),
-                run_dir / "predictions.csv")
+    write_table(
+        pd.DataFrame(
+            {
+                "label": p.eval_y,
+                "device": dev_pred,
+                **({"reference": ref_pred} if ref_pred is not None else {}),
+            }
+        ),
+        run_dir / "predictions.csv",
+    )
     print_per_layer(m, title=f"{p.name} a{cfg.method.a_bits}w{cfg.method.w_bits} on {m.board} (last image)")
     write_per_layer(m, run_dir)
     config.save(run_dir / "config_precision.json")

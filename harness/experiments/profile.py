@@ -11,14 +11,19 @@ import contextlib
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from harness.config.board import load_board_config
 from harness.experiments.common import workdir
+from harness.graph.trace import extract_layers
+from harness.measure.profile import ProfileSettings, default_budget, profile_layers
+from harness.measure.target import table_path
+from harness.models.registry import build_model
 
 
 def settings_from(block, board, seed: int = 0):
     """:class:`ProfileSettings` from a ``profile`` config block (``configs/profile.yaml`` documents the keys)."""
-    from harness.config.board import load_board_config
-    from harness.measure.profile import ProfileSettings, default_budget
 
     p = OmegaConf.to_container(block, resolve=True) if isinstance(block, DictConfig) else dict(block or {})
     board = load_board_config(board)
@@ -39,8 +44,6 @@ def settings_from(block, board, seed: int = 0):
 
 def model_layers(model_cfg):
     """The fused layer specs of a zoo model config."""
-    from harness.graph.trace import extract_layers
-    from harness.models.registry import build_model
 
     return extract_layers(build_model(model_cfg))
 
@@ -48,7 +51,6 @@ def model_layers(model_cfg):
 @contextlib.contextmanager
 def entry_progress(description: str):
     """A rich bar whose total is set once the profile is planned; yields (on_plan, advance)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     with Progress(
         TextColumn("{task.description}"),
@@ -69,9 +71,6 @@ def profile_for(
     block, board, layers, work: str | Path, *, seed: int = 0, title: str = "model", quiet: bool = False
 ):
     """Profile ``layers`` on ``board`` with the settings of a ``profile`` block; returns the ProfileResult."""
-    from harness.config.board import load_board_config
-    from harness.measure.profile import profile_layers
-    from harness.measure.target import table_path
 
     board = load_board_config(board)
     block = (
@@ -100,8 +99,6 @@ def pair_speed(table, layers) -> dict[str, float]:
 
 
 def run(cfg: DictConfig, run_dir: Path) -> dict:
-    from rich.console import Console
-
     layers = model_layers(cfg.model)
     board = OmegaConf.to_container(cfg.board, resolve=True)
     res = profile_for(

@@ -21,13 +21,27 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+from rich.table import Table
 
+from harness.build.project import RUNTIME_SRAM_BYTES, check_fit
+from harness.build.sizes import min_stack_bytes
 from harness.codegen.artifact import layer_artifact, patch_artifact
+from harness.codegen.emit_patch import plan_patch_arena
+from harness.config.board import repo_root
 from harness.errors import ConfigError, DoesNotFitError
 from harness.experiments.common import board_from, progress, workdir
+from harness.measure.report import print_per_layer, write_per_layer
 from harness.measure.session import Session
+from harness.patch.int_reference import run_patched
 from harness.patch.intmodel import PatchedModel, layer_specs, patched_macs, plan_model, tensor_bits_of
+from harness.patch.report import describe
+from harness.patch.search import DEFAULT_N, search_patch_plans
+from harness.precision.config import PrecisionConfig
+from harness.quant.prepare import export, integer_inputs, prepare, quantize, top1
+from harness.results.io import atomic_write_text, write_table
 from harness.search.quantmcu import QuantMcuParams, quantmcu
 
 PLAN_KEYS = ("split", "n", "max_mac_overhead", "n_calib", "memory_budget")
@@ -35,7 +49,6 @@ PLAN_KEYS = ("split", "n", "max_mac_overhead", "n_calib", "memory_budget")
 
 def choose_plan(model, split="auto", n="auto", max_mac_overhead: float = 0.3):
     """The patch plan: given, or the planner's lowest-peak plan within ``max_mac_overhead`` extra MACs."""
-    from harness.patch.search import DEFAULT_N, search_patch_plans
 
     if split != "auto" and n != "auto":
         return plan_model(model, split, int(n))
@@ -57,9 +70,6 @@ def choose_plan(model, split="auto", n="auto", max_mac_overhead: float = 0.3):
 
 def memory_budget(cfg: DictConfig, arena_extra: int) -> int | None:
     """SRAM bytes the patch stage may use: the board's SRAM minus what the runtime needs besides activations."""
-    from harness.build.project import RUNTIME_SRAM_BYTES
-    from harness.build.sizes import min_stack_bytes
-    from harness.config.board import repo_root
 
     b = OmegaConf.select(cfg, "method.memory_budget")
     if b is None or b == "none":
@@ -73,7 +83,6 @@ def memory_budget(cfg: DictConfig, arena_extra: int) -> int | None:
 
 def branch_bits_frame(res):
     """Feature-map precision of every branch: one row per patch (``rest``: the shared rest branch)."""
-    import pandas as pd
 
     rows = []
     for p, bits in enumerate(res.vdqs.bits):
@@ -88,23 +97,11 @@ def branch_bits_frame(res):
 
 
 def _host_top1(pm: PatchedModel, inputs, labels) -> tuple[float, np.ndarray]:
-    from harness.patch.int_reference import run_patched
-
     pred = np.array([int(np.argmax(run_patched(pm, x).output(pm))) for x in inputs])
     return float(np.mean(pred == labels)), pred
 
 
 def run(cfg: DictConfig, run_dir: Path) -> dict:
-    import pandas as pd
-
-    from harness.build.project import check_fit
-    from harness.codegen.emit_patch import plan_patch_arena
-    from harness.measure.report import print_per_layer, write_per_layer
-    from harness.patch.report import describe
-    from harness.precision.config import PrecisionConfig
-    from harness.quant.prepare import export, integer_inputs, prepare, quantize, top1
-    from harness.results.io import atomic_write_text, write_table
-
     t0 = time.perf_counter()
     e, mc = cfg.experiment, OmegaConf.to_container(cfg.method, resolve=True)
     params = QuantMcuParams.from_mapping({k: v for k, v in mc.items() if k not in PLAN_KEYS})
@@ -258,9 +255,6 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
 
 
 def _print_summary(s: dict) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
     t = Table(title=f"QuantMCU vs 8-bit patch-based: {s['model']} on {s['board']}")
     t.add_column("")
     t.add_column("8-bit patch-based", justify="right")

@@ -9,20 +9,42 @@ top-1 vs BitOPs over ``experiment.ks`` against uniform precisions (``sweep.csv``
 
 from __future__ import annotations
 
+import io
 import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import torch
 from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+from rich.table import Table
 from torch import nn
 
+from harness.data import load_data
+from harness.data.base import to_model_input
 from harness.errors import ConfigError
 from harness.graph.spec import LayerSpec
+from harness.graph.trace import extract_layers
+from harness.models import build_model, checkpoint_path, load_checkpoint
 from harness.precision.config import PrecisionConfig
+from harness.precision.groups import harmonize
+from harness.quant.accounting import account
+from harness.results.io import atomic_write_bytes, write_table
+from harness.search.quantune.assign import topk_config
+from harness.search.quantune.baseline import one_at_a_time
+from harness.search.quantune.evaluate import deployed, one_at_a_time_template, only_layer, top1_and_loss
+from harness.search.quantune.pipeline import (
+    QuantuneParams,
+    calibration_images,
+    probe_config,
+    save_ranking,
+    sensitivity,
+)
 from harness.search.quantune.ranking import RankRule, rank_layers, spearman, topk_overlap
+from harness.search.uniform import uniform_config
 
 # combination rules also scored against the baseline, from the same metrics (see ranking.py)
 ALT_RULES = {
@@ -44,15 +66,12 @@ def _opt(cfg: DictConfig, key: str, default: Any) -> Any:
 
 def load_model(cfg: DictConfig, data) -> tuple[nn.Module, str | None]:
     """The float model with its trained weights; ``checkpoint: auto`` looks in ``checkpoints/``."""
-    from harness.models import build_model, checkpoint_path, load_checkpoint
 
     model = build_model(cfg.model, num_classes=data.num_classes)
     ck = _opt(cfg, "checkpoint", "auto")
     if ck == "auto":
         path = checkpoint_path(str(cfg.model.name), str(cfg.data.name))
         if not path.exists():
-            from rich.console import Console
-
             Console(stderr=True).print(
                 f"[yellow]warning:[/yellow] no checkpoint {path}: ranking a randomly "
                 "initialised model (train one with `tinyhil train`)"
@@ -66,8 +85,6 @@ def load_model(cfg: DictConfig, data) -> tuple[nn.Module, str | None]:
 
 
 def model_inputs(images, input_shape: Sequence[int], data) -> torch.Tensor:
-    from harness.data.base import to_model_input
-
     return to_model_input(images.x, input_shape, data.mean, data.std)
 
 
@@ -76,8 +93,6 @@ def model_inputs(images, input_shape: Sequence[int], data) -> torch.Tensor:
 
 def print_ranking(rows: Sequence[dict], k: int, top: int, title: str, show_score: bool = False) -> None:
     """The ranked list as a rich table (the first ``top`` rows; the kept top-k in bold)."""
-    from rich.console import Console
-    from rich.table import Table
 
     cols = ["rank", "layer", "dSQNR", "MSE", "SQNR_w", "SQNR_in", "SQNR_out"] + (
         ["score"] if show_score else []
@@ -111,8 +126,6 @@ def plot_ranking(rows: Sequence[dict], k: int, path: Path, title: str) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from harness.results.io import atomic_write_bytes
-
     n = len(rows)
     fig, ax = plt.subplots(figsize=(7, max(3.0, 0.18 * n + 1.2)))
     colors = ["tab:red" if r["rank"] <= k else "tab:blue" for r in rows]
@@ -132,7 +145,6 @@ def plot_ranking(rows: Sequence[dict], k: int, path: Path, title: str) -> Path:
         loc="lower right",
     )
     fig.tight_layout()
-    import io
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=120)
@@ -149,14 +161,11 @@ def plot_comparison(
     title: str,
 ) -> Path:
     """Left: rank under QuantuneV2 vs rank under the one-at-a-time ranking. Right: top-1 vs BitOPs."""
-    import io
 
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from harness.results.io import atomic_write_bytes
 
     panels = 2 if base_order else 1
     fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4.5), squeeze=False)
@@ -210,14 +219,12 @@ def plot_comparison(
 
 def bitops_of(layers: Sequence[LayerSpec], config: PrecisionConfig) -> int:
     """BitOPs of the conv/linear layers, ``sum(macs * a * w)`` with ``a`` the bits of the tensor a layer reads."""
-    from harness.quant.accounting import account
 
     return int(account(list(layers), config.layers)["bitops"])
 
 
 def deployable(layers: Sequence[LayerSpec], config: PrecisionConfig) -> PrecisionConfig:
     """What deploys: readers of one activation tensor raised to one precision (as make_start does)."""
-    from harness.precision.groups import harmonize
 
     return harmonize(layers, config)
 
@@ -228,21 +235,6 @@ def _ks(e: Any, n_weighted: int) -> list[int]:
 
 def run(cfg: DictConfig, run_dir: Path) -> dict:
     """Entry of ``tinyhil sensitivity`` (see the module docstring)."""
-    import pandas as pd
-
-    from harness.data import load_data
-    from harness.graph.trace import extract_layers
-    from harness.results.io import write_table
-    from harness.search.quantune.assign import topk_config
-    from harness.search.quantune.evaluate import deployed, top1_and_loss
-    from harness.search.quantune.pipeline import (
-        QuantuneParams,
-        calibration_images,
-        probe_config,
-        save_ranking,
-        sensitivity,
-    )
-    from harness.search.uniform import uniform_config
 
     t_start = time.perf_counter()
     torch.set_num_threads(int(_opt(cfg, "threads", 2)))
@@ -402,8 +394,6 @@ def _baseline(
 ):
     """The one-layer-at-a-time ranking; its time includes building its quantized template and the float
     evaluation (its evaluation 0, shared with the float top-1)."""
-    from harness.search.quantune.baseline import one_at_a_time
-    from harness.search.quantune.evaluate import one_at_a_time_template, only_layer, top1_and_loss
 
     t0, c0 = time.perf_counter(), time.process_time()
     template = one_at_a_time_template(model, probe, calib)
@@ -438,8 +428,6 @@ def _sweep_row(
 
 
 def _finish(summary: dict, t_start: float) -> dict:
-    from rich.console import Console
-
     summary["seconds"] = time.perf_counter() - t_start
     c = Console()
     for k, v in summary.items():

@@ -20,6 +20,12 @@ from harness.codegen.artifact import layer_artifact
 from harness.experiments.common import board_from, progress, workdir
 from harness.measure.report import print_per_layer, write_per_layer
 from harness.measure.session import Session
+from harness.models.registry import build_model
+from harness.quant.calibrate import calibrate
+from harness.quant.export import export_int_model
+from harness.quant.prepare import integer_inputs
+from harness.quant.qnet import quantize_model
+from harness.synth.random_model import random_input, random_network
 
 
 def smoke_model(cfg: DictConfig):
@@ -29,17 +35,15 @@ def smoke_model(cfg: DictConfig):
     shape = (int(e.channels), int(e.resolution), int(e.resolution))
     rng = np.random.default_rng(seed + 1)
     if str(e.get("source", "torch")) == "ir":
-        from harness.synth.random_model import random_input, random_network
-
-        model = random_network(seed, input_shape=(shape[1], shape[2], shape[0]), width=int(e.width),
-                               classes=int(e.classes), bits=(8,), name="smoke")
+        model = random_network(
+            seed,
+            input_shape=(shape[1], shape[2], shape[0]),
+            width=int(e.width),
+            classes=int(e.classes),
+            bits=(8,),
+            name="smoke",
+        )
         return model, [random_input(model.tensors[model.input], rng) for _ in range(int(e.n_inputs))]
-
-    from harness.models.registry import build_model
-    from harness.quant.calibrate import calibrate
-    from harness.quant.export import export_int_model
-    from harness.quant.prepare import integer_inputs
-    from harness.quant.qnet import quantize_model
 
     torch.manual_seed(seed)
     mcfg = dict(OmegaConf.to_container(e.model, resolve=True))

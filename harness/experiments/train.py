@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
 
 from harness.data.registry import load_data
 from harness.models.registry import build_model, checkpoint_path, load_checkpoint
@@ -17,7 +18,6 @@ from harness.models.train import TrainConfig, fit, save_checkpoint
 def main(cfg: DictConfig, run_dir: Path) -> dict:
     """Train; write ``run_dir/model.pt`` (+ JSON sidecar) and, if ``train.save_checkpoint``, the shipped
     ``checkpoints/<model>-<data>.pt``. Returns the summary (float top-1, seconds, paths)."""
-    from rich.console import Console
 
     console = Console(stderr=True)
     data = load_data(cfg.data)
@@ -28,22 +28,38 @@ def main(cfg: DictConfig, run_dir: Path) -> dict:
         console.print(f"starting from {init}")
     tcfg = TrainConfig.from_mapping(cfg.get("train"))
     model_name, data_name = str(cfg.model.name), str(cfg.data.name)
-    console.print(f"training {model_name} on {data_name}: {len(data.train)} train / {len(data.test)} test, "
-                  f"input {tuple(model.input_shape)}")
+    console.print(
+        f"training {model_name} on {data_name}: {len(data.train)} train / {len(data.test)} test, "
+        f"input {tuple(model.input_shape)}"
+    )
     result = fit(model, data, tcfg, log=console.print)
     sidecar = {
-        "model": model_name, "data": data_name,
+        "model": model_name,
+        "data": data_name,
         "command": "tinyhil train " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
-        "seed": tcfg.seed, "init_checkpoint": str(init) if init else None, "float_top1": result["test_top1"], "n_train": len(data.train),
-        "n_test": len(data.test), "input_shape": list(model.input_shape), "num_classes": data.num_classes,
-        "train_seconds": result["train_seconds"], "date": _dt.datetime.now().isoformat(timespec="seconds"),
-        "train": result["config"], "model_config": OmegaConf.to_container(cfg.model, resolve=True),
-        "data_config": OmegaConf.to_container(cfg.data, resolve=True), "history": result["history"],
+        "seed": tcfg.seed,
+        "init_checkpoint": str(init) if init else None,
+        "float_top1": result["test_top1"],
+        "n_train": len(data.train),
+        "n_test": len(data.test),
+        "input_shape": list(model.input_shape),
+        "num_classes": data.num_classes,
+        "train_seconds": result["train_seconds"],
+        "date": _dt.datetime.now().isoformat(timespec="seconds"),
+        "train": result["config"],
+        "model_config": OmegaConf.to_container(cfg.model, resolve=True),
+        "data_config": OmegaConf.to_container(cfg.data, resolve=True),
+        "history": result["history"],
     }
     paths = [save_checkpoint(model, Path(run_dir) / "model.pt", sidecar)]
     if cfg.get("save_checkpoint", False):
         paths.append(save_checkpoint(model, checkpoint_path(model_name, data_name), sidecar))
     for p in paths:
         console.print(f"checkpoint: {p}")
-    return {"model": model_name, "data": data_name, "float_top1": result["test_top1"],
-            "train_seconds": result["train_seconds"], "checkpoints": [str(p) for p in paths]}
+    return {
+        "model": model_name,
+        "data": data_name,
+        "float_top1": result["test_top1"],
+        "train_seconds": result["train_seconds"],
+        "checkpoints": [str(p) for p in paths],
+    }

@@ -23,13 +23,18 @@ from harness.codegen.artifact import layer_artifact
 from harness.errors import TableError
 from harness.ir.model import IntModel
 from harness.measure.session import Measurement, Session
+from harness.measure.target import measurement_target
 from harness.precision.config import PrecisionConfig
+from harness.precision.groups import activation_groups, group_bits
+from harness.quant.calibrate import calibrate
+from harness.quant.export import export_int_model
+from harness.quant.prepare import integer_inputs, top1
+from harness.quant.qnet import quantize_model
 from harness.table.lut import Target
 
 
 def grouped_tensor_bits(layers, config: PrecisionConfig, output_bits: int = 8) -> dict[str, int]:
     """Every tensor's precision under ``config``: its activation group's (see the module docstring)."""
-    from harness.precision.groups import activation_groups, group_bits
 
     groups = activation_groups(layers)
     gb = group_bits(groups, config, output_bits=output_bits)
@@ -39,8 +44,6 @@ def grouped_tensor_bits(layers, config: PrecisionConfig, output_bits: int = 8) -
 def quantize_grouped(p, config: PrecisionConfig):
     """The calibrated fake-quant network of the prepared model ``p`` at ``config``, tensors at their group's
     precision."""
-    from harness.quant.calibrate import calibrate
-    from harness.quant.qnet import quantize_model
 
     q = quantize_model(p.model, config, input_shape=p.input_shape)
     for t, b in grouped_tensor_bits(q.specs, config).items():
@@ -79,7 +82,6 @@ class Deployed:
 def check_target(expected: Target, board: Board, when: str, build_flags: tuple[str, ...] = ()) -> None:
     """TableError when the firmware sources (kernels, runtime, flags) are no longer those ``expected`` names:
     a count of another kernel build must never be filed under, or compared with, this table's target."""
-    from harness.measure.target import measurement_target
 
     now = measurement_target(board.cfg, build_flags)
     if now != expected:
@@ -123,7 +125,6 @@ class Deployer:
 
     def host_top1(self, config: PrecisionConfig | None = None, n: int | None = None, qnet=None) -> float:
         """Fake-quant top-1 on the host over the first ``n`` evaluation images."""
-        from harness.quant.prepare import top1
 
         q = qnet if qnet is not None else self.qnet(config)
         n = len(self.p.eval_y) if n is None else min(n, len(self.p.eval_y))
@@ -132,8 +133,6 @@ class Deployer:
     def deploy(self, config: PrecisionConfig, n_images: int, tag: str, qnet=None, progress=None) -> Deployed:
         """Export ``config`` (from ``qnet`` when given, e.g. after QAT), build, flash, run ``n_images``
         evaluation images; DeviceError when a layer is not bit-exact against the integer reference."""
-        from harness.quant.export import export_int_model
-        from harness.quant.prepare import integer_inputs
 
         q = qnet if qnet is not None else self.qnet(config)
         model = export_int_model(q)  # as configured and calibrated (re-applying the config would regroup)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from harness.graph.spec import LayerSpec
+from harness.results.io import atomic_write_bytes
 from harness.table.lut import LatencyTable
 
 PAIRS = [(a, w) for a in (2, 4, 8) for w in (2, 4, 8)]
@@ -24,10 +26,6 @@ def _plt():
 
 
 def _save(fig, path: Path) -> Path:
-    import io
-
-    from harness.results.io import atomic_write_bytes
-
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
     _plt().close(fig)

@@ -13,6 +13,7 @@ hash, compiler flags); a table measured elsewhere is never used for this board (
 
 from __future__ import annotations
 
+import multiprocessing as mp
 import os
 import statistics
 import time
@@ -23,12 +24,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from harness.boards import make_board
+from harness.build.project import RUNTIME_FLASH_BYTES, RUNTIME_SRAM_BYTES, MemoryEstimate, check_fit
 from harness.codegen.artifact import layer_artifact
 from harness.config.board import BoardConfig, load_board_config
 from harness.errors import ConfigError, DeviceError, DoesNotFitError, TableError, TinyHilError
 from harness.graph.spec import INPUT, LayerSpec
 from harness.measure.session import Session
 from harness.measure.target import measurement_target
+from harness.precision.groups import activation_groups
 from harness.synth.batch import (
     ImageBudget,
     Variant,
@@ -94,7 +97,6 @@ def needed_entries(
     the network input's activation group is read only at ``input_bits`` and a group nobody reads (the output) is
     written only at ``output_bits``: entries no configuration can reach are not measured.
     """
-    from harness.precision.groups import activation_groups
 
     groups = activation_groups(layers)
     g_in = groups.group_of[INPUT]
@@ -282,7 +284,6 @@ class ProfileResult:
 
 def default_budget(board: BoardConfig, max_layers: int = 200, max_macs: float = 3e7) -> ImageBudget:
     """Image limits for ``board``: the given layer/MAC caps, and 70 % of its flash and SRAM after the runtime."""
-    from harness.build.project import RUNTIME_FLASH_BYTES, RUNTIME_SRAM_BYTES
 
     return ImageBudget(
         max_layers=max_layers,
@@ -307,7 +308,6 @@ class ProfilePlan:
 
 def never_fits(v: Variant, board: BoardConfig) -> bool:
     """Whether variant ``v`` cannot fit ``board`` even alone: its input(s) and output are live together."""
-    from harness.build.project import MemoryEstimate, check_fit
 
     try:
         check_fit(board, MemoryEstimate(arena=standalone_arena_bytes(v)))
@@ -440,7 +440,6 @@ def profile_layers(
 def _run_parallel(
     jobs: list[ImageJob], workers: int, take: Callable[[ImageResult], None], errors: list[str]
 ) -> None:
-    import multiprocessing as mp
 
     # spawn: the host process may hold torch/OpenMP threads that a forked child must not inherit
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"))

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+from rich.console import Console
+from rich.table import Table
 
 from harness.measure.session import Measurement
 from harness.results.io import write_table
@@ -23,9 +25,6 @@ def write_per_layer(m: Measurement, run_dir: Path, name: str = "per_layer.csv") 
 
 
 def print_per_layer(m: Measurement, title: str = "") -> None:
-    from rich.console import Console
-    from rich.table import Table
-
     t = Table(title=title or f"{m.board} ({m.timer}, {m.unit})")
     for col in ("#", "layer", "op", "a/w/o", "in", "out", "MACs", m.unit, f"{m.unit}/MAC", "bit-exact"):
         t.add_column(col, justify="right" if col not in ("layer", "op") else "left")

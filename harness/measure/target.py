@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
+from harness.build.project import _compiler_id as cid
 from harness.config.board import BoardConfig, load_board_config, repo_root
 from harness.table.lut import Target
 
@@ -32,8 +33,6 @@ def _firmware_files(board: BoardConfig) -> list[Path]:
 
 
 def _compiler_id() -> str:
-    from harness.build.project import _compiler_id as cid
-
     return cid()
 
 

@@ -9,6 +9,7 @@ deployed resolution).
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import time
@@ -22,6 +23,7 @@ from torch import nn
 
 from harness.data.base import DataSplits, ImageSet, batches
 from harness.errors import ConfigError
+from harness.results.io import atomic_write_bytes, atomic_write_text
 
 
 @dataclass
@@ -186,9 +188,6 @@ def fit(model: nn.Module, data: DataSplits, cfg: TrainConfig, input_shape: Seque
 
 def save_checkpoint(model: nn.Module, path: str | Path, sidecar: dict) -> Path:
     """Save the state dict to ``path`` and ``sidecar`` (command, seed, top-1, date, ...) next to it as JSON."""
-    import io
-
-    from harness.results.io import atomic_write_bytes, atomic_write_text
 
     path = Path(path)
     buf = io.BytesIO()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -21,7 +22,6 @@ def load_user_model(path: str, input_shape: Sequence[int], kwargs: Mapping[str, 
     kw = dict(kwargs or {})
     kw.update(extra)
     if num_classes is not None:
-        import inspect
 
         try:
             if "num_classes" in inspect.signature(cls).parameters:

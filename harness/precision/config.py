@@ -13,7 +13,10 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+
 from harness.errors import ConfigError
+from harness.results.io import atomic_write_text
 
 ALLOWED_BITS = (2, 4, 8)
 
@@ -86,11 +89,9 @@ class PrecisionConfig(Mapping[str, tuple[int, int]]):
 
     def save(self, path: str | Path) -> Path:
         """Write JSON or YAML (by suffix), atomically."""
-        from harness.results.io import atomic_write_text
 
         path = Path(path)
         if path.suffix in (".yaml", ".yml"):
-            import yaml
 
             text = yaml.safe_dump(self.to_dict(), sort_keys=False)
         else:
@@ -106,8 +107,6 @@ class PrecisionConfig(Mapping[str, tuple[int, int]]):
         text = path.read_text()
         try:
             if path.suffix in (".yaml", ".yml"):
-                import yaml
-
                 d = yaml.safe_load(text)
             else:
                 d = json.loads(text)

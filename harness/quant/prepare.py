@@ -13,9 +13,16 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from harness.data.base import to_model_input
+from harness.data.registry import load_data
 from harness.errors import ConfigError
 from harness.ir.model import IntModel
+from harness.models.registry import build_model, checkpoint_path, load_checkpoint
 from harness.precision.config import PrecisionConfig
+from harness.quant.calibrate import calibrate
+from harness.quant.export import export_int_model, quantize_input
+from harness.quant.qnet import quantize_model
+from harness.reference.run import run_model
 
 
 @dataclass
@@ -44,9 +51,6 @@ def prepare(cfg: DictConfig, n_eval: int, n_calib: int = 256, require_checkpoint
     Calibration images come from the training split, evaluation images from the test split, both drawn
     deterministically by ``cfg.seed``.
     """
-    from harness.data.base import to_model_input
-    from harness.data.registry import load_data
-    from harness.models.registry import build_model, checkpoint_path, load_checkpoint
 
     model_cfg, data_cfg = _plain(cfg.model), _plain(cfg.data)
     model = build_model(model_cfg)
@@ -55,8 +59,10 @@ def prepare(cfg: DictConfig, n_eval: int, n_calib: int = 256, require_checkpoint
     if ckpt.exists():
         load_checkpoint(model, ckpt)
     elif require_checkpoint:
-        raise ConfigError(f"no trained checkpoint for {name} on {data_cfg['name']} ({ckpt}); "
-                          f"train one with `tinyhil train model={name} data={data_cfg['name']} save_checkpoint=true`")
+        raise ConfigError(
+            f"no trained checkpoint for {name} on {data_cfg['name']} ({ckpt}); "
+            f"train one with `tinyhil train model={name} data={data_cfg['name']} save_checkpoint=true`"
+        )
     model.eval()
     c = int(model_cfg.get("in_channels", 3))
     r = int(model_cfg.get("resolution", 32))
@@ -68,22 +74,21 @@ def prepare(cfg: DictConfig, n_eval: int, n_calib: int = 256, require_checkpoint
     ev = data.test.subset(min(n_eval, len(data.test)), seed=seed + 1)
     calib = to_model_input(cal.x, shape, mean, std)
     eval_x = to_model_input(ev.x, shape, mean, std)
-    return Prepared(name, model, shape, data, mean, std, calib, eval_x, ev.y,
-                    str(ckpt) if ckpt.exists() else None)
+    return Prepared(
+        name, model, shape, data, mean, std, calib, eval_x, ev.y, str(ckpt) if ckpt.exists() else None
+    )
 
 
 @torch.no_grad()
 def top1(model: torch.nn.Module, x: torch.Tensor, y: np.ndarray, batch: int = 256) -> float:
     """Top-1 accuracy (0..1) of a float or fake-quant model."""
     model.eval()
-    pred = torch.cat([model(x[i:i + batch]).argmax(1) for i in range(0, len(x), batch)])
+    pred = torch.cat([model(x[i : i + batch]).argmax(1) for i in range(0, len(x), batch)])
     return float((pred.numpy() == y).mean())
 
 
 def quantize(p: Prepared, config: PrecisionConfig | None = None):
     """The calibrated fake-quant network (uniform 8-bit unless ``config``)."""
-    from harness.quant.calibrate import calibrate
-    from harness.quant.qnet import quantize_model
 
     q = quantize_model(p.model, config, input_shape=p.input_shape)
     calibrate(q, p.calib)
@@ -92,14 +97,12 @@ def quantize(p: Prepared, config: PrecisionConfig | None = None):
 
 def export(qnet, config: PrecisionConfig | None = None) -> IntModel:
     """The integer model of a calibrated fake-quant network."""
-    from harness.quant.export import export_int_model
 
     return export_int_model(qnet, config)
 
 
 def integer_inputs(model: IntModel, x: torch.Tensor) -> list[np.ndarray]:
     """Model inputs (N, C, H, W) -> the int8 (H, W, C) tensors the firmware's input quantizer would make."""
-    from harness.quant.export import quantize_input
 
     q = quantize_input(x, model.tensors[model.input])
     return [q[i] for i in range(len(q))]
@@ -107,6 +110,5 @@ def integer_inputs(model: IntModel, x: torch.Tensor) -> list[np.ndarray]:
 
 def reference_predictions(model: IntModel, inputs: list[np.ndarray]) -> np.ndarray:
     """argmax of the Python integer reference on each input."""
-    from harness.reference.run import run_model
 
     return np.array([int(np.argmax(run_model(model, x)[model.output])) for x in inputs])

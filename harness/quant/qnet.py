@@ -21,6 +21,7 @@ from torch import nn
 from harness.errors import ConfigError
 from harness.graph.spec import INPUT, LayerSpec
 from harness.graph.trace import TracedLayer, input_shape_of, trace_model
+from harness.ir.requant import add_params
 from harness.memory.liveness import bits_from_config
 from harness.ops import WEIGHTED_OPS
 from harness.precision.config import PrecisionConfig
@@ -192,7 +193,6 @@ class QuantNet(nn.Module):
             m, sh = N.quantize_multiplier_t(acc_scale / s_out)
             q = N.mbqm_t(acc, m.reshape(chan), sh.reshape(chan))
         elif s.op == "add":
-            from harness.ir.requant import add_params
 
             (x1, s1, z1), (x2, s2, z2) = ints(s.inputs[0], ins[0]), ints(s.inputs[1], ins[1])
             ls, m1, e1, m2, e2, mo, eo = (torch.tensor(v) for v in add_params(s1, s2, s_out))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -74,7 +75,6 @@ def write_table(df, path: str | Path) -> Path:
     """Write a pandas DataFrame as CSV (or Parquet by suffix), atomically."""
     path = Path(path)
     if path.suffix == ".parquet":
-        import io
 
         buf = io.BytesIO()
         df.to_parquet(buf, index=False)

@@ -17,12 +17,16 @@ layer's input bits independently still yields a consistent configuration (raised
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from harness.errors import ConfigError
 from harness.graph.spec import LayerSpec
 from harness.precision.config import PrecisionConfig
+from harness.precision.groups import activation_groups, harmonize
+from harness.search.bitops_budget import bitops_search
+from harness.search.uniform import uniform_config
 
 StartFn = Callable[[dict, list[LayerSpec], dict], PrecisionConfig]
 _REGISTRY: dict[str, StartFn] = {}
@@ -66,7 +70,6 @@ def _take(params: dict, method: str, allowed: dict[str, Any]) -> dict[str, Any]:
 def _discover(name: str) -> None:
     """Import the modules of this package named after a method (``quantune`` finds ``quantune.py``,
     ``quantunev2.py``, ...), so that their ``@register_start`` runs."""
-    import pkgutil
 
     for mod in pkgutil.iter_modules(__path__):
         if mod.name.startswith(name):
@@ -80,7 +83,6 @@ def _discover(name: str) -> None:
 
 def make_start(method_cfg: Mapping | Any, layers: Sequence[LayerSpec], **context: Any) -> PrecisionConfig:
     """The starting configuration for ``method_cfg`` (a mapping or DictConfig with ``name``)."""
-    from harness.precision.groups import activation_groups, harmonize
 
     params = _plain(method_cfg)
     name = params.pop("name", None)
@@ -101,16 +103,12 @@ def make_start(method_cfg: Mapping | Any, layers: Sequence[LayerSpec], **context
 
 @register_start("uniform")
 def _start_uniform(params: dict, layers: list[LayerSpec], context: dict) -> PrecisionConfig:
-    from harness.search.uniform import uniform_config
-
     p = _take(params, "uniform", {"a_bits": 8, "w_bits": 8, "input_bits": 8})
     return uniform_config(layers, p["a_bits"], p["w_bits"], input_bits=p["input_bits"])
 
 
 @register_start("bitops")
 def _start_bitops(params: dict, layers: list[LayerSpec], context: dict) -> PrecisionConfig:
-    from harness.search.bitops_budget import bitops_search
-
     p = _take(
         params,
         "bitops",

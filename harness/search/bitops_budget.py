@@ -28,6 +28,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from harness.errors import ConfigError, TableError
 from harness.graph.spec import INPUT, LayerSpec
 from harness.memory.budget import layer_param_bytes, live_sets, tensor_bytes, tensor_shapes
@@ -224,7 +226,6 @@ def _infeasible(p: _Problem, how: str) -> ConfigError:
 def _solve_ilp(p: _Problem, time_limit: float) -> tuple[list[int], dict[str, int], bool] | None:
     """Solve with HiGHS; returns (group bits, w bits, proven optimal), None when no solution was found."""
     import highspy
-    import numpy as np
 
     costs: list[float] = []
     integral: list[bool] = []

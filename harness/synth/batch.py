@@ -27,6 +27,7 @@ import numpy as np
 from harness.errors import ConfigError
 from harness.graph.spec import LayerSpec
 from harness.ir.model import IntLayer, IntModel, TensorSpec
+from harness.memory.budget import layer_param_bytes
 from harness.reference.run import run_layer
 from harness.synth.random_model import (
     make_add_layer,
@@ -244,8 +245,6 @@ def _out_bytes(v: Variant) -> int:
 
 
 def _param_bytes(v: Variant) -> int:
-    from harness.memory.budget import layer_param_bytes
-
     return layer_param_bytes(v.spec, v.entry[2]) if v.spec.has_weights else 0
 
 

@@ -4,20 +4,25 @@
 from __future__ import annotations
 
 import csv
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import torch
 from torch import nn
 
+from harness.data.base import to_model_input
 from harness.errors import ConfigError
 from harness.graph.spec import INPUT, LayerSpec
 from harness.precision.config import ALLOWED_BITS, PrecisionConfig
+from harness.results.io import write_table
 from harness.search.quantune.analyze import Sensitivity, analyze
 from harness.search.quantune.assign import BitPair, bit_pair, topk_config
 from harness.search.quantune.metrics import SQNR_CAP_DB
+from harness.search.quantune.probe import build_probe
 from harness.search.quantune.ranking import DEFAULT_WEIGHTS, RankRule
 
 DEFAULTS: dict[str, Any] = {
@@ -104,9 +109,6 @@ def sensitivity(
 ) -> Sensitivity:
     """Rank ``model``'s layers: build the probe pair (:mod:`.probe`; activation ranges calibrated on ``calib``),
     then the two passes over ``calib``. Building the pair is timed apart from the passes (``meta['quantize_s']``)."""
-    import time
-
-    from harness.search.quantune.probe import build_probe
 
     t0, c0 = time.perf_counter(), time.process_time()
     probe = build_probe(
@@ -139,9 +141,6 @@ RANKING_COLUMNS = ("rank", "layer", "kind", "score", "dsqnr", "mse", "w_sqnr", "
 
 def save_ranking(rows: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
     """Write the ranked layer rows as CSV (the file ``method.ranking`` reads back)."""
-    import pandas as pd
-
-    from harness.results.io import write_table
 
     df = pd.DataFrame(list(rows))
     cols = [c for c in RANKING_COLUMNS if c in df.columns] + [
@@ -168,7 +167,6 @@ def load_ranking(path: str | Path) -> list[str]:
 
 def calibration_images(data: Any, input_shape: Sequence[int], n: int, seed: int = 0) -> torch.Tensor:
     """``n`` training images of a :class:`~harness.data.DataSplits` in the model's input format."""
-    from harness.data.base import to_model_input
 
     sub = data.train.subset(min(n, len(data.train)), seed)
     return to_model_input(sub.x, input_shape, data.mean, data.std)
