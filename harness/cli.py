@@ -43,7 +43,7 @@ def resolve_entry(spec: str) -> Callable:
 def _console():
     from rich.console import Console
 
-    return Console(stderr=True)
+    return Console(stderr=True, soft_wrap=True)  # an error stays one line, whatever the terminal width
 
 
 def execute(cfg, run_dir: Path) -> dict:
@@ -62,7 +62,50 @@ def execute(cfg, run_dir: Path) -> dict:
     summary.setdefault("command_seconds", round(time.perf_counter() - t0, 3))
     write_summary(run_dir, summary)
     _console().print(f"[green]results:[/green] {run_dir / 'summary.json'}")
+    check_results(summary)
     return summary
+
+
+def check_results(summary: dict) -> None:
+    """ResultError (exit 3) when a measured result is wrong: the summary is written first, then the command
+    fails, so a wrong result never exits 0 and nothing measured is lost."""
+    from harness.errors import ResultError
+
+    if summary.get("bit_exact") is False:
+        why = summary.get("mismatches") or summary.get("mismatched_layers") or summary.get("mismatched") or []
+        detail = "; ".join(str(w) for w in why[:3]) if isinstance(why, list) else str(why)
+        raise ResultError(f"results are not bit-exact against the integer reference: {detail or 'see summary.json'}")
+
+
+def _one_line(exc: BaseException) -> str:
+    """A Hydra/OmegaConf composition error as one line naming the key."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    err: BaseException | None = exc
+    while err is not None:
+        if isinstance(err, OmegaConfBaseException) and getattr(err, "full_key", None):
+            msg = str(getattr(err, "msg", "") or str(err)).splitlines()[0]
+            return f"{err.full_key}: {msg}"
+        err = err.__cause__ or err.__context__
+    text = " ".join(str(exc).split())
+    return text.split(" Config search path:")[0]
+
+
+def check_config(command: str, overrides: list[str]) -> None:
+    """Compose the command's config once before running it, so a bad key or value is one line (exit 2)
+    before any work starts. Sweeps (-m) and Hydra's own flags are left to Hydra."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from harness.config.compose import compose_config
+    from harness.errors import ConfigError
+
+    if any(o.startswith("-") for o in overrides):
+        return
+    try:
+        compose_config(command, overrides)
+    except (HydraException, OmegaConfBaseException) as e:
+        raise ConfigError(f"bad configuration: {_one_line(e)}") from None
 
 
 def _hydra_app(command: str) -> Callable[[], None]:
@@ -104,10 +147,13 @@ def main(argv: list[str] | None = None) -> None:
         print(f"tinyhil: unknown command {command!r}\n\n{_usage()}", file=sys.stderr)
         sys.exit(2)
 
+    from harness.config.schema import register
     from harness.errors import TinyHilError
 
+    register()
     sys.argv = [f"tinyhil {command}", *rest]
     try:
+        check_config(command, rest)
         _hydra_app(command)()
     except TinyHilError as e:
         _console().print(f"[bold red]tinyhil {command}: error:[/bold red] {e}")

@@ -59,3 +59,19 @@ def test_unknown_command_lists_the_commands(tmp_path):
     p = tinyhil("frobnicate", cwd=REPO)
     assert p.returncode == 2
     assert "unknown command" in p.stderr and "profile" in p.stderr
+
+
+@pytest.mark.parametrize(
+    "override,key",
+    [
+        ("board.clock_hz=abc", "board.clock_hz"),
+        ("experiment.n_inputs=two", "experiment.n_inputs"),
+        ("experiment.no_such_key=1", "experiment.no_such_key"),
+    ],
+)
+def test_a_bad_value_or_key_is_one_line_naming_the_key_before_any_work(tmp_path, override, key):
+    p = tinyhil("run", "experiment=smoke", override, f"hydra.run.dir={tmp_path}/run", cwd=REPO)
+    lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+    assert p.returncode == 2
+    assert len(lines) == 1 and key in lines[0], p.stderr
+    assert not (tmp_path / "run").exists()  # refused before any work started

@@ -4,9 +4,7 @@ import itertools
 import json
 
 import torch
-from hydra import compose, initialize_config_dir
-
-from harness import CONFIG_DIR
+from harness.config.compose import compose_config
 from harness.data import load_data
 from harness.experiments.train import main
 from harness.models import build_model, load_checkpoint
@@ -14,20 +12,19 @@ from harness.models.train import TrainConfig, evaluate, fit, lr_factor
 
 
 def test_train_command_writes_checkpoint_and_sidecar(tmp_path):
-    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose(
-            "train",
-            overrides=[
-                "model=tiny-cnn",
-                "data=digits",
-                "data.n_train=200",
-                "data.n_test=100",
-                "train.phases=null",
-                "train.epochs=2",
-                "train.log_every=0",
-                "train.threads=1",
-            ],
-        )
+    cfg = compose_config(
+        "train",
+        [
+            "model=tiny-cnn",
+            "data=digits",
+            "data.n_train=200",
+            "data.n_test=100",
+            "train.phases=null",
+            "train.epochs=2",
+            "train.log_every=0",
+            "train.threads=1",
+        ],
+    )
     summary = main(cfg, tmp_path)
     ckpt = tmp_path / "model.pt"
     side = json.loads(ckpt.with_suffix(".json").read_text())

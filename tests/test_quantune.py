@@ -318,11 +318,9 @@ def test_the_quantune_start_analyses_the_model_it_is_given():
 
 
 def test_the_shipped_method_config_is_valid():
-    import yaml
-
-    from harness import CONFIG_DIR
+    from harness.config.compose import group_config
     from harness.search.quantune.pipeline import QuantuneParams
 
-    d = yaml.safe_load((CONFIG_DIR / "method" / "quantune.yaml").read_text())
+    d = group_config("method", "quantune")
     p = QuantuneParams.from_mapping(d)
     assert d["name"] == "quantune" and p.probe == p.low and p.chunk_size is None

@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
+from harness.config.schema import BoardSchema
 from harness.errors import ConfigError
 
 TIMER_SOURCES = ("qemu-icount", "dwt-cycles", "systick")
@@ -58,16 +60,16 @@ class DriverSpec:
     """How to reach the board. ``qemu``: machine/cpu/extra_args. ``serial``: port/baud/flasher/target/probe."""
 
     type: str
-    machine: str | None = None
-    cpu: str | None = None
-    extra_args: tuple[str, ...] = ()
-    port: str | None = None
-    baud: int = 115200
-    flasher: str | None = None
-    target: str | None = None
-    probe: str | None = None
-    boot_timeout_s: float = 10.0
-    command_timeout_s: float = 60.0
+    machine: str | None
+    cpu: str | None
+    extra_args: tuple[str, ...]
+    port: str | None
+    baud: int
+    flasher: str | None
+    target: str | None
+    probe: str | None
+    boot_timeout_s: float
+    command_timeout_s: float
 
 
 @dataclass(frozen=True)
@@ -103,67 +105,46 @@ class BoardConfig:
 
     @classmethod
     def from_mapping(cls, m: Mapping[str, Any]) -> BoardConfig:
-        """Validate a plain mapping (a loaded yaml or a Hydra ``cfg.board``)."""
+        """Validate a plain mapping (a loaded yaml or a Hydra ``cfg.board``) against :class:`BoardSchema`,
+        which holds every default, then check the values the schema's types cannot."""
         name = str(m.get("name", "?"))
-
-        def need(key: str, where: Mapping[str, Any] = m, prefix: str = "") -> Any:
-            if key not in where or where[key] is None:
-                raise ConfigError(f"board '{name}': missing required key '{prefix}{key}'")
-            return where[key]
-
-        def region(key: str) -> MemRegion:
-            r = need(key)
-            try:
-                return MemRegion(base=int(need("base", r, f"{key}.")), size=int(need("size", r, f"{key}.")))
-            except (TypeError, ValueError) as exc:
-                raise ConfigError(f"board '{name}': {key}.base/size must be integers") from exc
-
-        t = need("timer")
-        timer = TimerSpec(
-            source=str(need("source", t, "timer.")),
-            hz=int(need("hz", t, "timer.")),
-            unit=str(t.get("unit", "ticks")),
-            count_per_tick=float(need("count_per_tick", t, "timer.")),
-        )
+        raw = {k: v for k, v in m.items() if k != "defaults"}
+        try:
+            typed = OmegaConf.merge(OmegaConf.structured(BoardSchema), raw)
+            d = OmegaConf.to_container(typed, resolve=True, throw_on_missing=True)
+        except OmegaConfBaseException as exc:
+            key = getattr(exc, "full_key", None) or "?"
+            msg = str(getattr(exc, "msg", exc)).splitlines()[0]
+            if isinstance(exc, MissingMandatoryValue):
+                msg = "missing required key"
+            raise ConfigError(f"board '{name}': {msg}: '{key}'") from None
+        t, drv = d["timer"], d["driver"]
+        timer = TimerSpec(t["source"], t["hz"], t["unit"], t["count_per_tick"])
         if timer.source not in TIMER_SOURCES:
             raise ConfigError(f"board '{name}': timer.source '{timer.source}' is not one of {TIMER_SOURCES}")
-        d = need("driver")
-        dtype = str(need("type", d, "driver."))
-        if dtype not in DRIVER_TYPES:
-            raise ConfigError(f"board '{name}': driver.type '{dtype}' is not one of {DRIVER_TYPES}")
-        driver = DriverSpec(
-            type=dtype,
-            machine=d.get("machine"),
-            cpu=d.get("cpu"),
-            extra_args=tuple(str(a) for a in (d.get("extra_args") or ())),
-            port=d.get("port"),
-            baud=int(d.get("baud", 115200) or 115200),
-            flasher=d.get("flasher"),
-            target=d.get("target"),
-            probe=d.get("probe"),
-            boot_timeout_s=float(d.get("boot_timeout_s", 10.0)),
-            command_timeout_s=float(d.get("command_timeout_s", 60.0)),
-        )
-        if dtype == "qemu" and not driver.machine:
+        if drv["type"] not in DRIVER_TYPES:
+            raise ConfigError(f"board '{name}': driver.type '{drv['type']}' is not one of {DRIVER_TYPES}")
+        driver = DriverSpec(**{**drv, "extra_args": tuple(drv["extra_args"])})
+        if driver.type == "qemu" and not driver.machine:
             raise ConfigError(f"board '{name}': a qemu driver needs driver.machine")
-        if dtype == "serial":
+        if driver.type == "serial":
             if not driver.port:
                 raise ConfigError(f"board '{name}': a serial driver needs driver.port")
             if driver.flasher not in FLASHERS:
                 raise ConfigError(f"board '{name}': driver.flasher must be one of {FLASHERS}")
         cfg = cls(
-            name=str(need("name")),
-            core=str(need("core")),
-            cpu_flags=tuple(str(f) for f in need("cpu_flags")),
-            clock_hz=int(need("clock_hz")),
-            flash=region("flash"),
-            sram=region("sram"),
-            linker_script=str(need("linker_script")),
-            platformio_board=str(m.get("platformio_board") or m["name"]),
+            name=d["name"],
+            core=d["core"],
+            cpu_flags=tuple(d["cpu_flags"]),
+            clock_hz=d["clock_hz"],
+            flash=MemRegion(**d["flash"]),
+            sram=MemRegion(**d["sram"]),
+            linker_script=d["linker_script"],
+            platformio_board=d["platformio_board"] or d["name"],
             timer=timer,
             driver=driver,
-            uart=dict(m.get("uart") or {}),
-            description=str(m.get("description", "")),
+            uart=dict(d["uart"]),
+            description=d["description"],
         )
         if cfg.sram.size <= 0 or cfg.flash.size <= 0:
             raise ConfigError(f"board '{name}': flash and sram sizes must be positive")
@@ -179,7 +160,8 @@ def load_board_config(board: str | Mapping[str, Any] | BoardConfig) -> BoardConf
         if not path.is_file():
             raise ConfigError(f"unknown board '{board}'; known boards: {', '.join(known_boards())}")
         data = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
-        assert isinstance(data, dict)
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path} is not a mapping of board settings")
         return BoardConfig.from_mapping(data)
     if isinstance(board, DictConfig):
         board = OmegaConf.to_container(board, resolve=True)  # type: ignore[assignment]

@@ -11,7 +11,10 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
+from harness import CONFIG_DIR
+from harness.config.schema import DataSchema
 from harness.data import sources
 from harness.data.base import DataSplits
 from harness.errors import ConfigError
@@ -24,22 +27,36 @@ SOURCES: dict[str, Callable[..., DataSplits]] = {
 }
 
 
-def load_data(cfg: Mapping[str, Any] | str) -> DataSplits:
-    """Load the data set a config names and draw its subsets."""
+def data_config(cfg: Mapping[str, Any] | str) -> dict[str, Any]:
+    """A data config as a plain dict over :class:`~harness.config.schema.DataSchema`'s defaults; a name loads
+    ``configs/data/<name>.yaml``."""
     if isinstance(cfg, str):
-        cfg = {"name": cfg}
-    if isinstance(cfg, DictConfig):
-        cfg = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
-    name = cfg.get("name")
+        path = CONFIG_DIR / "data" / f"{cfg}.yaml"
+        if not path.is_file():
+            raise ConfigError(f"unknown data set {cfg!r}; known: {', '.join(SOURCES)}")
+        cfg = OmegaConf.load(path)
+    raw = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+    raw.pop("defaults", None)
+    try:
+        typed = OmegaConf.merge(OmegaConf.structured(DataSchema), raw)
+        return OmegaConf.to_container(typed, resolve=True, throw_on_missing=True)  # type: ignore[return-value]
+    except OmegaConfBaseException as e:
+        raise ConfigError(f"data config: {getattr(e, 'full_key', '')}: {str(e).splitlines()[0]}") from None
+
+
+def load_data(cfg: Mapping[str, Any] | str) -> DataSplits:
+    """Load the data set a config (or a name) names and draw its subsets."""
+    d = data_config(cfg)
+    name = d["name"]
     if name not in SOURCES:
         raise ConfigError(f"unknown data set {name!r}; known: {', '.join(SOURCES)}")
-    split_kw = {k: cfg[k] for k in ("test_fraction", "split_seed") if cfg.get(k) is not None}
+    split_kw = {k: d[k] for k in ("test_fraction", "split_seed") if d[k] is not None}
     data = SOURCES[name](**split_kw)
-    seed = int(cfg.get("seed", 0))
-    data.train = data.train.subset(cfg.get("n_train"), seed)
-    data.test = data.test.subset(cfg.get("n_test"), seed + 1)
-    data.mean = float(cfg.get("mean", data.mean))
-    data.std = float(cfg.get("std", data.std))
+    seed = int(d["seed"])
+    data.train = data.train.subset(d["n_train"], seed)
+    data.test = data.test.subset(d["n_test"], seed + 1)
+    data.mean = float(d["mean"])
+    data.std = float(d["std"])
     data.meta = {"seed": seed, "n_train": len(data.train), "n_test": len(data.test),
-                 "augment": bool(cfg.get("augment", False)), "flip": bool(cfg.get("flip", True))}
+                 "augment": bool(d["augment"]), "flip": bool(d["flip"])}
     return data

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
@@ -329,15 +329,15 @@ def select_shapes(names: Sequence[str] | None) -> list[LayerShape]:
 def run(cfg: DictConfig, run_dir: Path) -> dict:
     t0 = time.perf_counter()
     e = cfg.experiment
-    shapes = select_shapes(list(OmegaConf.select(e, "layers") or []))
-    pairs = [tuple(int(v) for v in p) for p in (OmegaConf.select(e, "pairs") or PAIRS)]
-    ref = bool(OmegaConf.select(e, "ref", default=True))
+    shapes = select_shapes(list(e.layers))
+    pairs = [tuple(int(v) for v in p) for p in e.pairs]
+    ref = bool(e.ref)
     seed = int(cfg.seed)
     board = board_from(cfg)
     board_cfg = board.cfg
-    relu = bool(OmegaConf.select(e, "relu_inputs", default=False))
+    relu = bool(e.relu_inputs)
     images = [build_image(s, pairs, ref, seed, relu) for s in shapes]
-    jobs = max(1, int(OmegaConf.select(e, "jobs", default=2)))
+    jobs = max(1, int(e.jobs))
     base = workdir(cfg, "bench_kernels", board.name)
 
     console = Console()

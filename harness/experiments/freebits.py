@@ -48,11 +48,6 @@ GOAL_REDUCTION_PCT = 28.6  # the Free Bits paper's headline
 GOAL_MAX_TOP1_LOSS_PTS = 1.0
 
 
-def _opt(cfg: DictConfig, key: str, default):
-    v = OmegaConf.select(cfg, key)
-    return default if v is None else v
-
-
 def _console():
     return Console(stderr=True)
 
@@ -84,10 +79,10 @@ def latency_bounds(table, layers, start, int8_predicted: float) -> dict:
 def _qat(cfg: DictConfig, p, qnet, log) -> dict:
     """Short QAT of ``qnet`` in place on a training subset; test top-1 measured on the host eval images."""
 
-    q = OmegaConf.to_container(cfg.experiment.qat, resolve=True) if "qat" in cfg.experiment else {}
-    epochs = int(q.pop("epochs", 1))
-    n_train = q.pop("n_train", None)
-    n_test = int(q.pop("n_test", 500))
+    q = OmegaConf.to_container(cfg.experiment.qat, resolve=True)
+    epochs = int(q.pop("epochs"))
+    n_train = q.pop("n_train")
+    n_test = int(q.pop("n_test"))
     if epochs <= 0:
         return {"qat_epochs": 0}
     data = p.data
@@ -121,8 +116,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     def log(s: str) -> None:
         console.print(f"[dim]{s}[/dim]")
 
-    n_eval, n_host = int(_opt(cfg, "experiment.n_eval", 100)), int(_opt(cfg, "experiment.n_eval_host", 1000))
-    p = prepare(cfg, n_eval=max(n_eval, n_host), n_calib=int(_opt(cfg, "experiment.n_calib", 256)))
+    n_eval, n_host = int(cfg.experiment.n_eval), int(cfg.experiment.n_eval_host)
+    p = prepare(cfg, n_eval=max(n_eval, n_host), n_calib=int(cfg.experiment.n_calib))
     layers = extract_layers(p.model, p.input_shape)
     board_cfg = load_board_config(OmegaConf.to_container(cfg.board, resolve=True))
     cpt = board_cfg.timer.count_per_tick
@@ -130,7 +125,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
 
     # 1. the board's table for this network
     prof = profile_for(
-        _opt(cfg, "experiment.profile", {}),
+        cfg.experiment.profile,
         board_cfg,
         layers,
         workdir(cfg, "profile"),
@@ -141,7 +136,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     target = prof.target
 
     board = board_from(cfg)
-    flags = tuple(_opt(cfg, "experiment.profile.build_flags", []) or ())
+    flags = tuple(cfg.experiment.profile.build_flags)
     dep = Deployer(
         p, board, workdir(cfg, "freebits", board_cfg.name, p.name), target=target, build_flags=flags
     )
@@ -157,13 +152,13 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     # model/calib let data-driven starts (quantune) analyse the network; the others ignore them
     start = make_start(cfg.method, layers, table=table, model=p.model, calib=p.calib, seed=int(cfg.seed))
     settings = LoopSettings(
-        max_rounds=int(_opt(cfg, "experiment.max_rounds", 4)),
-        min_gain=float(_opt(cfg, "experiment.min_gain", 0.0)),
-        pricing=str(_opt(cfg, "experiment.pricing", "full")),
-        out_bits_rule=_opt(cfg, "experiment.out_bits_rule", "consumer"),
-        tie_break=str(_opt(cfg, "experiment.tie_break", "more_bits")),
+        max_rounds=int(cfg.experiment.max_rounds),
+        min_gain=float(cfg.experiment.min_gain),
+        pricing=str(cfg.experiment.pricing),
+        out_bits_rule=cfg.experiment.out_bits_rule,
+        tie_break=str(cfg.experiment.tie_break),
     )
-    n_measure = int(_opt(cfg, "experiment.n_measure", 1))
+    n_measure = int(cfg.experiment.n_measure)
     res = closed_loop(
         layers,
         start,

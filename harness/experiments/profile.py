@@ -8,6 +8,7 @@ Builds the zoo model, extracts its fused layers, and measures every missing tabl
 from __future__ import annotations
 
 import contextlib
+from dataclasses import asdict
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -15,6 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from harness.config.board import load_board_config
+from harness.config.schema import ProfileSchema
 from harness.experiments.common import workdir
 from harness.graph.trace import extract_layers
 from harness.measure.profile import ProfileSettings, default_budget, profile_layers
@@ -23,23 +25,27 @@ from harness.models.registry import build_model
 
 
 def settings_from(block, board, seed: int = 0):
-    """:class:`ProfileSettings` from a ``profile`` config block (``configs/profile.yaml`` documents the keys)."""
-
-    p = OmegaConf.to_container(block, resolve=True) if isinstance(block, DictConfig) else dict(block or {})
+    """:class:`ProfileSettings` from a ``profile`` config block (:class:`~harness.config.schema.ProfileSchema`
+    holds every key's default; a plain mapping may give only some keys)."""
+    p = {**asdict(ProfileSchema()), **_plain(block)}
     board = load_board_config(board)
     return ProfileSettings(
-        a_bits=tuple(p.get("a_bits", (2, 4, 8))),
-        w_bits=tuple(p.get("w_bits", (2, 4, 8))),
-        o_bits=tuple(p.get("o_bits", (2, 4, 8))),
-        input_bits=p.get("input_bits", 8),
-        output_bits=p.get("output_bits", 8),
-        repeats=int(p.get("repeats", 3)),
-        workers=int(p.get("workers", 0)),
+        a_bits=tuple(p["a_bits"]),
+        w_bits=tuple(p["w_bits"]),
+        o_bits=tuple(p["o_bits"]),
+        input_bits=p["input_bits"],
+        output_bits=p["output_bits"],
+        repeats=int(p["repeats"]),
+        workers=int(p["workers"]),
         seed=int(seed),
-        budget=default_budget(board, int(p.get("max_layers", 200)), float(p.get("max_macs", 3e7))),
-        build_flags=tuple(p.get("build_flags") or ()),
-        require_bit_exact=bool(p.get("require_bit_exact", True)),
+        budget=default_budget(board, int(p["max_layers"]), float(p["max_macs"])),
+        build_flags=tuple(p["build_flags"]),
+        require_bit_exact=bool(p["require_bit_exact"]),
     )
+
+
+def _plain(block) -> dict:
+    return OmegaConf.to_container(block, resolve=True) if isinstance(block, DictConfig) else dict(block or {})
 
 
 def model_layers(model_cfg):
@@ -73,10 +79,8 @@ def profile_for(
     """Profile ``layers`` on ``board`` with the settings of a ``profile`` block; returns the ProfileResult."""
 
     board = load_board_config(board)
-    block = (
-        OmegaConf.to_container(block, resolve=True) if isinstance(block, DictConfig) else dict(block or {})
-    )
-    path = table_path(board, block.get("table_dir") or "results/lut")
+    block = {**asdict(ProfileSchema()), **_plain(block)}
+    path = table_path(board, block["table_dir"])
     settings = settings_from(block, board, seed)
     if quiet:
         return profile_layers(layers, board, path, settings, workdir=work)

@@ -71,7 +71,7 @@ def choose_plan(model, split="auto", n="auto", max_mac_overhead: float = 0.3):
 def memory_budget(cfg: DictConfig, arena_extra: int) -> int | None:
     """SRAM bytes the patch stage may use: the board's SRAM minus what the runtime needs besides activations."""
 
-    b = OmegaConf.select(cfg, "method.memory_budget")
+    b = cfg.method.memory_budget
     if b is None or b == "none":
         return None
     if b != "board":
@@ -111,7 +111,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     qnet = quantize(p, config8)
     model = export(qnet, config8)
     plan = choose_plan(
-        model, mc.get("split", "auto"), mc.get("n", "auto"), float(mc.get("max_mac_overhead", 0.3))
+        model, mc["split"], mc["n"], float(mc["max_mac_overhead"])
     )
     base = PatchedModel.uniform(model, plan)
     atomic_write_text(run_dir / "patch_plan.txt", describe(plan) + "\n")
@@ -126,7 +126,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     budget = memory_budget(cfg, arena8.scratch_bytes + arena8.result_bytes)
     params = QuantMcuParams(**{**params.__dict__, "budget": budget})
 
-    calib = integer_inputs(model, p.calib[: int(mc.get("n_calib", 16))])
+    calib = integer_inputs(model, p.calib[: int(mc["n_calib"])])
     res = quantmcu(base, calib, params)
     qm = res.patched
     res.config.save(run_dir / "config_precision.json")

@@ -59,16 +59,11 @@ ALT_RULES = {
 # -- loading ------------------------------------------------------------------------------------------------
 
 
-def _opt(cfg: DictConfig, key: str, default: Any) -> Any:
-    v = OmegaConf.select(cfg, key)
-    return default if v is None else v
-
-
 def load_model(cfg: DictConfig, data) -> tuple[nn.Module, str | None]:
     """The float model with its trained weights; ``checkpoint: auto`` looks in ``checkpoints/``."""
 
     model = build_model(cfg.model, num_classes=data.num_classes)
-    ck = _opt(cfg, "checkpoint", "auto")
+    ck = cfg.checkpoint
     if ck == "auto":
         path = checkpoint_path(str(cfg.model.name), str(cfg.data.name))
         if not path.exists():
@@ -230,15 +225,15 @@ def deployable(layers: Sequence[LayerSpec], config: PrecisionConfig) -> Precisio
 
 
 def _ks(e: Any, n_weighted: int) -> list[int]:
-    return sorted({int(k) for k in (e.get("ks") or [0, 2, 4, 8]) if 0 <= int(k) <= n_weighted})
+    return sorted({int(k) for k in e["ks"] if 0 <= int(k) <= n_weighted})
 
 
 def run(cfg: DictConfig, run_dir: Path) -> dict:
     """Entry of ``tinyhil sensitivity`` (see the module docstring)."""
 
     t_start = time.perf_counter()
-    torch.set_num_threads(int(_opt(cfg, "threads", 2)))
-    seed = int(_opt(cfg, "seed", 0))
+    torch.set_num_threads(int(cfg.threads))
+    seed = int(cfg.seed)
     torch.manual_seed(seed)
     method = OmegaConf.to_container(cfg.method, resolve=True)
     if method.get("name") != "quantune":
@@ -246,7 +241,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     p = QuantuneParams.from_mapping(method)
     if p.ranking:
         raise ConfigError("tinyhil sensitivity computes the ranking; method.ranking is for starting points")
-    e = OmegaConf.to_container(cfg.experiment, resolve=True) if OmegaConf.select(cfg, "experiment") else {}
+    e = OmegaConf.to_container(cfg.experiment, resolve=True) if cfg.get("experiment") else {}
     data = load_data(cfg.data)
     model, ck = load_model(cfg, data)
     shape = tuple(model.input_shape)
@@ -267,7 +262,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
         f"QuantuneV2 sensitivity: {cfg.model.name} on {cfg.data.name}, probe a{p.probe[0]}w{p.probe[1]}, "
         f"rule {p.rule.rule}, {sens.images} calibration images"
     )
-    print_ranking(sens.layers, p.k, int(_opt(cfg, "top", 20)), title, show_score=p.rule.rule != "dsqnr")
+    print_ranking(sens.layers, p.k, int(cfg.top), title, show_score=p.rule.rule != "dsqnr")
     save_ranking(sens.layers, run_dir / "ranking.csv")
     write_table(pd.DataFrame(sens.ops), run_dir / "ops.csv")
     plot_ranking(sens.layers, p.k, run_dir / "sensitivity.png", title)
@@ -303,11 +298,11 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
         "harmonized_layers": len(assigned.meta.get("harmonized", [])),
     }
 
-    evaluate = bool(_opt(cfg, "evaluate", True))
+    evaluate = bool(cfg.evaluate)
     if not (evaluate or e.get("baseline") or e.get("sweep")):
         return _finish(summary, t_start)
-    n_eval = int(e.get("n_eval") or _opt(cfg, "n_eval", 1000))
-    bs = int(_opt(cfg, "eval_batch_size", 250))
+    n_eval = int(e["n_eval"] if e else cfg.n_eval)
+    bs = int(cfg.eval_batch_size)
     test = data.test.subset(min(n_eval, len(data.test)), seed + 1)
     x_eval, y_eval = model_inputs(test, shape, data), torch.from_numpy(test.y)
     summary["n_eval"] = len(test)
@@ -362,12 +357,12 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     sweep_rows: list[dict] = []
     if e.get("sweep"):
         orders = [("quantune", sens.ranking)]
-        if base is not None and e.get("baseline_topk", True):
+        if base is not None and e["baseline_topk"]:
             orders.append(("baseline", base.ranking))
         for name, order in orders:
             for k in _ks(e, n_weighted):
                 sweep_rows.append(_sweep_row(name, f"k{k}", k, topk(order, k), layers, ref8, acc_of))
-        for b in e.get("uniform") or [8, 4]:
+        for b in e["uniform"]:
             a_b, w_b = (b, b) if isinstance(b, int) else tuple(b)
             c = uniform_config(layers, a_b, w_b, input_bits=p.input_bits)
             sweep_rows.append(_sweep_row("uniform", f"a{a_b}w{w_b}", None, c, layers, ref8, acc_of))

@@ -34,7 +34,7 @@ def smoke_model(cfg: DictConfig):
     seed = int(cfg.seed)
     shape = (int(e.channels), int(e.resolution), int(e.resolution))
     rng = np.random.default_rng(seed + 1)
-    if str(e.get("source", "torch")) == "ir":
+    if str(e.source) == "ir":
         model = random_network(
             seed,
             input_shape=(shape[1], shape[2], shape[0]),

@@ -22,11 +22,11 @@ def main(cfg: DictConfig, run_dir: Path) -> dict:
     console = Console(stderr=True)
     data = load_data(cfg.data)
     model = build_model(cfg.model, num_classes=data.num_classes)
-    init = cfg.get("init_checkpoint")
+    init = cfg.init_checkpoint
     if init:  # continue from earlier weights (e.g. one more low-lr epoch on a shipped checkpoint)
         load_checkpoint(model, init)
         console.print(f"starting from {init}")
-    tcfg = TrainConfig.from_mapping(cfg.get("train"))
+    tcfg = TrainConfig.from_mapping(cfg.train)
     model_name, data_name = str(cfg.model.name), str(cfg.data.name)
     console.print(
         f"training {model_name} on {data_name}: {len(data.train)} train / {len(data.test)} test, "
@@ -52,7 +52,7 @@ def main(cfg: DictConfig, run_dir: Path) -> dict:
         "history": result["history"],
     }
     paths = [save_checkpoint(model, Path(run_dir) / "model.pt", sidecar)]
-    if cfg.get("save_checkpoint", False):
+    if cfg.save_checkpoint:
         paths.append(save_checkpoint(model, checkpoint_path(model_name, data_name), sidecar))
     for p in paths:
         console.print(f"checkpoint: {p}")

@@ -27,6 +27,7 @@ from harness.boards import make_board
 from harness.build.project import RUNTIME_FLASH_BYTES, RUNTIME_SRAM_BYTES, MemoryEstimate, check_fit
 from harness.codegen.artifact import layer_artifact
 from harness.config.board import BoardConfig, load_board_config
+from harness.config.schema import ProfileSchema
 from harness.errors import ConfigError, DeviceError, DoesNotFitError, TableError, TinyHilError
 from harness.graph.spec import INPUT, LayerSpec
 from harness.measure.session import Session
@@ -44,23 +45,24 @@ from harness.synth.batch import (
 from harness.table.lut import Entry, LatencyTable, Target
 
 BITS = (2, 4, 8)
+_DEFAULT = ProfileSchema()  # every default lives in the schema
 
 
 @dataclass(frozen=True)
 class ProfileSettings:
-    """What to measure and how (``configs/profile.yaml`` documents each field)."""
+    """What to measure and how (:class:`~harness.config.schema.ProfileSchema` documents each field)."""
 
-    a_bits: tuple[int, ...] = BITS
-    w_bits: tuple[int, ...] = BITS
-    o_bits: tuple[int, ...] = BITS
-    input_bits: int | None = 8  # the network input arrives at this precision (None: any of a_bits)
-    output_bits: int | None = 8  # the network output is written at this precision (None: any of o_bits)
-    repeats: int = 3  # random batch inputs per image; count = median
-    workers: int = 0  # parallel images (0: one per available core)
+    a_bits: tuple[int, ...] = tuple(_DEFAULT.a_bits)
+    w_bits: tuple[int, ...] = tuple(_DEFAULT.w_bits)
+    o_bits: tuple[int, ...] = tuple(_DEFAULT.o_bits)
+    input_bits: int | None = _DEFAULT.input_bits  # the network input arrives at this precision (None: any)
+    output_bits: int | None = _DEFAULT.output_bits  # the network output is written at this precision
+    repeats: int = _DEFAULT.repeats  # random batch inputs per image; count = median
+    workers: int = _DEFAULT.workers  # parallel images (0: one per available core)
     seed: int = 0
     budget: ImageBudget = field(default_factory=ImageBudget)
-    build_flags: tuple[str, ...] = ()
-    require_bit_exact: bool = True
+    build_flags: tuple[str, ...] = tuple(_DEFAULT.build_flags)
+    require_bit_exact: bool = _DEFAULT.require_bit_exact
 
     def __post_init__(self) -> None:
         for name in ("a_bits", "w_bits", "o_bits"):
@@ -282,7 +284,9 @@ class ProfileResult:
         }
 
 
-def default_budget(board: BoardConfig, max_layers: int = 200, max_macs: float = 3e7) -> ImageBudget:
+def default_budget(
+    board: BoardConfig, max_layers: int = _DEFAULT.max_layers, max_macs: float = _DEFAULT.max_macs
+) -> ImageBudget:
     """Image limits for ``board``: the given layer/MAC caps, and 70 % of its flash and SRAM after the runtime."""
 
     return ImageBudget(

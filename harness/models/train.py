@@ -19,42 +19,27 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from harness.config.schema import TrainSchema
 from harness.data.base import DataSplits, ImageSet, batches
 from harness.errors import ConfigError
 from harness.results.io import atomic_write_bytes, atomic_write_text
 
 
 @dataclass
-class TrainConfig:
-    """Hyper-parameters; ``phases`` (list of {resolution, epochs, n_train}) overrides ``epochs`` when given
-    (``n_train``: images drawn per epoch of that phase, default all)."""
+class TrainConfig(TrainSchema):
+    """Hyper-parameters (:class:`~harness.config.schema.TrainSchema` holds the defaults); ``phases`` (list of
+    {resolution, epochs, n_train}) overrides ``epochs`` when given (``n_train``: images per epoch, default all);
+    ``extra`` keeps keys the trainer does not know (callers' own settings)."""
 
-    epochs: int = 5
-    phases: list[dict] | None = None
-    batch_size: int = 128
-    optimizer: str = "adamw"  # adamw | sgd
-    lr: float = 3e-3
-    weight_decay: float = 1e-4
-    warmup: float = 0.1  # fraction of the steps spent warming the learning rate up
-    label_smoothing: float = 0.0
-    seed: int = 0
-    threads: int = 2
-    device: str = "auto"  # auto | cpu | cuda
-    log_every: int = 100
-    eval_batch_size: int = 256
     extra: dict = field(default_factory=dict)
 
     @classmethod
     def from_mapping(cls, d) -> TrainConfig:
-        try:
-            from omegaconf import DictConfig, OmegaConf
-
-            if isinstance(d, DictConfig):
-                d = OmegaConf.to_container(d, resolve=True)
-        except ImportError:  # pragma: no cover
-            pass
+        if isinstance(d, DictConfig):
+            d = OmegaConf.to_container(d, resolve=True)
         d = dict(d or {})
         known = {f for f in cls.__dataclass_fields__ if f != "extra"}
         return cls(**{k: v for k, v in d.items() if k in known},

@@ -68,8 +68,8 @@ def prepare(cfg: DictConfig, n_eval: int, n_calib: int = 256, require_checkpoint
     r = int(model_cfg.get("resolution", 32))
     shape = (c, r, r)
     data = load_data(data_cfg)
-    mean, std = float(data_cfg.get("mean", 0.5)), float(data_cfg.get("std", 0.5))
-    seed = int(cfg.get("seed", 0))
+    mean, std = data.mean, data.std
+    seed = int(cfg.seed)
     cal = data.train.subset(min(n_calib, len(data.train)), seed=seed)
     ev = data.test.subset(min(n_eval, len(data.test)), seed=seed + 1)
     calib = to_model_input(cal.x, shape, mean, std)

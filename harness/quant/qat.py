@@ -8,13 +8,16 @@ adjusts the folded weights directly (no BN statistics to re-estimate at deployme
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import asdict
 
+from harness.config.schema import QatSchema
 from harness.data.base import DataSplits, batches
 from harness.models.train import TrainConfig, evaluate, fit
 from harness.quant.calibrate import calibrate
 from harness.quant.qnet import QuantNet
 
-QAT_DEFAULTS = {"epochs": 1, "lr": 5e-4, "weight_decay": 0.0, "warmup": 0.0, "batch_size": 128, "log_every": 50}
+#: QAT hyper-parameters over the trainer's: the experiment-level keys (images used) are not the trainer's
+QAT_DEFAULTS = {k: v for k, v in asdict(QatSchema()).items() if k not in ("n_train", "n_test")}
 
 
 def calibration_batches(data: DataSplits, input_shape, n: int = 256, seed: int = 0):

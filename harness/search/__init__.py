@@ -21,6 +21,7 @@ import pkgutil
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from harness.config.schema import method_defaults
 from harness.errors import ConfigError
 from harness.graph.spec import LayerSpec
 from harness.precision.config import PrecisionConfig
@@ -59,8 +60,10 @@ def _plain(cfg: Any) -> dict:
     return dict(cfg)
 
 
-def _take(params: dict, method: str, allowed: dict[str, Any]) -> dict[str, Any]:
-    """Method parameters with defaults; unknown keys are a ConfigError (catches typos in Hydra overrides)."""
+def _take(params: dict, method: str) -> dict[str, Any]:
+    """Method parameters over the method schema's defaults (harness.config.schema, the one place they live);
+    unknown keys are a ConfigError (catches typos in plain mappings that bypassed Hydra)."""
+    allowed = {k: v for k, v in method_defaults(method).items() if k != "name"}
     unknown = sorted(set(params) - set(allowed))
     if unknown:
         raise ConfigError(f"method {method!r} does not take {unknown}; it takes {sorted(allowed)}")
@@ -103,37 +106,19 @@ def make_start(method_cfg: Mapping | Any, layers: Sequence[LayerSpec], **context
 
 @register_start("uniform")
 def _start_uniform(params: dict, layers: list[LayerSpec], context: dict) -> PrecisionConfig:
-    p = _take(params, "uniform", {"a_bits": 8, "w_bits": 8, "input_bits": 8})
+    p = _take(params, "uniform")
     return uniform_config(layers, p["a_bits"], p["w_bits"], input_bits=p["input_bits"])
 
 
 @register_start("bitops")
 def _start_bitops(params: dict, layers: list[LayerSpec], context: dict) -> PrecisionConfig:
-    p = _take(
-        params,
-        "bitops",
-        {
-            "objective": "bits",
-            "bitops_frac": None,
-            "latency_frac": None,
-            "min_mean_bits": None,
-            "flash_bytes": None,
-            "sram_bytes": None,
-            "out_bits_rule": "consumer",
-            "bits": [2, 4, 8],
-            "input_bits": 8,
-            "output_bits": 8,
-            "solver": "ilp",
-            "time_limit": 30.0,
-            "estimate": True,
-        },
-    )
+    p = _take(params, "bitops")
     return bitops_search(layers, table=context.get("table"), **p)
 
 
 @register_start("file")
 def _start_file(params: dict, layers: list[LayerSpec], context: dict) -> PrecisionConfig:
-    p = _take(params, "file", {"path": None})
+    p = _take(params, "file")
     if not p["path"]:
         raise ConfigError("method 'file' needs a 'path' to a saved precision configuration (.json/.yaml)")
     return PrecisionConfig.load(p["path"])

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
+from harness.config.schema import QuantMcuMethod
 from harness.errors import ConfigError
 from harness.patch.intmodel import PatchedModel, patched_bitops
 from harness.precision.config import PrecisionConfig
@@ -16,24 +17,26 @@ from harness.search.quantmcu.stats import collect
 from harness.search.quantmcu.vdpc import Vdpc, classify
 from harness.search.quantmcu.vdqs import Vdqs, measure, search
 
+_DEFAULT = QuantMcuMethod()  # every default lives in the schema
+
 
 @dataclass(frozen=True)
 class QuantMcuParams:
-    """The method's knobs (``configs/method/quantmcu.yaml`` documents each).
+    """The method's knobs (:class:`~harness.config.schema.QuantMcuMethod` documents each).
 
     ``phi`` (VDPC threshold in standard deviations) and ``lam`` (VDQS accuracy weight ``lambda``) are the two
     the paper names; the rest fix the choices it leaves open.
     """
 
-    phi: float = 3.0
-    rule: str = "sigma"
-    percentile: float = 99.9
-    maps: str = "output"
-    min_fraction: float = 0.5
-    lam: float = 0.5
-    bits: tuple[int, ...] = (8, 4, 2)
-    range_mode: str = "patch"
-    scope: str = "stage"  # stage (patch branches only, the paper's setting) | network (also the rest, shared)
+    phi: float = _DEFAULT.phi
+    rule: str = _DEFAULT.rule
+    percentile: float = _DEFAULT.percentile
+    maps: str = _DEFAULT.maps
+    min_fraction: float = _DEFAULT.min_fraction
+    lam: float = _DEFAULT.lam
+    bits: tuple[int, ...] = tuple(_DEFAULT.bits)
+    range_mode: str = _DEFAULT.range_mode
+    scope: str = _DEFAULT.scope  # stage (patch branches only, the paper's setting) | network (also the rest)
     budget: int | None = None  # bytes of SRAM the patch stage may use (None: no limit)
 
     @classmethod

@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from harness.config.schema import method_defaults
 from harness.data.base import to_model_input
 from harness.errors import ConfigError
 from harness.graph.spec import INPUT, LayerSpec
@@ -21,40 +22,28 @@ from harness.precision.config import ALLOWED_BITS, PrecisionConfig
 from harness.results.io import write_table
 from harness.search.quantune.analyze import Sensitivity, analyze
 from harness.search.quantune.assign import BitPair, bit_pair, topk_config
-from harness.search.quantune.metrics import SQNR_CAP_DB
 from harness.search.quantune.probe import build_probe
-from harness.search.quantune.ranking import DEFAULT_WEIGHTS, RankRule
+from harness.search.quantune.ranking import RankRule
 
-DEFAULTS: dict[str, Any] = {
-    "k": 4,
-    "high": 8,
-    "low": 4,
-    "input_bits": 8,
-    "probe": None,
-    "rule": "dsqnr",
-    "tie_db": 0.1,
-    "weights": dict(DEFAULT_WEIGHTS),
-    "sqnr_cap_db": SQNR_CAP_DB,
-    "n_calib": 64,
-    "chunk_size": None,
-    "ranking": None,
-}
+#: the method's options and defaults, from the one place they live (harness.config.schema.QuantuneMethod)
+DEFAULTS: dict[str, Any] = {k: v for k, v in method_defaults("quantune").items() if k != "name"}
 
 
 @dataclass(frozen=True)
 class QuantuneParams:
-    """The ``method=quantune`` options (``configs/method/quantune.yaml`` documents each)."""
+    """The ``method=quantune`` options, validated (:class:`~harness.config.schema.QuantuneMethod` documents
+    each and holds the defaults; build with :meth:`from_mapping`)."""
 
-    k: int = 4
-    high: BitPair = (8, 8)
-    low: BitPair = (4, 4)
-    input_bits: int | None = 8
-    probe: BitPair = (4, 4)
-    rule: RankRule = field(default_factory=RankRule)
-    sqnr_cap_db: float = SQNR_CAP_DB
-    n_calib: int = 64
-    chunk_size: int | None = None  # None: the whole calibration set at once (two forward calls)
-    ranking: str | None = None
+    k: int
+    high: BitPair
+    low: BitPair
+    input_bits: int | None
+    probe: BitPair
+    rule: RankRule
+    sqnr_cap_db: float
+    n_calib: int
+    chunk_size: int | None  # None: the whole calibration set at once (two forward calls)
+    ranking: str | None
 
     @classmethod
     def from_mapping(cls, params: Mapping[str, Any]) -> QuantuneParams:

@@ -1,0 +1,355 @@
+"""Typed schemas of every Hydra config group, registered in Hydra's ConfigStore: each default lives here, once.
+
+The YAML files under ``configs/`` select a schema (``defaults: [<schema>]``) and set only what differs from it,
+so a mistyped key or a value of the wrong type (``board.clock_hz=abc``) is refused while the config is composed,
+before any work starts. Code reads the composed config without defaults of its own.
+
+Groups: ``board`` (:class:`BoardSchema` with :class:`TimerSchema`), ``method`` (one schema per search method),
+``experiment`` (one per experiment), ``profile`` (:class:`ProfileSchema`, also inside the Free Bits experiment),
+``data`` (:class:`DataSchema`), and the ``train`` block (:class:`TrainSchema`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+# ------------------------------------------------------------------------------------------ board and timer
+
+
+@dataclass
+class MemRegionSchema:
+    base: int = MISSING
+    size: int = MISSING
+
+
+@dataclass
+class TimerSchema:
+    """What the firmware's tick counter measures: ``count = ticks * count_per_tick`` in ``unit``."""
+
+    source: str = MISSING  # qemu-icount | dwt-cycles | systick
+    hz: int = MISSING
+    unit: str = "ticks"
+    count_per_tick: float = MISSING
+
+
+@dataclass
+class DriverSchema:
+    """How the board is reached: ``qemu`` (machine/cpu) or ``serial`` (port, flasher, probe)."""
+
+    type: str = MISSING  # qemu | serial
+    machine: Optional[str] = None
+    cpu: Optional[str] = None
+    extra_args: list[str] = field(default_factory=list)
+    port: Optional[str] = None
+    baud: int = 115200
+    flasher: Optional[str] = None  # pyocd | pio
+    target: Optional[str] = None  # pyOCD target name
+    probe: Optional[str] = None  # probe unique id when several are attached
+    boot_timeout_s: float = 10.0
+    command_timeout_s: float = 60.0
+
+
+@dataclass
+class UartSchema:
+    type: str = MISSING
+    base: int = MISSING
+    baud: int = 115200
+
+
+@dataclass
+class BoardSchema:
+    name: str = MISSING
+    description: str = ""
+    core: str = MISSING
+    cpu_flags: list[str] = MISSING
+    clock_hz: int = MISSING
+    flash: MemRegionSchema = field(default_factory=MemRegionSchema)
+    sram: MemRegionSchema = field(default_factory=MemRegionSchema)
+    linker_script: str = MISSING
+    platformio_board: Optional[str] = None  # default: the board's name
+    uart: UartSchema = field(default_factory=UartSchema)
+    timer: TimerSchema = field(default_factory=TimerSchema)
+    driver: DriverSchema = field(default_factory=DriverSchema)
+
+
+# ------------------------------------------------------------------------------------------ profile and data
+
+
+@dataclass
+class ProfileSchema:
+    """How a board's latency table is measured (``tinyhil profile``, and the Free Bits loop's first step)."""
+
+    table_dir: str = "results/lut"  # the table is <table_dir>/<board name>.parquet and .csv
+    a_bits: list[int] = field(default_factory=lambda: [2, 4, 8])  # input-activation precisions to measure
+    w_bits: list[int] = field(default_factory=lambda: [2, 4, 8])  # weight precisions
+    o_bits: list[int] = field(default_factory=lambda: [2, 4, 8])  # output precisions (producer narrows)
+    input_bits: Optional[int] = 8  # the network input's precision (null: the first layer at every a_bits)
+    output_bits: Optional[int] = 8  # the logits' precision (null: every o_bits)
+    repeats: int = 3  # random inputs per image; the row's count is their median (min/max kept)
+    workers: int = 0  # images measured in parallel, one emulator each (0: one per available core)
+    max_layers: int = 200  # layers per batch image (the firmware's table holds 256)
+    max_macs: float = 3.0e7  # MACs per batch image: bounds one inference's emulation time
+    build_flags: list[str] = field(default_factory=list)  # extra compiler flags (part of the target)
+    require_bit_exact: bool = True  # a layer that differs from the integer reference fails the run
+
+
+@dataclass
+class DataSchema:
+    """An offline data set (``configs/data``): subset sizes, split and normalisation."""
+
+    name: str = MISSING
+    n_train: Optional[int] = None  # null: all
+    n_test: Optional[int] = None
+    seed: int = 0
+    test_fraction: Optional[float] = None  # sets without a fixed split: fraction held out (stratified)
+    split_seed: Optional[int] = None
+    mean: float = 0.5
+    std: float = 0.5
+    augment: bool = False  # random shift (+ flip)
+    flip: bool = True
+
+
+@dataclass
+class TrainSchema:
+    """Training hyper-parameters (float training and QAT)."""
+
+    epochs: int = 2  # used when phases is null
+    phases: Optional[list[Any]] = None  # list of {resolution, epochs, n_train}
+    batch_size: int = 128
+    optimizer: str = "adamw"  # adamw | sgd
+    lr: float = 0.003
+    weight_decay: float = 0.0001
+    warmup: float = 0.05  # fraction of the steps spent warming the learning rate up
+    label_smoothing: float = 0.0
+    seed: int = 0
+    threads: int = 2
+    device: str = "auto"  # auto | cpu | cuda
+    log_every: int = 100
+    eval_batch_size: int = 256
+
+
+@dataclass
+class QatSchema:
+    """Short quantization-aware fine-tuning at the final precisions."""
+
+    epochs: int = 1
+    n_train: Optional[int] = 5000  # training images (null: all)
+    n_test: int = 500  # test images for the before/after top-1 it logs
+    lr: float = 0.0005
+    weight_decay: float = 0.0
+    warmup: float = 0.0
+    batch_size: int = 128
+    log_every: int = 50
+
+
+# ------------------------------------------------------------------------------------------ methods
+
+
+@dataclass
+class UniformMethod:
+    """Every conv/linear layer at the same (a_bits, w_bits)."""
+
+    name: str = "uniform"
+    a_bits: int = 8
+    w_bits: int = 8
+    input_bits: int = 8  # the layer reading the image reads it at this precision
+
+
+@dataclass
+class BitopsMethod:
+    """Integer linear programme over (layer, bit pair): the most bits within a BitOPs/latency budget."""
+
+    name: str = "bitops"
+    objective: str = "bits"  # bits | bitops | latency
+    bitops_frac: Optional[float] = 0.25  # at most this fraction of int8's BitOPs
+    latency_frac: Optional[float] = None  # or: at most this fraction of int8's predicted count (needs the table)
+    min_mean_bits: Optional[float] = None
+    flash_bytes: Optional[int] = None
+    sram_bytes: Optional[int] = None
+    out_bits_rule: str = "consumer"  # consumer: o_bits = what the next layer reads | 8
+    bits: list[int] = field(default_factory=lambda: [2, 4, 8])
+    input_bits: int = 8  # the image arrives as int8
+    output_bits: int = 8  # logits are int8
+    solver: str = "ilp"  # ilp (HiGHS) | greedy
+    time_limit: float = 30.0
+
+
+@dataclass
+class FileMethod:
+    """A saved precision configuration (JSON or YAML), e.g. a previous run's final_config.json."""
+
+    name: str = "file"
+    path: Optional[str] = None
+
+
+@dataclass
+class QuantuneMethod:
+    """QuantuneV2: rank layers by the noise they add, keep the k most sensitive at ``high``."""
+
+    name: str = "quantune"
+    k: int = 4
+    high: Any = 8  # an int (a = w), [a_bits, w_bits] or {a_bits, w_bits}
+    low: Any = 4
+    input_bits: Optional[int] = 8  # layers reading the image read it at 8 bits; null: like the rest
+    probe: Any = None  # precision of the quantized pass; null = `low`
+    rule: str = "dsqnr"  # dsqnr (ties within tie_db by MSE) | zscore (weighted z-scores)
+    tie_db: float = 0.1
+    weights: dict[str, float] = field(default_factory=lambda: {"dsqnr": 1.0, "mse": 1.0, "wsqnr": 1.0})
+    sqnr_cap_db: float = 100.0  # SQNR of an exactly reproduced tensor (keeps dSQNR finite)
+    n_calib: int = 64  # calibration images for the two passes and the activation ranges
+    chunk_size: Optional[int] = None  # images per chunk (null: all at once)
+    ranking: Optional[str] = None  # a ranking.csv from `tinyhil sensitivity` to use instead of the passes
+
+
+@dataclass
+class QuantMcuMethod:
+    """QuantMCU: value-driven per-patch mixed precision for patch-based inference (VDPC + VDQS)."""
+
+    name: str = "quantmcu"
+    split: str = "auto"  # patch-stage split: layer name or index, or auto
+    n: str = "auto"  # patches per side, or auto
+    max_mac_overhead: float = 0.3
+    n_calib: int = 16  # calibration images VDPC and VDQS look at
+    phi: float = 3.0  # rule=sigma: a value is an outlier when |x| > phi * sigma of its feature map
+    rule: str = "sigma"  # sigma | percentile
+    percentile: float = 99.9
+    maps: str = "output"  # output | branch | first
+    min_fraction: float = 0.5  # outlier patch: outlier values on more than this fraction of the images
+    # VDQS: S = -lam * Omega + (1 - lam) * Phi, both normalised to the patch branch's 8-bit totals
+    lam: float = 0.5  # the paper's lambda
+    bits: list[int] = field(default_factory=lambda: [8, 4, 2])  # one step at a time: 8 -> 4 -> 2
+    range_mode: str = "patch"  # patch (MSE clip per patch) | tensor (per feature map) | minmax
+    scope: str = "stage"  # stage (patch branches, the paper) | network (also the rest, shared)
+    memory_budget: Any = "board"  # board (its SRAM less runtime, stack, scratch) | null | bytes
+
+
+# ------------------------------------------------------------------------------------------ experiments
+
+
+@dataclass
+class SmokeExperiment:
+    """A small random CNN through the whole board pipeline, checked bit-exactly layer by layer."""
+
+    name: str = "smoke"
+    entry: str = "harness.experiments.smoke:run"
+    source: str = "torch"  # torch: a random-weight torch module, quantized and exported | ir: a random int net
+    model: dict[str, Any] = field(
+        default_factory=lambda: {
+            "_target_": "harness.models.tiny_cnn.TinyCNN", "name": "smoke-cnn", "channels": 16, "stem": 8,
+        }
+    )  # fmt: skip
+    n_inputs: int = 2  # random input images sent over serial
+    resolution: int = 16  # input H = W
+    channels: int = 3
+    width: int = 8  # base channel count (source=ir)
+    classes: int = 10
+
+
+@dataclass
+class Int8Experiment:
+    """The uniform 8-bit integer model's top-1 on the device beside float and fake-quant."""
+
+    name: str = "int8"
+    entry: str = "harness.experiments.int8:run"
+    n_eval: int = 200  # test images evaluated on the device
+    n_calib: int = 256  # calibration images for activation ranges
+    check_reference: bool = True  # device predictions must equal the host integer reference's
+
+
+@dataclass
+class FreebitsExperiment:
+    """The closed loop: profile, int8 baseline, start, measure-and-refine rounds, QAT, device top-1."""
+
+    name: str = "freebits"
+    entry: str = "harness.experiments.freebits:run"
+    max_rounds: int = 4  # rounds measured at most
+    min_gain: float = 0.0  # relative improvement of the measured count a round must bring to go on
+    pricing: str = "full"  # full: price a raise by everything it changes | paper: the layer's own row only
+    out_bits_rule: str = "consumer"  # consumer: o_bits = what the next layer reads | 8: the paper's o = 8
+    tie_break: str = "more_bits"
+    n_measure: int = 1  # images per round (counts barely depend on the data)
+    n_eval: int = 100  # test images evaluated on the device (int8 and final)
+    n_eval_host: int = 1000  # test images for the host fake-quant top-1
+    n_calib: int = 256  # calibration images for the activation ranges
+    qat: QatSchema = field(default_factory=QatSchema)
+    profile: ProfileSchema = field(default_factory=ProfileSchema)
+
+
+@dataclass
+class KernelsExperiment:
+    """Count per MAC of every kernel on the benchmark layer shapes, at every (a, w) pair and the int8 loop."""
+
+    name: str = "kernels"
+    entry: str = "harness.experiments.bench_kernels:run"
+    layers: list[str] = field(default_factory=list)  # names from bench_kernels.LAYERS; empty = all
+    pairs: list[list[int]] = field(
+        default_factory=lambda: [[8, 8], [8, 4], [8, 2], [4, 8], [4, 4], [4, 2], [2, 8], [2, 4], [2, 2]]
+    )
+    ref: bool = True  # also measure th_<op>_ref (the plain int8 loops) in the same images
+    jobs: int = 2  # images built and run at once
+    relu_inputs: bool = False  # 4/2-bit inputs with the zero point at the bottom of the range (post-ReLU)
+
+
+@dataclass
+class QuantMcuExperiment:
+    """QuantMCU end to end against 8-bit patch-based inference (MCUNetV2)."""
+
+    name: str = "quantmcu"
+    entry: str = "harness.experiments.quantmcu:run"
+    n_eval: int = 200  # test images for the host top-1 (integer reference, patch-based)
+    n_calib: int = 256  # calibration images for the 8-bit activation ranges
+    n_device: int = 20  # test images run on the board (each model)
+    device_baseline: bool = True  # also run the 8-bit patch-based model on the board
+
+
+@dataclass
+class QuantuneExperiment:
+    """QuantuneV2 against the one-layer-at-a-time ranking, and top-1 vs BitOPs of top-k assignments."""
+
+    name: str = "quantune"
+    entry: str = "harness.experiments.sensitivity:run"
+    baseline: bool = True  # run the n + 1 evaluations
+    sweep: bool = True  # top-1 vs BitOPs for ks and uniform
+    ks: list[int] = field(default_factory=lambda: [0, 2, 4, 8, 16, 32])  # k beyond the layer count: dropped
+    uniform: list[int] = field(default_factory=lambda: [8, 4])  # uniform a = w precisions to compare with
+    baseline_topk: bool = True  # also the top-k assignments of the baseline ranking
+    n_eval: int = 500  # test images per evaluation
+
+
+#: (group, name, schema) of every schema; a YAML file selects one with ``defaults: [/schema/<group>/<name>]``.
+SCHEMAS: tuple[tuple[str, str, type], ...] = (
+    ("board", "board", BoardSchema),
+    ("data", "data", DataSchema),
+    ("profile", "profile", ProfileSchema),
+    ("train", "train", TrainSchema),
+    ("method", "uniform", UniformMethod),
+    ("method", "bitops", BitopsMethod),
+    ("method", "file", FileMethod),
+    ("method", "quantune", QuantuneMethod),
+    ("method", "quantmcu", QuantMcuMethod),
+    ("experiment", "smoke", SmokeExperiment),
+    ("experiment", "int8", Int8Experiment),
+    ("experiment", "freebits", FreebitsExperiment),
+    ("experiment", "kernels", KernelsExperiment),
+    ("experiment", "quantmcu", QuantMcuExperiment),
+    ("experiment", "quantune", QuantuneExperiment),
+)
+
+
+def register() -> None:
+    """Store every schema in Hydra's ConfigStore under ``schema/<group>/<name>`` (idempotent)."""
+    cs = ConfigStore.instance()
+    for group, name, node in SCHEMAS:
+        cs.store(group=f"schema/{group}", name=name, node=node)
+
+
+def method_defaults(name: str) -> dict[str, Any]:
+    """The defaults of search method ``name`` as a plain dict (for callers that pass plain mappings)."""
+    for group, n, node in SCHEMAS:
+        if group == "method" and n == name:
+            return asdict(node())
+    raise KeyError(name)
