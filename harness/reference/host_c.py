@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.codegen.emit_c import kernel_symbol, packed_weights
-from harness.codegen.ir import IntLayer, IntModel
+from harness.codegen.ir import OPS, IntLayer, IntModel
 from harness.codegen.packing import pack, unpack
 from harness.errors import BuildError, MissingDependencyError
 
@@ -35,8 +35,6 @@ GUARD = 64
 #: Where kernel_library keeps compiled libraries, one folder per content hash.
 CACHE_DIR = Path(__file__).resolve().parents[2] / ".cache" / "tinyhil" / "host-kernels"
 CACHE_ENTRIES = 8
-#: Ops whose kernels have a th_<op>_scratch_bytes.
-SCRATCH_OPS = ("conv2d", "depthwise", "pointwise", "fc", "add", "avgpool")
 _I32P = C.POINTER(C.c_int32)
 
 
@@ -129,7 +127,7 @@ def compile_kernels(
     probe = out_dir / "probe.c"
     probe.write_text(_PROBE)
     lib = out_dir / _lib_name(emulate_dsp)
-    srcs = [str(p) for p in _kernel_sources()]
+    srcs = [str(p) for p in kernel_sources()]
     cmd = [
         cc,
         "-std=c99",
@@ -156,7 +154,8 @@ def _lib_name(emulate_dsp: bool) -> str:
     return "libthkernels_dsp.so" if emulate_dsp else "libthkernels.so"
 
 
-def _kernel_sources() -> list[Path]:
+def kernel_sources() -> list[Path]:
+    """The kernels' C files: kernels/ and its core folders (kernels/mm/)."""
     return sorted((FIRMWARE / "kernels").rglob("*.c"))
 
 
@@ -285,7 +284,7 @@ class HostKernels:
 
     def scratch_bytes(self, model: IntModel, layer: IntLayer) -> int:
         """``th_<op>_scratch_bytes`` of ``layer`` (its geometry, bits and tensors; no weights needed)."""
-        if layer.op not in SCRATCH_OPS:
+        if layer.op not in OPS:
             raise ValueError(f"no th_<op>_scratch_bytes for op {layer.op!r}")
         fn = getattr(self.lib, f"th_{layer.op}_scratch_bytes")
         fn.restype = C.c_uint32
