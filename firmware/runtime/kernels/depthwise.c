@@ -12,6 +12,10 @@
  *   th_depthwise_a8w8 -> depthwise_s8_pixels (four channels per pixel in registers), other pairs ->
  *   depthwise_generic (packed fields read in place).
  *   th_depthwise_ref   plain loops, int8 only.
+ *   th_depthwise_scratch_bytes: the row buffers (dw3_scratch_bytes) wherever a call may take them.
+ *
+ * The row-buffer core stays in this file with the pairs that inline it once per (A, W, stride) and with the
+ * fallbacks the compiler specialises per pair here: in a file of its own each pair would pay a call.
  */
 #include "common.h"
 
@@ -367,22 +371,63 @@ TH_ALWAYS_INLINE void dw3_weights(const th_layer_t *L, uint32_t wrb, uint32_t c0
 typedef void (*dw3_rq_fn)(const int32_t *t, uint32_t n, th_rq_t q, int32_t lo, int32_t hi, uint8_t *y,
                           uint32_t ystep, uint32_t c, int ob);
 
-/* The requantization passes, one per (output bits, rounding, clamp) case, picked once per call. */
-#define DW3_RQ(NAME, OB, RND, KIND)                                                                             \
-    static void NAME(const int32_t *t, uint32_t n, th_rq_t q, int32_t lo, int32_t hi, uint8_t *y, uint32_t ystep, \
-                     uint32_t c, int ob)                                                                        \
-    {                                                                                                           \
-        (void)ob;                                                                                               \
-        th_rq_row(t, n, q, lo, hi, y, ystep, c, OB, RND, KIND);                                                 \
-    }
-DW3_RQ(dw3_rq_8_r_full, 8, 1, TH_CLAMP_FULL)
-DW3_RQ(dw3_rq_8_r_hi, 8, 1, TH_CLAMP_HI)
-DW3_RQ(dw3_rq_8_r_any, 8, 1, TH_CLAMP_ANY)
-DW3_RQ(dw3_rq_8_full, 8, 0, TH_CLAMP_FULL)
-DW3_RQ(dw3_rq_8_hi, 8, 0, TH_CLAMP_HI)
-DW3_RQ(dw3_rq_8_any, 8, 0, TH_CLAMP_ANY)
-DW3_RQ(dw3_rq_4, 4, 0, TH_CLAMP_ANY)
-DW3_RQ(dw3_rq_2, 2, 0, TH_CLAMP_ANY)
+/* The requantization passes, one per (output bits, rounding th_rq2, clamp) case, picked once per call: each
+ * calls th_rq_row with constants. */
+static void dw3_rq_8_r_full(const int32_t *t, uint32_t n, th_rq_t q, int32_t lo, int32_t hi, uint8_t *y,
+                            uint32_t ystep, uint32_t c, int ob)
+{
+    (void)ob;
+    th_rq_row(t, n, q, lo, hi, y, ystep, c, 8, 1, TH_CLAMP_FULL);
+}
+
+static void dw3_rq_8_r_hi(const int32_t *t, uint32_t n, th_rq_t q, int32_t lo, int32_t hi, uint8_t *y,
+                          uint32_t ystep, uint32_t c, int ob)
+{
+    (void)ob;
+    th_rq_row(t, n, q, lo, hi, y, ystep, c, 8, 1, TH_CLAMP_HI);
+}
+
+static void dw3_rq_8_r_any(const int32_t *t, uint32_t n, th_rq_t q, int32_t lo, int32_t hi, uint8_t *y,
+                           uint32_t ystep, uint32_t c, int ob)
+{
+    (void)ob;
+    th_rq_row(t, n, q, lo, hi, y, ystep, c, 8, 1, TH_CLAMP_ANY);
+}
+
+static void dw3_rq_8_full(const int32_t *t, uint32_t n, th_rq_t q, int32_t lo, int32_t hi, uint8_t *y,
+                          uint32_t ystep, uint32_t c, int ob)
+{
+    (void)ob;
+    th_rq_row(t, n, q, lo, hi, y, ystep, c, 8, 0, TH_CLAMP_FULL);
+}
+
+static void dw3_rq_8_hi(const int32_t *t, uint32_t n, th_rq_t q, int32_t lo, int32_t hi, uint8_t *y,
+                        uint32_t ystep, uint32_t c, int ob)
+{
+    (void)ob;
+    th_rq_row(t, n, q, lo, hi, y, ystep, c, 8, 0, TH_CLAMP_HI);
+}
+
+static void dw3_rq_8_any(const int32_t *t, uint32_t n, th_rq_t q, int32_t lo, int32_t hi, uint8_t *y,
+                         uint32_t ystep, uint32_t c, int ob)
+{
+    (void)ob;
+    th_rq_row(t, n, q, lo, hi, y, ystep, c, 8, 0, TH_CLAMP_ANY);
+}
+
+static void dw3_rq_4(const int32_t *t, uint32_t n, th_rq_t q, int32_t lo, int32_t hi, uint8_t *y,
+                     uint32_t ystep, uint32_t c, int ob)
+{
+    (void)ob;
+    th_rq_row(t, n, q, lo, hi, y, ystep, c, 4, 0, TH_CLAMP_ANY);
+}
+
+static void dw3_rq_2(const int32_t *t, uint32_t n, th_rq_t q, int32_t lo, int32_t hi, uint8_t *y,
+                     uint32_t ystep, uint32_t c, int ob)
+{
+    (void)ob;
+    th_rq_row(t, n, q, lo, hi, y, ystep, c, 2, 0, TH_CLAMP_ANY);
+}
 
 static dw3_rq_fn dw3_rq_pick(const th_layer_t *L, int ob, int rnd)
 {
