@@ -198,7 +198,8 @@ TH_ALWAYS_INLINE uint32_t ulp_flush_period(int ab, int wb)
  *   a4w2 a2w2            8-bit field core (ulp.c) *                   fc field core (fc_ulp.c) when the input
  *                                                                     zero point is the bottom of its range
  *                                                                     (post-ReLU) *, else fc lane core
- * * when the core's 16-bit field sums cannot overflow for the layer (th_mm_prepare), else the lane core.
+ * * when the core's 16-bit field sums cannot overflow for the layer (th_mm_prepare), else the lane core. Every
+ *   packed-field core also needs a weight row of at least one word (4 bytes).
  * A layer whose requantization parameters fail th_rq_fast_ok (and every layer on a core without DSP) takes
  * the pair's FALLBACK instead (op files). Within a core, its pick function chooses the specialisation for
  * (all shifts negative: rounding th_rq2, full-range 8-bit clamp, output bits).
