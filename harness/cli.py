@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from harness.errors import ConfigError, ResultError, TinyHilError
+
 COMMANDS = {
     "run": "closed loop / experiments on a board (experiment=smoke|int8|freebits|quantmcu|...)",
     "bench": "benchmarks that print their figures (experiment=kernels|...)",
@@ -25,8 +27,6 @@ COMMANDS = {
 
 def resolve_entry(spec: str) -> Callable:
     """Import ``"package.module:function"``."""
-    from harness.errors import ConfigError
-
     if not isinstance(spec, str) or ":" not in spec:
         raise ConfigError(f"entry must look like 'package.module:function', got {spec!r}")
     mod_name, fn_name = spec.split(":", 1)
@@ -69,8 +69,6 @@ def execute(cfg, run_dir: Path) -> dict:
 def check_results(summary: dict) -> None:
     """ResultError (exit 3) when a measured result is wrong: the summary is written first, then the command
     fails, so a wrong result never exits 0 and nothing measured is lost."""
-    from harness.errors import ResultError
-
     if summary.get("bit_exact") is False:
         why = summary.get("mismatches") or summary.get("mismatched_layers") or summary.get("mismatched") or []
         detail = "; ".join(str(w) for w in why[:3]) if isinstance(why, list) else str(why)
@@ -98,8 +96,6 @@ def check_config(command: str, overrides: list[str]) -> None:
     from omegaconf.errors import OmegaConfBaseException
 
     from harness.config.compose import compose_config
-    from harness.errors import ConfigError
-
     if any(o.startswith("-") for o in overrides):
         return
     try:
@@ -116,8 +112,6 @@ def _hydra_app(command: str) -> Callable[[], None]:
 
     @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name=command)
     def app(cfg) -> None:
-        from harness.errors import TinyHilError
-
         run_dir = Path(HydraConfig.get().runtime.output_dir)
         try:
             execute(cfg, run_dir)
@@ -148,8 +142,6 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
 
     from harness.config.schema import register
-    from harness.errors import TinyHilError
-
     register()
     sys.argv = [f"tinyhil {command}", *rest]
     try:

@@ -181,6 +181,7 @@ def test_firmware_rejects_bad_commands_with_e_lines(board_session):
     assert raw(dut, b"x" * 500 + b"%") == ["e-[command too long]"]
     assert raw(dut, b"tensor 9%")[0].startswith("e-[bad tensor command")
     assert raw(dut, b"crc 2%")[0].startswith("e-[bad crc command")
+    assert raw(dut, b"patches%") == ["e-[not a patch-based model: use layers]"]  # a layer-by-layer model
 
 
 def test_db_chunk_with_bad_checksum_or_hex_is_rolled_back_and_can_be_resent(board_session):

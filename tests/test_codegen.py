@@ -20,7 +20,7 @@ from harness.errors import ConfigError, UnsupportedLayerError
 from harness.ir.model import IntLayer, IntModel, TensorSpec
 from harness.ir.packing import pack
 from harness.memory.arena import layer_scratch_bytes, lifetimes, plan_arena, scratch_bytes
-from harness.native.host_c import FIRMWARE
+from harness.native.host_c import FIRMWARE, kernel_sources
 from harness.ops import kernel_symbol
 from harness.reference.run import run_model
 from harness.synth.random_model import random_input, random_layer_model, random_network
@@ -173,7 +173,7 @@ def build_and_run(model: IntModel, x: np.ndarray, tmp: Path, variant: str = "opt
     """Compile model_data.c + kernels + DRIVER with host gcc, run it; returns (per-layer output bytes, stdout)."""
     paths = emit_model_c(model, tmp, variant=variant)
     (tmp / "driver.c").write_text(DRIVER)
-    kernels = sorted(str(p) for p in (FIRMWARE / "kernels").glob("*.c"))
+    kernels = [str(p) for p in kernel_sources()]
     cmd = [
         "gcc",
         "-std=c99",
@@ -271,7 +271,7 @@ def test_cortex_m_link_keeps_only_used_kernels_and_matches_the_estimate(tmp_path
         "        L->fn(L, &th_model.tensors[L->in], 0, &th_model.tensors[L->out], th_arena, th_scratch);\n"
         "    }\n    for (;;) {}\n}\n"
     )
-    kernels = sorted(str(p) for p in (FIRMWARE / "kernels").glob("*.c"))
+    kernels = [str(p) for p in kernel_sources()]
     elf = tmp_path / "m.elf"
     subprocess.run(
         [

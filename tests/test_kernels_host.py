@@ -17,7 +17,7 @@ import pytest
 
 from harness.ir.packing import pack
 from harness.ir.requant import INT32_MAX, INT32_MIN, mbqm
-from harness.native.host_c import FIRMWARE, HostKernels, compile_kernels
+from harness.native.host_c import FIRMWARE, HostKernels, compile_kernels, kernel_sources
 from harness.ops import WEIGHTED_OPS
 from harness.reference.run import run_model
 from harness.synth.random_model import random_input, random_layer_model
@@ -316,7 +316,7 @@ ARM_FLAGS = {
 @pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="needs arm-none-eabi-gcc")
 @pytest.mark.parametrize("cpu", list(ARM_FLAGS))
 def test_kernels_cross_compile_for_cortex_m(cpu, tmp_path):
-    srcs = sorted(str(p) for p in (FIRMWARE / "kernels").glob("*.c"))
+    srcs = [str(p) for p in kernel_sources()]
     res = subprocess.run(
         [
             "arm-none-eabi-gcc",

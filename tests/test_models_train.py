@@ -4,6 +4,7 @@ import itertools
 import json
 
 import torch
+
 from harness.config.compose import compose_config
 from harness.data import load_data
 from harness.experiments.train import main

@@ -1,7 +1,8 @@
 /*
- * Executor: walks th_model.layers, times each kernel call with the board timer and, on request, checksums each
- * layer's output (outside the timed region) so the host can compare against the integer reference layer by
- * layer.
+ * Executor: one inference. Runs the patch stage of a patch-based model (patch_exec.c), then walks the rest of
+ * th_model.layers, times each kernel call with the board timer and, on request, checksums each layer's output
+ * (outside the timed region) so the host can compare against the integer reference layer by layer. It keeps
+ * the results for the protocol to report; it neither prints nor parses.
  */
 #include "th_board.h"
 #include "th_patch.h"
@@ -12,17 +13,6 @@ static uint32_t layer_crc[TH_MAX_LAYERS];
 static uint64_t total_ticks;
 static int crc_enabled;
 static int crc_valid;
-
-uint32_t th_tensor_bytes(const th_tensor_t *t)
-{
-    uint32_t row = ((uint32_t)t->c * (uint32_t)t->bits + 7u) / 8u;
-    return (uint32_t)t->h * (uint32_t)t->w * row;
-}
-
-uint8_t *th_tensor_data(const th_tensor_t *t)
-{
-    return th_arena + t->offset;
-}
 
 static const th_tensor_t *tensor_at(int16_t i)
 {
@@ -76,11 +66,6 @@ int th_exec_crc_enabled(void)
     return crc_enabled;
 }
 
-void th_exec_layer(const th_layer_t *L, const th_tensor_t *in, const th_tensor_t *in2, const th_tensor_t *out)
-{
-    L->fn(L, in, in2, out, th_arena, th_scratch);
-}
-
 uint64_t th_exec_run(void)
 {
     uint64_t total = 0u;
@@ -97,7 +82,7 @@ uint64_t th_exec_run(void)
         const th_tensor_t *out = tensor_at(L->out);
         th_timer_align();
         uint64_t t0 = th_timer_now();
-        th_exec_layer(L, in, in2, out);
+        th_layer_call(L, in, in2, out);
         uint64_t t1 = th_timer_now();
         layer_ticks[i] = t1 - t0;
         total += t1 - t0;

@@ -1,6 +1,7 @@
 /*
  * Patch executor: runs the patch stage of a patch-based model once per patch (th_patch.h), timing every kernel
- * call and every copy, and checksumming every per-patch output outside the timed regions.
+ * call and every copy, and checksumming every per-patch output outside the timed regions. The results stay in
+ * the schedule's arrays for the protocol to report (`patches%`); it neither prints nor parses.
  */
 #include <string.h>
 
@@ -100,7 +101,7 @@ uint64_t th_patch_run_stage(uint64_t *ticks, uint32_t *crc, int crc_enabled)
             uint32_t moved = run_copies(st->copies, st->n_before);
             th_timer_align();
             uint64_t t0 = th_timer_now();
-            th_exec_layer(st->L, &st->in, st->L->op == TH_OP_ADD ? &st->in2 : (const th_tensor_t *)0, &st->out);
+            th_layer_run(st->L, &st->in, st->L->op == TH_OP_ADD ? &st->in2 : (const th_tensor_t *)0, &st->out);
             uint32_t spent = (uint32_t)(th_timer_now() - t0);
             if (crc_enabled) {
                 uint32_t c = th_crc32_update(0u, th_tensor_data(&st->out), th_tensor_bytes(&st->out));
@@ -124,49 +125,7 @@ uint64_t th_patch_run_stage(uint64_t *ticks, uint32_t *crc, int crc_enabled)
     return total;
 }
 
-static void field_u64(uint64_t v)
+int th_patch_crc_valid(void)
 {
-    th_line_str("-[");
-    th_line_u64(v);
-    th_line_char(']');
-}
-
-void th_patch_report(int have_results)
-{
-    const th_patch_schedule_t *S = th_patch_get();
-    if (S == 0) {
-        th_line("e-[not a patch-based model: use layers]");
-        return;
-    }
-    if (!have_results) {
-        th_line("e-[no inference yet: run infer first]");
-        return;
-    }
-    th_line_begin();
-    th_line_str("m-patches");
-    field_u64(S->n_patches);
-    field_u64(S->n_stage);
-    field_u64(S->stage_out);
-    th_line_end();
-    for (uint32_t p = 0; p < S->n_patches; ++p) {
-        for (uint32_t j = 0; j < S->n_stage; ++j) {
-            const uint32_t k = p * S->n_stage + j;
-            const th_patch_step_t *st = &S->steps[k];
-            th_line_begin();
-            th_line_str("m-pstep");
-            field_u64(p);
-            field_u64(j);
-            field_u64(S->ticks[k]);
-            field_u64(S->copy_ticks[k]);
-            th_line_str("-[");
-            if (patch_crc_valid) {
-                th_line_hex32(S->crc[k]);
-            }
-            th_line_char(']');
-            field_u64(st->L->a_bits);
-            field_u64(st->L->o_bits);
-            field_u64(st->L->macs);
-            th_line_end();
-        }
-    }
+    return patch_crc_valid;
 }

@@ -1,9 +1,12 @@
 /*
  * Host protocol over the polled UART: the MLPerf Tiny / EEMBC runner commands (`name%`, `profile%`,
  * `timestamp%`, `db load N%`, `db HEX%`, `infer N W%`, `results%`) plus tinyhil's extensions in the same
- * style (`layers%`, `model%`, `mem%`, `crc 0|1%`, `tensor I%`, `db host PATH%`, `exit N%`). Every reply
- * line ends in `*XXXX` (CRC-16/CCITT-FALSE of the payload) so the host detects any corrupted byte; a command may carry the
- * same suffix before its `%`. The format is specified in firmware/README.md.
+ * style (`layers%`, `patches%`, `model%`, `mem%`, `crc 0|1%`, `tensor I%`, `db host PATH%`, `exit N%`). Every
+ * reply line ends in `*XXXX` (CRC-16/CCITT-FALSE of the payload) so the host detects any corrupted byte; a
+ * command may carry the same suffix before its `%`. The format is specified in firmware/README.md.
+ *
+ * The only unit that reads from or writes to the host: it calls down into the executors (executor.c,
+ * patch_exec.c) and the layer table (layer.c), which keep their results for it and never print.
  */
 #include <string.h>
 
@@ -425,6 +428,47 @@ static void cmd_layers(void)
     th_line_end();
 }
 
+static void cmd_patches(void)
+{
+    const th_patch_schedule_t *S = th_patch_get();
+    if (S == 0) {
+        error_line("not a patch-based model", "use layers");
+        return;
+    }
+    if (!have_results) {
+        error_line("no inference yet", "run infer first");
+        return;
+    }
+    th_line_begin();
+    th_line_str("m-patches");
+    field_u64(S->n_patches);
+    field_u64(S->n_stage);
+    field_u64(S->stage_out);
+    th_line_end();
+    const int crcs = th_patch_crc_valid();
+    for (uint32_t p = 0; p < S->n_patches; ++p) {
+        for (uint32_t j = 0; j < S->n_stage; ++j) {
+            const uint32_t k = p * S->n_stage + j;
+            const th_patch_step_t *st = &S->steps[k];
+            th_line_begin();
+            th_line_str("m-pstep");
+            field_u64(p);
+            field_u64(j);
+            field_u64(S->ticks[k]);
+            field_u64(S->copy_ticks[k]);
+            th_line_str("-[");
+            if (crcs) {
+                th_line_hex32(S->crc[k]);
+            }
+            th_line_char(']');
+            field_u64(st->L->a_bits);
+            field_u64(st->L->o_bits);
+            field_u64(st->L->macs);
+            th_line_end();
+        }
+    }
+}
+
 static void cmd_model(void)
 {
     const th_tensor_t *in = &th_model.tensors[th_model.input];
@@ -535,7 +579,7 @@ static void dispatch(char *line)
     } else if (strcmp(tok[0], "layers") == 0) {
         cmd_layers();
     } else if (strcmp(tok[0], "patches") == 0) {
-        th_patch_report(have_results);
+        cmd_patches();
     } else if (strcmp(tok[0], "model") == 0) {
         cmd_model();
     } else if (strcmp(tok[0], "mem") == 0) {

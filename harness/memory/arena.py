@@ -13,12 +13,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from harness.ir.model import IntLayer, IntModel
-from harness.ir.packing import row_bytes
+from harness.native.host_c import scratch_bytes as c_scratch_bytes
 from harness.ops.validate import validate_model
 
 ALIGN = 4
-DW_CHUNK = 16  # TH_DW_CHUNK in firmware th_kernels.h
-MM_CB = 64  # TH_MM_CB: output channels per requantization table block
 
 
 def _align(n: int, a: int = ALIGN) -> int:
@@ -58,49 +56,10 @@ def lifetimes(model: IntModel, keep_input: bool = False) -> dict[str, tuple[int,
     return {k: (v[0], v[1]) for k, v in life.items()}
 
 
-def _lane_scratch(cin: int, cout: int, taps: int, w: int) -> int:
-    """th_mm_scratch_bytes: requantization table (24 B per channel of a 64-channel block), a two-pixel column in
-    lane order, four int16 tails and a natural int16 column."""
-    wrow = taps * row_bytes(cin, w)
-    kp, tail = wrow * (8 // w), (wrow % 4) * (8 // w)
-    return 24 * min(cout, MM_CB) + 4 * (wrow // 4) * (32 // w) + 4 * _align(2 * tail) + _align(2 * kp)
-
-
 def layer_scratch_bytes(model: IntModel, layer: IntLayer) -> int:
-    """Scratch bytes the kernel chosen for ``layer`` needs (see the table in firmware th_kernels.h).
-
-    Covers the optimised a8w8 kernels, the generic packed kernels and the ``*_ref`` kernels (which need none).
-    """
-    ins = model.in_spec(layer)
-    a, w = ins.bits, layer.w_bits
-    kh, kw = layer.kernel
-    cin = ins.shape[2]
-    if layer.op in ("conv2d", "pointwise", "fc"):
-        taps = kh * kw if layer.op == "conv2d" else 1
-        if (a, w) == (8, 8):
-            need = 4 * _align(taps * cin, 4)  # two int16 im2col columns
-        else:
-            cinp = row_bytes(cin, w) * (8 // w)  # each tap padded to whole weight bytes
-            need = 2 * taps * cinp
-        cout = model.out_spec(layer).shape[2]
-        if layer.op != "fc":  # the lane core of packed_mm.c (th_mm_scratch_bytes)
-            need = max(need, _lane_scratch(cin, cout, taps, w))
-        else:  # th_fc_scratch_bytes: table, one column, tail, natural column
-            kp, tail = row_bytes(cin, w) * (8 // w), (row_bytes(cin, w) % 4) * (8 // w)
-            need = max(
-                need,
-                24 * min(cout, MM_CB)
-                + 2 * (row_bytes(cin, w) // 4) * (32 // w)
-                + _align(2 * tail)
-                + _align(2 * kp),
-            )
-        return _align(need)
-    if layer.op == "depthwise" and (kh, kw) == (3, 3) and layer.stride in (1, 2):
-        ow = model.out_spec(layer).shape[1]
-        n_pairs = ((ow - 1) * layer.stride + 4) // 2 + 1  # words per channel in a row buffer
-        # weights (5 words per channel of a chunk), one row of accumulators, 4 row buffers (a zero row + a ring of 3)
-        return _align(20 * DW_CHUNK + 4 * ow + 16 * DW_CHUNK * n_pairs)
-    return 0
+    """Scratch bytes the kernels of ``layer``'s op need: the firmware's own ``th_<op>_scratch_bytes`` (defined
+    in C beside the kernels, called on the host through :func:`harness.native.host_c.scratch_bytes`)."""
+    return c_scratch_bytes(model, layer)
 
 
 def scratch_bytes(model: IntModel) -> int:

@@ -1,15 +1,22 @@
 """Run the firmware's C kernels on the host through ctypes, for fast bit-exact checks against the reference.
 
-``compile_kernels`` builds ``firmware/runtime/kernels/*.c`` with the host C compiler into a shared library;
+``compile_kernels`` builds ``firmware/runtime/kernels/**/*.c`` with the host C compiler into a shared library;
 ``HostKernels.run_layer`` packs a layer's inputs into an arena exactly as the firmware would, calls the kernel
 that the code generator would pick (or a named one), and unpacks the output. Guard bytes around the output and
 after the scratch buffer catch out-of-bounds writes, and the output region starts as random garbage so a kernel
 that fails to overwrite a byte (or a padding bit) is caught too.
+
+``scratch_bytes`` asks the firmware's own ``th_<op>_scratch_bytes`` (defined beside each op's kernels) how much
+scratch a layer needs; the arena planner (``harness.memory.arena``) sizes the firmware's scratch buffer with
+it. ``kernel_library`` compiles the library once per content of the kernel sources and caches it on disk, so
+planning costs one compile per firmware edit, not one per call.
 """
 
 from __future__ import annotations
 
 import ctypes as C
+import functools
+import hashlib
 import os
 import shutil
 import subprocess
@@ -22,10 +29,13 @@ from harness import ops
 from harness.errors import BuildError, MissingDependencyError
 from harness.ir.model import IntLayer, IntModel
 from harness.ir.packing import pack, packed_weights, unpack
-from harness.memory.arena import layer_scratch_bytes
+from harness.ops import OPS
 
 FIRMWARE = Path(__file__).resolve().parents[2] / "firmware" / "runtime"
 GUARD = 64
+#: Where kernel_library keeps compiled libraries, one folder per content hash.
+CACHE_DIR = Path(__file__).resolve().parents[2] / ".cache" / "tinyhil" / "host-kernels"
+CACHE_ENTRIES = 8
 _I32P = C.POINTER(C.c_int32)
 
 
@@ -117,8 +127,8 @@ def compile_kernels(
     out_dir.mkdir(parents=True, exist_ok=True)
     probe = out_dir / "probe.c"
     probe.write_text(_PROBE)
-    lib = out_dir / ("libthkernels_dsp.so" if emulate_dsp else "libthkernels.so")
-    srcs = sorted(str(p) for p in (FIRMWARE / "kernels").glob("*.c"))
+    lib = out_dir / _lib_name(emulate_dsp)
+    srcs = [str(p) for p in kernel_sources()]
     cmd = [
         cc,
         "-std=c99",
@@ -141,12 +151,105 @@ def compile_kernels(
     return lib
 
 
+def _lib_name(emulate_dsp: bool) -> str:
+    return "libthkernels_dsp.so" if emulate_dsp else "libthkernels.so"
+
+
+def kernel_sources() -> list[Path]:
+    """The kernels' C files: kernels/ and its core folders (kernels/mm/)."""
+    return sorted((FIRMWARE / "kernels").rglob("*.c"))
+
+
+def _library_key(cc: str, emulate_dsp: bool) -> str:
+    """Hash of what the library is built from: compiler, flags, probe, kernel sources and headers."""
+    h = hashlib.sha256()
+    version = subprocess.run([cc, "--version"], capture_output=True, text=True, check=False).stdout
+    h.update(f"{version}\0{emulate_dsp}\0{_PROBE}\0".encode())
+    files = sorted((FIRMWARE / "kernels").rglob("*")) + sorted((FIRMWARE / "include").glob("*.h"))
+    for f in files:
+        if f.is_file():
+            h.update(str(f.relative_to(FIRMWARE)).encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()[:24]
+
+
+@functools.cache
+def kernel_library(emulate_dsp: bool = False) -> HostKernels:
+    """The kernel library for the current kernel sources, compiled at most once per content (cached under
+    ``CACHE_DIR``; concurrent processes may both compile, the first to finish is kept)."""
+    cc = os.environ.get("CC", "gcc")
+    if shutil.which(cc) is None:
+        raise MissingDependencyError(f"host C compiler {cc!r} not found: apt-get install gcc")
+    entry = CACHE_DIR / _library_key(cc, emulate_dsp)
+    lib = entry / _lib_name(emulate_dsp)
+    if not lib.is_file():
+        tmp = entry.with_name(f"{entry.name}.tmp{os.getpid()}")
+        compile_kernels(tmp, emulate_dsp=emulate_dsp, cc=cc)
+        try:
+            tmp.rename(entry)
+        except OSError:  # another process stored it first
+            shutil.rmtree(tmp, ignore_errors=True)
+        _prune(CACHE_DIR, CACHE_ENTRIES)
+    return HostKernels(lib)
+
+
+def _prune(root: Path, keep: int) -> None:
+    entries = sorted(
+        (d for d in root.iterdir() if d.is_dir() and ".tmp" not in d.name),
+        key=lambda d: d.stat().st_mtime,
+        reverse=True,
+    )
+    for old in entries[keep:]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def scratch_bytes(model: IntModel, layer: IntLayer) -> int:
+    """Scratch bytes the firmware's kernels for ``layer`` need: its op's ``th_<op>_scratch_bytes``."""
+    return kernel_library().scratch_bytes(model, layer)
+
+
+def _c_layer(model: IntModel, layer: IntLayer) -> ThLayer:
+    """``layer`` as th_layer_t without its arrays (weights, bias, multipliers, shifts: NULL)."""
+    L = ThLayer(
+        fn=None,
+        name=layer.name.encode(),
+        op=0,
+        a_bits=model.a_bits(layer),
+        w_bits=layer.w_bits,
+        o_bits=model.o_bits(layer),
+        kh=layer.kernel[0],
+        kw=layer.kernel[1],
+        stride=layer.stride,
+        pad_t=layer.padding[0],
+        pad_l=layer.padding[1],
+        pad_b=layer.padding[2],
+        pad_r=layer.padding[3],
+        in_=0,
+        in2=1 if len(layer.inputs) > 1 else -1,
+        out=len(layer.inputs),
+        act_min=layer.act_min,
+        act_max=layer.act_max,
+        macs=min(ops.macs(model, layer), 0xFFFFFFFF),
+    )
+    p = layer.add
+    if p is not None:
+        L.left_shift, L.in1_mult, L.in1_shift = p.left_shift, p.in1_multiplier, p.in1_shift
+        L.in2_mult, L.in2_shift, L.out_mult, L.out_shift = (
+            p.in2_multiplier,
+            p.in2_shift,
+            p.out_multiplier,
+            p.out_shift,
+        )
+    return L
+
+
 @dataclass
 class LayerRun:
-    """Output of one kernel call: unpacked values and the raw packed bytes."""
+    """Output of one kernel call: unpacked values, the raw packed bytes, and how far into its scratch buffer the
+    kernel wrote (one past the highest byte that changed; a byte rewritten with the fill pattern is not seen)."""
 
     values: np.ndarray
     raw: bytes
+    scratch_used: int = 0
 
 
 def _i32(arr) -> C.Array | None:
@@ -180,6 +283,18 @@ class HostKernels:
         """The kernel function ``name`` as a ctypes callable."""
         return _KERNEL((name, self.lib))
 
+    def scratch_bytes(self, model: IntModel, layer: IntLayer) -> int:
+        """``th_<op>_scratch_bytes`` of ``layer`` (its geometry, bits and tensors; no weights needed)."""
+        if layer.op not in OPS:
+            raise ValueError(f"no th_<op>_scratch_bytes for op {layer.op!r}")
+        fn = getattr(self.lib, f"th_{layer.op}_scratch_bytes")
+        fn.restype = C.c_uint32
+        fn.argtypes = [C.POINTER(ThLayer), C.POINTER(ThTensor), C.POINTER(ThTensor)]
+        ins, outs = model.in_spec(layer), model.out_spec(layer)
+        t_in = ThTensor(0, *ins.shape, ins.bits, ins.zero_point)
+        t_out = ThTensor(0, *outs.shape, outs.bits, outs.zero_point)
+        return int(fn(C.byref(_c_layer(model, layer)), C.byref(t_in), C.byref(t_out)))
+
     def run_layer(
         self,
         model: IntModel,
@@ -207,46 +322,15 @@ class HostKernels:
         before = arena_np.copy()
         arena = (C.c_uint8 * pos).from_buffer(arena_np)
         tensors = [ThTensor(off, *s.shape, s.bits, s.zero_point) for s, off in zip(specs, offsets)]
-        sbytes = layer_scratch_bytes(model, layer) if scratch_bytes is None else scratch_bytes
+        sbytes = self.scratch_bytes(model, layer) if scratch_bytes is None else scratch_bytes
         scratch_np = np.full(sbytes + GUARD, 0x5A, dtype=np.uint8)
         scratch = (C.c_uint8 * scratch_np.size).from_buffer(scratch_np)
         w = packed_weights(layer)
         wbuf = C.create_string_buffer(w, max(len(w), 1))
         keep = [_i32(layer.bias), _i32(layer.multiplier), _i32(layer.shift)]
-        p = layer.add
-        L = ThLayer(
-            fn=None,
-            name=layer.name.encode(),
-            op=0,
-            a_bits=model.a_bits(layer),
-            w_bits=layer.w_bits,
-            o_bits=model.o_bits(layer),
-            kh=layer.kernel[0],
-            kw=layer.kernel[1],
-            stride=layer.stride,
-            pad_t=layer.padding[0],
-            pad_l=layer.padding[1],
-            pad_b=layer.padding[2],
-            pad_r=layer.padding[3],
-            in_=0,
-            in2=1 if len(layer.inputs) > 1 else -1,
-            out=len(layer.inputs),
-            act_min=layer.act_min,
-            act_max=layer.act_max,
-            weights=C.cast(wbuf, C.c_void_p),
-            bias=C.cast(keep[0], _I32P) if keep[0] is not None else None,
-            mult=C.cast(keep[1], _I32P) if keep[1] is not None else None,
-            shift=C.cast(keep[2], _I32P) if keep[2] is not None else None,
-            macs=min(ops.macs(model, layer), 0xFFFFFFFF),
-        )
-        if p is not None:
-            L.left_shift, L.in1_mult, L.in1_shift = p.left_shift, p.in1_multiplier, p.in1_shift
-            L.in2_mult, L.in2_shift, L.out_mult, L.out_shift = (
-                p.in2_multiplier,
-                p.in2_shift,
-                p.out_multiplier,
-                p.out_shift,
-            )
+        L = _c_layer(model, layer)
+        L.weights = C.cast(wbuf, C.c_void_p)
+        L.bias, L.mult, L.shift = (C.cast(k, _I32P) if k is not None else None for k in keep)
         t_in = tensors[0]
         t_in2 = tensors[1] if len(layer.inputs) > 1 else None
         t_out = tensors[-1]
@@ -270,4 +354,6 @@ class HostKernels:
         if not (scratch_np[sbytes:] == 0x5A).all():
             raise AssertionError(f"{name} wrote past its {sbytes} scratch bytes")
         raw = bytes(arena_np[off : off + out_spec.nbytes])
-        return LayerRun(unpack(raw, out_spec.shape, out_spec.bits), raw)
+        written = np.flatnonzero(scratch_np != 0x5A)
+        used = int(written[-1]) + 1 if written.size else 0
+        return LayerRun(unpack(raw, out_spec.shape, out_spec.bits), raw, used)

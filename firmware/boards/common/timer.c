@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "th_board.h"
+#include "timer_sources.h"
 
 #define SYST_CSR (*(volatile uint32_t *)0xE000E010u)
 #define SYST_RVR (*(volatile uint32_t *)0xE000E014u)

@@ -1,6 +1,6 @@
 """SCons build script of the tinyhil PlatformIO platform.
 
-Compiles, for the selected board: the runtime (firmware/runtime/*.c), the kernels (firmware/runtime/kernels/*.c,
+Compiles, for the selected board: the runtime (firmware/runtime/*.c), the kernels (firmware/runtime/kernels/**/*.c,
 if any), the shared board code (firmware/boards/common/*.c), the board's own folder (firmware/boards/<board>/*.c)
 and the project's sources (src/*.c, e.g. a generated model_data.c). The toolchain is arm-none-eabi-gcc from PATH.
 Outputs: firmware.elf, firmware.map and a `size` report. `pio run -t upload` starts QEMU for the qemu-* boards
@@ -97,13 +97,11 @@ fw_env.Replace(
     CCFLAGS=[f for f in fw_env["CCFLAGS"] if not f.startswith(f"-ffile-prefix-map={project_dir}=")]
 )
 
+kernels_dir = join(runtime_dir, "kernels")
+# The kernels folder and its subfolders (one per core family, e.g. kernels/mm/).
+kernel_dirs = sorted(root for root, _, _ in os.walk(kernels_dir)) if isdir(kernels_dir) else []
 fw_sources = []
-for folder in (
-    runtime_dir,
-    join(runtime_dir, "kernels"),
-    join(boards_dir, "common"),
-    join(boards_dir, board_name),
-):
+for folder in (runtime_dir, *kernel_dirs, join(boards_dir, "common"), join(boards_dir, board_name)):
     if isdir(folder):
         fw_sources += sorted(
             join(folder, f) for f in os.listdir(folder) if f.endswith((".c", ".h", ".ld", ".inc"))
@@ -132,15 +130,15 @@ if os.path.isfile(lib_cached):
     fw_lib = env.File(lib_cached)
 else:
     fw_objects = []
-    for name, folder in (
-        ("runtime", runtime_dir),
-        ("kernels", join(runtime_dir, "kernels")),
-        ("board_common", join(boards_dir, "common")),
-        ("board", join(boards_dir, board_name)),
+    for name, folder, pattern in (
+        ("runtime", runtime_dir, "+<*.c>"),
+        ("kernels", kernels_dir, "+<**/*.c>"),
+        ("board_common", join(boards_dir, "common"), "+<*.c>"),
+        ("board", join(boards_dir, board_name), "+<*.c>"),
     ):
         if isdir(folder):
             fw_objects += [
-                fw_env.Object(n) for n in fw_env.CollectBuildFiles(join("$BUILD_DIR", name), folder, "+<*.c>")
+                fw_env.Object(n) for n in fw_env.CollectBuildFiles(join("$BUILD_DIR", name), folder, pattern)
             ]
     fw_lib = fw_env.StaticLibrary(join("$BUILD_DIR", "tinyhil"), fw_objects)[0]
 

@@ -25,9 +25,9 @@ void th_uart_rx_isr(void);
 void th_uart_putc(char c);
 int th_uart_getc(void);
 
-/* Timer sources. Which one a board uses is fixed at build time by TH_TIMER_DWT (real silicon: DWT CYCCNT)
- * or its absence (SysTick with a wrap counter; under QEMU -icount shift=0 a tick is a fixed number of
- * guest instructions). Both are always compiled so the real-silicon path cannot rot. */
+/* The tick counter. boards/common/timer.c implements it for every Cortex-M board: DWT CYCCNT with
+ * TH_TIMER_DWT (real silicon), else SysTick with a wrap counter (under QEMU -icount shift=0 a tick is a fixed
+ * number of guest instructions). th_timer_init is called by th_board_init. */
 void th_timer_init(void);
 uint64_t th_timer_now(void); /* monotonically increasing ticks since th_timer_init */
 /* Called right before a timed region: aligns the tick phase so a region's count depends only on its own
@@ -35,12 +35,6 @@ uint64_t th_timer_now(void); /* monotonically increasing ticks since th_timer_in
 void th_timer_align(void);
 const char *th_timer_name(void); /* "qemu-icount" or "dwt-cycles" */
 uint32_t th_timer_hz(void); /* tick frequency */
-
-void th_timer_systick_init(uint32_t core_hz);
-uint64_t th_timer_systick_now(void);
-void th_timer_systick_align(void);
-void th_timer_dwt_init(void);
-uint64_t th_timer_dwt_now(void);
 
 /* Leaves the program: semihosting SYS_EXIT_EXTENDED (QEMU returns `code` as its exit status); on a
  * real board without a debugger attached it parks the core. */

@@ -64,12 +64,9 @@ const char *th_patch_check(void);
  * except for the split layer (j = n_stage - 1), whose CRC covers the whole stage-output tensor. Returns the
  * summed ticks. */
 uint64_t th_patch_run_stage(uint64_t *ticks, uint32_t *crc, int crc_enabled);
-/* `patches%`: the last inference per (patch, stage layer), in the CRC'd line style of `layers%`:
- *   m-patches-[n_patches]-[n_stage]-[stage_out tensor index]
- *   m-pstep-[patch]-[layer index]-[kernel ticks]-[copy ticks]-[output CRC-32 hex, empty if CRCs are off]
- *          -[a_bits]-[o_bits]-[MACs of this patch's window]
- * A layer-by-layer model answers e-[not a patch-based model ...]. */
-void th_patch_report(int have_results);
+/* Whether the last th_patch_run_stage computed the per-step CRCs (S->crc). The protocol reports the last
+ * inference per (patch, stage layer) from the schedule's arrays (`patches%`, firmware/README.md). */
+int th_patch_crc_valid(void);
 
 #ifdef __cplusplus
 }

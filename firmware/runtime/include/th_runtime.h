@@ -1,6 +1,11 @@
 /*
- * th_runtime.h - the firmware runtime: executor (per-layer timing and output CRCs), host protocol and the
- * checksums both use. The wire format is documented in firmware/README.md.
+ * th_runtime.h - the firmware runtime, in layers that call only downwards:
+ *   protocol.c     the host protocol (parser, commands, reply lines): the only unit that talks to the host
+ *   executor.c     one inference: the patch stage (patch_exec.c, th_patch.h), then layer by layer, timed
+ *   patch_exec.c   the patch stage of a patch-based model
+ *   layer.c        the tensors of th_model and one kernel call on explicit tensors
+ *   crc.c          the checksums the executors and the protocol use
+ * The wire format is documented in firmware/README.md.
  */
 #ifndef TH_RUNTIME_H
 #define TH_RUNTIME_H
@@ -26,11 +31,22 @@ uint32_t th_crc32_update(uint32_t crc, const uint8_t *data, uint32_t n);
 /* CRC-16/CCITT-FALSE, one byte at a time; start from 0xFFFF. */
 uint16_t th_crc16_update(uint16_t crc, uint8_t byte);
 
-/* ---- tensors and executor (executor.c) ---- */
+/* ---- tensors and one kernel call (layer.c) ---- */
 /* Packed size of a tensor: h * w * ceil(c * bits / 8), as harness/codegen/ir.py TensorSpec.nbytes. */
 uint32_t th_tensor_bytes(const th_tensor_t *t);
 uint8_t *th_tensor_data(const th_tensor_t *t);
+/* Runs layer L's kernel on explicit tensors (a patch step passes a layer copy whose pads and tensor
+ * descriptors cover one patch). th_layer_call is the call itself, inline: the layer executor times exactly it;
+ * th_layer_run is the same call out of line, which the patch executor times (so its step counts include one
+ * function call, as they always have). */
+static inline void th_layer_call(const th_layer_t *L, const th_tensor_t *in, const th_tensor_t *in2,
+                                 const th_tensor_t *out)
+{
+    L->fn(L, in, in2, out, th_arena, th_scratch);
+}
+void th_layer_run(const th_layer_t *L, const th_tensor_t *in, const th_tensor_t *in2, const th_tensor_t *out);
 
+/* ---- executor (executor.c) ---- */
 /* Checks the model against the runtime's limits; returns NULL or a static error message. */
 const char *th_exec_check(void);
 /* Whether some layer writes over the input tensor's bytes (then the input must be reloaded per inference). */
@@ -38,9 +54,6 @@ int th_exec_input_clobbered(void);
 /* Per-layer output CRC-32s are computed after each layer, outside the timed region, while enabled. */
 void th_exec_set_crc(int enabled);
 int th_exec_crc_enabled(void);
-/* Runs one kernel call on explicit tensors. A patch-based schedule calls this with a layer copy whose pads
- * and tensor descriptors cover one patch. */
-void th_exec_layer(const th_layer_t *L, const th_tensor_t *in, const th_tensor_t *in2, const th_tensor_t *out);
 /* One full inference over th_model.layers; returns the sum of the per-layer ticks. */
 uint64_t th_exec_run(void);
 /* Results of the last th_exec_run. */

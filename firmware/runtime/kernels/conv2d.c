@@ -1,14 +1,14 @@
 /*
  * conv2d.c - standard convolution, weights (Cout, Kh, Kw, Cin) packed at w_bits with byte-aligned Cin rows.
  *
- *   every (A, W) pair  the lane core of packed_mm.c (th_mm_run: im2col of two output pixels into lane-order
- *                      int16 columns, two pixels x two channels per step) when th_mm_prepare accepts the layer.
+ *   every (A, W) pair  a matrix core of kernels/mm/ (th_mm_run: im2col of two or four output pixels into the
+ *                      core's column layout) when th_mm_prepare accepts the layer; which core: mm/mm.h.
  *   fallbacks          (no DSP, requantization outside the fast path) a8w8 -> conv2d_s8: im2col into q15
  *                      columns and the 2x2 core of matmul.c; other pairs -> conv2d_generic: one centred int16
  *                      column per output pixel, each tap padded to whole weight bytes, dotted byte by byte.
  *   th_conv2d_ref      plain loops, int8 only: the baseline the benchmark compares a8w8 with.
  */
-#include "th_kernels.h"
+#include "mm/mm.h"
 
 /* Input pixel of tap (i, j) for output (oy, ox), or NULL when the tap falls in the padding. */
 TH_ALWAYS_INLINE const uint8_t *tap_row(const th_layer_t *L, const th_tensor_t *in, const uint8_t *x, uint32_t irb,
@@ -132,6 +132,19 @@ static void conv2d_generic(TH_KERNEL_ARGS, const int ab, const int wb)
             th_generic_pixel(L, out, (const uint8_t *)L->weights, wbytes, col, y + (oy * out->w + ox) * orb, wb);
         }
     }
+}
+
+/* Scratch of every conv2d kernel: the largest of the matrix cores' job loop and the pair's fallback (conv2d_s8:
+ * two q15 columns of K = kh kw cin entries, each rounded up to a multiple of 4; conv2d_generic: one centred
+ * column of kh kw taps, each padded to whole weight bytes). */
+uint32_t th_conv2d_scratch_bytes(const th_layer_t *L, const th_tensor_t *in, const th_tensor_t *out)
+{
+    const uint32_t taps = (uint32_t)L->kh * L->kw, cin = in->c;
+    const int wb = L->w_bits;
+    const uint32_t fallback = in->bits == 8 && wb == 8 ? 2u * 2u * th_ru4(taps * cin)
+                                                       : 2u * taps * th_row_bytes(cin, wb) * (8u / (uint32_t)wb);
+    const uint32_t fast = th_mm_run_scratch_bytes(taps, cin, out->c, wb);
+    return th_ru4(fallback > fast ? fallback : fast);
 }
 
 TH_MM_PAIR(conv2d, 8, 8, (uint32_t)L->kh * L->kw, conv2d_s8(L, in, in2, out, arena, scratch))

@@ -12,8 +12,15 @@
  *   th_depthwise_a8w8 -> depthwise_s8_pixels (four channels per pixel in registers), other pairs ->
  *   depthwise_generic (packed fields read in place).
  *   th_depthwise_ref   plain loops, int8 only.
+ *   th_depthwise_scratch_bytes: the row buffers (dw3_scratch_bytes) wherever a call may take them.
+ *
+ * The row-buffer core stays in this file with the pairs that inline it once per (A, W, stride) and with the
+ * fallbacks the compiler specialises per pair here: in a file of its own each pair would pay a call.
  */
-#include "th_kernels.h"
+#include "common.h"
+
+/* Channels per chunk of the 3x3 row buffers (scratch grows with it; a multiple of 16). */
+#define TH_DW_CHUNK 16u
 
 /* Valid kernel rows [*i0, *i1) and columns [*j0, *j1) of output pixel (oy, ox). */
 TH_ALWAYS_INLINE void clip_window(const th_layer_t *L, const th_tensor_t *in, uint32_t oy, uint32_t ox, int32_t *i0,
@@ -193,15 +200,22 @@ static void depthwise_generic(TH_KERNEL_ARGS, const int ab, const int wb)
  * are 0). A channel walks its words TH_DW_CHUNK apart: every load is aligned, the conversion stores a pixel
  * pair's 16 channels at immediate offsets, and one SMLAD covers two horizontal taps. */
 
-#if TH_USE_SIMD
-#define DW_CH TH_DW_CHUNK
-
 /* Words (pairs of int16 columns) in a row buffer: the columns the outputs read, plus one pair of slack. */
 TH_ALWAYS_INLINE uint32_t dw3_pairs(const th_tensor_t *out, uint32_t stride)
 {
     const uint32_t used = ((uint32_t)out->w - 1u) * stride + 3u;
     return (used + 1u) / 2u + 1u;
 }
+
+/* Scratch of dw3_rows: the weights of a chunk (5 words per channel), one row of accumulators, and four row
+ * buffers of TH_DW_CHUNK words per column pair (a zero row and a ring of three). */
+static uint32_t dw3_scratch_bytes(const th_tensor_t *out, uint32_t stride)
+{
+    return 4u * (5u * TH_DW_CHUNK + (uint32_t)out->w + 4u * TH_DW_CHUNK * dw3_pairs(out, stride));
+}
+
+#if TH_USE_SIMD
+#define DW_CH TH_DW_CHUNK
 
 /* Lane `b & 1` of column pair b / 2 of channel k. */
 TH_ALWAYS_INLINE void dw3_set(uint32_t *buf, uint32_t b, uint32_t k, int32_t v)
@@ -357,22 +371,63 @@ TH_ALWAYS_INLINE void dw3_weights(const th_layer_t *L, uint32_t wrb, uint32_t c0
 typedef void (*dw3_rq_fn)(const int32_t *t, uint32_t n, th_rq_t q, int32_t lo, int32_t hi, uint8_t *y,
                           uint32_t ystep, uint32_t c, int ob);
 
-/* The requantization passes, one per (output bits, rounding, clamp) case, picked once per call. */
-#define DW3_RQ(NAME, OB, RND, KIND)                                                                             \
-    static void NAME(const int32_t *t, uint32_t n, th_rq_t q, int32_t lo, int32_t hi, uint8_t *y, uint32_t ystep, \
-                     uint32_t c, int ob)                                                                        \
-    {                                                                                                           \
-        (void)ob;                                                                                               \
-        th_rq_row(t, n, q, lo, hi, y, ystep, c, OB, RND, KIND);                                                 \
-    }
-DW3_RQ(dw3_rq_8_r_full, 8, 1, TH_CLAMP_FULL)
-DW3_RQ(dw3_rq_8_r_hi, 8, 1, TH_CLAMP_HI)
-DW3_RQ(dw3_rq_8_r_any, 8, 1, TH_CLAMP_ANY)
-DW3_RQ(dw3_rq_8_full, 8, 0, TH_CLAMP_FULL)
-DW3_RQ(dw3_rq_8_hi, 8, 0, TH_CLAMP_HI)
-DW3_RQ(dw3_rq_8_any, 8, 0, TH_CLAMP_ANY)
-DW3_RQ(dw3_rq_4, 4, 0, TH_CLAMP_ANY)
-DW3_RQ(dw3_rq_2, 2, 0, TH_CLAMP_ANY)
+/* The requantization passes, one per (output bits, rounding th_rq2, clamp) case, picked once per call: each
+ * calls th_rq_row with constants. */
+static void dw3_rq_8_r_full(const int32_t *t, uint32_t n, th_rq_t q, int32_t lo, int32_t hi, uint8_t *y,
+                            uint32_t ystep, uint32_t c, int ob)
+{
+    (void)ob;
+    th_rq_row(t, n, q, lo, hi, y, ystep, c, 8, 1, TH_CLAMP_FULL);
+}
+
+static void dw3_rq_8_r_hi(const int32_t *t, uint32_t n, th_rq_t q, int32_t lo, int32_t hi, uint8_t *y,
+                          uint32_t ystep, uint32_t c, int ob)
+{
+    (void)ob;
+    th_rq_row(t, n, q, lo, hi, y, ystep, c, 8, 1, TH_CLAMP_HI);
+}
+
+static void dw3_rq_8_r_any(const int32_t *t, uint32_t n, th_rq_t q, int32_t lo, int32_t hi, uint8_t *y,
+                           uint32_t ystep, uint32_t c, int ob)
+{
+    (void)ob;
+    th_rq_row(t, n, q, lo, hi, y, ystep, c, 8, 1, TH_CLAMP_ANY);
+}
+
+static void dw3_rq_8_full(const int32_t *t, uint32_t n, th_rq_t q, int32_t lo, int32_t hi, uint8_t *y,
+                          uint32_t ystep, uint32_t c, int ob)
+{
+    (void)ob;
+    th_rq_row(t, n, q, lo, hi, y, ystep, c, 8, 0, TH_CLAMP_FULL);
+}
+
+static void dw3_rq_8_hi(const int32_t *t, uint32_t n, th_rq_t q, int32_t lo, int32_t hi, uint8_t *y,
+                        uint32_t ystep, uint32_t c, int ob)
+{
+    (void)ob;
+    th_rq_row(t, n, q, lo, hi, y, ystep, c, 8, 0, TH_CLAMP_HI);
+}
+
+static void dw3_rq_8_any(const int32_t *t, uint32_t n, th_rq_t q, int32_t lo, int32_t hi, uint8_t *y,
+                         uint32_t ystep, uint32_t c, int ob)
+{
+    (void)ob;
+    th_rq_row(t, n, q, lo, hi, y, ystep, c, 8, 0, TH_CLAMP_ANY);
+}
+
+static void dw3_rq_4(const int32_t *t, uint32_t n, th_rq_t q, int32_t lo, int32_t hi, uint8_t *y,
+                     uint32_t ystep, uint32_t c, int ob)
+{
+    (void)ob;
+    th_rq_row(t, n, q, lo, hi, y, ystep, c, 4, 0, TH_CLAMP_ANY);
+}
+
+static void dw3_rq_2(const int32_t *t, uint32_t n, th_rq_t q, int32_t lo, int32_t hi, uint8_t *y,
+                     uint32_t ystep, uint32_t c, int ob)
+{
+    (void)ob;
+    th_rq_row(t, n, q, lo, hi, y, ystep, c, 2, 0, TH_CLAMP_ANY);
+}
 
 static dw3_rq_fn dw3_rq_pick(const th_layer_t *L, int ob, int rnd)
 {
@@ -470,3 +525,14 @@ TH_DW_PAIR(4, 2, depthwise_generic(L, in, in2, out, arena, scratch, 4, 2))
 TH_DW_PAIR(2, 8, depthwise_generic(L, in, in2, out, arena, scratch, 2, 8))
 TH_DW_PAIR(2, 4, depthwise_generic(L, in, in2, out, arena, scratch, 2, 4))
 TH_DW_PAIR(2, 2, depthwise_generic(L, in, in2, out, arena, scratch, 2, 2))
+
+/* Scratch of every depthwise kernel: the 3x3 row buffers wherever a call may take them (the fallbacks need
+ * none). */
+uint32_t th_depthwise_scratch_bytes(const th_layer_t *L, const th_tensor_t *in, const th_tensor_t *out)
+{
+    (void)in;
+    if (L->kh == 3u && L->kw == 3u && (L->stride == 1u || L->stride == 2u)) {
+        return th_ru4(dw3_scratch_bytes(out, L->stride));
+    }
+    return 0u;
+}

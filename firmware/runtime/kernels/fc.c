@@ -1,13 +1,13 @@
 /*
  * fc.c - fully connected on a (1, 1, Cin) vector, weights (Cout, Cin) with byte-aligned rows.
  *
- *   every (A, W) pair  th_fc_run (packed_mm.c): the input becomes one lane-order int16 column, two output
- *                      channels per step with the weights unpacked in registers, when th_mm_prepare accepts the
+ *   every (A, W) pair  th_fc_run (kernels/mm/): the input becomes one column in the core's layout, the
+ *                      weights are unpacked in registers (which core: mm/mm.h), when th_mm_prepare accepts the
  *                      layer; otherwise a8w8 -> fc_s8 (interleaved q15 column, 2-row core of matmul.c) and
  *                      other pairs -> fc_generic.
  *   th_fc_ref          plain loops, int8 only.
  */
-#include "th_kernels.h"
+#include "mm/mm.h"
 
 static void fc_s8(TH_KERNEL_ARGS)
 {
@@ -43,6 +43,18 @@ static void fc_generic(TH_KERNEL_ARGS, const int ab, const int wb)
     int16_t *col = (int16_t *)scratch;
     th_unpack_centered(arena + in->offset, cin, ab, in->zero_point, col, wrb * (8u / (uint32_t)wb));
     th_generic_pixel(L, out, (const uint8_t *)L->weights, wrb, col, arena + out->offset, wb);
+}
+
+/* Scratch of every fc kernel: the largest of the matrix cores' job loop and the pair's fallback (fc_s8: one
+ * q15 column, planned as pointwise_s8's two; fc_generic: one centred column padded to whole weight bytes). */
+uint32_t th_fc_scratch_bytes(const th_layer_t *L, const th_tensor_t *in, const th_tensor_t *out)
+{
+    const uint32_t cin = in->c;
+    const int wb = L->w_bits;
+    const uint32_t fallback =
+        in->bits == 8 && wb == 8 ? 2u * 2u * th_ru4(cin) : 2u * th_row_bytes(cin, wb) * (8u / (uint32_t)wb);
+    const uint32_t fast = th_fc_run_scratch_bytes(cin, out->c, wb);
+    return th_ru4(fallback > fast ? fallback : fast);
 }
 
 TH_FC_PAIR(8, 8, fc_s8(L, in, in2, out, arena, scratch))

@@ -3,7 +3,7 @@
  * interleaved column layout). 2 output channels x 2 pixels per block: each 32-bit weight load feeds two pixels
  * and each column load two channels, so a step of four inputs costs 6 loads, 4 SXTB16 and 8 SMLAD for 16 MACs.
  */
-#include "th_kernels.h"
+#include "common.h"
 
 void th_q15_column_s8(const int8_t *x, uint32_t n, int32_t zp, int16_t *dst)
 {

@@ -1,13 +1,13 @@
 /*
  * pointwise.c - 1x1 convolution (optional stride, no padding), weights (Cout, Cin) with byte-aligned rows.
  *
- *   every (A, W) pair  the lane core of packed_mm.c (th_mm_run: each input pixel becomes a lane-order int16
- *                      column once, two pixels x two channels per step, weights unpacked in registers) when
- *                      th_mm_prepare accepts the layer; otherwise (no DSP, requantization outside the fast
+ *   every (A, W) pair  a matrix core of kernels/mm/ (th_mm_run: each input pixel becomes a column in the core's
+ *                      layout once, weights unpacked in registers) when th_mm_prepare accepts the layer (which
+ *                      core: mm/mm.h); otherwise (no DSP, requantization outside the fast
  *                      path) a8w8 -> pointwise_s8 (the 2x2 q15 core of matmul.c), others -> pointwise_generic.
  *   th_pointwise_ref   plain loops, int8 only.
  */
-#include "th_kernels.h"
+#include "mm/mm.h"
 
 TH_ALWAYS_INLINE const uint8_t *src_pixel(const th_layer_t *L, const th_tensor_t *in, const th_tensor_t *out,
                                           const uint8_t *x, uint32_t irb, uint32_t p)
@@ -77,6 +77,19 @@ static void pointwise_generic(TH_KERNEL_ARGS, const int ab, const int wb)
         th_unpack_centered(src_pixel(L, in, out, x, irb, p), cin, ab, in->zero_point, col, cinp);
         th_generic_pixel(L, out, (const uint8_t *)L->weights, wrb, col, y + p * orb, wb);
     }
+}
+
+/* Scratch of every pointwise kernel: the largest of the matrix cores' job loop and the pair's fallback
+ * (pointwise_s8: two q15 columns of cin entries rounded up to a multiple of 4; pointwise_generic: one centred
+ * column padded to whole weight bytes). */
+uint32_t th_pointwise_scratch_bytes(const th_layer_t *L, const th_tensor_t *in, const th_tensor_t *out)
+{
+    const uint32_t cin = in->c;
+    const int wb = L->w_bits;
+    const uint32_t fallback =
+        in->bits == 8 && wb == 8 ? 2u * 2u * th_ru4(cin) : 2u * th_row_bytes(cin, wb) * (8u / (uint32_t)wb);
+    const uint32_t fast = th_mm_run_scratch_bytes(1u, cin, out->c, wb);
+    return th_ru4(fallback > fast ? fallback : fast);
 }
 
 TH_MM_PAIR(pointwise, 8, 8, 1u, pointwise_s8(L, in, in2, out, arena, scratch))
