@@ -20,56 +20,16 @@ from harness.boards import Board
 from harness.codegen.emit_patch import PatchArena, emit_patched_c, estimate_patch_footprint, patch_model_hash
 from harness.codegen.ir import IntModel
 from harness.codegen.packing import unpack
-from harness.errors import DeviceError, ProtocolError
+from harness.errors import DeviceError
 from harness.measure.session import LayerMeasurement, ModelMeasurement, packed_tensor_bytes
 from harness.patch.int_reference import layer_crcs, patch_crcs, run_patched
 from harness.patch.intmodel import PatchedModel
-from harness.transport.protocol import Dut, fields
+from harness.transport.protocol import Dut, PatchStepResult
 
 
-@dataclass(frozen=True)
-class PatchStepResult:
-    """One row of ``patches%``: a stage layer on one patch in the last inference."""
-
-    patch: int
-    step: int
-    ticks: int
-    copy_ticks: int
-    crc32: int | None
-    a_bits: int
-    o_bits: int
-    macs: int
-
-
-def read_patches(dut: Dut) -> list[PatchStepResult]:
-    """Send ``patches%`` and parse its ``m-pstep`` lines."""
-    lines = dut.command("patches")
-    head = [ln for ln in lines if ln.startswith("m-patches-")]
-    if not head:
-        raise ProtocolError(f"reply to 'patches' lacks the m-patches line: {lines[:3]}")
-    n_patches, n_stage = (int(v) for v in fields(head[0])[:2])
-    out = []
-    for ln in lines:
-        if not ln.startswith("m-pstep-"):
-            continue
-        f = fields(ln)
-        if len(f) != 8:
-            raise ProtocolError(f"malformed patch step line: {ln}")
-        out.append(
-            PatchStepResult(
-                int(f[0]),
-                int(f[1]),
-                int(f[2]),
-                int(f[3]),
-                int(f[4], 16) if f[4] else None,
-                int(f[5]),
-                int(f[6]),
-                int(f[7]),
-            )
-        )
-    if len(out) != n_patches * n_stage:
-        raise ProtocolError(f"patches: announced {n_patches} x {n_stage} steps, got {len(out)} lines")
-    return out
+def read_patches(dut: Dut, expected: tuple[int, int] | None = None) -> list[PatchStepResult]:
+    """Send ``patches%`` and return its validated ``m-pstep`` rows (``expected``: (patches, stage layers))."""
+    return dut.patches(expected)
 
 
 def layer_by_layer_estimate(model: IntModel):
