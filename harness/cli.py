@@ -18,7 +18,7 @@ from harness.errors import ConfigError, ResultError, TinyHilError
 
 COMMANDS = {
     "run": "closed loop / experiments on a board (experiment=smoke|int8|freebits|quantmcu|...)",
-    "bench": "benchmarks that print their figures (experiment=kernels|...)",
+    "bench": "benchmarks that print their figures (experiment=kernels|reliability)",
     "profile": "measure the latency lookup table of a model's layer shapes on a board",
     "train": "train a zoo model on an offline data set",
     "sensitivity": "QuantuneV2 layer sensitivity ranking",

@@ -163,3 +163,43 @@ def test_pio_run_works_directly_in_the_firmware_folder(tmp_path):
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
     for board in QEMU_BOARDS:
         assert (tmp_path / board / "firmware.elf").is_file()
+
+
+@needs_toolchain
+def test_a_checkout_whose_path_has_a_space_builds_and_links_the_cached_library(tmp_path):
+    # The map file, the library path and the cached archive used to reach the linker unquoted.
+    import os
+    import shutil
+
+    root = tmp_path / "with space" / "tiny hil"
+    for part in ("harness", "firmware", "configs"):
+        shutil.copytree(REPO / part, root / part, ignore=shutil.ignore_patterns("__pycache__", ".pio"))
+    script = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from harness.build import build, generate_project\n"
+        "from harness.build.pio_core import repo_root\n"
+        "assert ' ' in str(repo_root())\n"
+        "sys.path.insert(0, sys.argv[1])\n"
+        "from tests.fixtures.fixture_model import FixtureModel\n"
+        "out = Path(sys.argv[2])\n"
+        "FixtureModel().write(out / 'model')\n"
+        "for p in ('p one', 'p two'):\n"
+        "    r = build(generate_project('qemu-mps2-an386', out / 'model', out / p), 'qemu-mps2-an386', cache_dir=False)\n"
+        "    print(r.elf, r.text)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(root), "TINYHIL_PIO_CORE_DIR": str(root / ".pio-core")}
+    r = subprocess.run(
+        [sys.executable, "-c", script, str(REPO), str(root / "out dir")],
+        cwd=root, env=env, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    elfs = [Path(line.rsplit(" ", 1)[0]) for line in r.stdout.splitlines()]
+    assert len(elfs) == 2 and all(e.is_file() and " " in str(e) for e in elfs)
+    libs = list((root / ".pio-core" / "tinyhil-libcache").glob("*/libtinyhil.a"))
+    assert len(libs) == 1  # stored by the first build, linked from its spaced path by the second
+    images = []
+    for e in elfs:
+        subprocess.run(["arm-none-eabi-objcopy", "-O", "binary", str(e), str(e) + ".bin"], check=True)
+        images.append(Path(str(e) + ".bin").read_bytes())
+    assert images[0] == images[1]

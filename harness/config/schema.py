@@ -320,6 +320,19 @@ class QuantuneExperiment:
     n_eval: int = 500  # test images per evaluation
 
 
+@dataclass
+class ReliabilityExperiment:
+    """Hostile serial peers: floods, stalls, a board dying mid-line, inconsistent replies; each must end in a
+    clear error within its deadline."""
+
+    name: str = "reliability"
+    entry: str = "harness.experiments.bench_reliability:run"
+    scenarios: list[str] = field(default_factory=list)  # names from harness.transport.hostile; empty = all
+    tolerance_s: float = 0.5  # a scenario may end at most this long after its deadline
+    qemu: bool = True  # also the real-QEMU scenarios (needs a QEMU board and the cross compiler)
+    throughput_lines: int = 20000  # lines the link-throughput probe reads
+
+
 #: (group, name, schema) of every schema; a YAML file selects one with ``defaults: [/schema/<group>/<name>]``.
 SCHEMAS: tuple[tuple[str, str, type], ...] = (
     ("board", "board", BoardSchema),
@@ -337,6 +350,7 @@ SCHEMAS: tuple[tuple[str, str, type], ...] = (
     ("experiment", "kernels", KernelsExperiment),
     ("experiment", "quantmcu", QuantMcuExperiment),
     ("experiment", "quantune", QuantuneExperiment),
+    ("experiment", "reliability", ReliabilityExperiment),
 )
 
 

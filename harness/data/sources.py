@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -16,18 +17,28 @@ FASHION_CLASSES = ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", 
                    "ankle-boot"]
 
 
-def read_idx(path: Path) -> np.ndarray:
-    """Read an IDX file (optionally gzipped), the MNIST container format."""
+def read_idx(path: Path, fix: str = "restore the file") -> np.ndarray:
+    """Read an IDX file (optionally gzipped), the MNIST container format.
+
+    A cut-off or corrupt file is a ConfigError that names the file and ``fix`` (how to get an intact copy).
+    """
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        data = f.read()
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (OSError, EOFError, zlib.error) as e:  # gzip raises EOFError for a cut-off stream, BadGzipFile (OSError)
+        raise ConfigError(f"{path} is unreadable (truncated or corrupt: {e}); {fix}") from None
+    if len(data) < 4:
+        raise ConfigError(f"{path} is truncated: {len(data)} bytes, shorter than an IDX header; {fix}")
     zero, dtype, ndim = struct.unpack(">HBB", data[:4])
     if zero != 0 or dtype != 0x08:
-        raise ConfigError(f"{path} is not an unsigned-byte IDX file")
+        raise ConfigError(f"{path} is not an unsigned-byte IDX file; {fix}")
+    if len(data) < 4 + 4 * ndim:
+        raise ConfigError(f"{path} is truncated inside its header ({len(data)} bytes for {ndim} dimensions); {fix}")
     dims = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
     arr = np.frombuffer(data, np.uint8, offset=4 + 4 * ndim)
     if arr.size != int(np.prod(dims)):
-        raise ConfigError(f"{path} is truncated: {arr.size} bytes for shape {dims}")
+        raise ConfigError(f"{path} is truncated: {arr.size} bytes for shape {dims}; {fix}")
     return arr.reshape(dims)
 
 
@@ -40,8 +51,9 @@ def fashion_mnist(root: str | Path = FASHION_MNIST_DIR) -> DataSplits:
     if missing:
         raise MissingDependencyError(f"Fashion-MNIST not found ({missing[0]}); install it with "
                                      "`apt-get install dataset-fashion-mnist`")
-    tr = ImageSet(read_idx(files["train-images"])[:, None], read_idx(files["train-labels"]))
-    te = ImageSet(read_idx(files["t10k-images"])[:, None], read_idx(files["t10k-labels"]))
+    fix = "reinstall it with `apt-get install --reinstall dataset-fashion-mnist`"
+    tr = ImageSet(read_idx(files["train-images"], fix)[:, None], read_idx(files["train-labels"], fix))
+    te = ImageSet(read_idx(files["t10k-images"], fix)[:, None], read_idx(files["t10k-labels"], fix))
     return DataSplits("fashion_mnist", tr, te, list(FASHION_CLASSES))
 
 

@@ -170,29 +170,22 @@ class Session:
                 progress: Callable[[], None] | None = None) -> tuple[list, list, list, dict, float]:
         """Run every input on the flashed board: (per-input layer results, per-input steps, outputs, mem, s).
 
-        ResultError when the firmware is not the artifact's (model hash, layer count) or a reply lacks layers.
+        DeviceError when the firmware is not the artifact's (model hash, layer count); ProtocolError when a reply
+        is inconsistent (missing or extra layers, totals, ranges).
         """
         t0 = time.perf_counter()
         dut = self.board.open_dut()
+        # The client checks every reply against the artifact: model hash and layer count (a stale image or a
+        # concurrent build is refused), the exact layer indices, and the (patch, step) grid.
+        dut.expect(len(art.layers), (art.n_patches, art.n_stage) if art.patched else None, art.model_hash)
         per_layers, per_steps, outputs = [], [], []
         try:
-            info = dut.model_info()
-            if info.hash != art.model_hash or info.n_layers != len(art.layers):
-                raise ResultError(
-                    f"{self.board.name}: the firmware runs model hash {info.hash:08x} with {info.n_layers} "
-                    f"layers, expected {art.model_hash:08x} ({art.name}) with {len(art.layers)}: it measured "
-                    "the wrong firmware (a stale image or a concurrent build); run again"
-                )
+            dut.model_info()
             dut.set_crc(check)
             for x in inputs:
                 dut.load_input(art.input_bytes(x))
                 outputs.append(dut.infer(1, 0))
                 layers = dut.layers()
-                if [r.index for r in layers] != list(range(len(art.layers))):
-                    raise ResultError(
-                        f"{self.board.name}: the firmware reported layers {[r.index for r in layers][:8]}..., "
-                        f"expected 0..{len(art.layers) - 1}"
-                    )
                 per_layers.append(layers)
                 per_steps.append(dut.patches() if art.patched else [])
                 if progress is not None:

@@ -98,8 +98,21 @@ def load_checkpoint(model: nn.Module, path: str | Path) -> nn.Module:
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"checkpoint {path} does not exist (train it with `tinyhil train`)")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    state = state.get("state_dict", state)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - a cut-off or foreign file raises EOFError, RuntimeError, KeyError, ...
+        raise ConfigError(
+            f"checkpoint {path} is unreadable (truncated or not a torch checkpoint: {type(e).__name__}: "
+            f"{str(e).splitlines()[0] if str(e) else 'empty'}); delete it and retrain with `tinyhil train "
+            "save_checkpoint=true` (or restore it with `git checkout -- " + str(path) + "`)"
+        ) from None
+    if isinstance(state, dict):
+        state = state.get("state_dict", state)
+    if not isinstance(state, dict):
+        raise ConfigError(
+            f"checkpoint {path} holds a {type(state).__name__}, not a state dict; delete it and retrain with "
+            "`tinyhil train save_checkpoint=true`"
+        )
     try:
         model.load_state_dict(state)
     except RuntimeError as e:

@@ -137,6 +137,37 @@ def _paths(path: str | Path) -> tuple[Path, Path]:
     return stem.with_name(stem.name + ".parquet"), stem.with_name(stem.name + ".csv")
 
 
+def _read_file(path: Path) -> pd.DataFrame:
+    """The rows of one table file; TableError if it cannot be read or is cut off."""
+    try:
+        if path.suffix == ".parquet":
+            return pd.read_parquet(path)
+        text = path.read_bytes()
+        if text and not text.endswith(b"\n"):  # write_table ends every CSV with a newline: this one was cut
+            raise TableError(f"latency table {path} is truncated (its last line is cut off)")
+        return pd.read_csv(
+            path, dtype={c: str for c in _STR}, keep_default_na=False, na_values={c: [""] for c in _FLOAT}
+        )
+    except TableError:
+        raise
+    except Exception as e:  # noqa: BLE001 - any reader failure is a bad table file
+        raise TableError(f"cannot read latency table {path} (truncated or corrupt?): {str(e).rstrip('. ')}") from None
+
+
+def _recovery_hint(broken: Path, other: Path) -> str:
+    """How to recover a broken table file from the intact copy beside it, if there is one."""
+    if not other.exists():
+        return ""
+    try:
+        n = len(LatencyTable(_read_file(other)))
+    except TableError:
+        return f"; the copy beside it, {other}, is unreadable too: profile the model again"
+    return (
+        f"; the {other.suffix[1:].upper()} beside it, {other}, is intact ({n} rows): move the broken file away "
+        f"(`mv '{broken}' '{broken}.broken'`) to load that copy; the next save rewrites both"
+    )
+
+
 class LatencyTable:
     """Measured per-layer counts; see the module docstring for the row layout."""
 
@@ -199,28 +230,26 @@ class LatencyTable:
 
     @classmethod
     def load(cls, path: str | Path, *, missing_ok: bool = False) -> LatencyTable:
-        """Read a table (Parquet preferred, else the CSV beside it); ``missing_ok``: no file, empty table."""
+        """Read a table (Parquet preferred, else the CSV beside it); ``missing_ok``: no file, empty table.
+
+        A cut-off or corrupt file is a TableError; when the other copy beside it is intact, the message says so
+        and how to recover from it (never silently: the two copies may differ).
+        """
         pq, csv = _paths(path)
         if pq.exists():
-            try:
-                df = pd.read_parquet(pq)
-            except Exception as e:  # noqa: BLE001 - any reader failure is a bad table file
-                raise TableError(f"cannot read latency table {pq}: {e}") from None
-        elif csv.exists():
-            try:
-                df = pd.read_csv(
-                    csv,
-                    dtype={c: str for c in _STR},
-                    keep_default_na=False,
-                    na_values={c: [""] for c in _FLOAT},
-                )
-            except Exception as e:  # noqa: BLE001
-                raise TableError(f"cannot read latency table {csv}: {e}") from None
-        elif missing_ok:
+            return cls._load_one(pq, csv)
+        if csv.exists():
+            return cls._load_one(csv, pq)
+        if missing_ok:
             return cls()
-        else:
-            raise TableError(f"no latency table at {pq} or {csv}; profile the model on the board first")
-        return cls(df)
+        raise TableError(f"no latency table at {pq} or {csv}; profile the model on the board first")
+
+    @classmethod
+    def _load_one(cls, path: Path, other: Path) -> LatencyTable:
+        try:
+            return cls(_read_file(path))
+        except TableError as e:
+            raise TableError(f"{e}{_recovery_hint(path, other)}") from None
 
     def save(self, path: str | Path, *, merge: bool = True) -> tuple[Path, Path]:
         """Write ``<stem>.parquet`` and ``<stem>.csv`` atomically.

@@ -4,6 +4,9 @@ Wire format (firmware/README.md has the full specification): the host sends ``co
 with lines ``payload*XXXX\\r\\n`` and ends every command with ``m-ready``. ``XXXX`` is the CRC-16/CCITT-FALSE of the
 payload (``binascii.crc_hqx(payload, 0xFFFF)``) in upper-case hex, so every corrupted, truncated or garbage line is
 detected. Errors are ``e-[...]`` lines.
+
+Nothing the board sends can hold the host: every command has one overall deadline and a cap on the lines and bytes
+of its reply, and every reply is validated (:mod:`harness.transport.replies`) before anything is returned.
 """
 
 from __future__ import annotations
@@ -11,15 +14,43 @@ from __future__ import annotations
 import binascii
 import re
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from harness.errors import DeviceError, ProtocolError
 from harness.transport.link import LinkTimeout, Transport
+from harness.transport.replies import (
+    InferTiming,
+    LayerResult,
+    MemInfo,
+    ModelInfo,
+    PatchStepResult,
+    fields,
+    parse_crc,
+    parse_infer,
+    parse_layers,
+    parse_load_chunk,
+    parse_load_start,
+    parse_mem,
+    parse_model,
+    parse_name,
+    parse_patches,
+    parse_results,
+    parse_tensor,
+    parse_timestamp,
+)
 
-_FIELD = re.compile(r"\[([^\]]*)\]")
+__all__ = [
+    "Dut", "InferTiming", "LayerResult", "MemInfo", "ModelInfo", "PatchStepResult", "fields", "frame", "line_crc",
+    "parse_line",
+]  # fmt: skip
+
+_CRC_SUFFIX = re.compile(rb"[0-9A-Fa-f]{4}")
+MAX_REPLY_LINES = (
+    20_000  # > TH_MAX_LAYERS layers and any patch schedule (patches x stage layers) of a real model
+)
+MAX_REPLY_BYTES = 4 << 20  # > the longest legal line (a tensor dump, link.MAX_LINE) plus the rest of a reply
 
 
 def line_crc(payload: bytes) -> int:
@@ -39,10 +70,9 @@ def parse_line(raw: bytes) -> str:
     if star < 0 or len(raw) - star != 5:
         raise ProtocolError(f"line without a valid checksum suffix (garbage or truncated): {raw[:200]!r}")
     payload, suffix = raw[:star], raw[star + 1 :]
-    try:
-        want = int(suffix.decode("ascii"), 16)
-    except (UnicodeDecodeError, ValueError):
-        raise ProtocolError(f"line with a malformed checksum: {raw[:200]!r}") from None
+    if not _CRC_SUFFIX.fullmatch(suffix):
+        raise ProtocolError(f"line with a malformed checksum: {raw[:200]!r}")
+    want = int(suffix, 16)
     got = line_crc(payload)
     if got != want:
         raise ProtocolError(f"line checksum mismatch (sent {want:04X}, computed {got:04X}): {raw[:200]!r}")
@@ -52,85 +82,15 @@ def parse_line(raw: bytes) -> str:
         raise ProtocolError(f"non-ASCII line: {raw[:200]!r}") from None
 
 
-def fields(line: str) -> list[str]:
-    """The ``[...]`` fields of a reply line, in order."""
-    return _FIELD.findall(line)
-
-
-@dataclass(frozen=True)
-class LayerResult:
-    """One row of ``layers%``: ticks of the last inference and (if enabled) the CRC-32 of the layer's output."""
-
-    index: int
-    ticks: int
-    crc32: int | None
-    name: str
-    op: str
-    macs: int
-
-
-@dataclass(frozen=True)
-class PatchStepResult:
-    """One row of ``patches%``: a stage layer on one patch in the last inference."""
-
-    patch: int
-    step: int
-    ticks: int
-    copy_ticks: int
-    crc32: int | None
-    a_bits: int
-    o_bits: int
-    macs: int
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    name: str
-    hash: int
-    n_layers: int
-    n_tensors: int
-    arena_size: int
-    scratch_size: int
-    input_index: int
-    input_bytes: int
-    output_index: int
-    output_bytes: int
-    input_clobbered: bool
-    board: str
-    core_hz: int
-    timer: str
-    timer_hz: int
-    runtime_version: str
-    max_layers: int
-
-
-@dataclass(frozen=True)
-class MemInfo:
-    """SRAM use measured on the device: static data (arena and scratch included) and the stack high-water mark."""
-
-    static_ram: int
-    stack_size: int
-    stack_used: int
-    arena_size: int
-    scratch_size: int
-    arena_used: int | None = None  # arena bytes up to the highest one written since boot (painted arena)
-
-    @property
-    def peak_sram(self) -> int:
-        return self.static_ram + self.stack_used
-
-
-@dataclass(frozen=True)
-class InferTiming:
-    """``m-lap-us`` stamps around the timed inferences of the last ``infer``."""
-
-    iterations: int
-    warmup: int
-    lap_us: int
-
-
 class Dut:
-    """Device under test: one command at a time over a :class:`Transport`."""
+    """Device under test: one command at a time over a :class:`Transport`.
+
+    ``timeout`` is the overall deadline of one command (its whole reply, up to ``m-ready``); a reply is capped at
+    ``max_reply_lines`` lines and ``max_reply_bytes`` bytes. ``expect_layers`` / ``expect_patches`` (patches,
+    stage layers) / ``expect_hash``: what the deployed model has, when the caller knows it; ``model%`` and the
+    ``layers%`` / ``patches%`` replies are then checked against it (without it, ``layers%`` is checked against the
+    layer count the board itself reported in ``model%``).
+    """
 
     def __init__(
         self,
@@ -140,6 +100,12 @@ class Dut:
         retries: int = 3,
         host_dir: str | Path | None = None,
         host_min_bytes: int = 512,
+        *,
+        max_reply_lines: int = MAX_REPLY_LINES,
+        max_reply_bytes: int = MAX_REPLY_BYTES,
+        expect_layers: int | None = None,
+        expect_patches: tuple[int, int] | None = None,
+        expect_hash: int | None = None,
     ):
         """``host_dir``: a folder the board can read directly (QEMU semihosting); inputs of at least
         ``host_min_bytes`` then travel as a file (``db host PATH%``) instead of hex over the UART."""
@@ -149,30 +115,101 @@ class Dut:
         self.timeout = timeout
         self.chunk_bytes = chunk_bytes
         self.retries = retries
+        self.max_reply_lines = max_reply_lines
+        self.max_reply_bytes = max_reply_bytes
+        self.expect_layers = expect_layers
+        self.expect_patches = expect_patches
+        self.expect_hash = expect_hash
         self._info: ModelInfo | None = None
         self._last_input: bytes | None = None
         self._input_fresh = False
         self._crc_on: bool | None = None
         self.last_timing: InferTiming | None = None
 
+    def expect(
+        self,
+        n_layers: int | None = None,
+        patches: tuple[int, int] | None = None,
+        model_hash: int | None = None,
+    ) -> None:
+        """Tell the client what the deployed model has (from the deployment artifact); see the class doc."""
+        self.expect_layers, self.expect_patches, self.expect_hash = n_layers, patches, model_hash
+        if self._info is not None:
+            self._check_model(self._info)
+
+    @property
+    def _url(self) -> str:
+        return str(getattr(self.link, "url", "the board"))
+
     # ------------------------------------------------------------ plumbing
     def read_line(self, timeout: float | None = None) -> str:
-        """The next verified line (empty lines, e.g. before a fault report, are skipped)."""
+        """The next verified line within ``timeout`` seconds: one deadline, which the empty lines skipped on the
+        way (e.g. before a fault report) do not restart."""
+        limit = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + limit
+        blank = 0
         while True:
-            raw = self.link.read_line(self.timeout if timeout is None else timeout)
+            try:
+                raw = self.link.read_line(max(0.0, deadline - time.monotonic()))
+            except LinkTimeout:
+                if blank:
+                    raise ProtocolError(
+                        f"only empty lines ({blank}) from {self._url} for {limit:g} s, no reply"
+                    ) from None
+                raise
             if raw.strip():
                 return parse_line(raw)
+            blank += 1
+            if time.monotonic() >= deadline:
+                raise ProtocolError(f"only empty lines ({blank}) from {self._url} for {limit:g} s, no reply")
 
-    def command(self, cmd: str, timeout: float | None = None) -> list[str]:
-        """Send ``cmd`` and return the reply lines before ``m-ready``; DeviceError on an ``e-[...]`` reply."""
+    def command(self, cmd: str, timeout: float | None = None, *, max_lines: int | None = None) -> list[str]:
+        """Send ``cmd`` and return the reply lines before ``m-ready``; DeviceError on an ``e-[...]`` reply.
+
+        The whole reply must arrive within ``timeout`` (default: the client's) and stay within ``max_lines``
+        (default ``max_reply_lines``) lines and ``max_reply_bytes`` bytes, else ProtocolError naming the last line.
+        """
+        limit = self.timeout if timeout is None else timeout
+        cap = self.max_reply_lines if max_lines is None else max_lines
+        deadline = time.monotonic() + limit
         self.link.write(frame(cmd) + b"%")
         lines: list[str] = []
+        n_lines = n_bytes = 0
+        last_rx = time.monotonic()
         while True:
-            line = self.read_line(timeout)
+            now = time.monotonic()
+            left = deadline - now
+            last = f"; last line: {lines[-1][:120]!r}" if lines else ""
+            try:
+                if left <= 0:
+                    raise LinkTimeout("deadline")
+                raw = self.link.read_line(left)
+            except LinkTimeout:
+                # Silence: nothing for a while (or ever). Lines still coming at the deadline: a babbling board.
+                if n_lines and time.monotonic() - last_rx < min(1.0, limit / 2):
+                    raise ProtocolError(
+                        f"reply to '{_short(cmd)}' not finished within {limit:g} s: {n_lines} lines and no "
+                        f"m-ready{last or ' (only empty lines)'}"
+                    ) from None
+                after = f" (the board went silent after {n_lines} lines{last})" if n_lines else ""
+                raise LinkTimeout(
+                    f"no reply to '{_short(cmd)}' from {self._url} within {limit:g} s{after}"
+                ) from None
+            last_rx = time.monotonic()
+            n_lines += 1
+            n_bytes += len(raw) + 2
+            if n_lines > cap + 1 or n_bytes > self.max_reply_bytes:  # + 1: m-ready itself
+                raise ProtocolError(
+                    f"reply to '{_short(cmd)}' exceeds {min(n_lines - 1, cap)} lines / {n_bytes} bytes without "
+                    f"m-ready (at most {cap} lines and {self.max_reply_bytes} bytes); last line: {raw[:120]!r}"
+                )
+            if not raw.strip():
+                continue
+            line = parse_line(raw)
             if line == "m-ready":
                 break
             if line.startswith("e-[fault"):
-                raise DeviceError(f"the board faulted while running '{cmd}': {line}")
+                raise DeviceError(f"the board faulted while running '{_short(cmd)}': {line}")
             lines.append(line)
         errors = [ln for ln in lines if ln.startswith("e-")]
         if errors:
@@ -180,45 +217,50 @@ class Dut:
         return lines
 
     def sync(self, timeout: float = 10.0, banner_wait: float = 2.0) -> str:
-        """Get past the boot banner and any noise, and return the board's name.
+        """Get past the boot banner and any noise, and return the board's name, all within ``timeout`` seconds.
 
         The banner (``m-init-done``, ``m-ready``) is awaited first: a UART that is not enabled yet drops what it
         receives (QEMU's STM32 USART does). A board already running (real silicon) shows no banner, so after
-        ``banner_wait`` seconds ``name%`` is sent, and re-sent every second until ``timeout``.
+        ``banner_wait`` seconds without a line (or half the timeout of noise) ``name%`` is sent, and re-sent every
+        second until the deadline.
         """
-        deadline = time.monotonic() + timeout
+        start = time.monotonic()
+        deadline = start + timeout
+        banner_end = min(deadline, start + max(banner_wait, timeout / 2))
+        seen = _Seen()
         try:
-            while time.monotonic() < deadline:
-                line = self._read_noisy(min(banner_wait, max(0.01, deadline - time.monotonic())))
+            while True:
+                line = self._read_noisy(min(banner_wait, banner_end - time.monotonic()), seen)
                 if (
                     line == "m-init-done"
-                    and self._read_noisy(max(0.01, deadline - time.monotonic())) == "m-ready"
+                    and self._read_noisy(banner_end - time.monotonic(), seen) == "m-ready"
                 ):
                     break
         except LinkTimeout:
             pass
         sent = 0
         while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise DeviceError(f"the board did not answer 'name%' within {timeout:g} s")
+            now = time.monotonic()
+            if now >= deadline:
+                raise DeviceError(f"the board did not answer 'name%' within {timeout:g} s{seen.describe()}")
             self.link.write(frame("name") + b"%")
             sent += 1
+            resend = min(deadline, now + 1.0)
             name = None
             try:
                 while True:
-                    line = self._read_noisy(min(1.0, max(0.01, deadline - time.monotonic())))
+                    line = self._read_noisy(resend - time.monotonic(), seen)
                     if line.startswith("m-name-dut-"):
                         name = fields(line)[0] if fields(line) else line
                     elif line == "m-ready" and name is not None:
                         break
             except LinkTimeout:
                 continue
-            if sent > 1:
-                self._drain(0.3)  # replies to the earlier, late `name%` must not answer the next command
+            if sent > 1:  # replies to the earlier, late `name%` must not answer the next command
+                self._drain(0.3, deadline, seen)
             return name
 
-    def _read_noisy(self, timeout: float) -> str:
+    def _read_noisy(self, timeout: float, seen: _Seen | None = None) -> str:
         """A verified line within ``timeout``, skipping garbled ones (used only while synchronising)."""
         end = time.monotonic() + timeout
         while True:
@@ -227,32 +269,32 @@ class Dut:
                 raise LinkTimeout(f"only garbled lines for {timeout:g} s")
             try:
                 line = self.read_line(left)
-            except ProtocolError:
+            except ProtocolError as e:
+                if seen is not None:
+                    seen.garbled += 1
+                    seen.last = str(e)
                 continue
+            if seen is not None:
+                seen.lines += 1
+                seen.last = line
             if line.startswith("e-[fault"):
                 raise DeviceError(f"the board faulted during start-up: {line}")
             return line
 
-    def _drain(self, quiet: float) -> None:
+    def _drain(self, quiet: float, until: float, seen: _Seen | None = None) -> None:
+        """Skip lines until ``quiet`` seconds pass without one, or the time ``until`` is reached."""
         try:
-            while True:
-                self._read_noisy(quiet)
+            while time.monotonic() < until:
+                self._read_noisy(min(quiet, until - time.monotonic()), seen)
         except LinkTimeout:
             pass
 
-    @staticmethod
-    def _expect(lines: list[str], prefix: str, cmd: str) -> str:
-        for ln in lines:
-            if ln.startswith(prefix):
-                return ln
-        raise ProtocolError(f"reply to '{cmd}' lacks a '{prefix}' line: {lines}")
-
     # ------------------------------------------------------------ EEMBC commands
     def name(self) -> str:
-        return fields(self._expect(self.command("name"), "m-name-dut-", "name"))[0]
+        return parse_name(self.command("name"))
 
     def timestamp_us(self) -> int:
-        return int(self._expect(self.command("timestamp"), "m-lap-us-", "timestamp")[len("m-lap-us-") :])
+        return parse_timestamp(self.command("timestamp"))
 
     def load_input(self, data: bytes | np.ndarray) -> None:
         """Put ``data`` (exactly the input tensor's packed bytes) into the model's input tensor.
@@ -265,12 +307,11 @@ class Dut:
             path = self.host_dir / "input.bin"
             if len(str(path)) < 120 and " " not in str(path):
                 path.write_bytes(data)
-                self._expect(self.command(f"db host {path}"), "m-load-done", "db host")
+                parse_load_chunk(self.command(f"db host {path}"), last=True)
                 self._last_input = data
                 self._input_fresh = True
                 return
-        self._expect(self.command(f"db load {len(data)}"), "m-[Expecting", "db load")
-        done = False
+        parse_load_start(self.command(f"db load {len(data)}"), len(data))
         for off in range(0, len(data), self.chunk_bytes):
             chunk = data[off : off + self.chunk_bytes]
             for attempt in range(self.retries + 1):
@@ -280,9 +321,9 @@ class Dut:
                 except DeviceError as exc:
                     if "checksum" not in str(exc) or attempt == self.retries:
                         raise
-            done = any(ln == "m-load-done" for ln in lines)
-        if not done:
-            raise ProtocolError(f"the board did not confirm the {len(data)}-byte input load (no m-load-done)")
+            parse_load_chunk(lines, last=off + self.chunk_bytes >= len(data))
+        if not data:
+            raise ProtocolError("the board did not confirm the 0-byte input load (no m-load-done)")
         self._last_input = data
         self._input_fresh = True
 
@@ -314,123 +355,78 @@ class Dut:
         return out
 
     def _infer_once(self, n: int, warmup: int, timeout: float | None) -> np.ndarray:
-        lines = self.command(f"infer {n} {warmup}", timeout)
-        laps = [int(ln[len("m-lap-us-") :]) for ln in lines if ln.startswith("m-lap-us-")]
-        if len(laps) != 2 or "m-infer-done" not in lines:
-            raise ProtocolError(f"incomplete infer reply: {lines}")
-        self.last_timing = InferTiming(iterations=n, warmup=warmup, lap_us=laps[1] - laps[0])
-        return self._parse_results(self._expect(lines, "m-results-", "infer"))
-
-    @staticmethod
-    def _parse_results(line: str) -> np.ndarray:
-        body = fields(line)
-        if not body:
-            raise ProtocolError(f"malformed results line: {line[:200]}")
-        if body[0] == "":
-            return np.zeros(0, dtype=np.int8)
-        try:
-            return np.array([int(v) for v in body[0].split(",")], dtype=np.int8)
-        except ValueError:
-            raise ProtocolError(f"malformed results line: {line[:200]}") from None
+        n_bytes = self._info.output_bytes if self._info is not None else None
+        timing, out = parse_infer(self.command(f"infer {n} {warmup}", timeout), n, warmup, n_bytes)
+        self.last_timing = timing
+        return out
 
     def results(self) -> np.ndarray:
-        return self._parse_results(self._expect(self.command("results"), "m-results-", "results"))
+        lines = self.command("results")
+        if len(lines) != 1:
+            raise ProtocolError(f"reply to 'results' has {len(lines)} lines, expected one m-results line")
+        return parse_results(lines[0], self._info.output_bytes if self._info is not None else None)
 
     # ------------------------------------------------------------ tinyhil extensions
     def set_crc(self, on: bool) -> None:
         """Turn per-layer output CRC-32s on or off (computed outside the timed region)."""
         if self._crc_on is not on:
-            self.command(f"crc {int(bool(on))}")
+            parse_crc(self.command(f"crc {int(bool(on))}"), bool(on))
             self._crc_on = bool(on)
 
-    def layers(self) -> list[LayerResult]:
-        """Per-layer ticks (and CRC-32s when enabled) of the last inference."""
-        out = []
-        for ln in self.command("layers"):
-            if not ln.startswith("m-layer-"):
-                continue
-            f = fields(ln)
-            if len(f) != 6:
-                raise ProtocolError(f"malformed layer line: {ln}")
-            out.append(
-                LayerResult(
-                    index=int(f[0]),
-                    ticks=int(f[1]),
-                    crc32=int(f[2], 16) if f[2] else None,
-                    name=f[3],
-                    op=f[4],
-                    macs=int(f[5]),
-                )
-            )
-        return out
+    def _n_layers(self) -> int | None:
+        if self.expect_layers is not None:
+            return self.expect_layers
+        return self._info.n_layers if self._info is not None else None
 
-    def patches(self) -> list[PatchStepResult]:
-        """Per-(patch, stage layer) ticks, copy ticks and CRC-32s of the last patch-based inference."""
-        lines = self.command("patches")
-        head = [ln for ln in lines if ln.startswith("m-patches-")]
-        if not head:
-            raise ProtocolError(f"reply to 'patches' lacks the m-patches line: {lines[:3]}")
-        n_patches, n_stage = (int(v) for v in fields(head[0])[:2])
-        out = []
-        for ln in lines:
-            if not ln.startswith("m-pstep-"):
-                continue
-            f = fields(ln)
-            if len(f) != 8:
-                raise ProtocolError(f"malformed patch step line: {ln}")
-            out.append(
-                PatchStepResult(int(f[0]), int(f[1]), int(f[2]), int(f[3]), int(f[4], 16) if f[4] else None,
-                                int(f[5]), int(f[6]), int(f[7]))
-            )
-        if len(out) != n_patches * n_stage:
-            raise ProtocolError(f"patches: announced {n_patches} x {n_stage} steps, got {len(out)} lines")
-        return out
+    def _layers_reply(self) -> tuple[list[LayerResult], int]:
+        n = self._n_layers()
+        # The cap leaves room past n + 1 lines, so that an extra layer is named by the parser, not cut off.
+        return parse_layers(self.command("layers", max_lines=None if n is None else n + 16), n)
+
+    def layers(self) -> list[LayerResult]:
+        """Per-layer ticks (and CRC-32s when enabled) of the last inference: exactly the model's layers."""
+        return self._layers_reply()[0]
 
     def total_ticks(self) -> int:
-        """Sum of the per-layer ticks of the last inference."""
-        return int(fields(self._expect(self.command("layers"), "m-total-", "layers"))[0])
+        """Sum of the per-layer ticks of the last inference (``m-total``, checked against the rows)."""
+        return self._layers_reply()[1]
+
+    def patches(self, expected: tuple[int, int] | None = None) -> list[PatchStepResult]:
+        """Per (patch, stage layer) ticks and CRCs of the last inference of a patch-based model; ``expected``
+        (patches, stage layers), default ``expect_patches``, is checked when given."""
+        exp = expected if expected is not None else self.expect_patches
+        cap = None if exp is None else exp[0] * exp[1] + 16
+        n_tensors = self._info.n_tensors if self._info is not None else None
+        return parse_patches(self.command("patches", max_lines=cap), exp, n_tensors)
 
     def model_info(self, refresh: bool = False) -> ModelInfo:
+        """The ``model%`` reply (cached); DeviceError if it is not the model the caller said it deployed."""
         if self._info is not None and not refresh:
             return self._info
-        lines = self.command("model")
+        info = parse_model(self.command("model"))
+        self._check_model(info)
+        self._info = info
+        return info
 
-        def f(prefix: str) -> list[str]:
-            return fields(self._expect(lines, prefix, "model"))
-
-        m, io, b, t, r = f("m-model-"), f("m-io-"), f("m-board-"), f("m-timer-"), f("m-runtime-")
-        self._info = ModelInfo(
-            name=m[0],
-            hash=int(m[1], 16),
-            n_layers=int(m[2]),
-            n_tensors=int(m[3]),
-            arena_size=int(m[4]),
-            scratch_size=int(m[5]),
-            input_index=int(io[0]),
-            input_bytes=int(io[1]),
-            output_index=int(io[2]),
-            output_bytes=int(io[3]),
-            input_clobbered=io[4] == "1",
-            board=b[0],
-            core_hz=int(b[1]),
-            timer=t[0],
-            timer_hz=int(t[1]),
-            runtime_version=r[0],
-            max_layers=int(r[1]),
-        )
-        return self._info
+    def _check_model(self, info: ModelInfo) -> None:
+        diffs = []
+        if self.expect_layers is not None and info.n_layers != self.expect_layers:
+            diffs.append(f"{info.n_layers} layers (expected {self.expect_layers})")
+        if self.expect_hash is not None and info.hash != self.expect_hash:
+            diffs.append(f"hash {info.hash:08X} (expected {self.expect_hash:08X})")
+        if diffs:
+            diff = ", ".join(diffs)
+            raise DeviceError(
+                f"{self._url}: the firmware runs another model ({info.name!r}: {diff}); rebuild and flash the "
+                "deployed model (stale image?)"
+            )
 
     def mem(self) -> MemInfo:
-        f = fields(self._expect(self.command("mem"), "m-mem-", "mem"))
-        return MemInfo(*(int(v) for v in f[:6]))
+        return parse_mem(self.command("mem"))
 
     def tensor(self, index: int) -> bytes:
         """The current bytes of tensor ``index`` in the arena (valid for tensors the last inference left intact)."""
-        f = fields(self._expect(self.command(f"tensor {index}"), "m-tensor-", "tensor"))
-        data = bytes.fromhex(f[2])
-        if len(data) != int(f[1]):
-            raise ProtocolError(f"tensor {index}: announced {f[1]} bytes, got {len(data)}")
-        return data
+        return parse_tensor(self.command(f"tensor {index}"), index)
 
     def exit(self, code: int = 0) -> None:
         """Ask the firmware to leave (QEMU then exits with ``code``)."""
@@ -439,6 +435,22 @@ class Dut:
             self.read_line(2.0)
         except (DeviceError, ProtocolError):
             pass
+
+
+class _Seen:
+    """What arrived while synchronising, for the error message when no name came."""
+
+    def __init__(self) -> None:
+        self.lines = 0
+        self.garbled = 0
+        self.last = ""
+
+    def describe(self) -> str:
+        if not self.lines and not self.garbled:
+            return " (it sent nothing)"
+        return (
+            f" (it sent {self.lines} other lines and {self.garbled} garbled ones; last: {self.last[:120]!r})"
+        )
 
 
 def _short(cmd: str) -> str:

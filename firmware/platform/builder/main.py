@@ -78,8 +78,10 @@ env.Append(
         "--specs=nano.specs",
         "-Wl,--gc-sections",
         "-Wl,--build-id=none",
-        f"-Wl,-Map,{join('$BUILD_DIR', 'firmware.map')}",
-        f"-L{join(boards_dir, 'common')}",
+        # One list element per argument, and no $VAR inside one: SCons splits an element at the spaces of what a
+        # variable expands to (a checkout path with a space), but quotes a plain element that has them.
+        "-Wl,-Map," + join(env.subst("$BUILD_DIR"), "firmware.map"),
+        "-L" + join(boards_dir, "common"),
     ],
     LIBS=["c", "gcc"],
 )
@@ -170,7 +172,10 @@ else:
 
 # Whole archive: the vector table and the fault/IRQ handlers are referenced by nothing but the hardware;
 # --gc-sections still drops every unused function.
-env.Append(_LIBFLAGS=f" -Wl,--whole-archive {fw_lib.get_abspath()} -Wl,--no-whole-archive")
+# The archive goes in as a node ($TINYHIL_LIB), which SCons substitutes as one (quoted) argument; its path
+# written into the string would be split at a space of the checkout path.
+env.Replace(TINYHIL_LIB=fw_lib)
+env.Append(_LIBFLAGS=" -Wl,--whole-archive $TINYHIL_LIB -Wl,--no-whole-archive")
 target_elf = env.BuildProgram()
 env.Depends(target_elf, fw_lib)
 if not os.path.isfile(lib_cached):
