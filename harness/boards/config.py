@@ -17,6 +17,7 @@ from harness.errors import ConfigError
 TIMER_SOURCES = ("qemu-icount", "dwt-cycles", "systick")
 DRIVER_TYPES = ("qemu", "serial")
 FLASHERS = ("pyocd", "pio")
+LINKS = ("serial", "rtt")  # how the host talks to a real board: a serial port, or RTT through a debug probe
 
 
 def repo_root() -> Path:
@@ -53,7 +54,11 @@ class TimerSpec:
 
 @dataclass(frozen=True)
 class DriverSpec:
-    """How to reach the board. ``qemu``: machine/cpu/extra_args. ``serial``: port/baud/flasher/target/probe."""
+    """How to reach the board. ``qemu``: machine/cpu/extra_args. ``serial``: port/baud/flasher/target/probe/link.
+
+    ``port`` and ``probe`` may be ``auto``/null: discovery (harness.boards.discovery) then picks the one attached
+    device of this board. ``link`` is ``serial`` (the protocol on ``port``) or ``rtt`` (SEGGER RTT through the
+    debug probe, no serial port needed)."""
 
     type: str
     machine: str | None = None
@@ -64,6 +69,7 @@ class DriverSpec:
     flasher: str | None = None
     target: str | None = None
     probe: str | None = None
+    link: str = "serial"
     boot_timeout_s: float = 10.0
     command_timeout_s: float = 60.0
 
@@ -139,6 +145,7 @@ class BoardConfig:
             flasher=d.get("flasher"),
             target=d.get("target"),
             probe=d.get("probe"),
+            link=str(d.get("link") or "serial"),
             boot_timeout_s=float(d.get("boot_timeout_s", 10.0)),
             command_timeout_s=float(d.get("command_timeout_s", 60.0)),
         )
@@ -149,6 +156,8 @@ class BoardConfig:
                 raise ConfigError(f"board '{name}': a serial driver needs driver.port")
             if driver.flasher not in FLASHERS:
                 raise ConfigError(f"board '{name}': driver.flasher must be one of {FLASHERS}")
+            if driver.link not in LINKS:
+                raise ConfigError(f"board '{name}': driver.link must be one of {LINKS}")
         cfg = cls(
             name=str(need("name")),
             core=str(need("core")),
