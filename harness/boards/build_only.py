@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 ENV_VAR = "TINYHIL_BUILD_ONLY"
 
 
-class BuiltOnly(BaseException):  # noqa: N818 - a control-flow signal, not an error: no `except Exception` eats it
+class BuiltOnly(BaseException):
     """Raised instead of flashing in build-only mode; carries what was built."""
 
     def __init__(self, board: str, result: BuildResult | str | Path):
@@ -83,11 +83,11 @@ class BuildOnlyBoard(Board):
         super().__init__(inner.cfg)
         self.inner = inner
 
-    def build(self, project, estimate=None, **kw):  # noqa: ANN001 - same signature as Board.build
+    def build(self, project, estimate=None, **kw):
         return self.inner.build(project, estimate=estimate, **kw)
 
-    def flash(self, artifact) -> None:  # noqa: ANN001
+    def flash(self, artifact) -> None:
         raise BuiltOnly(self.name, artifact)
 
-    def open_transport(self):  # noqa: ANN201
+    def open_transport(self):
         raise ConfigError(f"{self.name}: build_only=true stops before the board is used")

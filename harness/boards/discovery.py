@@ -195,7 +195,9 @@ def identify(
         if not port.usb_id:
             continue
         own = tuple(b for b, r in rules.items() if port_matches(port, r))
-        what = next((r.serial_names.get(port.usb_id, "") for r in rules.values() if port_matches(port, r)), "")
+        what = next(
+            (r.serial_names.get(port.usb_id, "") for r in rules.values() if port_matches(port, r)), ""
+        )
         detail = f"{port.usb_id} {what or port.description}".strip()
         out.append(Attached("port", port.device, detail, own))
     return out
@@ -232,7 +234,11 @@ def resolve_probe(cfg: BoardConfig, probes: Sequence[ProbeInfo] | None = None) -
     if len(cands) == 1:
         return cands[0].unique_id
     if not cands:
-        what = "no debug probe is attached" if not probes else f"none of the attached probes ({_listing(seen)}) is its probe"
+        what = (
+            "no debug probe is attached"
+            if not probes
+            else f"none of the attached probes ({_listing(seen)}) is its probe"
+        )
         raise DeviceError(
             f"{cfg.name}: {what}. Connect the board's debug USB port (ST-LINK on a NUCLEO, an SWD probe on a Nano "
             f"33 BLE), or name the probe with board.driver.probe=<unique id> (`tinyhil boards` lists attached "

@@ -34,7 +34,9 @@ def _probe_for(unique_id: str | None, target: str) -> Any:
         )
     if len(probes) > 1:
         ids = ", ".join(str(p.unique_id) for p in probes)
-        raise DeviceError(f"several debug probes are attached ({ids}): choose one with board.driver.probe=<unique id>")
+        raise DeviceError(
+            f"several debug probes are attached ({ids}): choose one with board.driver.probe=<unique id>"
+        )
     return probes[0]
 
 
@@ -54,7 +56,7 @@ def pyocd_session(probe: DebugProbe, connect_mode: str = "halt", **options: Any)
     )
     try:
         session.open()
-    except Exception as exc:  # noqa: BLE001 - pyOCD raises many kinds; the user needs the probe and target
+    except Exception as exc:
         raise DeviceError(
             f"pyOCD could not connect to target {probe.target} through probe {dev.unique_id}: {exc} (is the board "
             f"powered and the SWD cable seated? is another debugger using the probe?)"
@@ -82,5 +84,7 @@ class PyOcdFlasher:
             try:
                 FileProgrammer(session).program(str(image), file_format="elf")
                 session.board.target.reset()
-            except Exception as exc:  # noqa: BLE001
-                raise DeviceError(f"pyOCD failed to flash {image.name} to {self.probe.target}: {exc}") from exc
+            except Exception as exc:
+                raise DeviceError(
+                    f"pyOCD failed to flash {image.name} to {self.probe.target}: {exc}"
+                ) from exc

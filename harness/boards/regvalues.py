@@ -26,10 +26,18 @@ H7_FLASH_TABLE = (
     (225_000_000, 3, 2),
     (240_000_000, 4, 2),
 )
-H7_SYSCLK_MAX = {0: 480_000_000, 1: 400_000_000}  # VOS0, VOS1 (revision V); revision Y stops at VOS1 / 400 MHz
+H7_SYSCLK_MAX = {
+    0: 480_000_000,
+    1: 400_000_000,
+}  # VOS0, VOS1 (revision V); revision Y stops at VOS1 / 400 MHz
 H7_HCLK_MAX = {0: 240_000_000, 1: 200_000_000}
 H7_PCLK_MAX = {0: 120_000_000, 1: 100_000_000}
-H7_PLL_REF_RANGES = ((1_000_000, 2_000_000), (2_000_000, 4_000_000), (4_000_000, 8_000_000), (8_000_000, 16_000_000))
+H7_PLL_REF_RANGES = (
+    (1_000_000, 2_000_000),
+    (2_000_000, 4_000_000),
+    (4_000_000, 8_000_000),
+    (8_000_000, 16_000_000),
+)
 H7_VCO_WIDE = (192_000_000, 960_000_000)  # wide-range VCO; 960 MHz is the VOS0 / 480 MHz case
 #: D1CPRE / HPRE encodings (RCC_D1CFGR): 0xxx = /1, 1000 = /2, 1001 = /4, ... ; D1PPRE, D2PPREx, D3PPRE: 0xx = /1,
 #: 100 = /2, 101 = /4, 110 = /8, 111 = /16.
@@ -175,7 +183,12 @@ def h7_plan_problems(p: H7ClockPlan, baud: int = 115200) -> list[str]:
         bad.append("VOS0 (overdrive) used where VOS1 suffices")
     if hclk > H7_HCLK_MAX[vos]:
         bad.append(f"AXI/AHB clock {hclk:.0f} Hz above the VOS{vos} maximum")
-    for name, div in (("D1PPRE", s.d1ppre), ("D2PPRE1", s.d2ppre1), ("D2PPRE2", s.d2ppre2), ("D3PPRE", s.d3ppre)):
+    for name, div in (
+        ("D1PPRE", s.d1ppre),
+        ("D2PPRE1", s.d2ppre1),
+        ("D2PPRE2", s.d2ppre2),
+        ("D3PPRE", s.d3ppre),
+    ):
         if hclk / div > H7_PCLK_MAX[vos]:
             bad.append(f"{name}: APB clock {hclk / div:.0f} Hz above the VOS{vos} maximum")
     try:

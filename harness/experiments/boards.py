@@ -47,17 +47,27 @@ def _short(message: str) -> str:
     return reason
 
 
+def _use(needed: bool, resolve, board, devices) -> str:
+    """The device a run would take, or why there is none."""
+    if not needed:
+        return "not needed"
+    try:
+        return resolve(board, devices)
+    except TinyHilError as e:
+        return _short(str(e))
+
+
 def _mhz(hz: int) -> str:
     return f"{hz / 1e6:g} MHz"
 
 
 def run(cfg: DictConfig, run_dir: Path) -> dict:
+    import sys
+
     from rich.console import Console
     from rich.table import Table
 
     from harness.experiments.common import workdir
-
-    import sys
 
     console = Console(width=None if sys.stdout.isatty() else 150)
     summary: dict = {"command": "boards"}
@@ -70,7 +80,11 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     for b in boards:
         result = build_demo(b.name, build_dir) if (cfg.build and b.buildable) else {}
         builds = "yes" if result.get("builds") else ("no" if result else "-")
-        used = f"{result['flash_used']} / {result['sram_used']} B" if result.get("builds") else result.get("error", "")
+        used = (
+            f"{result['flash_used']} / {result['sram_used']} B"
+            if result.get("builds")
+            else result.get("error", "")
+        )
         t.add_row(b.name, b.core, _mhz(b.clock_hz), f"{b.timer} ({b.unit})", "emulated" if b.emulated else "real",
                   "yes" if b.buildable else "no support", builds, used)  # fmt: skip
         summary[f"board_{b.name}"] = {
@@ -104,16 +118,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
             continue
         bc = load_board_config(b.name)
         needs_probe, needs_port = needs(bc)
-        cells = []
-        for needed, resolve in ((needs_probe, lambda: resolve_probe(bc, probes)),
-                                (needs_port, lambda: resolve_port(bc, ports))):  # fmt: skip
-            if not needed:
-                cells.append("not needed")
-                continue
-            try:
-                cells.append(resolve())
-            except TinyHilError as e:
-                cells.append(_short(str(e)))
+        cells = [_use(needs_probe, resolve_probe, bc, probes), _use(needs_port, resolve_port, bc, ports)]
         t.add_row(b.name, *cells)
         summary[f"use_{b.name}"] = {"probe": cells[0], "port": cells[1]}
     console.print(t)

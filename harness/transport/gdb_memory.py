@@ -31,11 +31,12 @@ class GdbRemoteMemory:
         except OSError as exc:
             raise DeviceError(f"cannot connect to the GDB server at {host}:{port}: {exc}") from exc
         self._rx = bytearray()
+        # The target may be running or already stopped (some stubs stop it when a debugger connects, QEMU stops
+        # it on the first byte it receives): interrupt, take the stop reply if one comes, and drop anything else.
+        self._running = True
+        self.sock.sendall(b"\x03")
+        self._drain_stop_replies(settle=0.3)
         self._running = False
-        self._stopped_once = False
-        # Connecting stops QEMU's guest; ask why (the stop reply), and keep it stopped until the first access.
-        self._send(b"?")
-        self._recv_packet()
 
     # --- packets -------------------------------------------------------------------------------------------------
 
@@ -89,6 +90,21 @@ class GdbRemoteMemory:
             raise DeviceError(f"the GDB server refused {payload[:40]!r}: {reply.decode()}")
         return reply
 
+    def _drain_stop_replies(self, settle: float) -> None:
+        """Read and acknowledge whatever the stub sends until it has been quiet for ``settle`` seconds."""
+        while True:
+            self.sock.settimeout(settle)
+            try:
+                chunk = self.sock.recv(65536)
+            except TimeoutError:
+                break
+            if not chunk:
+                raise DeviceError("the GDB server closed the connection (the emulator exited?)")
+            self._rx += chunk
+            while b"#" in self._rx and len(self._rx) >= self._rx.find(b"#") + 3:
+                self._recv_packet()
+        self._rx.clear()
+
     # --- run control ---------------------------------------------------------------------------------------------
 
     def _stop(self) -> None:
@@ -127,7 +143,9 @@ class GdbRemoteMemory:
             for pos in range(0, len(data), MAX_CHUNK):
                 chunk = data[pos : pos + MAX_CHUNK]
                 if self._command(b"M%x,%x:" % (address + pos, len(chunk)) + chunk.hex().encode()) != b"OK":
-                    raise DeviceError(f"the GDB server did not write {len(chunk)} bytes at 0x{address + pos:08x}")
+                    raise DeviceError(
+                        f"the GDB server did not write {len(chunk)} bytes at 0x{address + pos:08x}"
+                    )
         finally:
             self._continue()
 

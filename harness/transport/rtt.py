@@ -103,7 +103,9 @@ def parse_control_block(image: bytes, address: int, base: int | None = None) -> 
         raise ProtocolError(f"no RTT control block ID at 0x{address:08x}: {image[off : off + 16]!r}")
     max_up, max_down = struct.unpack_from("<ii", image, off + 16)
     if not (0 <= max_up <= MAX_RINGS and 0 <= max_down <= MAX_RINGS):
-        raise ProtocolError(f"RTT control block at 0x{address:08x} has implausible ring counts {max_up}/{max_down}")
+        raise ProtocolError(
+            f"RTT control block at 0x{address:08x} has implausible ring counts {max_up}/{max_down}"
+        )
     end = off + HEADER_BYTES + RING_BYTES * (max_up + max_down)
     if end > len(image):
         raise ProtocolError(f"RTT control block at 0x{address:08x} runs past the memory image")
@@ -112,7 +114,9 @@ def parse_control_block(image: bytes, address: int, base: int | None = None) -> 
         d = off + HEADER_BYTES + RING_BYTES * i
         name, buf, size, wr, rd, flags = struct.unpack_from("<6I", image, d)
         if size and (wr >= size or rd >= size):
-            raise ProtocolError(f"RTT ring {i} at 0x{base + d:08x}: offsets {wr}/{rd} outside its {size} bytes")
+            raise ProtocolError(
+                f"RTT ring {i} at 0x{base + d:08x}: offsets {wr}/{rd} outside its {size} bytes"
+            )
         rings.append(RttRing(base + d, name, buf, size, wr, rd, flags))
     return RttControlBlock(address, max_up, max_down, tuple(rings[:max_up]), tuple(rings[max_up:]))
 
@@ -190,12 +194,16 @@ class RttLink:
                     if head[: len(RTT_ID)] == RTT_ID:
                         max_up, max_down = struct.unpack_from("<ii", head, 16)
                         n = RING_BYTES * max(0, min(MAX_RINGS, max_up) + min(MAX_RINGS, max_down))
-                        return parse_control_block(head + self.memory.read(address + HEADER_BYTES, n), address)
+                        return parse_control_block(
+                            head + self.memory.read(address + HEADER_BYTES, n), address
+                        )
                     last = ProtocolError(f"no RTT control block at 0x{address:08x} yet: {head[:16]!r}")
             except ProtocolError as e:
                 last = e
             if time.monotonic() > deadline:
-                raise DeviceError(f"the firmware did not set up RTT within {timeout:g} s: {last}{self._context()}")
+                raise DeviceError(
+                    f"the firmware did not set up RTT within {timeout:g} s: {last}{self._context()}"
+                )
             time.sleep(0.05)
 
     def _context(self) -> str:
@@ -227,13 +235,17 @@ class RttLink:
             n = min(free, len(data) - pos, d.size - wr)
             self.memory.write(d.buffer + wr, data[pos : pos + n])
             wr = (wr + n) % d.size
-            self.memory.write(d.wr_address, struct.pack("<I", wr))  # after the bytes: the firmware reads them next
+            self.memory.write(
+                d.wr_address, struct.pack("<I", wr)
+            )  # after the bytes: the firmware reads them next
             pos += n
 
     def _fill(self) -> int:
         wr = self._u32(self._up.wr_address)
         if wr >= self._up.size:
-            raise ProtocolError(f"{self.url}: RTT up ring write offset {wr} outside its {self._up.size} bytes")
+            raise ProtocolError(
+                f"{self.url}: RTT up ring write offset {wr} outside its {self._up.size} bytes"
+            )
         ring = RttRing(self._up.desc_address, 0, self._up.buffer, self._up.size, wr, self._rd, 0)
         data = ring_data(ring, self.memory.read)
         if data:
@@ -252,7 +264,9 @@ class RttLink:
                 del self._buf[: nl + 1]
                 return line[:-1] if line.endswith(b"\r") else line
             if len(self._buf) > MAX_LINE:
-                raise ProtocolError(f"line longer than {MAX_LINE} bytes without an end of line from {self.url}")
+                raise ProtocolError(
+                    f"line longer than {MAX_LINE} bytes without an end of line from {self.url}"
+                )
             if self._closed:
                 raise DeviceError(f"{self.url}: link closed")
             if self._fill():
@@ -289,7 +303,7 @@ class RttLink:
 class PyOcdMemory:
     """MemoryPort over a pyOCD target (the core keeps running: RTT needs no halt)."""
 
-    def __init__(self, target) -> None:  # noqa: ANN001 - pyocd.core.target.Target
+    def __init__(self, target) -> None:
         self.target = target
 
     def read(self, address: int, size: int) -> bytes:
@@ -299,7 +313,7 @@ class PyOcdMemory:
         self.target.write_memory_block8(address, list(data))
 
 
-def open_pyocd_rtt(probe, elf: str | Path | None = None, find_timeout: float = 10.0) -> RttLink:  # noqa: ANN001
+def open_pyocd_rtt(probe, elf: str | Path | None = None, find_timeout: float = 10.0) -> RttLink:
     """An RttLink through a pyOCD session on ``probe`` (a resources.DebugProbe), attached without halting.
 
     The control block is found by the ELF's ``_SEGGER_RTT`` symbol when ``elf`` is given, else by scanning the
@@ -326,7 +340,11 @@ def open_pyocd_rtt(probe, elf: str | Path | None = None, find_timeout: float = 1
             ram = session.board.target.get_memory_map().get_default_region_of_type(MemoryType.RAM)
             search = (ram.start, min(ram.length, 256 * 1024))
         return RttLink(
-            memory, address=address, search=search, find_timeout=find_timeout, closer=stack.close,
+            memory,
+            address=address,
+            search=search,
+            find_timeout=find_timeout,
+            closer=stack.close,
             name=f"rtt:{probe.unique_id or probe.target}",
         )
     except BaseException:

@@ -76,23 +76,15 @@ int th_cm7_caches_present(void)
     return (SCB_CLIDR & 0x7u) != 0u;
 }
 
-void th_cm7_icache_enable(void)
+void th_cm7_icache_invalidate(void)
 {
-    if (!th_cm7_caches_present()) {
-        return;
-    }
     barrier();
-    SCB_ICIALLU = 0u; /* invalidate the whole I-cache before turning it on */
-    barrier();
-    SCB_CCR |= CCR_IC;
+    SCB_ICIALLU = 0u;
     barrier();
 }
 
-void th_cm7_dcache_enable(void)
+void th_cm7_dcache_invalidate(void)
 {
-    if (!th_cm7_caches_present()) {
-        return;
-    }
     SCB_CSSELR = 0u; /* level 1, data cache */
     barrier();
     uint32_t ccsidr = SCB_CCSIDR;
@@ -110,6 +102,24 @@ void th_cm7_dcache_enable(void)
         }
     }
     barrier();
+}
+
+void th_cm7_icache_enable(void)
+{
+    if (!th_cm7_caches_present()) {
+        return;
+    }
+    th_cm7_icache_invalidate(); /* the I-cache holds garbage after reset */
+    SCB_CCR |= CCR_IC;
+    barrier();
+}
+
+void th_cm7_dcache_enable(void)
+{
+    if (!th_cm7_caches_present()) {
+        return;
+    }
+    th_cm7_dcache_invalidate(); /* so are the D-cache's valid bits: invalidate every set and way first */
     SCB_CCR |= CCR_DC;
     barrier();
 }

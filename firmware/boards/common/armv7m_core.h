@@ -19,6 +19,10 @@ void th_core_quiesce(void);
  * the enable functions invalidate, then set CCR.IC / CCR.DC, each a no-op where no cache exists. */
 int th_cm7_caches_present(void);
 void th_cm7_icache_enable(void);
+/* Invalidation alone (what the enable functions do first): ICIALLU, and DCISW over every set and way that CCSIDR
+ * reports for the L1 data cache. Harmless on a core without caches. */
+void th_cm7_icache_invalidate(void);
+void th_cm7_dcache_invalidate(void);
 void th_cm7_dcache_enable(void);
 /* CCR.IC and CCR.DC as they read back (bit 0: I-cache on, bit 1: D-cache on). */
 uint32_t th_cm7_cache_state(void);
