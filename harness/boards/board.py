@@ -160,15 +160,14 @@ class SerialBoard(Board):
         return DebugProbe(target=self.probe.target, unique_id=resolve_probe(self.cfg))
 
     def flash(self, artifact: BuildResult | str | Path) -> None:
-        from harness.boards.discovery import AUTO
-
         self.close()
         self.image = _image(artifact)
         if self.cfg.driver.flasher == "pio":
             if self.project is None:
                 raise DeviceError(f"{self.name}: the pio flasher uploads a built project; call build() first")
-            port = str(self.cfg.driver.port or "").strip()
-            PioUploader(self.project, self.cfg.name, upload_port=None if port.lower() in AUTO else port).flash()
+            # PlatformIO finds the upload port itself (the board's USB ids); driver.port is the protocol's port,
+            # which on a Nano 33 BLE with a USB-serial adapter is not the port the bootloader listens on.
+            PioUploader(self.project, self.cfg.name).flash()
         else:
             PyOcdFlasher(self.attached_probe()).flash(self.image)
 

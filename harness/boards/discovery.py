@@ -67,6 +67,7 @@ class DiscoveryRule:
     serial_usb: tuple[str, ...] = ()
     serial_names: dict[str, str] = field(default_factory=dict)  # VID:PID -> what it is
     external_probe: bool = False
+    hint: str = ""  # appended to "no probe / no port" errors: this board's other ways in
 
     @classmethod
     def from_mapping(cls, m: dict[str, Any] | None) -> DiscoveryRule:
@@ -86,6 +87,7 @@ class DiscoveryRule:
             serial_usb=tuple(ids),
             serial_names=names,
             external_probe=bool(m.get("external_probe", False)),
+            hint=str(m.get("hint") or ""),
         )
 
 
@@ -239,10 +241,11 @@ def resolve_probe(cfg: BoardConfig, probes: Sequence[ProbeInfo] | None = None) -
             if not probes
             else f"none of the attached probes ({_listing(seen)}) is its probe"
         )
+        hint = discovery_rule(cfg.name).hint
         raise DeviceError(
             f"{cfg.name}: {what}. Connect the board's debug USB port (ST-LINK on a NUCLEO, an SWD probe on a Nano "
             f"33 BLE), or name the probe with board.driver.probe=<unique id> (`tinyhil boards` lists attached "
-            f"probes), or build without a board: build_only=true"
+            f"probes), or build without a board: build_only=true" + (f". {hint}" if hint else "")
         )
     listed = [f"{p.unique_id} ({p.product or p.description})" for p in cands]
     raise DeviceError(
@@ -302,11 +305,7 @@ def needs(cfg: BoardConfig) -> tuple[bool, bool]:
 
 def preflight(cfg: BoardConfig) -> dict[str, str]:
     """Check, in about a second and before any long work, that a real board's devices are attached; returns the
-    resolved ``{"probe": uid, "port": device}`` a run should use. Emulated boards need nothing.
-
-    A board flashed through its bootloader (``flasher: pio`` on the Nano 33 BLE) changes its USB port while it
-    is flashed, so only the presence of one of its ports is checked here; the port is chosen after the upload.
-    """
+    resolved ``{"probe": uid, "port": device}`` a run should use. Emulated boards need nothing."""
     if cfg.emulated:
         return {}
     needs_probe, needs_port = needs(cfg)
@@ -314,12 +313,7 @@ def preflight(cfg: BoardConfig) -> dict[str, str]:
     if needs_probe:
         resolved["probe"] = resolve_probe(cfg)
     if needs_port:
-        if cfg.driver.flasher == "pio" and str(cfg.driver.port or "").strip().lower() in AUTO:
-            rule = discovery_rule(cfg.name)
-            if not any(port_matches(p, rule) for p in list_ports()):
-                resolve_port(cfg)  # raises the "no serial port" error with what is attached
-        else:
-            resolved["port"] = resolve_port(cfg, probe_uid=resolved.get("probe"))
+        resolved["port"] = resolve_port(cfg, probe_uid=resolved.get("probe"))
     return resolved
 
 
