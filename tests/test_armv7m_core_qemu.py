@@ -22,15 +22,35 @@ M7 = ["-mthumb", "-mcpu=cortex-m7", "-mfpu=fpv5-d16", "-mfloat-abi=hard"]
 def run_m7(tmp_path_factory):
     elf = build_image(
         tmp_path_factory.mktemp("cm7"),
-        [FIXTURE_FW / "cm7_core_main.c", *common("startup.c", "fault.c", "semihost.c", "timer.c", "armv7m_core.c")],
+        [
+            FIXTURE_FW / "cm7_core_main.c",
+            *common("startup.c", "fault.c", "semihost.c", "timer.c", "armv7m_core.c"),
+        ],
         M7,
         ["TH_SEMIHOSTING", "TH_QEMU", "TH_CORE_HZ=25000000u"],
         FIXTURE_FW / "mps2_real_sections.ld",
     )
     r = subprocess.run(
-        ["qemu-system-arm", "-M", "mps2-an500", "-cpu", "cortex-m7", "-nographic", "-monitor", "none",
-         "-serial", "null", "-semihosting-config", "enable=on,target=native", "-kernel", str(elf)],  # fmt: skip
-        capture_output=True, text=True, timeout=60, check=False,
+        [
+            "qemu-system-arm",
+            "-M",
+            "mps2-an500",
+            "-cpu",
+            "cortex-m7",
+            "-nographic",
+            "-monitor",
+            "none",
+            "-serial",
+            "null",
+            "-semihosting-config",
+            "enable=on,target=native",
+            "-kernel",
+            str(elf),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     text = r.stdout + r.stderr  # semihosting console output goes to QEMU's stderr or stdout by version
     values = dict(re.findall(r"^([a-z_ ]+)=(\S.*)$", text, re.MULTILINE))
@@ -40,7 +60,7 @@ def run_m7(tmp_path_factory):
 @needs_toolchain
 @needs_qemu
 def test_core_bring_up_runs_on_the_emulated_cortex_m7(run_m7):
-    _, v, out, elf = run_m7
+    _, v, _, elf = run_m7
     with ElfImage(elf) as image:
         vectors = image.symbol("th_vectors").address
     assert int(v["vtor"], 16) == vectors  # VTOR points at our table (an app above a bootloader needs this)
@@ -61,7 +81,7 @@ def test_dwt_guard_reports_a_counter_that_does_not_count_instead_of_hanging(run_
 @needs_toolchain
 @needs_qemu
 def test_mpu_stack_guard_turns_a_write_into_the_guard_into_a_memmanage_fault(run_m7):
-    rc, v, out, _ = run_m7
+    rc, v, _, _ = run_m7
     assert v["before_guard_write"] == "ok"  # the word just below the guard is ordinary memory
     assert "guard_write" not in v  # the write into the guard never completed
     assert v["fault exc"] == "4"  # MemManage

@@ -84,7 +84,11 @@ def test_several_matches_are_an_error_listing_them_and_the_override_chooses():
     assert resolve_probe(chosen, [STLINK, STLINK2]) == STLINK2.unique_id
     with pytest.raises(DeviceError) as e:
         resolve_port(NUCLEO, [VCP, VCP2])
-    assert "/dev/ttyACM0" in str(e.value) and "/dev/ttyACM1" in str(e.value) and "board.driver.port=" in str(e.value)
+    assert (
+        "/dev/ttyACM0" in str(e.value)
+        and "/dev/ttyACM1" in str(e.value)
+        and "board.driver.port=" in str(e.value)
+    )
 
 
 def test_a_named_probe_that_is_absent_and_a_missing_port_are_errors():
@@ -107,7 +111,12 @@ def _with_driver(board: str, **driver) -> dict:
 
 def _tinyhil(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "harness.cli", *args], cwd=REPO, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "harness.cli", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
 
 

@@ -27,7 +27,9 @@ HW_ARGS = os.environ.get("TINYHIL_HW_ARGS", "").split()
 
 pytestmark = [
     pytest.mark.hardware,
-    pytest.mark.skipif(not HW_BOARD, reason="needs a real board: set TINYHIL_HW_BOARD=<board> with it attached"),
+    pytest.mark.skipif(
+        not HW_BOARD, reason="needs a real board: set TINYHIL_HW_BOARD=<board> with it attached"
+    ),
 ]
 
 
@@ -46,9 +48,21 @@ def board():
 def tinyhil(*args: str, tmp_path: Path, timeout: float = 3600) -> dict:
     run = tmp_path / "run"
     p = subprocess.run(
-        [sys.executable, "-m", "harness.cli", *args, f"board={HW_BOARD}", *HW_ARGS, f"hydra.run.dir={run}",
-         f"workdir={tmp_path / 'work'}"],  # fmt: skip
-        cwd=REPO, capture_output=True, text=True, timeout=timeout, check=False,
+        [
+            sys.executable,
+            "-m",
+            "harness.cli",
+            *args,
+            f"board={HW_BOARD}",
+            *HW_ARGS,
+            f"hydra.run.dir={run}",
+            f"workdir={tmp_path / 'work'}",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     return json.loads((run / "summary.json").read_text())

@@ -59,7 +59,9 @@ def test_real_board_builds_and_fits_with_its_vector_table_at_the_flash_base(imag
         # Every loadable byte lies in the board's flash (nothing under the Nano's bootloader).
         for name in (".text", ".ARM.exidx"):
             addr, size = elf.section(name)
-            assert _in(addr, cfg.flash.base, cfg.flash.size) and addr + size <= cfg.flash.base + cfg.flash.size
+            assert (
+                _in(addr, cfg.flash.base, cfg.flash.size) and addr + size <= cfg.flash.base + cfg.flash.size
+            )
         data_addr, _ = elf.section(".data")
         assert _in(data_addr, cfg.sram.base, cfg.sram.size)
         guard, bottom = elf.symbol("__stack_guard").address, elf.symbol("__stack_bottom").address
@@ -126,7 +128,9 @@ def test_h7_plan_checker_catches_a_wrong_wait_state_a_wrong_divider_and_a_bus_ov
     good = H7ClockPlan(480_000_000, 8_000_000, 240_000_000, 120_000_000, 0, (3 << 4) | 2, (1 << 2) | (1 << 16),
                        359 | (1 << 9) | (3 << 16) | (1 << 24), 0x48, 0x440, 0x40, 0x24, 1042)  # fmt: skip
     assert h7_plan_problems(good) == []
-    assert any("FLASH_ACR" in m for m in h7_plan_problems(H7ClockPlan(**{**good.__dict__, "flash_acr": 0x23})))
+    assert any(
+        "FLASH_ACR" in m for m in h7_plan_problems(H7ClockPlan(**{**good.__dict__, "flash_acr": 0x23}))
+    )
     assert any("BRR" in m for m in h7_plan_problems(H7ClockPlan(**{**good.__dict__, "usart_brr": 1041})))
     odd_p = H7ClockPlan(**{**good.__dict__, "pll1divr": 359 | (2 << 9)})  # DIVP1 = 3
     assert any("DIVP1" in m for m in h7_plan_problems(odd_p))
@@ -183,7 +187,18 @@ def test_nano_pio_upload_touches_the_port_and_hands_bossac_the_image_linked_at_0
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
     env = pio_environment()
     env["PATH"] = f"{bindir}{os.pathsep}{env['PATH']}"
-    cmd = [sys.executable, "-m", "platformio", "run", "-d", str(project), "-t", "upload", "--upload-port", port]
+    cmd = [
+        sys.executable,
+        "-m",
+        "platformio",
+        "run",
+        "-d",
+        str(project),
+        "-t",
+        "upload",
+        "--upload-port",
+        port,
+    ]
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, check=False)
     finally:

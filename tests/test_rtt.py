@@ -8,7 +8,6 @@ import socket
 import struct
 import subprocess
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -95,9 +94,26 @@ def qemu_gdb(rtt_image):
     port = s.getsockname()[1]
     s.close()
     proc = subprocess.Popen(
-        ["qemu-system-arm", "-M", "mps2-an386", "-cpu", "cortex-m4", "-nographic", "-monitor", "none",
-         "-serial", "null", "-icount", "shift=0", "-semihosting-config", "enable=on,target=native",
-         "-gdb", f"tcp:127.0.0.1:{port}", "-kernel", str(rtt_image)],  # fmt: skip
+        [
+            "qemu-system-arm",
+            "-M",
+            "mps2-an386",
+            "-cpu",
+            "cortex-m4",
+            "-nographic",
+            "-monitor",
+            "none",
+            "-serial",
+            "null",
+            "-icount",
+            "shift=0",
+            "-semihosting-config",
+            "enable=on,target=native",
+            "-gdb",
+            f"tcp:127.0.0.1:{port}",
+            "-kernel",
+            str(rtt_image),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )

@@ -1,8 +1,8 @@
 /*
  * th_uart_* over several byte channels (see channels.h): the board enables the ones it has with TH_CHAN_HWUART,
  * TH_CHAN_RTT and TH_CHAN_USBCDC. Input is polled on all of them; output goes to every channel until the host's
- * first byte arrives and then follows the channel the host last spoke on. RTT output never blocks before that
- * (nobody may be reading it); once RTT is the host's channel it waits for the probe to drain the ring.
+ * first printable byte arrives and then follows the channel the host last spoke on. RTT output never blocks
+ * before that (nobody may be reading it); once RTT is the host's channel it waits for the probe to drain the ring.
  */
 #include <stdint.h>
 
@@ -49,28 +49,42 @@ void th_uart_putc(char c)
     (void)c;
 }
 
+/* A byte from channel `ch`: passed on if it comes from the active channel; from another channel it takes over
+ * only if it is printable (commands are ASCII text), so line noise on an unused UART pin cannot steal the output
+ * from the channel the host really uses. Returns the byte, or -1 to drop it. */
+static int take_byte(int ch, int b)
+{
+    if (b < 0) {
+        return -1;
+    }
+    if (ch != active) {
+        if (b < 0x20 || b > 0x7E) {
+            return -1;
+        }
+        active = ch;
+    }
+    return b;
+}
+
 int th_uart_getc(void)
 {
     for (;;) {
-        int b;
+        int b = -1;
 #ifdef TH_CHAN_USBCDC
-        b = th_usbcdc_poll();
+        b = take_byte(CH_USBCDC, th_usbcdc_poll());
         if (b >= 0) {
-            active = CH_USBCDC;
             return b;
         }
 #endif
 #ifdef TH_CHAN_RTT
-        b = th_rtt_poll();
+        b = take_byte(CH_RTT, th_rtt_poll());
         if (b >= 0) {
-            active = CH_RTT;
             return b;
         }
 #endif
 #ifdef TH_CHAN_HWUART
-        b = th_hwuart_poll();
+        b = take_byte(CH_HWUART, th_hwuart_poll());
         if (b >= 0) {
-            active = CH_HWUART;
             return b;
         }
 #endif
