@@ -1,107 +1,69 @@
 """The ``tinyhil`` command: ``tinyhil <command> [hydra overrides]``.
 
-Each command is a Hydra app over ``configs/<command>.yaml``. The config names the function that does the work
-(``entry: "module:function"``, overridden by ``experiment.entry`` when an experiment is selected); it is called
-as ``function(cfg, run_dir) -> dict`` and the dict becomes ``run_dir/summary.json``. Errors a user can cause are
-:class:`~harness.errors.TinyHilError` and end with their message and a non-zero exit, not a traceback.
+Each command is a Hydra app over ``configs/<command>.yaml`` (its ``--help`` is that file's ``hydra.help``
+template: what the command does, its main options and examples). The work itself is
+:func:`harness.experiments.runner.execute`. Errors a user can cause are :class:`~harness.errors.TinyHilError`
+and end with one line and a non-zero exit, not a traceback; an :class:`~harness.errors.InternalError` (a bug)
+keeps its traceback. Shell completion: ``eval "$(tinyhil run -sc install=bash)"``, then ``tinyhil <TAB>``
+completes commands and ``tinyhil run <TAB>`` the command's config groups and keys.
+
+This module stays light (no Hydra, torch or rich import until a command runs), so ``tinyhil --help`` and
+completion answer at once.
 """
 
 from __future__ import annotations
 
-import importlib
+import os
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
-from harness.errors import ConfigError, ResultError, TinyHilError
-
 COMMANDS = {
-    "run": "closed loop / experiments on a board (experiment=smoke|int8|freebits|quantmcu|...)",
-    "bench": "benchmarks that print their figures (experiment=kernels|reliability)",
+    "run": "the closed loop and every experiment on a board (experiment=freebits|smoke|int8|quantmcu|...)",
+    "bench": "benchmarks that print their figures (experiment=kernels|reliability|...)",
     "profile": "measure the latency lookup table of a model's layer shapes on a board",
-    "train": "train a zoo model on an offline data set",
-    "sensitivity": "QuantuneV2 layer sensitivity ranking",
+    "train": "train a zoo model or your own on an offline data set",
+    "sensitivity": "QuantuneV2 layer sensitivity ranking (experiment=quantune: against the n+1 ranking)",
+    "boards": "list the configured boards, the attached debug probes and serial ports, and which is which",
 }
+_COMPLETION_FLAGS = ("-sc", "--shell-completion")
 
 
-def resolve_entry(spec: str) -> Callable:
-    """Import ``"package.module:function"``."""
-    if not isinstance(spec, str) or ":" not in spec:
-        raise ConfigError(f"entry must look like 'package.module:function', got {spec!r}")
-    mod_name, fn_name = spec.split(":", 1)
-    try:
-        mod = importlib.import_module(mod_name)
-    except ModuleNotFoundError as e:
-        raise ConfigError(f"entry {spec!r}: cannot import {mod_name!r} ({e})") from None
-    try:
-        return getattr(mod, fn_name)
-    except AttributeError:
-        raise ConfigError(f"entry {spec!r}: module {mod_name!r} has no {fn_name!r}") from None
+def _usage() -> str:
+    lines = ["usage: tinyhil <command> [hydra overrides] [-m for a multirun sweep]", "", "commands:"]
+    lines += [f"  {k:<12} {v}" for k, v in COMMANDS.items()]
+    lines += [
+        "",
+        "examples:",
+        "  tinyhil run                                   # the closed loop on the default emulated board",
+        "  tinyhil run experiment=smoke",
+        "  tinyhil run --help                            # what a command does, its options and examples",
+        "  tinyhil boards",
+        "  tinyhil bench experiment=kernels",
+        "  tinyhil run -m experiment=quantmcu method.phi=2,3,4",
+        "",
+        'shell completion: eval "$(tinyhil run -sc install=bash)"',
+    ]
+    return "\n".join(lines)
 
 
-def _console():
-    from rich.console import Console
+def command_help(command: str) -> str:
+    """``tinyhil <command> --help``: the command's ``hydra.help.template`` (what it does, main options,
+    examples) with the options of each config group (``configs/<group>/*.yaml``)."""
+    import yaml
 
-    return Console(stderr=True, soft_wrap=True)  # an error stays one line, whatever the terminal width
+    from harness import CONFIG_DIR
 
-
-def execute(cfg, run_dir: Path) -> dict:
-    """Run the configured entry and write its summary. Shared by every command."""
-    from omegaconf import OmegaConf
-
-    from harness.results.io import atomic_write_text, write_summary
-
-    entry = OmegaConf.select(cfg, "experiment.entry") or OmegaConf.select(cfg, "entry")
-    fn = resolve_entry(entry)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-    t0 = time.perf_counter()
-    summary = fn(cfg, run_dir) or {}
-    summary.setdefault("run", run_dir.name)
-    summary.setdefault("command_seconds", round(time.perf_counter() - t0, 3))
-    write_summary(run_dir, summary)
-    _console().print(f"[green]results:[/green] {run_dir / 'summary.json'}")
-    check_results(summary)
-    return summary
-
-
-def check_results(summary: dict) -> None:
-    """ResultError (exit 3) when a measured result is wrong: the summary is written first, then the command
-    fails, so a wrong result never exits 0 and nothing measured is lost."""
-    if summary.get("bit_exact") is False:
-        why = summary.get("mismatches") or summary.get("mismatched_layers") or summary.get("mismatched") or []
-        detail = "; ".join(str(w) for w in why[:3]) if isinstance(why, list) else str(why)
-        raise ResultError(f"results are not bit-exact against the integer reference: {detail or 'see summary.json'}")
-
-
-def _one_line(exc: BaseException) -> str:
-    """A Hydra/OmegaConf composition error as one line naming the key."""
-    from omegaconf.errors import OmegaConfBaseException
-
-    err: BaseException | None = exc
-    while err is not None:
-        if isinstance(err, OmegaConfBaseException) and getattr(err, "full_key", None):
-            msg = str(getattr(err, "msg", "") or str(err)).splitlines()[0]
-            return f"{err.full_key}: {msg}"
-        err = err.__cause__ or err.__context__
-    text = " ".join(str(exc).split())
-    return text.split(" Config search path:")[0]
-
-
-def check_config(command: str, overrides: list[str]) -> None:
-    """Compose the command's config once before running it, so a bad key or value is one line (exit 2)
-    before any work starts. Sweeps (-m) and Hydra's own flags are left to Hydra."""
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
-    from harness.config.compose import compose_config
-    if any(o.startswith("-") for o in overrides):
-        return
-    try:
-        compose_config(command, overrides)
-    except (HydraException, OmegaConfBaseException) as e:
-        raise ConfigError(f"bad configuration: {_one_line(e)}") from None
+    cfg = yaml.safe_load((CONFIG_DIR / f"{command}.yaml").read_text())
+    template = cfg.get("hydra", {}).get("help", {}).get("template", COMMANDS[command])
+    groups = []
+    for item in cfg.get("defaults", []):
+        name = next(iter(item)) if isinstance(item, dict) else str(item)
+        name = name.split("@")[0].removeprefix("override ").strip("/")
+        if (CONFIG_DIR / name).is_dir() and not name.startswith("schema"):
+            options = sorted(p.stem for p in (CONFIG_DIR / name).glob("*.yaml"))
+            groups.append(f"  {name + ':':<12} {', '.join(options)}")
+    return template.replace("$APP_CONFIG_GROUPS", "\n".join(groups) or "  (none)")
 
 
 def _hydra_app(command: str) -> Callable[[], None]:
@@ -109,6 +71,8 @@ def _hydra_app(command: str) -> Callable[[], None]:
     from hydra.core.hydra_config import HydraConfig
 
     from harness import CONFIG_DIR
+    from harness.errors import TinyHilError
+    from harness.experiments.runner import console, execute
 
     @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name=command)
     def app(cfg) -> None:
@@ -116,23 +80,41 @@ def _hydra_app(command: str) -> Callable[[], None]:
         try:
             execute(cfg, run_dir)
         except TinyHilError as e:  # Hydra would print a traceback; the message is what the user needs
-            _console().print(f"[bold red]tinyhil {command}: error:[/bold red] {e}")
+            console().print(f"[bold red]tinyhil {command}: error:[/bold red] {e}")
             sys.exit(e.exit_code)
 
     return app
 
 
-def _usage() -> str:
-    lines = ["usage: tinyhil <command> [hydra overrides] [-m for a multirun sweep]", "", "commands:"]
-    lines += [f"  {k:<12} {v}" for k, v in COMMANDS.items()]
-    lines += ["", "examples:", "  tinyhil run experiment=smoke", "  tinyhil run experiment=freebits board=qemu-netduinoplus2",
-              "  tinyhil bench experiment=kernels", "  tinyhil run -m experiment=quantmcu method.phi=2,3,4"]
-    return "\n".join(lines)
+def _complete(rest: list[str]) -> None:
+    """Shell completion (Hydra's bash plugin calls ``tinyhil -sc query=bash`` with COMP_LINE set): the command
+    names, or, once a command is typed, Hydra's completion of that command's config with the command word
+    taken out of the line."""
+    line = os.environ.get("COMP_LINE", "")
+    words = line.split()
+    typing_command = len(words) < 2 or (len(words) == 2 and not line.endswith(" "))
+    if any(r.startswith("install=") or r.startswith("uninstall=") for r in rest) or not typing_command:
+        command = words[1] if len(words) > 1 and words[1] in COMMANDS else "run"
+        if not any(r.startswith(("install=", "uninstall=")) for r in rest):
+            after = line.split(None, 2)[2] if len(line.split(None, 2)) > 2 else ""
+            os.environ["COMP_LINE"] = f"{words[0]} {after}"
+            os.environ["COMP_POINT"] = str(len(os.environ["COMP_LINE"]))
+        from harness.config.schema import register
+
+        register()
+        sys.argv = ["tinyhil", *_COMPLETION_FLAGS[:1], *rest]  # the install script binds the program's name
+        _hydra_app(command)()
+        return
+    prefix = words[1] if len(words) == 2 else ""
+    print(" ".join(c for c in COMMANDS if c.startswith(prefix)))
 
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in _COMPLETION_FLAGS:
+        _complete(argv[1:])
+        return
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(_usage())
         sys.exit(0 if argv else 2)
@@ -140,18 +122,28 @@ def main(argv: list[str] | None = None) -> None:
     if command not in COMMANDS:
         print(f"tinyhil: unknown command {command!r}\n\n{_usage()}", file=sys.stderr)
         sys.exit(2)
+    if rest and rest[0] in ("-h", "--help"):
+        print(command_help(command))
+        return
+    if any(r in _COMPLETION_FLAGS for r in rest):
+        i = next(i for i, r in enumerate(rest) if r in _COMPLETION_FLAGS)
+        _complete(rest[i + 1 :])
+        return
 
     from harness.config.schema import register
+    from harness.errors import TinyHilError
+    from harness.experiments.runner import check_config, console
+
     register()
     sys.argv = [f"tinyhil {command}", *rest]
     try:
         check_config(command, rest)
         _hydra_app(command)()
     except TinyHilError as e:
-        _console().print(f"[bold red]tinyhil {command}: error:[/bold red] {e}")
+        console().print(f"[bold red]tinyhil {command}: error:[/bold red] {e}")
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
-        _console().print("[yellow]interrupted; results written so far are kept[/yellow]")
+        console().print("[yellow]interrupted; results written so far are kept[/yellow]")
         sys.exit(130)
 
 

@@ -134,8 +134,39 @@ def test_real_board_with_absent_serial_port_is_a_device_error():
 
     raw = OmegaConf.to_container(OmegaConf.load(REPO / "configs" / "board" / "nano33ble.yaml"))
     raw["driver"]["port"] = "/dev/tinyhil-no-such-port"
+    raw["driver"]["link"] = "serial"  # a USB-serial adapter on the header pins
     with pytest.raises(DeviceError, match="tinyhil-no-such-port"):
         make_board(raw).open_transport()
+
+
+def test_rtt_link_without_a_probe_is_the_probe_error():
+    with pytest.raises(DeviceError, match="no debug probe is attached"):
+        make_board("nano33ble").open_transport()  # link: rtt reaches the board through its probe
+
+
+def test_unknown_link_is_a_config_error():
+    from omegaconf import OmegaConf
+
+    raw = OmegaConf.to_container(OmegaConf.load(REPO / "configs" / "board" / "nano33ble.yaml"))
+    raw["driver"]["link"] = "carrier-pigeon"
+    with pytest.raises(ConfigError, match="driver.link"):
+        BoardConfig.from_mapping(raw)
+
+
+@pytest.mark.parametrize("name", ["nucleo-h743zi", "nano33ble"])
+def test_real_board_sizes_match_linker_script_and_platformio_board(name):
+    cfg = load_board_config(name)
+    regions = _ld_regions(REPO / cfg.linker_script)
+    assert regions["FLASH"] == (cfg.flash.base, cfg.flash.size)
+    assert regions["RAM"] == (cfg.sram.base, cfg.sram.size)
+    pio = json.loads((REPO / "firmware" / "platform" / "boards" / f"{cfg.platformio_board}.json").read_text())
+    assert pio["upload"]["maximum_size"] == cfg.flash.size
+    assert pio["upload"]["maximum_ram_size"] == cfg.sram.size
+    assert int(pio["build"]["f_cpu"].rstrip("L")) == cfg.clock_hz == cfg.timer.hz
+    assert f"-mcpu={pio['build']['cpu']}" in cfg.cpu_flags
+    assert all(f in cfg.cpu_flags for f in pio["build"]["tinyhil_fpu_flags"])
+    assert f"TH_UART_BASE=0x{cfg.uart['base']:08X}u".lower() in [d.lower() for d in pio["build"]["tinyhil_defines"]]
+    assert cfg.buildable
 
 
 def test_qemu_board_without_an_image_says_so():

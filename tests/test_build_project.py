@@ -56,8 +56,12 @@ def test_unknown_board_missing_sources_and_boards_without_firmware_are_config_er
         generate_project("no-such-board", tmp_path / "model", tmp_path / "p")
     with pytest.raises(ConfigError, match="does not exist"):
         generate_project("qemu-mps2-an386", tmp_path / "nothing-here", tmp_path / "p")
+    from omegaconf import OmegaConf
+
+    raw = OmegaConf.to_container(OmegaConf.load(REPO / "configs" / "board" / "nucleo-h743zi.yaml"))
+    raw.update(name="future-board", platformio_board="future-board")  # a config without a board folder yet
     with pytest.raises(ConfigError, match="no firmware support"):
-        generate_project("nucleo-h743zi", tmp_path / "model", tmp_path / "p")
+        generate_project(raw, tmp_path / "model", tmp_path / "p")
 
 
 def test_estimate_that_cannot_fit_is_rejected_before_building(tmp_path):

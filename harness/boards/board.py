@@ -1,6 +1,7 @@
 """The board interface the core uses, the same for emulated and real boards (microTVM's project API shape).
 
-``build(project) -> BuildResult``, ``flash(artifact)``, ``open_transport() -> SerialLink``, ``close()``; plus
+``build(project) -> BuildResult``, ``flash(artifact)``, ``open_transport() -> Transport`` (a SerialLink, or an
+RttLink on a real board with ``driver.link: rtt``), ``close()``; plus
 ``open_dut()`` for a synchronised protocol client. Only ``make_board`` looks at the driver type.
 """
 
@@ -9,15 +10,16 @@ from __future__ import annotations
 import shutil
 import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness.boards.discovery import link_of, resolve_port, resolve_probe
 from harness.boards.flashers import PioUploader, PyOcdFlasher
+from harness.boards.pyocd_rtt import open_pyocd_rtt
 from harness.boards.qemu import QemuDriver
 from harness.boards.resources import DebugProbe, QemuMachine, SerialPort
 from harness.build.project import build as build_project
-from harness.config.board import BoardConfig, load_board_config
+from harness.config.board import BoardConfig
 from harness.errors import DeviceError
 from harness.transport.link import SerialLink
 from harness.transport.protocol import Dut
@@ -135,7 +137,8 @@ class QemuBoard(Board):
 
 
 class SerialBoard(Board):
-    """A real board on a serial port, flashed with pyOCD or PlatformIO's upload target."""
+    """A real board: flashed with pyOCD (Python API) or PlatformIO's upload target, reached over a serial port or
+    over RTT through its debug probe. ``auto`` probe/port settings are resolved by harness.boards.discovery."""
 
     def __init__(self, cfg: BoardConfig):
         super().__init__(cfg)
@@ -143,31 +146,61 @@ class SerialBoard(Board):
         self.port = SerialPort(url=str(d.port), baud=d.baud)
         self.probe = DebugProbe(target=str(d.target or ""), unique_id=d.probe)
         self.project: Path | None = None
+        self.image: Path | None = None
 
     def build(self, project: str | Path, estimate: MemoryEstimate | None = None, **kw: Any) -> BuildResult:
         self.project = Path(project)
         return super().build(project, estimate=estimate, **kw)
 
+    def attached_probe(self) -> DebugProbe:
+        """The probe to use: ``driver.probe`` if set and attached, else the one attached probe of this board."""
+        if not self.probe.target:
+            raise DeviceError(f"{self.name}: driver.target (the pyOCD target name) is not set")
+        return DebugProbe(target=self.probe.target, unique_id=resolve_probe(self.cfg))
+
     def flash(self, artifact: BuildResult | str | Path) -> None:
         self.close()
+        self.image = _image(artifact)
         if self.cfg.driver.flasher == "pio":
             if self.project is None:
                 raise DeviceError(f"{self.name}: the pio flasher uploads a built project; call build() first")
+            # PlatformIO finds the upload port itself (the board's USB ids); driver.port is the protocol's port,
+            # which on a Nano 33 BLE with a USB-serial adapter is not the port the bootloader listens on.
             PioUploader(self.project, self.cfg.name).flash()
         else:
-            if not self.probe.target:
-                raise DeviceError(f"{self.name}: driver.target (the pyOCD target name) is not set")
-            PyOcdFlasher(self.probe).flash(_image(artifact))
+            PyOcdFlasher(self.attached_probe()).flash(self.image)
 
     def open_transport(self) -> SerialLink:
         self.close()
-        self.link = SerialLink(self.port.url, baudrate=self.port.baud)
-        return self.link
+        timeout = self.cfg.driver.boot_timeout_s
+        if link_of(self.cfg) == "rtt":
+            self.link = open_pyocd_rtt(self.attached_probe(), elf=self.image, find_timeout=timeout)  # type: ignore[assignment]
+        else:
+            # A board that re-enumerates after flashing (the Nano's USB port) may take a moment to show its port.
+            self.link = SerialLink(resolve_port(self.cfg, wait_s=timeout), baudrate=self.port.baud)
+        return self.link  # type: ignore[return-value]
 
-
-def make_board(board_cfg: str | Mapping[str, Any] | BoardConfig) -> Board:
-    """The Board for a config (a name, a mapping / Hydra ``cfg.board``, or a BoardConfig); ConfigError if unknown."""
-    cfg = load_board_config(board_cfg)
-    if cfg.driver.type == "qemu":
-        return QemuBoard(cfg)
-    return SerialBoard(cfg)
+    def open_dut(self, timeout: float | None = None) -> Dut:
+        """As Board.open_dut, then checks that the firmware runs at the configured clock with the configured timer
+        (cycles convert to milliseconds with ``clock_hz``; a chip that fell back to a safer clock says so)."""
+        dut = super().open_dut(timeout)
+        try:
+            info = dut.model_info()
+            want = self.cfg.clock_hz
+            if info.core_hz != want:
+                raise DeviceError(
+                    f"{self.name}: the firmware runs at {info.core_hz} Hz, the board config says {want} Hz (a "
+                    f"revision Y STM32H743 tops out at 400 MHz and the firmware picks that by itself; a PLL that "
+                    f"fails to lock stays at the reset clock). Counts are cycles either way; to convert them at the "
+                    f"real clock run with board.clock_hz={info.core_hz} board.timer.hz={info.core_hz} "
+                    f"(docs/real-boards.md)"
+                )
+            if info.timer != self.cfg.timer.source:
+                raise DeviceError(
+                    f"{self.name}: the firmware times with {info.timer}, the board config expects "
+                    f"{self.cfg.timer.source}"
+                )
+        except BaseException:
+            self.close()
+            raise
+        return dut

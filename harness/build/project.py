@@ -61,7 +61,7 @@ def firmware_root() -> Path:
     return repo_root() / "firmware"
 
 
-def _board(board: str | BoardConfig | object) -> BoardConfig:
+def require_buildable(board: str | BoardConfig | object) -> BoardConfig:
     cfg = load_board_config(board)  # type: ignore[arg-type]
     if not cfg.buildable:
         buildable = [b for b in known_boards() if load_board_config(b).buildable]
@@ -147,7 +147,7 @@ def generate_project(
     ``estimate`` (arena + scratch + weights) is checked against the board first (DoesNotFitError). Re-generating
     into the same folder rewrites only what changed and removes stale sources, so rebuilds stay incremental.
     """
-    board = _board(board_cfg)
+    board = require_buildable(board_cfg)
     if estimate is not None:
         check_fit(board, estimate)
     files = _collect_sources(model_sources)
@@ -246,7 +246,7 @@ def build(
     BuildError carries the compiler's error lines; DoesNotFitError names the sizes. ``cache_dir``: where images are
     cached by content hash (default ``<repo>/.cache/tinyhil/builds``; ``False`` disables the cache).
     """
-    cfg = _board(board)
+    cfg = require_buildable(board)
     project = Path(project_dir).resolve()
     if not (project / "platformio.ini").is_file():
         raise BuildError(

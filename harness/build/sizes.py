@@ -19,7 +19,7 @@ _MIN_STACK_RE = re.compile(r"__th_min_stack\s*=\s*(\d+)\s*([KkMm]?)\s*;")
 class SectionSizes:
     text: int  # code + read-only data (weights), incl. .ARM.exidx
     data: int  # initialised RAM data (also stored in flash)
-    bss: int  # zero-initialised RAM (arena, scratch, runtime tables)
+    bss: int  # zero-initialised RAM (arena, scratch, runtime tables; on real boards also .th_uncached)
     stack: int  # the minimum stack the linker script reserves
 
     @property
@@ -46,7 +46,7 @@ def section_sizes(elf: str | Path) -> SectionSizes:
     return SectionSizes(
         text=sec.get(".text", 0) + sec.get(".ARM.exidx", 0) + sec.get(".rodata", 0),
         data=sec.get(".data", 0),
-        bss=sec.get(".bss", 0),
+        bss=sec.get(".bss", 0) + sec.get(".th_uncached", 0),  # real boards: RTT rings in uncached RAM
         stack=sec.get(".stack", 0),
     )
 

@@ -21,6 +21,7 @@ from harness.errors import ConfigError
 TIMER_SOURCES = ("qemu-icount", "dwt-cycles", "systick")
 DRIVER_TYPES = ("qemu", "serial")
 FLASHERS = ("pyocd", "pio")
+LINKS = ("serial", "rtt")  # how the host talks to a real board: a serial port, or RTT through a debug probe
 
 
 def repo_root() -> Path:
@@ -57,7 +58,11 @@ class TimerSpec:
 
 @dataclass(frozen=True)
 class DriverSpec:
-    """How to reach the board. ``qemu``: machine/cpu/extra_args. ``serial``: port/baud/flasher/target/probe."""
+    """How to reach the board. ``qemu``: machine/cpu/extra_args. ``serial``: port/baud/flasher/target/probe/link.
+
+    ``port`` and ``probe`` may be ``auto``/null: discovery (harness.boards.discovery) then picks the one attached
+    device of this board. ``link`` is ``serial`` (the protocol on ``port``) or ``rtt`` (SEGGER RTT through the
+    debug probe, no serial port needed)."""
 
     type: str
     machine: str | None
@@ -68,6 +73,7 @@ class DriverSpec:
     flasher: str | None
     target: str | None
     probe: str | None
+    link: str
     boot_timeout_s: float
     command_timeout_s: float
 
@@ -132,6 +138,8 @@ class BoardConfig:
                 raise ConfigError(f"board '{name}': a serial driver needs driver.port")
             if driver.flasher not in FLASHERS:
                 raise ConfigError(f"board '{name}': driver.flasher must be one of {FLASHERS}")
+            if driver.link not in LINKS:
+                raise ConfigError(f"board '{name}': driver.link must be one of {LINKS}")
         cfg = cls(
             name=d["name"],
             core=d["core"],

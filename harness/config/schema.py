@@ -48,7 +48,8 @@ class DriverSchema:
     baud: int = 115200
     flasher: Optional[str] = None  # pyocd | pio
     target: Optional[str] = None  # pyOCD target name
-    probe: Optional[str] = None  # probe unique id when several are attached
+    probe: Optional[str] = None  # probe unique id when several are attached (auto: discovery picks it)
+    link: str = "serial"  # serial (the protocol on `port`) | rtt (SEGGER RTT through the debug probe)
     boot_timeout_s: float = 10.0
     command_timeout_s: float = 60.0
 
@@ -58,6 +59,25 @@ class UartSchema:
     type: str = MISSING
     base: int = MISSING
     baud: int = 115200
+    tx_pin: Optional[str] = None  # boards whose UART pins are routed by software (nRF52 UARTE)
+    rx_pin: Optional[str] = None
+
+
+@dataclass
+class UsbIdSchema:
+    id: str = MISSING  # VID:PID, lower-case hex
+    what: str = ""
+
+
+@dataclass
+class DiscoverySchema:
+    """How ``tinyhil boards`` recognises a real board's attached devices (harness.boards.discovery)."""
+
+    pyocd_targets: list[str] = field(default_factory=list)
+    probe_products: list[str] = field(default_factory=list)
+    serial_usb: list[UsbIdSchema] = field(default_factory=list)
+    external_probe: bool = False  # the board has no on-board probe (an SWD probe is attached separately)
+    hint: str = ""  # appended to "no probe / no port" errors: this board's other ways in
 
 
 @dataclass
@@ -74,6 +94,7 @@ class BoardSchema:
     uart: UartSchema = field(default_factory=UartSchema)
     timer: TimerSchema = field(default_factory=TimerSchema)
     driver: DriverSchema = field(default_factory=DriverSchema)
+    discovery: DiscoverySchema = field(default_factory=DiscoverySchema)
 
 
 # ------------------------------------------------------------------------------------------ profile and data

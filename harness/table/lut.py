@@ -30,6 +30,8 @@ import numpy as np
 import pandas as pd
 
 from harness.errors import TableError
+from harness.precision.groups import activation_groups, layer_bits
+from harness.results.io import write_table
 
 TARGET_COLUMNS = ("board", "timer", "firmware_hash", "cflags")
 ENTRY_COLUMNS = ("layer_key", "a_bits", "w_bits", "o_bits")
@@ -257,7 +259,6 @@ class LatencyTable:
         With ``merge`` (default), rows already on disk whose key this table lacks are kept (and become part of
         this table), so two profiling sessions saving to one file never drop each other's rows.
         """
-        from harness.results.io import write_table
 
         pq, csv = _paths(path)
         table = self
@@ -505,8 +506,6 @@ class LatencyTable:
     def _per_layer(
         self, layers: Sequence, config, out_bits_rule: str | int, estimate: bool, output_bits: int
     ) -> list[tuple[Any, tuple[int, int, int], float, str]]:
-        from harness.precision.groups import activation_groups, layer_bits
-
         bits = layer_bits(activation_groups(layers), config, out_bits_rule, output_bits=output_bits)
         out = []
         for s in layers:

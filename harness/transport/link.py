@@ -19,6 +19,8 @@ from collections.abc import Callable
 from typing import Protocol
 from urllib.parse import urlsplit
 
+import serial
+
 from harness.errors import DeviceError, ProtocolError
 
 
@@ -35,7 +37,6 @@ class Transport(Protocol):
 
     def close(self) -> None: ...
 
-
 #: Called when the link fails; returns extra context (e.g. "QEMU exited with status 3: ...") or None.
 Diagnose = Callable[[], "str | None"]
 
@@ -51,7 +52,6 @@ class _Port(Protocol):
     def write(self, data: bytes) -> None: ...
 
     def close(self) -> None: ...
-
 
 class _TcpPort:
     """A TCP connection (QEMU's ``-serial tcp:...,server``): block reads with ``select`` + ``recv``."""
@@ -85,12 +85,9 @@ class _SerialPort:
     """A pyserial port (a UART or a pyserial URL other than ``socket://``): reads ``in_waiting`` bytes."""
 
     def __init__(self, url: str, baudrate: int):
-        import serial
-
         self._port = serial.serial_for_url(url, baudrate=baudrate, timeout=0.05, write_timeout=WRITE_TIMEOUT)
 
     def read_some(self, timeout: float) -> bytes | None:
-        import serial
 
         # The port's own timeout (0.05 s) is the poll interval; the caller loops to its deadline.
         try:

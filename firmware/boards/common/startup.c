@@ -143,7 +143,8 @@ const char *th_board_name(void)
 #endif
 }
 
-uint32_t th_core_hz(void)
+/* Weak: a board whose clock is decided at run time (a fallback clock) reports what it really runs at. */
+__attribute__((weak)) uint32_t th_core_hz(void)
 {
 #ifdef TH_CORE_HZ
     return (uint32_t)TH_CORE_HZ;

@@ -4,7 +4,8 @@ Compiles, for the selected board: the runtime (firmware/runtime/*.c), the kernel
 if any), the shared board code (firmware/boards/common/*.c), the board's own folder (firmware/boards/<board>/*.c)
 and the project's sources (src/*.c, e.g. a generated model_data.c). The toolchain is arm-none-eabi-gcc from PATH.
 Outputs: firmware.elf, firmware.map and a `size` report. `pio run -t upload` starts QEMU for the qemu-* boards
-(serial on stdio) and runs pyOCD for the real ones.
+(serial on stdio), runs pyOCD for the real ones, or
+bossac through the Arduino bootloader (upload protocol sam-ba).
 """
 
 import hashlib
@@ -94,7 +95,8 @@ env.Replace(LDSCRIPT_PATH=join(boards_dir, board.get("build.ldscript")))
 # project and stores the archive atomically (concurrent builds may both store; the first rename wins).
 fw_env = env.Clone()
 fw_env.ProcessFlags(env.get("BUILD_FLAGS"))  # project -D flags (e.g. TH_MAX_LAYERS) configure the runtime too
-fw_env.Replace(CPPPATH=[join(runtime_dir, "include")])
+# Board code may include the private headers of boards/common (channels.h, armv7m_core.h, ...).
+fw_env.Replace(CPPPATH=[join(runtime_dir, "include"), join(boards_dir, "common")])
 fw_env.Replace(
     CCFLAGS=[f for f in fw_env["CCFLAGS"] if not f.startswith(f"-ffile-prefix-map={project_dir}=")]
 )
@@ -183,15 +185,53 @@ if not os.path.isfile(lib_cached):
 target_size = env.Alias("size", target_elf, env.VerboseAction("$SIZEPRINTCMD", "Program size"))
 AlwaysBuild(target_size)
 
-# Upload: QEMU for the emulated boards (interactive, serial on stdio), pyOCD for real ones.
+# Upload: QEMU for the emulated boards (interactive, serial on stdio); for real boards pyOCD over a debug probe, or
+# (protocol sam-ba, the Nano 33 BLE) the Arduino bootloader over the board's own USB port with bossac.
 qemu = board.get("tinyhil_qemu", {})
+upload_protocol = env.subst("$UPLOAD_PROTOCOL") or board.get("upload.protocol", "")
+upload_actions = []
 if qemu:
     env.Replace(
         UPLOADCMD=f"qemu-system-arm -M {qemu['machine']} -cpu {qemu['cpu']} -nographic -icount shift=0 "
         "-semihosting-config enable=on,target=native -serial mon:stdio -kernel $SOURCE"
     )
+    upload_actions = [env.VerboseAction("$UPLOADCMD", "Uploading $SOURCE")]
+    upload_source = target_elf
+elif upload_protocol == "sam-ba":
+    # The bootloader takes a raw image for the address the application is linked at (0x10000 on the Nano): the
+    # .bin of the ELF's load addresses, which start there.
+    upload_source = env.Command(
+        join("$BUILD_DIR", "firmware.bin"), target_elf, "$OBJCOPY -O binary $SOURCE $TARGET"
+    )
+    bossac_dir = platform.get_package_dir("tool-bossac-nordicnrf52") or ""
+    bossac = shutil.which("bossac", path=bossac_dir) or shutil.which("bossac") or "bossac"
+
+    def _enter_bootloader(target, source, env):
+        # Arduino convention: opening the port at 1200 baud and dropping DTR makes a running sketch reset into
+        # the bootloader, which then enumerates as a new port. A board already in the bootloader (reset button
+        # pressed twice) is found directly.
+        from platformio.device.list.util import list_serial_ports
+
+        env.AutodetectUploadPort()
+        upload = board.get("upload", {})
+        if upload.get("use_1200bps_touch", False):
+            before = list_serial_ports()
+            env.TouchSerialPort("$UPLOAD_PORT", 1200)
+            if upload.get("wait_for_upload_port", False):
+                env.Replace(UPLOAD_PORT=env.WaitForNewSerialPort(before))
+
+    env.Replace(
+        UPLOADER=bossac,
+        UPLOADCMD='"$UPLOADER" --port="$UPLOAD_PORT" -U -i -e -w "$SOURCE" -R',
+    )
+    upload_actions = [
+        env.VerboseAction(_enter_bootloader, "Entering the bootloader"),
+        env.VerboseAction("$UPLOADCMD", "Uploading $SOURCE"),
+    ]
 else:
     env.Replace(UPLOADCMD=f"pyocd load -W -t {board.get('debug.pyocd_target', '')} $SOURCE")
-AlwaysBuild(env.Alias("upload", target_elf, env.VerboseAction("$UPLOADCMD", "Uploading $SOURCE")))
+    upload_actions = [env.VerboseAction("$UPLOADCMD", "Uploading $SOURCE")]
+    upload_source = target_elf
+AlwaysBuild(env.Alias("upload", upload_source, upload_actions))
 
 Default([target_elf, target_size])

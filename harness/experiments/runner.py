@@ -1,0 +1,144 @@
+"""Running one tinyhil command: the configured entry, its run folder and summary, and the checks around it.
+
+``execute(cfg, run_dir)`` checks the board before any long work (buildable, a real board's probe and port
+attached), runs the entry (``entry: "module:function"``, or ``experiment.entry``) as ``function(cfg, run_dir) ->
+dict``, writes the dict as ``run_dir/summary.json`` and then fails the command when a measured result is wrong.
+``check_config`` composes a command's config up front so a bad key or value is one line naming it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from hydra.errors import HydraException
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+from rich.console import Console
+
+from harness.boards import build_only as build_only_mode
+from harness.boards.discovery import preflight
+from harness.build.project import require_buildable
+from harness.config.board import BoardConfig, load_board_config
+from harness.config.compose import compose_config
+from harness.errors import ConfigError, ResultError
+from harness.measure.units import add_milliseconds
+from harness.results.io import atomic_write_text, write_summary
+
+
+def console() -> Console:
+    """The console errors and results go to (stderr; an error stays one line whatever the terminal width)."""
+    return Console(stderr=True, soft_wrap=True)
+
+
+def resolve_entry(spec: str) -> Callable:
+    """Import ``"package.module:function"``."""
+    if not isinstance(spec, str) or ":" not in spec:
+        raise ConfigError(f"entry must look like 'package.module:function', got {spec!r}")
+    mod_name, fn_name = spec.split(":", 1)
+    try:
+        mod = importlib.import_module(mod_name)
+    except ModuleNotFoundError as e:
+        raise ConfigError(f"entry {spec!r}: cannot import {mod_name!r} ({e})") from None
+    try:
+        return getattr(mod, fn_name)
+    except AttributeError:
+        raise ConfigError(f"entry {spec!r}: module {mod_name!r} has no {fn_name!r}") from None
+
+
+def _board_config(cfg):
+    """The run's BoardConfig, or None for commands without a board."""
+    node = OmegaConf.select(cfg, "board")
+    if not isinstance(node, DictConfig) or "driver" not in node:
+        return None
+
+    return load_board_config(OmegaConf.to_container(node, resolve=True))
+
+
+def check_board(cfg, build_only: bool):
+    """Before any long work: the board's firmware can be built, and (unless build_only) a real board's probe and
+    port are attached. Resolved devices are written back into ``cfg.board.driver``. Returns the BoardConfig."""
+    board = _board_config(cfg)
+    if board is None:
+        return None
+    if not board.buildable:
+        require_buildable(board)  # raises the ConfigError naming the missing board support
+    if not build_only and not board.emulated:
+        for key, value in preflight(board).items():
+            cfg.board.driver[key] = value
+        board = _board_config(cfg)
+    return board
+
+
+def execute(cfg, run_dir: Path) -> dict:
+    """Run the configured entry and write its summary. Shared by every command.
+
+    ``build_only=true``: the entry runs until the firmware is built and checked for fit, then stops before flashing
+    (harness.boards.build_only); the summary says ``built``, ``flash_used``, ``sram_used``, ``elf_sha256``. Cycle
+    counts get ``clock_hz`` and millisecond values beside them (harness.measure.units)."""
+
+    entry = OmegaConf.select(cfg, "experiment.entry") or OmegaConf.select(cfg, "entry")
+    fn = resolve_entry(entry)
+    build_only = bool(OmegaConf.select(cfg, "build_only", default=False))
+    board = check_board(cfg, build_only)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    t0 = time.perf_counter()
+    with build_only_mode.mode(build_only):
+        try:
+            summary = fn(cfg, run_dir) or {}
+            if build_only:
+                summary.setdefault("built", False)  # the command never reached a firmware build
+        except build_only_mode.BuiltOnly as done:
+            summary = done.summary()
+            name = OmegaConf.select(cfg, "experiment.name")
+            if name:
+                summary["experiment"] = name
+            console().print(
+                f"[green]built[/green] {done.board}: flash {summary['flash_used']} B, SRAM {summary['sram_used']} B"
+                f" (build_only: nothing flashed)"
+            )
+    if board is not None:
+        summary = add_milliseconds(summary, str(summary.get("unit", board.timer.unit)), board.timer.hz)
+    summary.setdefault("run", run_dir.name)
+    summary.setdefault("command_seconds", round(time.perf_counter() - t0, 3))
+    write_summary(run_dir, summary)
+    console().print(f"[green]results:[/green] {run_dir / 'summary.json'}")
+    check_results(summary)
+    return summary
+
+
+def check_results(summary: dict) -> None:
+    """ResultError (exit 3) when a measured result is wrong: the summary is written first, then the command
+    fails, so a wrong result never exits 0 and nothing measured is lost."""
+    if summary.get("bit_exact") is False:
+        why = summary.get("mismatches") or summary.get("mismatched_layers") or summary.get("mismatched") or []
+        detail = "; ".join(str(w) for w in why[:3]) if isinstance(why, list) else str(why)
+        raise ResultError(f"results are not bit-exact against the integer reference: {detail or 'see summary.json'}")
+
+
+def _one_line(exc: BaseException) -> str:
+    """A Hydra/OmegaConf composition error as one line naming the key."""
+    err: BaseException | None = exc
+    while err is not None:
+        if isinstance(err, OmegaConfBaseException) and getattr(err, "full_key", None):
+            msg = str(getattr(err, "msg", "") or str(err)).splitlines()[0]
+            return f"{err.full_key}: {msg}"
+        err = err.__cause__ or err.__context__
+    text = " ".join(str(exc).split())
+    return text.split(" Config search path:")[0]
+
+
+def check_config(command: str, overrides: list[str]) -> None:
+    """Compose the command's config once before running it, so a bad key or value is one line (exit 2)
+    before any work starts. Sweeps (-m) and Hydra's own flags are left to Hydra."""
+    if any(o.startswith("-") for o in overrides):
+        return
+    try:
+        compose_config(command, overrides)
+    except (HydraException, OmegaConfBaseException) as e:
+        raise ConfigError(f"bad configuration: {_one_line(e)}") from None
+
+
