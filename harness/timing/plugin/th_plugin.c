@@ -1,0 +1,348 @@
+/*
+ * thtiming: a QEMU TCG plugin (API version 1, QEMU 7.2) that counts Cortex-M4/M7 cycles.
+ *
+ * At translation time each block's instructions are decoded (th_decode.c) and its static cost scheduled
+ * (th_sched.c); at run time a per-block callback adds that cost, charges the previous block's branch (taken
+ * refill on the M4, misprediction on the M7) and the instruction fetch (cache lines, wait states); memory
+ * callbacks charge data accesses by address region (wait states, D-cache misses) and watch for marker stores.
+ *
+ * Markers: the firmware (built with TH_CYCLE_MARKERS) stores to th_timer_marks[tag]; tag 0 = an inference starts,
+ * 1 = a timed region ends, 2 + i = a timed region of layer i begins. The plugin cannot see stored values in API
+ * version 1, so the tag is the word offset of the address. At each marker it appends a line to the records file:
+ *     <tag> <cycles> <instructions> [<event counts>...]
+ * counting everything executed before the marker store. The file starts with a header line naming the model.
+ *
+ * Arguments (-plugin libthtiming.so,arg=...): model=FILE out=FILE marks=ADDR nmarks=N [events=on] [hot=FILE]
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "qemu_api.h"
+#include "th_timing.h"
+
+#define TH_PLUGIN_VERSION "thtiming-1"
+
+TH_EXPORT int qemu_plugin_version = 1;
+
+typedef struct tb_info {
+    uint32_t vaddr, end, last_pc;
+    uint32_t n;
+    double cost;
+    uint32_t ev[EV_STATIC_N];
+    uint8_t branch;
+    int8_t code_region;
+    uint32_t first_line, last_line, fetch_words;
+    uint64_t execs;
+    uint8_t *bytes; /* kept for the hot-block dump only */
+    uint32_t nbytes;
+    struct tb_info *next;
+} tb_info_t;
+
+typedef struct {
+    tb_info_t *tb;
+    uint32_t idx;
+    double prefix;
+    uint16_t prefix_ev[EV_STATIC_N];
+} insn_info_t;
+
+static th_model_t model;
+static th_cache_t icache, dcache;
+static th_btac_t btac;
+static int out_fd = -1, events_on, data_timing;
+static uint32_t marks_base, marks_bytes;
+static char hot_path[1024];
+static tb_info_t *all_tbs, *cur_tb;
+static double static_cycles, dyn_cycles;
+static uint64_t insns_total, ev_static[EV_STATIC_N], ev_dyn[EV_N];
+
+static void add_dyn(int ev, double n)
+{
+    dyn_cycles += n * model.cost[ev];
+    ev_dyn[ev] += (uint64_t)n;
+}
+
+static void write_all(const char *buf, size_t len)
+{
+    while (len > 0 && out_fd >= 0) {
+        ssize_t w = write(out_fd, buf, len);
+        if (w < 0 && errno == EINTR) {
+            continue;
+        }
+        if (w <= 0) {
+            return;
+        }
+        buf += w;
+        len -= (size_t)w;
+    }
+}
+
+static void record(const insn_info_t *ii, uint32_t tag)
+{
+    const tb_info_t *tb = ii->tb;
+    char line[2048];
+    double cycles = static_cycles - tb->cost + ii->prefix + dyn_cycles;
+    uint64_t insns = insns_total - tb->n + ii->idx;
+    int len = snprintf(line, sizeof line, "%" PRIu32 " %.3f %" PRIu64, tag, cycles, insns);
+    if (events_on) {
+        for (int k = 0; k < EV_N && len < (int)sizeof line - 32; ++k) {
+            uint64_t v = ev_dyn[k];
+            if (k < EV_STATIC_N) {
+                v += ev_static[k] - tb->ev[k] + ii->prefix_ev[k];
+            }
+            len += snprintf(line + len, sizeof line - (size_t)len, " %" PRIu64, v);
+        }
+    }
+    line[len++] = '\n';
+    write_all(line, (size_t)len);
+}
+
+static void on_mem(unsigned int vcpu, qemu_plugin_meminfo_t info, uint64_t vaddr, void *udata)
+{
+    (void)vcpu;
+    const insn_info_t *ii = udata;
+    uint32_t a = (uint32_t)vaddr;
+    int store = qemu_plugin_mem_is_store(info);
+    if (store && a - marks_base < marks_bytes) {
+        record(ii, (a - marks_base) >> 2);
+        return;
+    }
+    int r = th_model_region(&model, a);
+    if (r < 0) {
+        return;
+    }
+    const th_region_t *rg = &model.region[r];
+    int base = EV_REGION_BASE + r * EV_PER_REGION;
+    if (rg->dcache && dcache.sets) {
+        int res = th_cache_access(&dcache, a, store);
+        if (res) {
+            add_dyn(base + RE_DMISS, 1.0);
+        }
+        if (res == 2) {
+            add_dyn(base + RE_WRITEBACK, 1.0);
+        }
+    } else if (store) {
+        if (rg->write_ws) {
+            add_dyn(base + RE_WRITE, 1.0);
+        }
+    } else if (rg->read_ws) {
+        add_dyn(base + RE_READ, 1.0);
+    }
+}
+
+static void on_tb(unsigned int vcpu, void *udata)
+{
+    (void)vcpu;
+    tb_info_t *t = udata;
+    tb_info_t *prev = cur_tb;
+    if (prev && prev->branch != BR_NONE) {
+        int taken = t->vaddr != prev->end;
+        if (model.core == CORE_M7) {
+            if (th_btac_resolve(&btac, prev->last_pc, taken, t->vaddr)) {
+                add_dyn(EV_MISPREDICT, 1.0);
+            }
+        } else if (taken) {
+            int direct = prev->branch == BR_DIRECT || prev->branch == BR_COND;
+            add_dyn(direct ? EV_REFILL_DIRECT : EV_REFILL_INDIRECT, 1.0);
+        }
+    }
+    cur_tb = t;
+    static_cycles += t->cost;
+    insns_total += t->n;
+    t->execs++;
+    if (events_on) {
+        for (int k = 0; k < EV_STATIC_N; ++k) {
+            ev_static[k] += t->ev[k];
+        }
+    }
+    if (t->code_region >= 0) {
+        const th_region_t *rg = &model.region[t->code_region];
+        int base = EV_REGION_BASE + t->code_region * EV_PER_REGION;
+        if (rg->icache && icache.sets) {
+            for (uint32_t line = t->first_line; line <= t->last_line; ++line) {
+                if (th_cache_access(&icache, line << icache.line_shift, 0)) {
+                    add_dyn(base + RE_IMISS, 1.0);
+                }
+            }
+        } else if (rg->fetch_ws) {
+            add_dyn(base + RE_FETCH, (double)t->fetch_words);
+        }
+    }
+}
+
+static void on_translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
+{
+    (void)id;
+    size_t n = qemu_plugin_tb_n_insns(tb);
+    if (n == 0) {
+        return;
+    }
+    tb_info_t *t = calloc(1, sizeof *t);
+    th_insn_t *dec = calloc(n, sizeof *dec);
+    double *prefix = calloc(n, sizeof *prefix);
+    uint16_t(*prefix_ev)[EV_STATIC_N] = calloc(n, sizeof *prefix_ev);
+    if (!t || !dec || !prefix || !prefix_ev) {
+        free(t), free(dec), free(prefix), free(prefix_ev);
+        return;
+    }
+    unsigned it_left = 0;
+    uint32_t last_size = 2;
+    for (size_t i = 0; i < n; ++i) {
+        struct qemu_plugin_insn *insn = qemu_plugin_tb_get_insn(tb, i);
+        size_t size = qemu_plugin_insn_size(insn);
+        uint8_t bytes[4] = {0};
+        memcpy(bytes, qemu_plugin_insn_data(insn), size <= 4 ? size : 4);
+        th_decode(bytes, size == 4 ? 4u : 2u, &it_left, &dec[i]);
+        if (i + 1 == n) {
+            t->last_pc = (uint32_t)qemu_plugin_insn_vaddr(insn);
+            last_size = (uint32_t)size;
+        }
+    }
+    t->vaddr = (uint32_t)qemu_plugin_tb_vaddr(tb);
+    t->end = t->last_pc + last_size;
+    t->n = (uint32_t)n;
+    t->branch = dec[n - 1].branch;
+    t->cost = th_sched_block(&model, dec, (unsigned)n, t->ev, prefix, prefix_ev);
+    t->code_region = (int8_t)th_model_region(&model, t->vaddr);
+    uint32_t shift = icache.sets ? icache.line_shift : 0u;
+    t->first_line = t->vaddr >> shift;
+    t->last_line = (t->end - 1u) >> shift;
+    uint32_t fb = model.fetch_bytes;
+    t->fetch_words = (t->end - 1u) / fb - t->vaddr / fb + 1u;
+    if (hot_path[0]) {
+        t->nbytes = t->end - t->vaddr;
+        t->bytes = malloc(t->nbytes);
+        if (t->bytes) {
+            uint32_t off = 0;
+            for (size_t i = 0; i < n && off < t->nbytes; ++i) {
+                struct qemu_plugin_insn *insn = qemu_plugin_tb_get_insn(tb, i);
+                size_t size = qemu_plugin_insn_size(insn);
+                memcpy(t->bytes + off, qemu_plugin_insn_data(insn), size);
+                off += (uint32_t)size;
+            }
+        }
+    }
+    t->next = all_tbs;
+    all_tbs = t;
+    qemu_plugin_register_vcpu_tb_exec_cb(tb, on_tb, QEMU_PLUGIN_CB_NO_REGS, t);
+    for (size_t i = 0; i < n; ++i) {
+        uint8_t f = dec[i].flags;
+        int load = (f & F_LOAD) != 0, store = (f & F_STORE) != 0;
+        if (dec[i].cls == K_TB) {
+            load = 1;
+        }
+        if (!store && !(load && data_timing)) {
+            continue;
+        }
+        insn_info_t *ii = calloc(1, sizeof *ii);
+        if (!ii) {
+            continue;
+        }
+        ii->tb = t;
+        ii->idx = (uint32_t)i;
+        ii->prefix = prefix[i];
+        memcpy(ii->prefix_ev, prefix_ev[i], sizeof ii->prefix_ev);
+        enum qemu_plugin_mem_rw rw = store ? (load ? QEMU_PLUGIN_MEM_RW : QEMU_PLUGIN_MEM_W) : QEMU_PLUGIN_MEM_R;
+        qemu_plugin_register_vcpu_mem_cb(qemu_plugin_tb_get_insn(tb, i), on_mem, QEMU_PLUGIN_CB_NO_REGS, rw, ii);
+    }
+    free(dec);
+    free(prefix);
+    free(prefix_ev);
+}
+
+static void at_exit(qemu_plugin_id_t id, void *udata)
+{
+    (void)id;
+    (void)udata;
+    if (hot_path[0]) {
+        FILE *f = fopen(hot_path, "w");
+        if (f) {
+            for (tb_info_t *t = all_tbs; t; t = t->next) {
+                if (t->execs == 0 || !t->bytes) {
+                    continue;
+                }
+                fprintf(f, "%08" PRIx32 " %08" PRIx32 " %" PRIu32 " %" PRIu64 " %.3f %u ", t->vaddr, t->end, t->n,
+                        t->execs, t->cost, (unsigned)t->branch);
+                for (uint32_t i = 0; i < t->nbytes; ++i) {
+                    fprintf(f, "%02x", t->bytes[i]);
+                }
+                fputc('\n', f);
+            }
+            fclose(f);
+        }
+    }
+    if (out_fd >= 0) {
+        close(out_fd);
+        out_fd = -1;
+    }
+}
+
+static int fail(const char *msg)
+{
+    fprintf(stderr, "thtiming plugin: %s\n", msg);
+    return -1;
+}
+
+TH_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_t *info, int argc, char **argv)
+{
+    (void)info;
+    const char *model_path = 0, *out_path = 0;
+    unsigned long nmarks = 0;
+    int have_marks = 0;
+    for (int i = 0; i < argc; ++i) {
+        char *eq = strchr(argv[i], '=');
+        if (!eq) {
+            return fail("arguments are key=value");
+        }
+        *eq = '\0';
+        const char *k = argv[i], *v = eq + 1;
+        if (strcmp(k, "model") == 0) {
+            model_path = v;
+        } else if (strcmp(k, "out") == 0) {
+            out_path = v;
+        } else if (strcmp(k, "marks") == 0) {
+            marks_base = (uint32_t)strtoul(v, 0, 0);
+            have_marks = 1;
+        } else if (strcmp(k, "nmarks") == 0) {
+            nmarks = strtoul(v, 0, 0);
+        } else if (strcmp(k, "events") == 0) {
+            events_on = strcmp(v, "on") == 0;
+        } else if (strcmp(k, "hot") == 0) {
+            snprintf(hot_path, sizeof hot_path, "%s", v);
+        } else {
+            return fail("unknown argument (model, out, marks, nmarks, events, hot)");
+        }
+    }
+    if (!model_path || !out_path || !have_marks || nmarks == 0) {
+        return fail("needs model=FILE out=FILE marks=ADDR nmarks=N");
+    }
+    marks_bytes = (uint32_t)(nmarks * 4u);
+    char err[600];
+    if (th_model_load(&model, model_path, err, sizeof err) != 0) {
+        return fail(err);
+    }
+    if (th_cache_init(&icache, model.icache) || th_cache_init(&dcache, model.dcache) ||
+        th_btac_init(&btac, model.btac_entries)) {
+        return fail("out of memory");
+    }
+    for (int r = 0; r < model.n_regions; ++r) {
+        if (model.region[r].read_ws || (model.region[r].dcache && dcache.sets)) {
+            data_timing = 1;
+        }
+    }
+    out_fd = open(out_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (out_fd < 0) {
+        return fail("cannot open the records file (out=)");
+    }
+    char head[256];
+    int len = snprintf(head, sizeof head, "# %s core=%s marks=0x%08" PRIx32 " nmarks=%lu events=%d\n",
+                       TH_PLUGIN_VERSION, model.core == CORE_M7 ? "m7" : "m4", marks_base, nmarks, events_on);
+    write_all(head, (size_t)len);
+    qemu_plugin_register_vcpu_tb_trans_cb(id, on_translate);
+    qemu_plugin_register_atexit_cb(id, at_exit, 0);
+    return 0;
+}
