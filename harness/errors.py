@@ -42,3 +42,8 @@ class MissingDependencyError(TinyHilError):
 
 class TableError(TinyHilError):
     """A latency lookup table is missing an entry or belongs to another board/timer."""
+
+
+class TimingError(TinyHilError):
+    """The cycle model cannot count: the timing plugin did not load, a cycle marker is missing, or the timer,
+    profile and image do not belong together. Counts are never replaced by instruction counts instead."""

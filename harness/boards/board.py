@@ -10,6 +10,7 @@ import shutil
 import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -82,10 +83,14 @@ class Board(ABC):
 
 
 class QemuBoard(Board):
-    """An emulated board: every ``open_transport`` boots the flashed image in a fresh QEMU."""
+    """An emulated board: every ``open_transport`` boots the flashed image in a fresh QEMU.
 
-    def __init__(self, cfg: BoardConfig):
+    With ``cycles`` (a :class:`harness.timing.CycleCounter`, ``timer=qemu-cycles``) QEMU runs the timing plugin.
+    """
+
+    def __init__(self, cfg: BoardConfig, cycles: Any = None):
         super().__init__(cfg)
+        self.cycles = cycles
         d = cfg.driver
         self.machine = QemuMachine(machine=str(d.machine), cpu=d.cpu, extra_args=tuple(d.extra_args))
         self.image: Path | None = None
@@ -103,16 +108,31 @@ class QemuBoard(Board):
         if not image.is_file():
             raise DeviceError(f"firmware image {image} does not exist")
         self.close()
+        if self.cycles is not None:
+            self.cycles.attach(image)  # markers and memory layout checked before QEMU starts
         self.image = image
 
     def open_transport(self) -> SerialLink:
         if self.image is None:
             raise DeviceError(f"{self.name}: nothing flashed yet (call flash() with a built image)")
         self.close()
-        self.driver = QemuDriver(self.machine, self.image)
+        machine = self.machine
+        if self.cycles is not None:
+            machine = replace(machine, extra_args=(*machine.extra_args, *self.cycles.qemu_args()))
+        self.driver = QemuDriver(machine, self.image)
+        if self.cycles is not None:
+            self.cycles.qemu_messages = self.driver.stderr_text
         url = self.driver.start(timeout=self.cfg.driver.boot_timeout_s)
         try:
             self.link = SerialLink(url, diagnose=self.driver.diagnose)
+        except DeviceError as exc:
+            self.close()
+            if self.cycles is not None and "plugin" in str(exc).lower():
+                from harness.errors import TimingError
+
+                raise TimingError(f"the QEMU timing plugin did not load ({exc}); rebuild it with "
+                                  "`python -m harness.timing.plugin` (needs gcc and Debian's QEMU 7.2)") from exc
+            raise
         except BaseException:
             self.close()
             raise
@@ -165,9 +185,19 @@ class SerialBoard(Board):
         return self.link
 
 
-def make_board(board_cfg: str | Mapping[str, Any] | BoardConfig) -> Board:
-    """The Board for a config (a name, a mapping / Hydra ``cfg.board``, or a BoardConfig); ConfigError if unknown."""
+def make_board(board_cfg: str | Mapping[str, Any] | BoardConfig, *, timer: str | None = None,
+               timing: Any = None) -> Board:
+    """The Board for a config (a name, a mapping / Hydra ``cfg.board``, or a BoardConfig); ConfigError if unknown.
+
+    ``timer`` overrides the board's timer (``qemu-cycles`` on emulated boards) and ``timing`` names its timing
+    profile (``configs/timing``); see :func:`harness.timing.apply_timer`.
+    """
     cfg = load_board_config(board_cfg)
+    cycles = None
+    if timer not in (None, "") or timing not in (None, "") or cfg.timer.source == "qemu-cycles":
+        from harness.timing import apply_timer
+
+        cfg, cycles = apply_timer(cfg, timer, timing)
     if cfg.driver.type == "qemu":
-        return QemuBoard(cfg)
+        return QemuBoard(cfg, cycles=cycles)
     return SerialBoard(cfg)

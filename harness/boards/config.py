@@ -14,7 +14,7 @@ from typing import Any
 
 from harness.errors import ConfigError
 
-TIMER_SOURCES = ("qemu-icount", "dwt-cycles", "systick")
+TIMER_SOURCES = ("qemu-icount", "qemu-cycles", "dwt-cycles", "systick")
 DRIVER_TYPES = ("qemu", "serial")
 FLASHERS = ("pyocd", "pio")
 
@@ -48,6 +48,13 @@ class TimerSpec:
     count_per_tick: float
 
     def to_count(self, ticks: float) -> float:
+        if self.source == "qemu-cycles":
+            # The firmware's ticks still count instructions; cycles come only from the timing plugin's records.
+            from harness.errors import TimingError
+
+            raise TimingError("timer=qemu-cycles counts come from the timing plugin's records "
+                              "(harness.timing.CycleCounter), not from the firmware's ticks; this code path does "
+                              "not read them yet")
         return float(ticks) * self.count_per_tick
 
 

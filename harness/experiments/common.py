@@ -17,9 +17,14 @@ def workdir(cfg: DictConfig, *parts: str) -> Path:
 
 
 def board_from(cfg: DictConfig):
+    """The configured board, with ``timer=`` and ``timing=`` (``timer=qemu-cycles timing=stm32h743``) applied."""
     from harness.boards import make_board
 
-    return make_board(OmegaConf.to_container(cfg.board, resolve=True))
+    timing = OmegaConf.select(cfg, "timing")
+    if timing is not None and not isinstance(timing, str):
+        timing = OmegaConf.to_container(timing, resolve=True)
+    return make_board(OmegaConf.to_container(cfg.board, resolve=True), timer=OmegaConf.select(cfg, "timer"),
+                      timing=timing)
 
 
 @contextlib.contextmanager

@@ -54,6 +54,16 @@ def smoke_model(cfg: DictConfig):
     return model, integer_inputs(model, x)
 
 
+def timing_keys(m) -> dict:
+    """Summary keys of a cycle count: core, profile, model version, instructions beside cycles, milliseconds."""
+    x = m.extra
+    if "timing_profile" not in x:
+        return {}
+    return {"core": x["core"], "timing_profile": x["timing_profile"], "timing_model_version": x["timing_model_version"],
+            "clock_hz": x["clock_hz"], "instructions_total": m.instructions_total,
+            "milliseconds": m.total_count / x["clock_hz"] * 1e3}
+
+
 def run(cfg: DictConfig, run_dir: Path) -> dict:
     t0 = time.perf_counter()
     model, inputs = smoke_model(cfg)
@@ -67,13 +77,15 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
         "board": m.board,
         "timer": m.timer,
         "unit": m.unit,
+        **timing_keys(m),
         "model": model.name,
         "n_layers": len(m.layers),
         "n_inputs": len(inputs),
         "macs": int(sum(r.macs for r in m.layers)),
         "total_count": m.total_count,
         "per_layer": [{"layer": r.name, "op": r.op, "shape": "x".join(map(str, r.out_shape)), "macs": r.macs,
-                       "count": r.count} for r in m.layers],
+                       "count": r.count, **({"instructions": r.instructions} if r.instructions is not None else {})}
+                      for r in m.layers],
         "bit_exact": m.bit_exact,
         "mismatched_layers": m.mismatched_layers,
         "flash_used": m.build.get("flash_used"),

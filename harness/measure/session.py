@@ -36,6 +36,7 @@ class LayerMeasurement:
     ticks: int
     count: float
     bit_exact: bool | None  # None: not checked
+    instructions: float | None = None  # beside cycles (timer=qemu-cycles): the same region's instructions
 
     def row(self) -> dict:
         d = asdict(self)
@@ -65,6 +66,13 @@ class ModelMeasurement:
     @property
     def total_count(self) -> float:
         return float(sum(layer.count for layer in self.layers))
+
+    @property
+    def instructions_total(self) -> float | None:
+        """Instructions of the counted regions beside a cycle count (None where the count is instructions)."""
+        if any(layer.instructions is None for layer in self.layers):
+            return None
+        return float(sum(layer.instructions for layer in self.layers))  # type: ignore[misc]
 
     @property
     def total_ticks(self) -> int:
@@ -128,10 +136,18 @@ def measure(
                 " (stale image?)")
         dut.set_crc(check)
         per_input, outputs = [], []
+        cycles = getattr(board, "cycles", None)  # timer=qemu-cycles: harness.timing.CycleCounter
+        if cycles is not None:
+            cycles.per_input.clear()
         for x in inputs:
             dut.load_input(packed_tensor_bytes(x, in_bits))
+            if cycles is not None:
+                cycles.begin()
             out = dut.infer(1, 0)
-            per_input.append(dut.layers())
+            results = dut.layers()
+            if cycles is not None:
+                cycles.collect(len(model.layers), [la.name for la in model.layers], [r.ticks for r in results])
+            per_input.append(results)
             outputs.append(out)
             if progress is not None:
                 progress()
@@ -178,18 +194,25 @@ def run_on_board(
                     exact[i] = False
     timer = board.cfg.timer
     last = per_input[-1] if per_input else []
+    cycles = getattr(board, "cycles", None)
+    last_cycles = cycles.per_input[-1] if cycles is not None and cycles.per_input else None
     layers = []
     for i, layer in enumerate(model.layers):
         ticks = int(last[i].ticks) if last else 0
+        if last_cycles is not None:
+            count, instructions = float(last_cycles[i].cycles), float(last_cycles[i].instructions)
+        else:
+            count, instructions = (timer.to_count(ticks) if last else 0.0), None
         layers.append(LayerMeasurement(
             index=i, name=layer.name, op=layer.op, a_bits=model.a_bits(layer), w_bits=layer.w_bits,
             o_bits=model.o_bits(layer), in_shape=tuple(model.in_spec(layer).shape),
             out_shape=tuple(model.out_spec(layer).shape), macs=model.macs(layer), ticks=ticks,
-            count=timer.to_count(ticks), bit_exact=bool(exact[i]) if check else None))
+            count=count, bit_exact=bool(exact[i]) if check else None, instructions=instructions))
     outputs_equal = all(np.array_equal(d, r) for d, r in zip(dev_outputs, ref_outputs)) if check else False
     mismatched = [m.name for m in layers if not m.bit_exact] if check else []
     return ModelMeasurement(
         board=board.name, timer=timer.source, unit=timer.unit, layers=layers, outputs=dev_outputs,
         reference_outputs=ref_outputs, bit_exact=bool(check and outputs_equal and not mismatched),
         mismatched_layers=mismatched, build=build, mem=mem, emulator_seconds=seconds, firmware_hash=fw_hash,
-        extra={"ticks_per_input": [[int(r.ticks) for r in results] for results in per_input]})
+        extra={"ticks_per_input": [[int(r.ticks) for r in results] for results in per_input],
+               **(cycles.describe() if cycles is not None else {})})
