@@ -125,12 +125,8 @@ static void on_mem(unsigned int vcpu, qemu_plugin_meminfo_t info, uint64_t vaddr
         if (res == 2) {
             add_dyn(base + RE_WRITEBACK, 1.0);
         }
-    } else if (store) {
-        if (rg->write_ws) {
-            add_dyn(base + RE_WRITE, 1.0);
-        }
-    } else if (rg->read_ws) {
-        add_dyn(base + RE_READ, 1.0);
+    } else {
+        add_dyn(base + (store ? RE_WRITE : RE_READ), 1.0); /* counted even at zero cost: calibration sees them */
     }
 }
 
@@ -168,7 +164,7 @@ static void on_tb(unsigned int vcpu, void *udata)
                     add_dyn(base + RE_IMISS, 1.0);
                 }
             }
-        } else if (rg->fetch_ws) {
+        } else {
             add_dyn(base + RE_FETCH, (double)t->fetch_words);
         }
     }
@@ -329,6 +325,8 @@ TH_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_t *info, 
         th_btac_init(&btac, model.btac_entries)) {
         return fail("out of memory");
     }
+    /* Loads need callbacks only when they cost something, or when calibration wants their counts. */
+    data_timing = events_on;
     for (int r = 0; r < model.n_regions; ++r) {
         if (model.region[r].read_ws || (model.region[r].dcache && dcache.sets)) {
             data_timing = 1;

@@ -261,7 +261,10 @@ static m7_props_t m7_props(const th_model_t *m, const th_insn_t *in)
 static double m7_block(const th_model_t *m, const th_insn_t *insn, unsigned n, uint32_t *ev, double *prefix,
                          uint16_t (*prefix_ev)[EV_STATIC_N])
 {
-    int64_t ready[16] = {0};
+    int64_t ready[16];
+    for (unsigned r = 0; r < 16u; ++r) {
+        ready[r] = -64; /* values from before the block are ready */
+    }
     int64_t t_prev = -1, busy_until = 0, end = 0;
     int slot_prev = 1;
     uint8_t prev_attr = 0;
@@ -323,11 +326,12 @@ static double m7_block(const th_model_t *m, const th_insn_t *insn, unsigned n, u
                 ready[r] = t + ((wb & (1u << r)) ? 0 : (int64_t)p.lat);
             }
         }
-        busy_until = t + (int64_t)p.occupancy;
+        /* a multi-cycle issue (LDM, divide, TBB) holds the issue stage; a single-cycle one leaves its slot free */
+        busy_until = p.occupancy > 1u ? t + (int64_t)p.occupancy : t;
         t_prev = t;
         prev_attr = p.attr;
-        if (busy_until > end) {
-            end = busy_until;
+        if (t + (int64_t)p.occupancy > end) {
+            end = t + (int64_t)p.occupancy;
         }
     }
     ev[EV_ISSUE] += (uint32_t)end;
