@@ -74,15 +74,14 @@ _SETUP = (
 
 
 def _function(i: int, b: Bench) -> str:
-    lines = [*_SETUP, f"movw r12, #{b.iterations}", f"b mb_{i}_body", f"mb_{i}_body:"]
+    lines = [*_SETUP, f"movw r12, #{b.iterations}", f"b mb_{i}_body", ".ltorg", f"mb_{i}_body:"]
     body = [f"    {ln}".replace("{L}", f"mb_{i}_").replace("{never}", f"mb_{i}_never") for ln in b.body]
     if b.iterations > 1:
         lines += [f"mb_{i}_loop:", *body, "subs r12, r12, #1", f"bne mb_{i}_loop"]
     else:
         lines += body
     # DMB issues alone on the M7, so no body instruction pairs with what follows; on the M4 it is a constant.
-    lines += ["dmb", f"b mb_{i}_end", f"mb_{i}_end:", "pop {r4-r11, pc}", f"mb_{i}_never:", f"b mb_{i}_never",
-              ".ltorg"]
+    lines += ["dmb", f"b mb_{i}_end", f"mb_{i}_end:", "pop {r4-r11, pc}", f"mb_{i}_never:", f"b mb_{i}_never"]
     asm = "\n".join(f'        "{ln}\\n"' for ln in lines)
     # 256-byte alignment keeps a short bench inside one QEMU page, so its translation blocks are the same in every
     # image (a block never crosses a page; a split would change the pairings the model sees).

@@ -242,7 +242,9 @@ static void on_translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
         ii->idx = (uint32_t)i;
         ii->prefix = prefix[i];
         memcpy(ii->prefix_ev, prefix_ev[i], sizeof ii->prefix_ev);
-        enum qemu_plugin_mem_rw rw = store ? (load ? QEMU_PLUGIN_MEM_RW : QEMU_PLUGIN_MEM_W) : QEMU_PLUGIN_MEM_R;
+        /* Measured on Debian's QEMU 7.2: a callback registered for QEMU_PLUGIN_MEM_R alone never fires, one for
+         * QEMU_PLUGIN_MEM_RW fires on loads and stores alike; so loads register RW and on_mem tells them apart. */
+        enum qemu_plugin_mem_rw rw = (store && !load) ? QEMU_PLUGIN_MEM_W : QEMU_PLUGIN_MEM_RW;
         qemu_plugin_register_vcpu_mem_cb(qemu_plugin_tb_get_insn(tb, i), on_mem, QEMU_PLUGIN_CB_NO_REGS, rw, ii);
     }
     free(dec);
