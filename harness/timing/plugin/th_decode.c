@@ -477,3 +477,37 @@ void th_decode(const uint8_t *bytes, unsigned size, unsigned *it_left, th_insn_t
         *it_left = n;
     }
 }
+
+uint32_t th_branch_target(const uint8_t *bytes, unsigned size, uint32_t pc)
+{
+    uint32_t hw1 = (uint32_t)bytes[0] | ((uint32_t)bytes[1] << 8);
+    int32_t off;
+    if (size == 2u) {
+        if ((hw1 >> 12) == 0xDu && ((hw1 >> 9) & 7u) != 7u) {
+            off = (int32_t)(int8_t)(hw1 & 0xFFu) * 2; /* B<c> T1 */
+        } else if ((hw1 >> 11) == 0x1Cu) {
+            off = ((int32_t)((hw1 & 0x7FFu) << 21) >> 20); /* B T2: imm11:'0' sign-extended */
+        } else {
+            return 0;
+        }
+        return pc + 4u + (uint32_t)off;
+    }
+    uint32_t hw2 = (uint32_t)bytes[2] | ((uint32_t)bytes[3] << 8);
+    if ((hw1 >> 11) != 0x1Eu || (hw2 >> 14) != 2u) {
+        return 0;
+    }
+    uint32_t s = (hw1 >> 10) & 1u, j1 = (hw2 >> 13) & 1u, j2 = (hw2 >> 11) & 1u, imm11 = hw2 & 0x7FFu;
+    uint32_t imm;
+    if (((hw2 >> 12) & 1u) == 0u) { /* B<c>.W T3: S:J2:J1:imm6:imm11:'0' */
+        if (((hw1 >> 7) & 7u) == 7u) {
+            return 0;
+        }
+        imm = (s << 20) | (j2 << 19) | (j1 << 18) | ((hw1 & 0x3Fu) << 12) | (imm11 << 1);
+        off = (int32_t)(imm << 11) >> 11;
+    } else { /* B.W T4: S:I1:I2:imm10:imm11:'0', I = NOT(J XOR S) */
+        uint32_t i1 = !(j1 ^ s), i2 = !(j2 ^ s);
+        imm = (s << 24) | (i1 << 23) | (i2 << 22) | ((hw1 & 0x3FFu) << 12) | (imm11 << 1);
+        off = (int32_t)(imm << 7) >> 7;
+    }
+    return pc + 4u + (uint32_t)off;
+}

@@ -34,6 +34,9 @@ typedef struct tb_info {
     uint32_t n;
     double cost;
     uint32_t ev[EV_STATIC_N];
+    double loop_cost; /* an iteration right after itself (the block branches back to its own start) */
+    uint32_t loop_ev[EV_STATIC_N];
+    uint8_t self_loop;
     uint8_t branch;
     int8_t code_region;
     uint32_t first_line, last_line, fetch_words;
@@ -57,6 +60,8 @@ static int out_fd = -1, events_on, data_timing;
 static uint32_t marks_base, marks_bytes;
 static char hot_path[1024];
 static tb_info_t *all_tbs, *cur_tb;
+static double cur_cost; /* static cycles charged for the running block's current execution */
+static const uint32_t *cur_ev;
 static double static_cycles, dyn_cycles;
 static uint64_t insns_total, ev_static[EV_STATIC_N], ev_dyn[EV_N];
 
@@ -85,14 +90,15 @@ static void record(const insn_info_t *ii, uint32_t tag)
 {
     const tb_info_t *tb = ii->tb;
     char line[2048];
-    double cycles = static_cycles - tb->cost + ii->prefix + dyn_cycles;
+    /* cur_tb == tb: a memory callback runs inside its own block's execution */
+    double cycles = static_cycles - cur_cost + ii->prefix + dyn_cycles;
     uint64_t insns = insns_total - tb->n + ii->idx;
     int len = snprintf(line, sizeof line, "%" PRIu32 " %.3f %" PRIu64, tag, cycles, insns);
     if (events_on) {
         for (int k = 0; k < EV_N && len < (int)sizeof line - 32; ++k) {
             uint64_t v = ev_dyn[k];
             if (k < EV_STATIC_N) {
-                v += ev_static[k] - tb->ev[k] + ii->prefix_ev[k];
+                v += ev_static[k] - cur_ev[k] + ii->prefix_ev[k];
             }
             len += snprintf(line + len, sizeof line - (size_t)len, " %" PRIu64, v);
         }
@@ -146,13 +152,17 @@ static void on_tb(unsigned int vcpu, void *udata)
             add_dyn(direct ? EV_REFILL_DIRECT : EV_REFILL_INDIRECT, 1.0);
         }
     }
+    /* Another iteration of a one-block loop (M7: with the dependencies carried over from the last iteration). */
+    int again = t->self_loop && prev && prev->vaddr == t->vaddr && prev->end == t->end;
     cur_tb = t;
-    static_cycles += t->cost;
+    cur_cost = again ? t->loop_cost : t->cost;
+    cur_ev = again ? t->loop_ev : t->ev;
+    static_cycles += cur_cost;
     insns_total += t->n;
     t->execs++;
     if (events_on) {
         for (int k = 0; k < EV_STATIC_N; ++k) {
-            ev_static[k] += t->ev[k];
+            ev_static[k] += cur_ev[k];
         }
     }
     if (t->code_region >= 0) {
@@ -196,6 +206,8 @@ static void on_translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
         if (i + 1 == n) {
             t->last_pc = (uint32_t)qemu_plugin_insn_vaddr(insn);
             last_size = (uint32_t)size;
+            t->self_loop = th_branch_target(bytes, size == 4 ? 4u : 2u, t->last_pc) ==
+                           (uint32_t)qemu_plugin_tb_vaddr(tb);
         }
     }
     t->vaddr = (uint32_t)qemu_plugin_tb_vaddr(tb);
@@ -203,6 +215,12 @@ static void on_translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
     t->n = (uint32_t)n;
     t->branch = dec[n - 1].branch;
     t->cost = th_sched_block(&model, dec, (unsigned)n, t->ev, prefix, prefix_ev);
+    if (t->self_loop) {
+        t->loop_cost = th_sched_loop(&model, dec, (unsigned)n, t->loop_ev);
+    } else {
+        t->loop_cost = t->cost;
+        memcpy(t->loop_ev, t->ev, sizeof t->ev);
+    }
     t->code_region = (int8_t)th_model_region(&model, t->vaddr);
     uint32_t shift = icache.sets ? icache.line_shift : 0u;
     t->first_line = t->vaddr >> shift;
@@ -263,8 +281,8 @@ static void at_exit(qemu_plugin_id_t id, void *udata)
                 if (t->execs == 0 || !t->bytes) {
                     continue;
                 }
-                fprintf(f, "%08" PRIx32 " %08" PRIx32 " %" PRIu32 " %" PRIu64 " %.3f %u ", t->vaddr, t->end, t->n,
-                        t->execs, t->cost, (unsigned)t->branch);
+                fprintf(f, "%08" PRIx32 " %08" PRIx32 " %" PRIu32 " %" PRIu64 " %.3f %u %.3f ", t->vaddr, t->end,
+                        t->n, t->execs, t->cost, (unsigned)t->branch, t->loop_cost);
                 for (uint32_t i = 0; i < t->nbytes; ++i) {
                     fprintf(f, "%02x", t->bytes[i]);
                 }

@@ -73,6 +73,8 @@ typedef struct {
 /* Decodes one Thumb instruction at `bytes` (2 or 4 bytes, little-endian halfwords). `it_left` carries the IT
  * state across calls (instructions still to come in the current IT block). */
 void th_decode(const uint8_t *bytes, unsigned size, unsigned *it_left, th_insn_t *out);
+/* Target of the direct branch (B, B<c>, B.W, B<c>.W) at address `pc`, or 0 if it is not one. */
+uint32_t th_branch_target(const uint8_t *bytes, unsigned size, uint32_t pc);
 
 /* ---- events and parameters -------------------------------------------------------------------------------- */
 
@@ -148,6 +150,11 @@ int th_model_region(const th_model_t *m, uint64_t addr); /* region index, or -1 
  * static cycles (fractional only when calibrated costs are). */
 double th_sched_block(const th_model_t *m, const th_insn_t *insn, unsigned n, uint32_t *ev, double *prefix,
                         uint16_t (*prefix_ev)[EV_STATIC_N]);
+
+/* Static cycles of one iteration of a block that loops back to its own start, in the steady state (the M7's
+ * register dependencies carry over from the previous iteration; on the M4 the taken-branch refill separates the
+ * iterations, so this equals th_sched_block). Adds that iteration's static events to `ev`. */
+double th_sched_loop(const th_model_t *m, const th_insn_t *insn, unsigned n, uint32_t *ev);
 
 /* ---- caches and branch prediction ------------------------------------------------------------------------ */
 
