@@ -133,6 +133,9 @@ def model_text(core: CoreModel, profile: TimingProfile, regions: list[Region],
     for key, g in (("icache", profile.icache), ("dcache", profile.dcache)):
         if g is not None:
             lines.append(f"{key} {g.size} {g.line} {g.ways}")
+    stack = [i for i, r in enumerate(regions) if r.role == "stack"]
+    if stack:
+        lines.append(f"sp_region {stack[0]}")  # SP-relative accesses: the plugin skips them where they cost nothing
     lines.append(f"fetch_bytes {profile.fetch_bytes}")
     if core.plugin_core == "m7":
         lines.append(f"btac {core.btac_entries}")

@@ -18,7 +18,7 @@ from harness.boards.config import repo_root
 from harness.errors import BuildError, MissingDependencyError
 from harness.timing.model import PLUGIN_DIR, plugin_sources
 
-FLAGS = ("-std=c99", "-D_GNU_SOURCE", "-O2", "-Wall", "-Wextra", "-fPIC", "-shared", "-fvisibility=hidden")
+FLAGS = ("-std=c99", "-D_GNU_SOURCE", "-O2", "-flto", "-Wall", "-Wextra", "-fPIC", "-shared", "-fvisibility=hidden")
 
 
 def _cache_root() -> Path:

@@ -10,6 +10,7 @@
  *   icache|dcache <bytes> <line bytes> <ways>
  *   fetch_bytes <n>
  *   btac <entries>
+ *   sp_region <index>                the region SP-relative accesses go to (after the region lines)
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,6 +43,7 @@ int th_model_load(th_model_t *m, const char *path, char *err, unsigned errlen)
     memset(m, 0, sizeof(*m));
     m->fetch_bytes = 4u;
     m->cost[EV_ISSUE] = 1.0;
+    m->sp_region = -1;
     FILE *f = fopen(path, "r");
     if (!f) {
         snprintf(err, errlen, "cannot open model file %s", path);
@@ -107,6 +109,11 @@ int th_model_load(th_model_t *m, const char *path, char *err, unsigned errlen)
             if (ok) {
                 m->fetch_bytes = (uint32_t)a[0];
             }
+        } else if (strcmp(key, "sp_region") == 0) {
+            ok = sscanf(line, "%*s %lu", &a[0]) == 1 && (int)a[0] < m->n_regions;
+            if (ok) {
+                m->sp_region = (int)a[0];
+            }
         } else if (strcmp(key, "btac") == 0) {
             ok = sscanf(line, "%*s %lu", &a[0]) == 1;
             if (ok) {
@@ -160,6 +167,9 @@ int th_cache_init(th_cache_t *c, th_cache_geom_t g)
         return 0;
     }
     c->sets = g.size / (g.line * g.ways);
+    if (c->sets & (c->sets - 1u)) {
+        return -1; /* the set index is a mask: sets must be a power of two */
+    }
     c->line_shift = log2u(g.line);
     size_t n = (size_t)c->sets * g.ways;
     c->tag = calloc(n, sizeof *c->tag);
@@ -168,30 +178,41 @@ int th_cache_init(th_cache_t *c, th_cache_geom_t g)
     return (c->tag && c->age && c->dirty) ? 0 : -1;
 }
 
-int th_cache_access(th_cache_t *c, uint32_t addr, int write)
+int th_cache_access(th_cache_t *c, uint32_t addr, int write, uint32_t *slot)
 {
     uint32_t line = addr >> c->line_shift;
-    uint32_t set = line % c->sets;
-    uint32_t *tag = &c->tag[set * c->g.ways], *age = &c->age[set * c->g.ways];
-    uint8_t *dirty = &c->dirty[set * c->g.ways];
+    uint32_t ways = c->g.ways, first = (line & (c->sets - 1u)) * ways;
+    uint32_t *tag = &c->tag[first], *age = &c->age[first];
+    uint8_t *dirty = &c->dirty[first];
     uint32_t want = line + 1u, victim = 0;
-    ++c->clock;
-    for (uint32_t w = 0; w < c->g.ways; ++w) {
+    uint32_t now = ++c->clock;
+    if (slot && *slot < c->sets * ways && c->tag[*slot] == want) { /* the caller's guess: where it hit last time */
+        c->age[*slot] = now;
+        c->dirty[*slot] |= (uint8_t)(write != 0);
+        return 0;
+    }
+    for (uint32_t w = 0; w < ways; ++w) {
         if (tag[w] == want) {
-            age[w] = c->clock;
-            dirty[w] = (uint8_t)(dirty[w] | (write != 0));
+            age[w] = now;
+            dirty[w] |= (uint8_t)(write != 0);
+            if (slot) {
+                *slot = first + w;
+            }
             return 0;
         }
-        if (tag[w] == 0u || age[w] < age[victim]) {
+    }
+    for (uint32_t w = 1; w < ways; ++w) { /* LRU victim; an empty way has age 0 */
+        if (age[w] < age[victim]) {
             victim = w;
-            if (tag[w] == 0u) {
-                break;
-            }
         }
     }
     int evicted_dirty = tag[victim] != 0u && dirty[victim];
+    ++c->fills;
+    if (slot) {
+        *slot = first + victim;
+    }
     tag[victim] = want;
-    age[victim] = c->clock;
+    age[victim] = now;
     dirty[victim] = (uint8_t)(write != 0);
     return evicted_dirty ? 2 : 1;
 }
@@ -199,6 +220,9 @@ int th_cache_access(th_cache_t *c, uint32_t addr, int write)
 int th_btac_init(th_btac_t *b, uint32_t entries)
 {
     memset(b, 0, sizeof(*b));
+    if (entries & (entries - 1u)) {
+        return -1; /* indexed by a mask: a power of two */
+    }
     b->n = entries;
     if (entries == 0u) {
         return 0;
@@ -214,7 +238,7 @@ int th_btac_resolve(th_btac_t *b, uint32_t pc, int taken, uint32_t target)
     if (b->n == 0u) {
         return taken; /* no predictor: every taken branch redirects the fetch late */
     }
-    uint32_t i = (pc >> 1) % b->n;
+    uint32_t i = (pc >> 1) & (b->n - 1u);
     int hit = b->pc[i] == pc + 1u;
     int pred_taken = hit && b->ctr[i] >= 2u;
     int wrong = pred_taken != taken || (taken && b->target[i] != target);

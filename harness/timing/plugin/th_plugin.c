@@ -40,6 +40,8 @@ typedef struct tb_info {
     uint8_t branch;
     int8_t code_region;
     uint32_t first_line, last_line, fetch_words;
+    uint32_t ic_fills, ic_slot[4]; /* I-cache slots of the block's lines, valid while no fill has happened */
+    uint8_t ic_valid;
     uint64_t execs;
     uint8_t *bytes; /* kept for the hot-block dump only */
     uint32_t nbytes;
@@ -47,6 +49,13 @@ typedef struct tb_info {
 } tb_info_t;
 
 typedef struct {
+    /* hot: the region and D-cache slot of this instruction's last access, tried first */
+    uint32_t rbase, rsize; /* bounds of that region (size 0: none yet) */
+    uint32_t dslot;
+    int16_t rev;           /* the region's first event (EV_REGION_BASE + r * EV_PER_REGION) */
+    uint8_t rcache;        /* the region is D-cacheable */
+    uint8_t rcounted;      /* its accesses cost something (or calibration counts them) */
+    /* cold: for marker records */
     tb_info_t *tb;
     uint32_t idx;
     double prefix;
@@ -55,8 +64,9 @@ typedef struct {
 
 static th_model_t model;
 static th_cache_t icache, dcache;
+static uint32_t dcache_slots; /* sets * ways of the D-cache */
 static th_btac_t btac;
-static int out_fd = -1, events_on, data_timing;
+static int out_fd = -1, events_on, data_timing, sp_free;
 static uint32_t marks_base, marks_bytes;
 static char hot_path[1024];
 static tb_info_t *all_tbs, *cur_tb;
@@ -65,10 +75,12 @@ static const uint32_t *cur_ev;
 static double static_cycles, dyn_cycles;
 static uint64_t insns_total, ev_static[EV_STATIC_N], ev_dyn[EV_N];
 
-static void add_dyn(int ev, double n)
+static inline void add_dyn(int ev, double n)
 {
-    dyn_cycles += n * model.cost[ev];
-    ev_dyn[ev] += (uint64_t)n;
+    if (model.cost[ev] != 0.0 || events_on) { /* zero-cost events are counted only for calibration */
+        dyn_cycles += n * model.cost[ev];
+        ev_dyn[ev] += (uint64_t)n;
+    }
 }
 
 static void write_all(const char *buf, size_t len)
@@ -107,33 +119,70 @@ static void record(const insn_info_t *ii, uint32_t tag)
     write_all(line, (size_t)len);
 }
 
-static void on_mem(unsigned int vcpu, qemu_plugin_meminfo_t info, uint64_t vaddr, void *udata)
+/* Charges one data access at `a` (not a marker store). The region and D-cache slot of the instruction's last
+ * access are tried first: most instructions stream through one region and stay on a line for a while. */
+static void set_region(insn_info_t *ii, uint32_t a)
 {
-    (void)vcpu;
-    const insn_info_t *ii = udata;
-    uint32_t a = (uint32_t)vaddr;
-    int store = qemu_plugin_mem_is_store(info);
-    if (store && a - marks_base < marks_bytes) {
-        record(ii, (a - marks_base) >> 2);
-        return;
-    }
     int r = th_model_region(&model, a);
     if (r < 0) {
+        ii->rbase = a;
+        ii->rsize = 1u; /* no region: nothing to charge at this address */
+        ii->rev = -1;
+        ii->rcache = ii->rcounted = 0;
         return;
     }
     const th_region_t *rg = &model.region[r];
-    int base = EV_REGION_BASE + r * EV_PER_REGION;
-    if (rg->dcache && dcache.sets) {
-        int res = th_cache_access(&dcache, a, store);
+    ii->rbase = rg->base;
+    ii->rsize = rg->size;
+    ii->rev = (int16_t)(EV_REGION_BASE + r * EV_PER_REGION);
+    ii->rcache = (uint8_t)(rg->dcache && dcache.sets);
+    ii->rcounted = (uint8_t)(ii->rcache || rg->read_ws || rg->write_ws || events_on);
+}
+
+static inline void charge_access(insn_info_t *ii, uint32_t a, int store)
+{
+    if (a - ii->rbase >= ii->rsize) {
+        set_region(ii, a);
+    }
+    if (ii->rcache) {
+        uint32_t slot = ii->dslot;
+        if (slot < dcache_slots && dcache.tag[slot] == (a >> dcache.line_shift) + 1u) {
+            dcache.age[slot] = ++dcache.clock; /* hit where it hit last time */
+            dcache.dirty[slot] |= (uint8_t)store;
+            return;
+        }
+        int res = th_cache_access(&dcache, a, store, &ii->dslot);
         if (res) {
-            add_dyn(base + RE_DMISS, 1.0);
+            add_dyn(ii->rev + RE_DMISS, 1.0);
         }
         if (res == 2) {
-            add_dyn(base + RE_WRITEBACK, 1.0);
+            add_dyn(ii->rev + RE_WRITEBACK, 1.0);
         }
-    } else {
-        add_dyn(base + (store ? RE_WRITE : RE_READ), 1.0); /* counted even at zero cost: calibration sees them */
+    } else if (ii->rcounted) {
+        add_dyn(ii->rev + (store ? RE_WRITE : RE_READ), 1.0); /* counted even at zero cost for calibration */
     }
+}
+
+static void on_load(unsigned int vcpu, qemu_plugin_meminfo_t info, uint64_t vaddr, void *udata)
+{
+    (void)vcpu;
+    (void)info;
+#ifdef TH_NOOP_LOADS
+    return;
+#endif
+    charge_access(udata, (uint32_t)vaddr, 0);
+}
+
+static void on_store(unsigned int vcpu, qemu_plugin_meminfo_t info, uint64_t vaddr, void *udata)
+{
+    (void)vcpu;
+    (void)info;
+    uint32_t a = (uint32_t)vaddr;
+    if (a - marks_base < marks_bytes) {
+        record(udata, (a - marks_base) >> 2);
+        return;
+    }
+    charge_access(udata, a, 1);
 }
 
 static void on_tb(unsigned int vcpu, void *udata)
@@ -169,10 +218,24 @@ static void on_tb(unsigned int vcpu, void *udata)
         const th_region_t *rg = &model.region[t->code_region];
         int base = EV_REGION_BASE + t->code_region * EV_PER_REGION;
         if (rg->icache && icache.sets) {
-            for (uint32_t line = t->first_line; line <= t->last_line; ++line) {
-                if (th_cache_access(&icache, line << icache.line_shift, 0)) {
-                    add_dyn(base + RE_IMISS, 1.0);
+            if (t->ic_valid && t->ic_fills == icache.fills) {
+                /* no line has been filled (so none evicted) since this block's lines were all present: they are
+                 * hits; only their LRU ages move */
+                for (uint32_t k = 0; k <= t->last_line - t->first_line; ++k) {
+                    icache.age[t->ic_slot[k]] = ++icache.clock;
                 }
+            } else {
+                for (uint32_t line = t->first_line, k = 0; line <= t->last_line; ++line, ++k) {
+                    uint32_t slot = 0;
+                    if (th_cache_access(&icache, line << icache.line_shift, 0, &slot)) {
+                        add_dyn(base + RE_IMISS, 1.0);
+                    }
+                    if (k < 4u) {
+                        t->ic_slot[k] = slot;
+                    }
+                }
+                t->ic_valid = t->last_line - t->first_line < 4u;
+                t->ic_fills = icache.fills;
             }
         } else {
             add_dyn(base + RE_FETCH, (double)t->fetch_words);
@@ -252,18 +315,23 @@ static void on_translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
         if (!store && !(load && data_timing)) {
             continue;
         }
+        if (sp_free && dec[i].ra == (1u << 13)) {
+            continue; /* SP-relative: the stack, where accesses cost nothing under this profile */
+        }
         insn_info_t *ii = calloc(1, sizeof *ii);
         if (!ii) {
             continue;
         }
         ii->tb = t;
         ii->idx = (uint32_t)i;
+        ii->dslot = UINT32_MAX;
         ii->prefix = prefix[i];
         memcpy(ii->prefix_ev, prefix_ev[i], sizeof ii->prefix_ev);
         /* Measured on Debian's QEMU 7.2: a callback registered for QEMU_PLUGIN_MEM_R alone never fires, one for
-         * QEMU_PLUGIN_MEM_RW fires on loads and stores alike; so loads register RW and on_mem tells them apart. */
-        enum qemu_plugin_mem_rw rw = (store && !load) ? QEMU_PLUGIN_MEM_W : QEMU_PLUGIN_MEM_RW;
-        qemu_plugin_register_vcpu_mem_cb(qemu_plugin_tb_get_insn(tb, i), on_mem, QEMU_PLUGIN_CB_NO_REGS, rw, ii);
+         * QEMU_PLUGIN_MEM_RW fires on loads and stores alike. An instruction either loads or stores, so each gets
+         * the callback for its kind, registered RW (loads) or W (stores). */
+        qemu_plugin_register_vcpu_mem_cb(qemu_plugin_tb_get_insn(tb, i), store ? on_store : on_load,
+                                         QEMU_PLUGIN_CB_NO_REGS, store ? QEMU_PLUGIN_MEM_W : QEMU_PLUGIN_MEM_RW, ii);
     }
     free(dec);
     free(prefix);
@@ -343,14 +411,20 @@ TH_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_t *info, 
     }
     if (th_cache_init(&icache, model.icache) || th_cache_init(&dcache, model.dcache) ||
         th_btac_init(&btac, model.btac_entries)) {
-        return fail("out of memory");
+        return fail("cache sets and BTAC entries must be powers of two (or out of memory)");
     }
+    dcache_slots = dcache.sets * dcache.g.ways;
     /* Loads need callbacks only when they cost something, or when calibration wants their counts. */
     data_timing = events_on;
     for (int r = 0; r < model.n_regions; ++r) {
         if (model.region[r].read_ws || (model.region[r].dcache && dcache.sets)) {
             data_timing = 1;
         }
+    }
+    if (model.sp_region >= 0 && !events_on) {
+        const th_region_t *rg = &model.region[model.sp_region];
+        sp_free = !rg->read_ws && !rg->write_ws && !(rg->dcache && dcache.sets) &&
+                  !(marks_base - rg->base < rg->size); /* markers are never SP-relative, but stay safe */
     }
     out_fd = open(out_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (out_fd < 0) {

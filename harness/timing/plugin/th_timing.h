@@ -137,6 +137,7 @@ typedef struct {
     th_cache_geom_t icache, dcache;
     uint32_t fetch_bytes; /* fetch width outside a cache (M4: 4) */
     uint32_t btac_entries;
+    int sp_region;        /* the region SP-relative accesses go to (the stack), or -1 */
 } th_model_t;
 
 /* Reads the model file written by the harness (harness/timing/model.py). Returns 0, or -1 with `err` filled. */
@@ -165,12 +166,14 @@ typedef struct {
     uint32_t *age;   /* LRU stamps */
     uint8_t *dirty;
     uint32_t clock;
+    uint32_t fills; /* line fills so far: while unchanged, no line has left the cache */
 } th_cache_t;
 
 int th_cache_init(th_cache_t *c, th_cache_geom_t g);
 /* Looks up the line holding `addr`; allocates it on a miss. Returns 0 hit, 1 miss, 2 miss that evicted a dirty
- * line. `write` marks the line dirty (write-back, write-allocate). */
-int th_cache_access(th_cache_t *c, uint32_t addr, int write);
+ * line. `write` marks the line dirty (write-back, write-allocate). `slot` (may be NULL) is a guess of the line's
+ * slot, tried first, and receives the slot the line now occupies. */
+int th_cache_access(th_cache_t *c, uint32_t addr, int write, uint32_t *slot);
 
 typedef struct {
     uint32_t n;
