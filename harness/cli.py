@@ -20,6 +20,7 @@ COMMANDS = {
     "profile": "measure the latency lookup table of a model's layer shapes on a board",
     "train": "train a zoo model on an offline data set",
     "sensitivity": "QuantuneV2 layer sensitivity ranking",
+    "calibrate": "fit the cycle model's parameters from microbenchmarks (board=..., timer=qemu-cycles)",
 }
 
 
@@ -89,7 +90,9 @@ def _usage() -> str:
     lines = ["usage: tinyhil <command> [hydra overrides] [-m for a multirun sweep]", "", "commands:"]
     lines += [f"  {k:<12} {v}" for k, v in COMMANDS.items()]
     lines += ["", "examples:", "  tinyhil run experiment=smoke", "  tinyhil run experiment=freebits board=qemu-netduinoplus2",
-              "  tinyhil bench experiment=kernels", "  tinyhil run -m experiment=quantmcu method.phi=2,3,4"]
+              "  tinyhil bench experiment=kernels", "  tinyhil run -m experiment=quantmcu method.phi=2,3,4",
+              "  tinyhil run experiment=smoke board=qemu-mps2-an500 timer=qemu-cycles timing=stm32h743",
+              "  tinyhil calibrate board=qemu-mps2-an386 timer=qemu-cycles"]
     return "\n".join(lines)
 
 

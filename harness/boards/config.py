@@ -46,6 +46,7 @@ class TimerSpec:
     hz: int
     unit: str
     count_per_tick: float
+    model: str = ""  # timer=qemu-cycles: "<timing profile>/<model version>" (counts of two models never mix)
 
     def to_count(self, ticks: float) -> float:
         if self.source == "qemu-cycles":

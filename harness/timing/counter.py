@@ -63,7 +63,8 @@ def apply_timer(cfg: BoardConfig, timer: str | None = None,
                           f"and counts with {cfg.timer.source}")
     profile = profile_for_board(cfg, timing if has_timing else None)
     core = load_core(profile.core)
-    spec = TimerSpec(source=TIMER, hz=profile.clock_hz, unit="cycles", count_per_tick=cfg.timer.count_per_tick)
+    spec = TimerSpec(source=TIMER, hz=profile.clock_hz, unit="cycles", count_per_tick=cfg.timer.count_per_tick,
+                     model=f"{profile.name}/{model_version(core)}")
     return replace(cfg, timer=spec), CycleCounter(cfg, profile, core, events=events)
 
 
