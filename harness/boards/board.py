@@ -127,16 +127,27 @@ class QemuBoard(Board):
             self.link = SerialLink(url, diagnose=self.driver.diagnose)
         except DeviceError as exc:
             self.close()
-            if self.cycles is not None and "plugin" in str(exc).lower():
-                from harness.errors import TimingError
-
-                raise TimingError(f"the QEMU timing plugin did not load ({exc}); rebuild it with "
-                                  "`python -m harness.timing.plugin` (needs gcc and Debian's QEMU 7.2)") from exc
-            raise
+            raise self._plugin_error(exc) from exc
         except BaseException:
             self.close()
             raise
         return self.link
+
+    def open_dut(self, timeout: float | None = None) -> Dut:
+        try:
+            return super().open_dut(timeout)
+        except DeviceError as exc:  # QEMU loads plugins once the serial link is up: a failure shows here
+            raise self._plugin_error(exc) from exc
+
+    def _plugin_error(self, exc: DeviceError) -> Exception:
+        """A QEMU failure caused by the timing plugin as the TimingError that names the fix; others unchanged."""
+        if self.cycles is None or "plugin" not in str(exc).lower():
+            return exc
+        from harness.errors import TimingError
+
+        detail = "; ".join(ln.strip() for ln in str(exc).splitlines() if ln.strip())
+        return TimingError(f"the QEMU timing plugin did not load ({detail}); rebuild it with "
+                           "`python -m harness.timing.plugin` (needs gcc and Debian's QEMU 7.2)")
 
     def wait_exit(self, timeout: float = 10.0) -> int:
         """Wait for the firmware to leave (``exit N%``, fault) and return QEMU's exit status."""
