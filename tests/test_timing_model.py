@@ -10,7 +10,13 @@ from harness.boards import load_board_config, make_board
 from harness.boards.config import TimerSpec
 from harness.errors import ConfigError, TimingError
 from harness.timing import apply_timer, known_profiles, load_core, load_profile, profile_for_board
-from harness.timing.calibrate import CALIBRATION_BENCHES, fit, param_error_pct, parameter_names, profile_parameters
+from harness.timing.calibrate import (
+    CALIBRATION_BENCHES,
+    fit,
+    param_error_pct,
+    parameter_names,
+    profile_parameters,
+)
 from harness.timing.counter import BUILD_FLAGS, timer_build_flags
 from harness.timing.elf import ImageLayout
 from harness.timing.microbench import Bench, model_source

@@ -91,7 +91,7 @@ def test_image_without_markers_is_refused_before_qemu_starts(fixture_firmware): 
 
 
 def test_plugin_that_does_not_load_is_a_clear_error(tmp_path, monkeypatch):
-    import harness.timing.plugin as plugin
+    from harness.timing import plugin
 
     not_a_plugin = tmp_path / "libthtiming.so"
     not_a_plugin.write_text("not a shared object")
@@ -101,7 +101,7 @@ def test_plugin_that_does_not_load_is_a_clear_error(tmp_path, monkeypatch):
 
 
 def test_bad_model_file_is_reported_by_the_plugin(tmp_path, monkeypatch):
-    import harness.timing.counter as counter
+    from harness.timing import counter
 
     monkeypatch.setattr(counter, "model_text", lambda *a, **k: "core m9\n")
     with pytest.raises(TimingError, match="model file .* line 1"):

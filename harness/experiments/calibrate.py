@@ -51,7 +51,12 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
 
     from harness.boards import load_board_config, make_board
     from harness.timing.calibrate import (
-        CALIBRATION_BENCHES, fit, param_error_pct, parameter_names, profile_parameters)
+        CALIBRATION_BENCHES,
+        fit,
+        param_error_pct,
+        parameter_names,
+        profile_parameters,
+    )
     from harness.timing.microbench import run_benches
 
     board_cfg = load_board_config(OmegaConf.to_container(cfg.board, resolve=True))

@@ -127,9 +127,9 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     m4 = run_cases(make_board("qemu-mps2-an386", timer="qemu-cycles"), M4_CASES, wd / "trm-m4")
     m7 = run_cases(make_board("qemu-mps2-an500", timer="qemu-cycles"), M7_CASES, wd / "trm-m7")
     trm = pd.DataFrame([{"core": core, "case": r.name, "model": r.model, "expected": r.expected,
-                         "expected_range": None if r.expected_range is None else "%g-%g" % r.expected_range,
-                         "ok": r.ok, "source": r.source} for core, rs in (("cortex-m4", m4), ("cortex-m7", m7))
-                        for r in rs])
+                         "expected_range": None if r.expected_range is None else
+                         "{:g}-{:g}".format(*r.expected_range), "ok": r.ok, "source": r.source}
+                        for core, rs in (("cortex-m4", m4), ("cortex-m7", m7)) for r in rs])
     write_table(trm, run_dir / "sequences.csv")
     t = Table(title="documented sequences (cycles; M4: TRM, M7: model rules)")
     for col in ("core", "case", "model", "expected", "ok"):
@@ -199,7 +199,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
         "trm_range_cases": sum(1 for r in m4 if not r.exact),
         "m7_rule_cases": len(m7),
         "m7_rules_ok": bool(all(r.ok for r in m7)),
-        "mca_loops": int(len(mca)),
+        "mca_loops": len(mca),
         "mca_median_abs_error_pct": float(mca.error_pct.abs().median()) if not mca.empty else float("nan"),
         "mca_median_abs_error_pct_m4": float(by_core["cortex-m4"].error_pct.abs().median()) if by_core else None,
         "mca_median_abs_error_pct_m7": float(by_core["cortex-m7"].error_pct.abs().median()) if by_core else None,

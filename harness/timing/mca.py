@@ -82,7 +82,7 @@ def function_sources(map_file: str | Path) -> list[tuple[int, int, str, str]]:
     """(address, size, function, object stem) of every ``.text.<function>`` input section in a GNU ld map."""
     text = Path(map_file).read_text()
     pat = re.compile(r"^ \.text\.(\S+)\s*\n?\s+0x([0-9a-f]+)\s+0x([0-9a-f]+)\s+\S*?\(?([\w.-]+?)(?:\.c)?\.o\)?$",
-                     re.M)
+                     re.MULTILINE)
     return [(int(m.group(2), 16), int(m.group(3), 16), m.group(1), m.group(4)) for m in pat.finditer(text)
             if int(m.group(2), 16) != 0]
 

@@ -4,8 +4,8 @@ The runtime times every layer (SysTick/DWT ticks; with ``timer=qemu-cycles`` the
 measures many sequences over the normal protocol, on an emulated board and on silicon alike. Each layer function
 saves the callee-saved registers, loads the same register set-up (below), branches to the sequence (so the sequence
 starts a translation block of its own and no pipelining reaches into it), runs it ``iterations`` times, ends with a
-DMB (single issue on the Cortex-M7: nothing pairs across it), branches out and returns. Everything but the sequence is the same in every layer, so ``layer - empty layer`` is the
-sequence's own cost.
+DMB (single issue on the Cortex-M7: nothing pairs across it), branches out and returns. Everything but the
+sequence is the same in every layer, so ``layer - empty layer`` is the sequence's own cost.
 
 Register set-up seen by every sequence (r12 is the loop counter, r13-r15 are SP, LR, PC)::
 
