@@ -116,3 +116,6 @@ def test_timer_profile_mismatch_is_one_clear_line_before_any_build(tmp_path):
     assert p.returncode != 0 and "Traceback" not in p.stderr and "board=qemu-mps2-an500" in p.stderr
     p = tinyhil("calibrate", "board=qemu-mps2-an386", f"hydra.run.dir={tmp_path}/c", cwd=REPO)
     assert p.returncode != 0 and "timer=qemu-cycles" in p.stderr
+    # commands that do not count cycles yet refuse instead of measuring instructions
+    p = tinyhil("profile", "model=tiny-cnn", "timer=qemu-cycles", f"hydra.run.dir={tmp_path}/d", cwd=REPO)
+    assert p.returncode != 0 and "does not count cycles yet" in p.stderr and "Traceback" not in p.stderr

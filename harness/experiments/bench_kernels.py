@@ -26,7 +26,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from harness.codegen.ir import IntModel, TensorSpec
-from harness.experiments.common import board_from, workdir
+from harness.experiments.common import board_from, refuse_cycle_timer, workdir
 
 PAIRS: tuple[tuple[int, int], ...] = tuple((a, w) for a in (8, 4, 2) for w in (8, 4, 2))
 REF = "ref"  # the pair label of the plain int8 loop
@@ -376,6 +376,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
 
     from harness.results.io import write_table
 
+    refuse_cycle_timer(cfg, "tinyhil bench experiment=kernels")
     t0 = time.perf_counter()
     e = cfg.experiment
     shapes = select_shapes(list(OmegaConf.select(e, "layers") or []))

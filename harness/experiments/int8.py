@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
-from harness.experiments.common import board_from, progress, workdir
+from harness.experiments.common import board_from, progress, timing_keys, workdir
 from harness.experiments.prepare import export, integer_inputs, prepare, quantize, reference_predictions, top1
 from harness.measure.report import print_per_layer, write_per_layer
 from harness.measure.session import run_on_board
@@ -47,6 +47,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
         "board": m.board,
         "timer": m.timer,
         "unit": m.unit,
+        **timing_keys(m),
         "model": p.name,
         "data": str(cfg.data.name),
         "n_eval": len(inputs),

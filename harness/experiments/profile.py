@@ -12,7 +12,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from harness.experiments.common import workdir
+from harness.experiments.common import refuse_cycle_timer, workdir
 
 
 def settings_from(block, board, seed: int = 0):
@@ -102,6 +102,7 @@ def pair_speed(table, layers) -> dict[str, float]:
 def run(cfg: DictConfig, run_dir: Path) -> dict:
     from rich.console import Console
 
+    refuse_cycle_timer(cfg, "tinyhil profile")
     layers = model_layers(cfg.model)
     board = OmegaConf.to_container(cfg.board, resolve=True)
     res = profile_for(

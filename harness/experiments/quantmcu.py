@@ -24,7 +24,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from harness.errors import ConfigError, DoesNotFitError
-from harness.experiments.common import board_from, progress, workdir
+from harness.experiments.common import board_from, progress, refuse_cycle_timer, workdir
 from harness.patch.intmodel import PatchedModel, layer_specs, patched_macs, plan_model, tensor_bits_of
 from harness.search.quantmcu import QuantMcuParams, quantmcu
 
@@ -104,6 +104,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     from harness.quant.config import PrecisionConfig
     from harness.results.io import atomic_write_text, write_table
 
+    refuse_cycle_timer(cfg, "experiment=quantmcu")
     t0 = time.perf_counter()
     e, mc = cfg.experiment, OmegaConf.to_container(cfg.method, resolve=True)
     params = QuantMcuParams.from_mapping({k: v for k, v in mc.items() if k not in PLAN_KEYS})

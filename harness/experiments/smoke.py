@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from harness.experiments.common import board_from, progress, workdir
+from harness.experiments.common import board_from, progress, timing_keys, workdir
 from harness.measure.report import print_per_layer, write_per_layer
 from harness.measure.session import run_on_board
 
@@ -52,16 +52,6 @@ def smoke_model(cfg: DictConfig):
     model.name = "smoke"
     x = torch.randn(int(e.n_inputs), *shape, generator=gen)
     return model, integer_inputs(model, x)
-
-
-def timing_keys(m) -> dict:
-    """Summary keys of a cycle count: core, profile, model version, instructions beside cycles, milliseconds."""
-    x = m.extra
-    if "timing_profile" not in x:
-        return {}
-    return {"core": x["core"], "timing_profile": x["timing_profile"], "timing_model_version": x["timing_model_version"],
-            "clock_hz": x["clock_hz"], "instructions_total": m.instructions_total,
-            "milliseconds": m.total_count / x["clock_hz"] * 1e3}
 
 
 def run(cfg: DictConfig, run_dir: Path) -> dict:
