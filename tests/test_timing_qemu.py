@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+
 import pytest
 
 from harness.boards import make_board
@@ -119,3 +121,24 @@ def test_timer_profile_mismatch_is_one_clear_line_before_any_build(tmp_path):
     # commands that do not count cycles yet refuse instead of measuring instructions
     p = tinyhil("profile", "model=tiny-cnn", "timer=qemu-cycles", f"hydra.run.dir={tmp_path}/d", cwd=REPO)
     assert p.returncode != 0 and "does not count cycles yet" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_patch_based_model_in_cycles_sums_every_patch_and_copy(tmp_path):
+    from harness.codegen.random_model import random_input, random_network
+    from harness.patch.device import run_patched_on_board
+    from harness.patch.intmodel import patched_model
+
+    model = random_network(8, input_shape=(24, 24, 3))
+    pm = patched_model(model, "pw1", 4)
+    rng = np.random.default_rng(1)
+    xs = [random_input(model.tensors[model.input], rng) for _ in range(2)]
+    board = make_board("qemu-mps2-an386", timer="qemu-cycles")
+    m = run_patched_on_board(pm, board, xs, tmp_path)
+    assert m.bit_exact and m.timer == "qemu-cycles" and m.unit == "cycles"
+    last = board.cycles.per_input[-1]
+    stage = pm.n_stage
+    # every stage layer ran once per patch (kernel call, plus its copies where it has any)
+    assert all(c.regions >= pm.plan.num_patches for c in last[:stage])
+    assert all(c.regions == 1 for c in last[stage:])
+    assert [la.count for la in m.layers] == [c.cycles for c in last] and all(c.cycles > 0 for c in last)
+    assert m.instructions_total == sum(c.instructions for c in last)

@@ -167,10 +167,17 @@ def run_patched_on_board(
                 f"layers, expected {want:08x} with {len(model.layers)} (stale image?)"
             )
         dut.set_crc(check)
+        cycles = getattr(board, "cycles", None)  # timer=qemu-cycles: harness.timing.CycleCounter
+        if cycles is not None:
+            cycles.per_input.clear()
         for x in inputs:
             dut.load_input(packed_tensor_bytes(x, in_bits))
+            if cycles is not None:
+                cycles.begin()
             outputs.append(dut.infer(1, 0))
             per_input.append(dut.layers())
+            if cycles is not None:
+                cycles.collect(len(model.layers), [la.name for la in model.layers], [r.ticks for r in per_input[-1]])
             per_steps.append(read_patches(dut))
             if progress is not None:
                 progress()
@@ -202,6 +209,8 @@ def run_patched_on_board(
                     bad_steps.add((s.patch, plan.stage[s.step]))
     timer = board.cfg.timer
     last = per_input[-1] if per_input else []
+    cycles = getattr(board, "cycles", None)
+    last_cycles = cycles.per_input[-1] if cycles is not None and cycles.per_input else None
     layers = []
     for i, layer in enumerate(model.layers):
         ticks = int(last[i].ticks) if last else 0
@@ -218,8 +227,9 @@ def run_patched_on_board(
                 out_shape=tuple(model.out_spec(layer).shape),
                 macs=int(macs),
                 ticks=ticks,
-                count=timer.to_count(ticks),
+                count=float(last_cycles[i].cycles) if last_cycles is not None else timer.to_count(ticks),
                 bit_exact=bool(exact[i]) if check else False,
+                instructions=float(last_cycles[i].instructions) if last_cycles is not None else None,
             )
         )
     outputs_equal = all(np.array_equal(d, r) for d, r in zip(dev_outputs, ref_outputs)) if check else False
