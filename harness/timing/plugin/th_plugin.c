@@ -167,9 +167,6 @@ static void on_load(unsigned int vcpu, qemu_plugin_meminfo_t info, uint64_t vadd
 {
     (void)vcpu;
     (void)info;
-#ifdef TH_NOOP_LOADS
-    return;
-#endif
     charge_access(udata, (uint32_t)vaddr, 0);
 }
 
