@@ -25,6 +25,7 @@ COMMANDS = {
     "train": "train a zoo model or your own on an offline data set",
     "sensitivity": "QuantuneV2 layer sensitivity ranking (experiment=quantune: against the n+1 ranking)",
     "boards": "list the configured boards, the attached debug probes and serial ports, and which is which",
+    "calibrate": "fit the cycle model's parameters from microbenchmarks (board=..., timer=qemu-cycles)",
 }
 _COMPLETION_FLAGS = ("-sc", "--shell-completion")
 
@@ -40,6 +41,8 @@ def _usage() -> str:
         "  tinyhil run --help                            # what a command does, its options and examples",
         "  tinyhil boards",
         "  tinyhil bench experiment=kernels",
+        "  tinyhil run experiment=smoke board=qemu-mps2-an500 timer=qemu-cycles timing=stm32h743",
+        "  tinyhil calibrate board=qemu-mps2-an386 timer=qemu-cycles",
         "  tinyhil run -m experiment=quantmcu method.phi=2,3,4",
         "",
         'shell completion: eval "$(tinyhil run -sc install=bash)"',

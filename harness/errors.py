@@ -55,3 +55,8 @@ class InternalError(Exception):
 
     Deliberately not a :class:`TinyHilError`, so the CLI never reduces it to one line.
     """
+
+
+class TimingError(TinyHilError):
+    """The cycle model cannot count: the timing plugin did not load, a cycle marker is missing, or the timer,
+    profile and image do not belong together. Counts are never replaced by instruction counts instead."""

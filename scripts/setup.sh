@@ -9,7 +9,7 @@ ROOT=$PWD
 RUN=0
 for a in "$@"; do case "$a" in --run) RUN=1 ;; *) echo "unknown option $a" >&2; exit 2 ;; esac; done
 
-DEB_PKGS=(gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm dataset-fashion-mnist python3-venv python3-pip)
+DEB_PKGS=(gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm dataset-fashion-mnist python3-venv python3-pip gcc llvm)
 missing=()
 for p in "${DEB_PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if ((${#missing[@]})); then
@@ -40,6 +40,8 @@ fi
 
 # PlatformIO builds offline through the project's local platform; its scons package is prepared from PyPI's scons.
 .venv/bin/python -c "from harness.build.pio_core import ensure_pio_core; print('[setup] PlatformIO core:', ensure_pio_core())"
+# The QEMU timing plugin of timer=qemu-cycles (C, host gcc; rebuilt on demand when its sources change).
+.venv/bin/python -m harness.timing.plugin | sed 's/^/[setup] timing plugin: /'
 echo "[setup] done: run '. .venv/bin/activate' to get the tinyhil command"
 
 if ((RUN)); then

@@ -56,5 +56,5 @@ printf '%s\\n' "${{COMPREPLY[@]}}"
 
 def test_completion_completes_commands_then_config_groups_and_options_in_bash():
     assert _complete_in_bash("tinyhil pro") == ["profile"]
-    assert set(_complete_in_bash("tinyhil run board=qemu-mps2")) == {"board=qemu-mps2-an386"}
+    assert set(_complete_in_bash("tinyhil run board=qemu-mps2-an3")) == {"board=qemu-mps2-an386"}
     assert "experiment=kernels" in _complete_in_bash("tinyhil bench experiment=k")

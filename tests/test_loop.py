@@ -72,6 +72,7 @@ def _specs_and_measurement(counts_per_input: list[list[int]]):
         board="qemu-mps2-an386", timer="qemu-icount", unit="instructions", artifact=model.name, layers=layers,
         steps=[], outputs=[], reference_outputs=[], checked=True, mismatches=[], build={}, mem={},
         emulator_seconds=0.0, firmware_hash=0, ticks_per_input=counts_per_input,
+        counts_per_input=[[float(t) * 40 for t in row] for row in counts_per_input],
     )  # fmt: skip
     return specs, m
 
@@ -81,7 +82,7 @@ def test_in_context_rows_are_keyed_as_the_table_wants_and_average_the_inputs():
     n = 9
     ticks = [list(map(int, rng.integers(100, 1000, n))) for _ in range(3)]
     specs, m = _specs_and_measurement(ticks)
-    rows = context_rows(m, specs, 40.0, round_=2)
+    rows = context_rows(m, specs, round_=2)
     entries = measured_entries(m, specs)
     assert {(r["layer_key"], r["a_bits"], r["w_bits"], r["o_bits"]) for r in rows} == set(entries)
     for r in rows:
@@ -91,13 +92,13 @@ def test_in_context_rows_are_keyed_as_the_table_wants_and_average_the_inputs():
     assert weightless and all(e[2] == 0 and e[1] == e[3] for e in weightless), (
         "add/avgpool rows are (g, 0, g)"
     )
-    assert sum(r["count"] for r in rows) == pytest.approx(total_count(m, 40.0))
-    assert total_count(m, 40.0) == pytest.approx(np.mean([sum(t) for t in ticks]) * 40)
+    assert sum(r["count"] for r in rows) == pytest.approx(total_count(m))
+    assert total_count(m) == pytest.approx(np.mean([sum(t) for t in ticks]) * 40)
 
 
 def test_in_context_counts_replace_profiled_rows_and_keep_the_others():
     specs, m = _specs_and_measurement([[500 + i for i in range(9)]])
-    rows = context_rows(m, specs, 40.0)
+    rows = context_rows(m, specs)
     fields = {"board": "qemu-mps2-an386", "timer": "qemu-icount", "firmware_hash": "f" * 12, "cflags": "-O2"}
     profiled = LatencyTable()
     other = {**rows[0], "a_bits": 4, "source": None, "round": None}
@@ -128,7 +129,7 @@ def test_in_context_counts_replace_profiled_rows_and_keep_the_others():
         )
         assert df.loc[key, "count"] == pytest.approx(r["count"])
     config = PrecisionConfig({s.name: (8, 8) for s in specs if s.has_weights})
-    assert merged.predict(specs, config)[0] == pytest.approx(total_count(m, 40.0)), (
+    assert merged.predict(specs, config)[0] == pytest.approx(total_count(m)), (
         "the table prices the measured network at exactly its measured count"
     )
 
@@ -138,7 +139,7 @@ def test_the_loop_refuses_a_table_measured_on_another_board():
     from harness.loop.closed_loop import closed_loop
 
     specs, m = _specs_and_measurement([[500 + i for i in range(9)]])  # measured on qemu-mps2-an386
-    rows = context_rows(m, specs, 40.0)
+    rows = context_rows(m, specs)
     table = LatencyTable()
     table.add(
         [{k: v for k, v in r.items() if k not in ("source", "round")} for r in rows],
@@ -149,7 +150,7 @@ def test_the_loop_refuses_a_table_measured_on_another_board():
     )
     config = PrecisionConfig({s.name: (8, 8) for s in specs if s.has_weights})
     with pytest.raises(TableError, match="qemu-mps3-an547") as exc:
-        closed_loop(specs, config, table, lambda c, r: m, count_per_tick=40.0)
+        closed_loop(specs, config, table, lambda c, r: m)
     assert "qemu-mps2-an386" in str(exc.value)
 
 

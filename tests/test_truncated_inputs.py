@@ -15,8 +15,8 @@ from torch import nn
 
 from harness.data import sources
 from harness.errors import ConfigError, TableError
-from harness.table.lut import LatencyTable
 from harness.models.registry import load_checkpoint
+from harness.table.lut import LatencyTable
 from tests.test_lut import row, table_of
 
 

@@ -8,6 +8,10 @@
 #include "th_patch.h"
 #include "th_runtime.h"
 
+#if defined(TH_CYCLE_MARKERS) && TH_MAX_LAYERS + 2 > TH_MARK_SLOTS
+#error "TH_MAX_LAYERS needs more cycle markers: define TH_MARK_SLOTS >= TH_MAX_LAYERS + 2"
+#endif
+
 static uint64_t layer_ticks[TH_MAX_LAYERS];
 static uint32_t layer_crc[TH_MAX_LAYERS];
 static uint64_t total_ticks;
@@ -71,6 +75,7 @@ uint64_t th_exec_run(void)
     uint64_t total = 0u;
     uint16_t first = 0u;
     const th_patch_schedule_t *patches = th_patch_get();
+    TH_MARK(TH_MARK_INFER);
     if (patches != 0) { /* patch-based model: the stage runs per patch (patch_exec.c), then layer by layer */
         total = th_patch_run_stage(layer_ticks, layer_crc, crc_enabled);
         first = patches->n_stage;
@@ -82,7 +87,9 @@ uint64_t th_exec_run(void)
         const th_tensor_t *out = tensor_at(L->out);
         th_timer_align();
         uint64_t t0 = th_timer_now();
+        TH_MARK(TH_MARK_LAYER(i));
         th_layer_call(L, in, in2, out);
+        TH_MARK(TH_MARK_END);
         uint64_t t1 = th_timer_now();
         layer_ticks[i] = t1 - t0;
         total += t1 - t0;

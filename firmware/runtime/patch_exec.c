@@ -72,16 +72,19 @@ static void copy_2d(const th_copy_t *c)
     }
 }
 
-static uint32_t run_copies(const th_copy_t *c, uint32_t n)
+static uint32_t run_copies(const th_copy_t *c, uint32_t n, uint32_t layer)
 {
     if (n == 0u) {
         return 0u;
     }
     th_timer_align();
     uint64_t t0 = th_timer_now();
+    TH_MARK(TH_MARK_LAYER(layer));
     for (uint32_t i = 0; i < n; ++i) {
         copy_2d(&c[i]);
     }
+    TH_MARK(TH_MARK_END);
+    (void)layer;
     return (uint32_t)(th_timer_now() - t0);
 }
 
@@ -98,10 +101,12 @@ uint64_t th_patch_run_stage(uint64_t *ticks, uint32_t *crc, int crc_enabled)
         for (uint32_t j = 0; j < n_stage; ++j) {
             const uint32_t k = p * n_stage + j;
             const th_patch_step_t *st = &S->steps[k];
-            uint32_t moved = run_copies(st->copies, st->n_before);
+            uint32_t moved = run_copies(st->copies, st->n_before, j);
             th_timer_align();
             uint64_t t0 = th_timer_now();
+            TH_MARK(TH_MARK_LAYER(j));
             th_layer_run(st->L, &st->in, st->L->op == TH_OP_ADD ? &st->in2 : (const th_tensor_t *)0, &st->out);
+            TH_MARK(TH_MARK_END);
             uint32_t spent = (uint32_t)(th_timer_now() - t0);
             if (crc_enabled) {
                 uint32_t c = th_crc32_update(0u, th_tensor_data(&st->out), th_tensor_bytes(&st->out));
@@ -110,7 +115,7 @@ uint64_t th_patch_run_stage(uint64_t *ticks, uint32_t *crc, int crc_enabled)
                     crc[j] = th_crc32_update(crc[j], th_tensor_data(&st->out), th_tensor_bytes(&st->out));
                 }
             }
-            moved += run_copies(st->copies + st->n_before, st->n_after);
+            moved += run_copies(st->copies + st->n_before, st->n_after, j);
             S->ticks[k] = spent;
             S->copy_ticks[k] = moved;
             ticks[j] += (uint64_t)spent + moved;

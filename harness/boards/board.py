@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from abc import ABC, abstractmethod
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +21,7 @@ from harness.boards.qemu import QemuDriver
 from harness.boards.resources import DebugProbe, QemuMachine, SerialPort
 from harness.build.project import build as build_project
 from harness.config.board import BoardConfig
-from harness.errors import DeviceError
+from harness.errors import DeviceError, TimingError
 from harness.transport.link import SerialLink
 from harness.transport.protocol import Dut
 
@@ -34,6 +35,9 @@ def _image(artifact: BuildResult | str | Path) -> Path:
 
 class Board(ABC):
     """One board: build firmware for it, put the firmware on it, talk to it."""
+
+    #: timer=qemu-cycles: the timing plugin's counter (harness.timing.CycleCounter) of an emulated board
+    cycles: Any = None
 
     def __init__(self, cfg: BoardConfig):
         self.cfg = cfg
@@ -84,10 +88,14 @@ class Board(ABC):
 
 
 class QemuBoard(Board):
-    """An emulated board: every ``open_transport`` boots the flashed image in a fresh QEMU."""
+    """An emulated board: every ``open_transport`` boots the flashed image in a fresh QEMU.
 
-    def __init__(self, cfg: BoardConfig):
+    With ``cycles`` (a :class:`harness.timing.CycleCounter`, ``timer=qemu-cycles``) QEMU runs the timing plugin.
+    """
+
+    def __init__(self, cfg: BoardConfig, cycles: Any = None):
         super().__init__(cfg)
+        self.cycles = cycles
         d = cfg.driver
         self.machine = QemuMachine(machine=str(d.machine), cpu=d.cpu, extra_args=tuple(d.extra_args))
         self.image: Path | None = None
@@ -105,20 +113,45 @@ class QemuBoard(Board):
         if not image.is_file():
             raise DeviceError(f"firmware image {image} does not exist")
         self.close()
+        if self.cycles is not None:
+            self.cycles.attach(image)  # markers and memory layout checked before QEMU starts
         self.image = image
 
     def open_transport(self) -> SerialLink:
         if self.image is None:
             raise DeviceError(f"{self.name}: nothing flashed yet (call flash() with a built image)")
         self.close()
-        self.driver = QemuDriver(self.machine, self.image)
+        machine = self.machine
+        if self.cycles is not None:
+            machine = replace(machine, extra_args=(*machine.extra_args, *self.cycles.qemu_args()))
+        self.driver = QemuDriver(machine, self.image)
+        if self.cycles is not None:
+            self.cycles.qemu_messages = self.driver.stderr_text
         url = self.driver.start(timeout=self.cfg.driver.boot_timeout_s)
         try:
             self.link = SerialLink(url, diagnose=self.driver.diagnose)
+        except DeviceError as exc:
+            self.close()
+            raise self._plugin_error(exc) from exc
         except BaseException:
             self.close()
             raise
         return self.link
+
+    def open_dut(self, timeout: float | None = None) -> Dut:
+        try:
+            return super().open_dut(timeout)
+        except DeviceError as exc:  # QEMU loads plugins once the serial link is up: a failure shows here
+            raise self._plugin_error(exc) from exc
+
+    def _plugin_error(self, exc: DeviceError) -> Exception:
+        """A QEMU failure caused by the timing plugin as the TimingError that names the fix; others unchanged."""
+        if self.cycles is None or "plugin" not in str(exc).lower():
+            return exc
+
+        detail = "; ".join(ln.strip() for ln in str(exc).splitlines() if ln.strip())
+        return TimingError(f"the QEMU timing plugin did not load ({detail}); rebuild it with "
+                           "`python -m harness.timing.plugin` (needs gcc and Debian's QEMU 7.2)")
 
     def wait_exit(self, timeout: float = 10.0) -> int:
         """Wait for the firmware to leave (``exit N%``, fault) and return QEMU's exit status."""

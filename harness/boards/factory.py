@@ -8,12 +8,19 @@ from typing import Any
 from harness.boards import build_only
 from harness.boards.board import Board, QemuBoard, SerialBoard
 from harness.config.board import BoardConfig, load_board_config
+from harness.timing import TIMER, apply_timer
 
 
-def make_board(board_cfg: str | Mapping[str, Any] | BoardConfig) -> Board:
+def make_board(
+    board_cfg: str | Mapping[str, Any] | BoardConfig, *, timer: str | None = None, timing: Any = None
+) -> Board:
     """The Board for a config (a name, a mapping / Hydra ``cfg.board``, or a BoardConfig); ConfigError if unknown.
 
-    In build-only mode (``build_only=true``, harness.boards.build_only) the board builds and stops at flash()."""
+    ``timer`` overrides the board's timer (``qemu-cycles`` on emulated boards) and ``timing`` names its timing
+    profile (``configs/timing``); see :func:`harness.timing.apply_timer`. In build-only mode (``build_only=true``, harness.boards.build_only) the board builds and stops at flash()."""
     cfg = load_board_config(board_cfg)
-    board: Board = QemuBoard(cfg) if cfg.driver.type == "qemu" else SerialBoard(cfg)
+    cycles = None
+    if timer not in (None, "") or timing not in (None, "") or cfg.timer.source == TIMER:
+        cfg, cycles = apply_timer(cfg, timer, timing)
+    board: Board = QemuBoard(cfg, cycles=cycles) if cfg.driver.type == "qemu" else SerialBoard(cfg)
     return build_only.BuildOnlyBoard(board) if build_only.active() else board

@@ -10,6 +10,8 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+from elftools.elf.elffile import ELFFile
+
 from harness.errors import BuildError
 
 
@@ -24,8 +26,6 @@ class ElfImage:
     """One ELF file, opened for reading symbols and section contents."""
 
     def __init__(self, path: str | Path):
-        from elftools.elf.elffile import ELFFile
-
         self.path = Path(path)
         if not self.path.is_file():
             raise BuildError(f"firmware image {self.path} does not exist")

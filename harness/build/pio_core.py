@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 from harness.errors import MissingDependencyError
@@ -66,8 +67,6 @@ def ensure_pio_core(core_dir: str | Path | None = None) -> Path:
         try:
             link.symlink_to(src, target_is_directory=True)
         except OSError:  # pragma: no cover - file systems without symlinks
-            import shutil
-
             shutil.copytree(src, link, ignore=shutil.ignore_patterns("__pycache__"))
     _write_if_changed(pkg / "scons.py", _SCONS_LAUNCHER)
     manifest = {

@@ -16,9 +16,9 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from harness.config.schema import BoardSchema
-from harness.errors import ConfigError
+from harness.errors import ConfigError, TimingError
 
-TIMER_SOURCES = ("qemu-icount", "dwt-cycles", "systick")
+TIMER_SOURCES = ("qemu-icount", "qemu-cycles", "dwt-cycles", "systick")
 DRIVER_TYPES = ("qemu", "serial")
 FLASHERS = ("pyocd", "pio")
 LINKS = ("serial", "rtt")  # how the host talks to a real board: a serial port, or RTT through a debug probe
@@ -51,8 +51,14 @@ class TimerSpec:
     hz: int
     unit: str
     count_per_tick: float
+    model: str = ""  # timer=qemu-cycles: "<timing profile>/<model version>" (counts of two models never mix)
 
     def to_count(self, ticks: float) -> float:
+        if self.source == "qemu-cycles":
+            # The firmware's ticks still count instructions; cycles come only from the timing plugin's records.
+            raise TimingError("timer=qemu-cycles counts come from the timing plugin's records "
+                              "(harness.timing.CycleCounter), not from the firmware's ticks; this code path does "
+                              "not read them yet")
         return float(ticks) * self.count_per_tick
 
 
@@ -125,7 +131,7 @@ class BoardConfig:
                 msg = "missing required key"
             raise ConfigError(f"board '{name}': {msg}: '{key}'") from None
         t, drv = d["timer"], d["driver"]
-        timer = TimerSpec(t["source"], t["hz"], t["unit"], t["count_per_tick"])
+        timer = TimerSpec(t["source"], t["hz"], t["unit"], t["count_per_tick"], t["model"])
         if timer.source not in TIMER_SOURCES:
             raise ConfigError(f"board '{name}': timer.source '{timer.source}' is not one of {TIMER_SOURCES}")
         if drv["type"] not in DRIVER_TYPES:

@@ -30,10 +30,11 @@ class MemRegionSchema:
 class TimerSchema:
     """What the firmware's tick counter measures: ``count = ticks * count_per_tick`` in ``unit``."""
 
-    source: str = MISSING  # qemu-icount | dwt-cycles | systick
+    source: str = MISSING  # qemu-icount | qemu-cycles | dwt-cycles | systick
     hz: int = MISSING
     unit: str = "ticks"
     count_per_tick: float = MISSING
+    model: str = ""  # qemu-cycles: "<timing profile>/<model version>" (counts of two models never mix)
 
 
 @dataclass
@@ -354,6 +355,22 @@ class ReliabilityExperiment:
     throughput_lines: int = 20000  # lines the link-throughput probe reads
 
 
+@dataclass
+class TimingExperiment:
+    """Validation of the cycle model: the TRM's documented sequences, the M7 rules, the kernels' hottest loops
+    against llvm-mca, and the plugin's cost against plain -icount."""
+
+    name: str = "timing"
+    entry: str = "harness.experiments.timing_bench:run"
+    network: str = "mbv2-w0.35"  # the closed loop's network (configs/model), random weights, int8
+    reps: int = 5  # repetitions of each timing (the minimum counts: the host is shared)
+    inferences: int = 3  # inferences per repetition
+    top_loops: int = 12  # hottest kernel loops compared with llvm-mca, per core and network
+    # Stated tolerance of the llvm-mca comparison per loop: LLVM's models are a cross-check, not the source
+    # (its M4 model gives LDRD/LDM one cycle where the TRM says 1+N, unpaired loads one cycle, MACs latency 2).
+    mca_tolerance_pct: dict[str, float] = field(default_factory=lambda: {"m4": 35.0, "m7": 50.0})
+
+
 #: (group, name, schema) of every schema; a YAML file selects one with ``defaults: [/schema/<group>/<name>]``.
 SCHEMAS: tuple[tuple[str, str, type], ...] = (
     ("board", "board", BoardSchema),
@@ -372,6 +389,7 @@ SCHEMAS: tuple[tuple[str, str, type], ...] = (
     ("experiment", "quantmcu", QuantMcuExperiment),
     ("experiment", "quantune", QuantuneExperiment),
     ("experiment", "reliability", ReliabilityExperiment),
+    ("experiment", "timing", TimingExperiment),
 )
 
 

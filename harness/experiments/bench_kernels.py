@@ -35,6 +35,7 @@ from harness.ir.model import IntModel, TensorSpec
 from harness.measure.session import Session
 from harness.reference.run import run_layer
 from harness.results.io import write_table
+from harness.results.plotting import pyplot
 from harness.synth.random_model import make_avgpool_layer, make_weighted_layer, random_input
 
 PAIRS: tuple[tuple[int, int], ...] = tuple((a, w) for a in (8, 4, 2) for w in (8, 4, 2))
@@ -211,10 +212,7 @@ def measure_image(img: BenchImage, board_cfg, wdir: Path, seed: int = 0) -> list
 
 
 def _heatmap(df, path: Path, unit: str) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     order_rows = [pair_label(p) for p in PAIRS] + [REF]
     piv = df.pivot_table(index="pair", columns="layer", values="count_per_mac", aggfunc="first")

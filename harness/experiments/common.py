@@ -20,13 +20,17 @@ def workdir(cfg: DictConfig, *parts: str) -> Path:
 
 
 def board_from(cfg: DictConfig):
-    return make_board(OmegaConf.to_container(cfg.board, resolve=True))
+    """The configured board, with ``timer=`` and ``timing=`` (``timer=qemu-cycles timing=stm32h743``) applied."""
+    timing = OmegaConf.select(cfg, "timing")
+    if timing is not None and not isinstance(timing, str):
+        timing = OmegaConf.to_container(timing, resolve=True)
+    return make_board(OmegaConf.to_container(cfg.board, resolve=True), timer=OmegaConf.select(cfg, "timer"),
+                      timing=timing)
 
 
 @contextlib.contextmanager
 def progress(description: str, total: int):
     """A rich progress bar; yields a zero-argument ``advance`` callable."""
-
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),

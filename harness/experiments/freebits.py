@@ -25,7 +25,6 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
-from harness.config.board import load_board_config
 from harness.data.base import DataSplits, ImageSet
 from harness.errors import TinyHilError
 from harness.experiments.common import board_from, progress, workdir
@@ -119,8 +118,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     n_eval, n_host = int(cfg.experiment.n_eval), int(cfg.experiment.n_eval_host)
     p = prepare(cfg, n_eval=max(n_eval, n_host), n_calib=int(cfg.experiment.n_calib))
     layers = extract_layers(p.model, p.input_shape)
-    board_cfg = load_board_config(OmegaConf.to_container(cfg.board, resolve=True))
-    cpt = board_cfg.timer.count_per_tick
+    board = board_from(cfg)  # with timer=/timing= applied: the table's target names the cycle model too
+    board_cfg = board.cfg
     unit = board_cfg.timer.unit
 
     # 1. the board's table for this network
@@ -135,7 +134,6 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     table = prof.table
     target = prof.target
 
-    board = board_from(cfg)
     flags = tuple(cfg.experiment.profile.build_flags)
     dep = Deployer(
         p, board, workdir(cfg, "freebits", board_cfg.name, p.name), target=target, build_flags=flags
@@ -145,7 +143,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     int8 = uniform_config(layers, 8, 8)
     with progress(f"int8 on {board_cfg.name}", n_eval) as advance:
         d8 = dep.deploy(int8, n_eval, "int8", progress=advance)
-    int8_count = total_count(d8.measurement, cpt)
+    int8_count = total_count(d8.measurement)
     top1_int8_host = dep.host_top1(int8, n_host)
 
     # 3. the start and 4. the loop
@@ -164,7 +162,6 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
         start,
         table,
         lambda c, r: dep.deploy(c, n_measure, "rounds").measurement,
-        count_per_tick=cpt,
         settings=settings,
         evaluate=lambda c: dep.host_top1(c, n_host),
         log=log,
@@ -182,7 +179,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     latest = {
         (row["layer_key"], row["a_bits"], row["w_bits"], row["o_bits"]): row
         for r in res.rounds
-        for row in context_rows(r.measurement, layers, cpt, round_=r.index)
+        for row in context_rows(r.measurement, layers, round_=r.index)
     }
     new_rows = list(latest.values())
     n_learned = len(
@@ -204,7 +201,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     top1_final_host = dep.host_top1(n=n_host, qnet=qnet)
     with progress(f"final on {board_cfg.name}", n_eval) as advance:
         df_ = dep.deploy(final, n_eval, "final", qnet=qnet, progress=advance)
-    final_count = total_count(df_.measurement, cpt)
+    final_count = total_count(df_.measurement)
 
     write_table(per_layer_frame(d8.measurement), run_dir / "per_layer_int8.csv")
     write_table(per_layer_frame(df_.measurement), run_dir / "per_layer_final.csv")

@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 
 from harness.codegen.artifact import layer_artifact
 from harness.experiments.common import board_from, progress, workdir
-from harness.measure.report import print_per_layer, write_per_layer
+from harness.measure.report import count_keys, print_per_layer, write_per_layer
 from harness.measure.session import Session
 from harness.precision.config import PrecisionConfig
 from harness.quant.prepare import export, integer_inputs, prepare, quantize, reference_predictions, top1
@@ -53,8 +53,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     summary = {
         "experiment": "int8",
         "board": m.board,
-        "timer": m.timer,
-        "unit": m.unit,
+        **count_keys(m),
         "model": p.name,
         "data": str(cfg.data.name),
         "n_eval": len(inputs),
@@ -64,7 +63,6 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
         "bit_exact": m.bit_exact,
         "mismatches": m.mismatches[:10],
         "device_equals_reference": bool(np.array_equal(dev_pred, ref_pred)) if ref_pred is not None else None,
-        "total_count": m.total_count,
         "macs": int(sum(r.macs for r in m.layers)),
         "flash_used": m.build.get("flash_used"),
         "sram_used": m.build.get("sram_used"),

@@ -17,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from harness.config.board import load_board_config
 from harness.config.schema import ProfileSchema
-from harness.experiments.common import workdir
+from harness.experiments.common import board_from, workdir
 from harness.graph.trace import extract_layers
 from harness.measure.profile import ProfileSettings, default_budget, profile_layers
 from harness.measure.target import table_path
@@ -104,7 +104,7 @@ def pair_speed(table, layers) -> dict[str, float]:
 
 def run(cfg: DictConfig, run_dir: Path) -> dict:
     layers = model_layers(cfg.model)
-    board = OmegaConf.to_container(cfg.board, resolve=True)
+    board = board_from(cfg).cfg  # with timer=/timing= applied
     res = profile_for(
         cfg.profile, board, layers, workdir(cfg, "profile"), seed=int(cfg.seed), title=str(cfg.model.name)
     )

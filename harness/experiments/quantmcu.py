@@ -33,7 +33,7 @@ from harness.codegen.emit_patch import plan_patch_arena
 from harness.config.board import repo_root
 from harness.errors import ConfigError, DoesNotFitError
 from harness.experiments.common import board_from, progress, workdir
-from harness.measure.report import print_per_layer, write_per_layer
+from harness.measure.report import count_keys, print_per_layer, write_per_layer
 from harness.measure.session import Session
 from harness.patch.int_reference import run_patched
 from harness.patch.intmodel import PatchedModel, layer_specs, patched_macs, plan_model, tensor_bits_of
@@ -176,8 +176,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     summary = {
         "experiment": "quantmcu",
         "board": m.board,
-        "timer": m.timer,
-        "unit": m.unit,
+        **count_keys(m),
         "model": p.name,
         "data": str(cfg.data.name),
         "trained": trained,
@@ -238,7 +237,6 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
             )
         ),
         "bit_exact": bool(all(x.bit_exact for x in measured.values())),
-        "total_count": m.total_count,
         "total_count_patch8": measured["patch8"].total_count if "patch8" in measured else None,
         "flash_used": m.build.get("flash_used"),
         "sram_used": m.build.get("sram_used"),

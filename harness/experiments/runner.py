@@ -21,7 +21,7 @@ from rich.console import Console
 from harness.boards import build_only as build_only_mode
 from harness.boards.discovery import preflight
 from harness.build.project import require_buildable
-from harness.config.board import BoardConfig, load_board_config
+from harness.config.board import load_board_config
 from harness.config.compose import compose_config
 from harness.errors import ConfigError, ResultError
 from harness.measure.units import add_milliseconds
@@ -101,7 +101,9 @@ def execute(cfg, run_dir: Path) -> dict:
                 f" (build_only: nothing flashed)"
             )
     if board is not None:
-        summary = add_milliseconds(summary, str(summary.get("unit", board.timer.unit)), board.timer.hz)
+        summary = add_milliseconds(
+            summary, str(summary.get("unit", board.timer.unit)), summary.get("clock_hz") or board.timer.hz
+        )
     summary.setdefault("run", run_dir.name)
     summary.setdefault("command_seconds", round(time.perf_counter() - t0, 3))
     write_summary(run_dir, summary)

@@ -33,6 +33,7 @@ from harness.precision.config import PrecisionConfig
 from harness.precision.groups import harmonize
 from harness.quant.accounting import account
 from harness.results.io import atomic_write_bytes, write_table
+from harness.results.plotting import pyplot
 from harness.search.quantune.assign import topk_config
 from harness.search.quantune.baseline import one_at_a_time
 from harness.search.quantune.evaluate import deployed, one_at_a_time_template, only_layer, top1_and_loss
@@ -116,10 +117,7 @@ def print_ranking(rows: Sequence[dict], k: int, top: int, title: str, show_score
 
 def plot_ranking(rows: Sequence[dict], k: int, path: Path, title: str) -> Path:
     """Horizontal bars of each layer's dSQNR, most sensitive on top; the kept top-k highlighted."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     n = len(rows)
     fig, ax = plt.subplots(figsize=(7, max(3.0, 0.18 * n + 1.2)))
@@ -129,12 +127,10 @@ def plot_ranking(rows: Sequence[dict], k: int, path: Path, title: str) -> Path:
     ax.invert_yaxis()
     ax.set_xlabel("dSQNR (dB of SQNR the fused layer loses)")
     ax.set_title(title.replace(", probe", ",\nprobe", 1), fontsize=9)
-    from matplotlib.patches import Patch
-
     ax.legend(
         handles=[
-            Patch(color="tab:red", label=f"top-{k}: kept high"),
-            Patch(color="tab:blue", label="lowered"),
+            plt.matplotlib.patches.Patch(color="tab:red", label=f"top-{k}: kept high"),
+            plt.matplotlib.patches.Patch(color="tab:blue", label="lowered"),
         ],
         fontsize=7,
         loc="lower right",
@@ -157,10 +153,7 @@ def plot_comparison(
 ) -> Path:
     """Left: rank under QuantuneV2 vs rank under the one-at-a-time ranking. Right: top-1 vs BitOPs."""
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     panels = 2 if base_order else 1
     fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4.5), squeeze=False)

@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from harness.codegen.artifact import layer_artifact
 from harness.experiments.common import board_from, progress, workdir
-from harness.measure.report import print_per_layer, write_per_layer
+from harness.measure.report import count_keys, print_per_layer, write_per_layer
 from harness.measure.session import Session
 from harness.models.registry import build_model
 from harness.quant.calibrate import calibrate
@@ -72,13 +72,11 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     return {
         "experiment": "smoke",
         "board": m.board,
-        "timer": m.timer,
-        "unit": m.unit,
+        **count_keys(m),
         "model": model.name,
         "n_layers": len(m.layers),
         "n_inputs": len(inputs),
         "macs": int(sum(r.macs for r in m.layers)),
-        "total_count": m.total_count,
         "bit_exact": m.bit_exact,
         "mismatched_layers": m.mismatched_layers,
         "mismatches": m.mismatches[:10],

@@ -100,7 +100,6 @@ def closed_loop(
     table: LatencyTable,
     measure: Callable[[PrecisionConfig, int], Measurement],
     *,
-    count_per_tick: float,
     settings: LoopSettings | None = None,
     evaluate: Callable[[PrecisionConfig], float] | None = None,
     log: Callable[[str], None] = lambda s: None,
@@ -117,8 +116,8 @@ def closed_loop(
         m = measure(config, r)
         table.require_target(m.board, m.timer)  # counts of another board or timer never price this one
         check_keys(m, layers, config)
-        measured = total_count(m, count_per_tick)
-        table = with_in_context(table, context_rows(m, layers, count_per_tick, round_=r))
+        measured = total_count(m)
+        table = with_in_context(table, context_rows(m, layers, round_=r))
         rnd = Round(r, config, predicted, measured, m.bit_exact, measurement=m)
         if evaluate is not None:
             rnd.top1 = evaluate(config)

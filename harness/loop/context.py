@@ -57,23 +57,22 @@ def check_keys(m: Measurement, layers: Sequence[LayerSpec], config: PrecisionCon
         )
 
 
-def per_input_counts(m: Measurement, count_per_tick: float) -> list[list[float]]:
-    """Per input, per layer counts (falls back to the last input's counts)."""
-    ticks = m.ticks_per_input or [[lm.ticks for lm in m.layers]]
-    return [[float(t) * count_per_tick for t in row] for row in ticks]
+def per_input_counts(m: Measurement) -> list[list[float]]:
+    """Per input, per layer: the measured count in the timer's unit (instructions or cycles)."""
+    return m.counts_per_input or [[lm.count for lm in m.layers]]
 
 
-def total_count(m: Measurement, count_per_tick: float) -> float:
-    """End-to-end count: the mean over the inputs of the per-input sums (what :func:`context_rows` prices)."""
-    return float(statistics.fmean(sum(row) for row in per_input_counts(m, count_per_tick)))
+def total_count(m: Measurement) -> float:
+    """The network's count, averaged over the measured inputs."""
+    return float(statistics.fmean(sum(row) for row in per_input_counts(m)))
 
 
 def context_rows(
-    m: Measurement, layers: Sequence[LayerSpec], count_per_tick: float, *, round_: int | None = None
+    m: Measurement, layers: Sequence[LayerSpec], *, round_: int | None = None
 ) -> list[dict]:
     """Table rows (without target columns) of one in-context measurement."""
     entries = measured_entries(m, layers)
-    counts = per_input_counts(m, count_per_tick)
+    counts = per_input_counts(m)
     by_entry: dict[Entry, list[float]] = {}
     info: dict[Entry, tuple] = {}
     for i, (lm, e) in enumerate(zip(m.layers, entries, strict=True)):

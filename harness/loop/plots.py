@@ -11,24 +11,16 @@ import pandas as pd
 
 from harness.graph.spec import LayerSpec
 from harness.results.io import atomic_write_bytes
+from harness.results.plotting import pyplot
 from harness.table.lut import LatencyTable
 
 PAIRS = [(a, w) for a in (2, 4, 8) for w in (2, 4, 8)]
 
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _save(fig, path: Path) -> Path:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
-    _plt().close(fig)
+    pyplot().close(fig)
     return atomic_write_bytes(path, buf.getvalue())
 
 
@@ -36,7 +28,7 @@ def plot_rounds(
     rounds: pd.DataFrame, path: str | Path, *, int8_count: float | None = None, unit: str = "count"
 ) -> Path:
     """Measured and predicted end-to-end count of every round (``rounds.csv``), the int8 count as a line."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(rounds["round"], rounds["measured_count"], "o-", label="measured on the board")
     ax.plot(rounds["round"], rounds["predicted_count"], "s--", label="predicted by the table")
@@ -76,7 +68,7 @@ def pair_matrix(table: LatencyTable, layers: Sequence[LayerSpec], o_bits: int = 
 
 def plot_pair_heatmap(table: LatencyTable, layers: Sequence[LayerSpec], path: str | Path) -> Path:
     """Heatmap of every unique layer shape's count at each (a, w) pair, relative to its a8w8 count."""
-    plt = _plt()
+    plt = pyplot()
     m = pair_matrix(table, layers)
     fig, ax = plt.subplots(figsize=(7, max(3, 0.28 * len(m) + 1.5)))
     data = np.log2(m.to_numpy(dtype=float))
@@ -98,7 +90,7 @@ def plot_latency_accuracy(
     points: Sequence[dict], path: str | Path, unit: str = "count", ylabel: str = ""
 ) -> Path:
     """Scatter of ``{"label", "count", "top1"}`` points (int8, start, final)."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for p, marker in zip(points, "osD^v<>", strict=False):
         if p.get("top1") is None or p.get("count") is None:

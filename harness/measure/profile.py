@@ -171,12 +171,11 @@ class ImageResult:
 def _rows(
     job: ImageJob, variants: Sequence[Variant], layer_idx: Sequence[int], m
 ) -> tuple[list[dict], list[str]]:
-    per_input = m.ticks_per_input
-    cpt = job.board.timer.count_per_tick
+    per_input = m.counts_per_input
     date = datetime.now(timezone.utc).isoformat(timespec="seconds")
     rows, bad = [], []
     for v, i in zip(variants, layer_idx, strict=True):
-        counts = [float(ticks[i]) * cpt for ticks in per_input]
+        counts = [float(row[i]) for row in per_input]
         layer = m.layers[i]
         key, a, w, o = v.entry
         if not layer.bit_exact:

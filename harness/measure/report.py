@@ -37,3 +37,18 @@ def print_per_layer(m: Measurement, title: str = "") -> None:
     if not console.is_terminal:  # logs and CI: do not squeeze the table to 80 columns
         console = Console(width=160)
     console.print(t)
+
+
+def count_keys(m: Measurement) -> dict:
+    """The summary keys every measurement carries: what its counts are (timer, unit) and their total; with
+    ``timer=qemu-cycles`` also the core, timing profile, model version, instructions beside the cycles and the
+    profile's clock (the runner adds milliseconds beside every cycle count: ``total_ms``)."""
+    keys = {"timer": m.timer, "unit": m.unit, "total_count": m.total_count}
+    if m.unit != "instructions" and m.instructions_total is not None:
+        keys["instructions_total"] = m.instructions_total
+    if m.timing:
+        keys.update(
+            core=m.timing["core"], timing_profile=m.timing["timing_profile"],
+            timing_model_version=m.timing["timing_model_version"], clock_hz=m.timing["clock_hz"],
+        )  # fmt: skip
+    return keys

@@ -43,6 +43,7 @@ class LayerMeasurement:
     ticks: int
     count: float
     bit_exact: bool | None  # None: not checked
+    instructions: float | None = None  # beside cycles (timer=qemu-cycles): the same region's instructions
 
     def row(self) -> dict:
         d = asdict(self)
@@ -85,7 +86,9 @@ class Measurement:
     emulator_seconds: float
     firmware_hash: int  # the model hash the firmware reported (checked equal to the artifact's)
     ticks_per_input: list[list[int]] = field(default_factory=list)
+    counts_per_input: list[list[float]] = field(default_factory=list)  # per input, per layer, in ``unit``
     memory: dict = field(default_factory=dict)  # the artifact's planned figures
+    timing: dict = field(default_factory=dict)  # timer=qemu-cycles: core, timing profile, model version, clock
 
     @property
     def bit_exact(self) -> bool | None:
@@ -99,6 +102,13 @@ class Measurement:
     @property
     def total_count(self) -> float:
         return float(sum(layer.count for layer in self.layers))
+
+    @property
+    def instructions_total(self) -> float | None:
+        """Instructions of the counted regions beside a cycle count (None where the count is instructions)."""
+        if any(layer.instructions is None for layer in self.layers):
+            return None
+        return float(sum(layer.instructions for layer in self.layers))  # type: ignore[misc]
 
     @property
     def total_ticks(self) -> int:
@@ -179,13 +189,21 @@ class Session:
         # concurrent build is refused), the exact layer indices, and the (patch, step) grid.
         dut.expect(len(art.layers), (art.n_patches, art.n_stage) if art.patched else None, art.model_hash)
         per_layers, per_steps, outputs = [], [], []
+        cycles = self.board.cycles  # timer=qemu-cycles: the timing plugin's counter
+        if cycles is not None:
+            cycles.per_input.clear()
+        names = [info.name for info in art.layers]
         try:
             dut.model_info()
             dut.set_crc(check)
             for x in inputs:
                 dut.load_input(art.input_bytes(x))
+                if cycles is not None:
+                    cycles.begin()
                 outputs.append(dut.infer(1, 0))
                 layers = dut.layers()
+                if cycles is not None:  # checks the plugin's instructions against the firmware's own ticks
+                    cycles.collect(len(art.layers), names, [r.ticks for r in layers])
                 per_layers.append(layers)
                 per_steps.append(dut.patches() if art.patched else [])
                 if progress is not None:
@@ -225,14 +243,22 @@ class Session:
                 bad_steps |= bs
                 lines += ln
         timer = self.board.cfg.timer
+        cycles = self.board.cycles
+        if cycles is not None:  # cycles from the plugin's records, instructions beside them
+            counts = [[float(c.cycles) for c in per] for per in cycles.per_input]
+            instructions = [[float(c.instructions) for c in per] for per in cycles.per_input]
+        else:
+            counts = [[timer.to_count(int(r.ticks)) for r in ls] for ls in per_layers]
+            instructions = counts if timer.unit == "instructions" else [[None] * len(art.layers)] * len(counts)
         last = per_layers[-1] if per_layers else []
         layers = [
             LayerMeasurement(
                 index=info.index, name=info.name, op=info.op, a_bits=info.a_bits, w_bits=info.w_bits,
                 o_bits=info.o_bits, in_shape=info.in_shape, out_shape=info.out_shape, macs=info.macs,
                 ticks=int(last[info.index].ticks) if last else 0,
-                count=timer.to_count(int(last[info.index].ticks)) if last else 0.0,
+                count=counts[-1][info.index] if counts else 0.0,
                 bit_exact=(info.index not in bad_layers) if check else None,
+                instructions=instructions[-1][info.index] if instructions else None,
             )  # fmt: skip
             for info in art.layers
         ]
@@ -248,7 +274,8 @@ class Session:
             board=self.board.name, timer=timer.source, unit=timer.unit, artifact=art.name, layers=layers,
             steps=steps, outputs=outputs, reference_outputs=references, checked=check, mismatches=lines,
             build=build, mem=mem, emulator_seconds=seconds, firmware_hash=art.model_hash,
-            ticks_per_input=[[int(r.ticks) for r in ls] for ls in per_layers], memory=dict(art.memory),
+            ticks_per_input=[[int(r.ticks) for r in ls] for ls in per_layers], counts_per_input=counts,
+            memory=dict(art.memory), timing=cycles.describe() if cycles is not None else {},
         )  # fmt: skip
         if require_exact:
             m.require_exact()

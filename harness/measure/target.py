@@ -60,7 +60,8 @@ def measurement_target(board: BoardConfig | str, build_flags: Iterable[str] = ()
     """The :class:`Target` every count measured on ``board`` with this firmware is filed under."""
     cfg = load_board_config(board)
     flags = tuple(build_flags)
-    return Target(cfg.name, cfg.timer.source, firmware_hash(cfg, flags), compiler_flags(cfg, flags))
+    timer = f"{cfg.timer.source}:{cfg.timer.model}" if cfg.timer.model else cfg.timer.source  # profile + model
+    return Target(cfg.name, timer, firmware_hash(cfg, flags), compiler_flags(cfg, flags))
 
 
 def table_path(board: BoardConfig | str, root: str | Path = "results/lut") -> Path:

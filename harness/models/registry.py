@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from harness import CONFIG_DIR, REPO_ROOT
@@ -23,13 +25,8 @@ _META_KEYS = {"_target_", "name", "checkpoint", "description"}
 
 
 def _plain(cfg: Any) -> dict:
-    try:
-        from omegaconf import DictConfig, OmegaConf
-
-        if isinstance(cfg, DictConfig):
-            return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
-    except ImportError:  # pragma: no cover
-        pass
+    if isinstance(cfg, DictConfig):
+        return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
     if not isinstance(cfg, Mapping):
         raise ConfigError(f"a model config must be a mapping, got {type(cfg).__name__}")
     return dict(cfg)
@@ -60,8 +57,6 @@ def model_config(name: str) -> dict:
     path = CONFIG_DIR / "model" / f"{name}.yaml"
     if not path.exists():
         raise ConfigError(f"unknown model {name!r}; known: {', '.join(model_names())}")
-    import yaml
-
     return yaml.safe_load(path.read_text())
 
 

@@ -1,4 +1,8 @@
-"""Atomic result files: a crash mid-write never leaves a half-written table or summary."""
+"""Atomic result files: a crash mid-write never leaves a half-written table or summary.
+
+Result files are readable by the group and others (0644, as ``cp`` would make them under the usual umask):
+``mkstemp`` creates its temporary file private (0600), which would keep colleagues on a shared server out.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +14,20 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+#: Mode of every result file tinyhil writes.
+RESULT_MODE = 0o644
+
+
+def ensure_readable(path: str | Path) -> Path:
+    """Give a result file tinyhil wrote the group-readable :data:`RESULT_MODE`."""
+    os.chmod(path, RESULT_MODE)
+    return Path(path)
+
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and an atomic rename."""
+    """Write ``data`` to ``path`` via a temporary file in the same folder and an atomic rename (mode 0644)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
@@ -21,6 +36,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, RESULT_MODE)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -34,15 +50,10 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
 def _plain(v: Any) -> Any:
     """Numbers as numbers: numpy scalars become Python ones, NaN becomes null."""
-    try:
-        import numpy as np
-
-        if isinstance(v, np.generic):
-            v = v.item()
-        elif isinstance(v, np.ndarray):
-            v = v.tolist()
-    except ImportError:  # pragma: no cover
-        pass
+    if isinstance(v, np.generic):
+        v = v.item()
+    elif isinstance(v, np.ndarray):
+        v = v.tolist()
     if isinstance(v, float) and (math.isnan(v) or math.isinf(v)):
         return None
     if isinstance(v, dict):

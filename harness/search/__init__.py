@@ -21,6 +21,8 @@ import pkgutil
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from omegaconf import DictConfig, OmegaConf
+
 from harness.config.schema import method_defaults
 from harness.errors import ConfigError
 from harness.graph.spec import LayerSpec
@@ -48,13 +50,8 @@ def available_starts() -> list[str]:
 
 
 def _plain(cfg: Any) -> dict:
-    try:
-        from omegaconf import DictConfig, OmegaConf
-
-        if isinstance(cfg, DictConfig):
-            cfg = OmegaConf.to_container(cfg, resolve=True)
-    except ImportError:  # pragma: no cover
-        pass
+    if isinstance(cfg, DictConfig):
+        cfg = OmegaConf.to_container(cfg, resolve=True)
     if not isinstance(cfg, Mapping):
         raise ConfigError(f"method config must be a mapping with a 'name', got {cfg!r}")
     return dict(cfg)

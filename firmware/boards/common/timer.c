@@ -21,6 +21,10 @@
 #define DWT_CYCCNT (*(volatile uint32_t *)0xE0001004u)
 #define DWT_LAR (*(volatile uint32_t *)0xE0001FB0u)
 
+#ifdef TH_CYCLE_MARKERS
+volatile uint32_t th_timer_marks[TH_MARK_SLOTS]; /* see TH_MARK in th_board.h */
+#endif
+
 static volatile uint32_t systick_wraps;
 static uint32_t systick_hz;
 static int64_t systick_offset; /* keeps th_timer_now() monotonic across th_timer_align() */

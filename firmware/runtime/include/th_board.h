@@ -54,6 +54,24 @@ uint32_t th_static_ram(void); /* .data + .bss bytes (arena and scratch included)
 const char *th_board_name(void);
 uint32_t th_core_hz(void);
 
+/* Cycle markers for the emulator's cycle model (timer=qemu-cycles; harness/timing). Only images built with
+ * -DTH_CYCLE_MARKERS have them: elsewhere TH_MARK compiles to nothing, so other images are unchanged. A marker is
+ * a store to th_timer_marks[tag]; the QEMU timing plugin sees the store's address (not its value) and records the
+ * cycle count there. Tags: TH_MARK_INFER when an inference starts, TH_MARK_LAYER(i) right after the start of a
+ * timed region of layer i, TH_MARK_END right before its end. */
+#define TH_MARK_INFER 0u
+#define TH_MARK_END 1u
+#define TH_MARK_LAYER(i) (2u + (uint32_t)(i))
+#ifndef TH_MARK_SLOTS
+#define TH_MARK_SLOTS 1026u /* 2 + the most layers a marker image can time */
+#endif
+#ifdef TH_CYCLE_MARKERS
+extern volatile uint32_t th_timer_marks[TH_MARK_SLOTS];
+#define TH_MARK(tag) (th_timer_marks[(tag)] = 0u)
+#else
+#define TH_MARK(tag) ((void)0)
+#endif
+
 #ifdef __cplusplus
 }
 #endif
