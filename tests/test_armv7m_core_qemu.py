@@ -12,7 +12,6 @@ import subprocess
 import pytest
 
 from harness.build.elf import ElfImage
-from tests.fixtures.boards import needs_qemu, needs_toolchain
 from tests.fixtures.standalone import FIXTURE_FW, build_image, common
 
 M7 = ["-mthumb", "-mcpu=cortex-m7", "-mfpu=fpv5-d16", "-mfloat-abi=hard"]
@@ -57,8 +56,8 @@ def run_m7(tmp_path_factory):
     return r.returncode, values, text, elf
 
 
-@needs_toolchain
-@needs_qemu
+@pytest.mark.toolchain
+@pytest.mark.qemu
 def test_core_bring_up_runs_on_the_emulated_cortex_m7(run_m7):
     _, v, _, elf = run_m7
     with ElfImage(elf) as image:
@@ -70,16 +69,16 @@ def test_core_bring_up_runs_on_the_emulated_cortex_m7(run_m7):
     assert int(v["mpu_ctrl"], 16) == 0x5  # ENABLE | PRIVDEFENA
 
 
-@needs_toolchain
-@needs_qemu
+@pytest.mark.toolchain
+@pytest.mark.qemu
 def test_dwt_guard_reports_a_counter_that_does_not_count_instead_of_hanging(run_m7):
     _, v, out, _ = run_m7
     assert int(v["dwt_status"]) - 10 == -2  # TH_DWT_STUCK
     assert "e-[dwt: the cycle counter does not advance" in out
 
 
-@needs_toolchain
-@needs_qemu
+@pytest.mark.toolchain
+@pytest.mark.qemu
 def test_mpu_stack_guard_turns_a_write_into_the_guard_into_a_memmanage_fault(run_m7):
     rc, v, _, _ = run_m7
     assert v["before_guard_write"] == "ok"  # the word just below the guard is ordinary memory

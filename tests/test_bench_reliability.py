@@ -12,13 +12,12 @@ from harness.config.compose import compose_config
 from harness.errors import ConfigError, DeviceError, ProtocolError, TinyHilError
 from harness.experiments import bench_reliability as br
 from harness.transport.hostile import GOOD, Scenario, board
-from tests.fixtures.boards import needs_qemu, needs_toolchain
-from tests.test_cli_smoke import REPO, tinyhil
+from tests.fixtures.cli import REPO, tinyhil
 
 
 @pytest.mark.qemu
-@needs_qemu
-@needs_toolchain
+@pytest.mark.qemu
+@pytest.mark.toolchain
 def test_the_benchmark_ends_every_scenario_in_a_clear_error_in_time_and_prints_the_table(tmp_path):
     p = tinyhil(
         "bench", "experiment=reliability", "experiment.scenarios=[silence,negative-ticks,sync-valid-flood]",

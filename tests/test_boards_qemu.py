@@ -12,10 +12,10 @@ import pytest
 from harness.boards import make_board
 from harness.errors import DeviceError
 from harness.transport import frame, parse_line
-from tests.fixtures.boards import QEMU_BOARDS, elf_copy, fixture_firmware, needs_qemu, needs_toolchain  # noqa: F401
+from tests.fixtures.boards import QEMU_BOARDS
 from tests.fixtures.fixture_model import FixtureModel
 
-pytestmark = [pytest.mark.qemu, needs_qemu, needs_toolchain]
+pytestmark = pytest.mark.qemu
 
 SPIN = FixtureModel(
     n_bytes=100, spin=(1000, 0)
@@ -30,7 +30,7 @@ def rand_input(n: int, seed: int = 0, first: int | None = None) -> bytes:
 
 
 @pytest.fixture
-def board_session(fixture_firmware):  # noqa: F811
+def board_session(fixture_firmware):
     """``open(board, model)`` -> (board, dut) booted on a fresh QEMU; everything is closed afterwards."""
     opened = []
 
@@ -101,7 +101,7 @@ def test_counts_are_deterministic_and_convert_to_instructions(board_session, nam
     assert max(steps) - min(steps) <= 1  # linear in the work, to one tick
 
 
-def test_repeated_add_work_scales_linearly(fixture_firmware):  # noqa: F811
+def test_repeated_add_work_scales_linearly(fixture_firmware):
     board = make_board("qemu-mps2-an386")
     ticks = []
     try:
@@ -208,7 +208,7 @@ def test_firmware_fault_is_a_device_error_and_qemu_exits_3(board_session):
     assert board.wait_exit(5) == 3
 
 
-def test_bad_image_is_a_device_error_with_qemus_message(tmp_path, fixture_firmware):  # noqa: F811
+def test_bad_image_is_a_device_error_with_qemus_message(tmp_path, fixture_firmware, elf_copy):
     image = elf_copy(fixture_firmware("qemu-mps2-an386"), tmp_path / "bad.elf")
     image.write_bytes(b"this is not an ELF file")
     board = make_board("qemu-mps2-an386")
@@ -245,7 +245,7 @@ def test_every_firmware_line_carries_a_valid_checksum(board_session):
     assert seen == 6
 
 
-def test_closing_the_board_stops_qemu(fixture_firmware):  # noqa: F811
+def test_closing_the_board_stops_qemu(fixture_firmware):
     board = make_board("qemu-mps3-an547")
     board.flash(fixture_firmware("qemu-mps3-an547"))
     board.open_dut()

@@ -14,7 +14,7 @@ from harness.build import MemoryEstimate, build, check_fit, generate_project
 from harness.build.pio_core import TOOL_SCONS_VERSION, ensure_pio_core, pio_environment
 from harness.build.sizes import linker_overflows, min_stack_bytes
 from harness.errors import BuildError, ConfigError, DoesNotFitError
-from tests.fixtures.boards import QEMU_BOARDS, fixture_firmware, needs_toolchain  # noqa: F401
+from tests.fixtures.boards import QEMU_BOARDS
 from tests.fixtures.fixture_model import FixtureModel
 
 REPO = Path(__file__).resolve().parent.parent
@@ -84,9 +84,9 @@ def test_linker_overflow_lines_are_parsed():
     assert min_stack_bytes(REPO / "firmware" / "boards" / "qemu-netduinoplus2" / "link.ld") == 8192
 
 
-@needs_toolchain
+@pytest.mark.toolchain
 @pytest.mark.parametrize("board", QEMU_BOARDS)
-def test_fixture_builds_for_every_qemu_board_with_its_sizes(fixture_firmware, board):  # noqa: F811
+def test_fixture_builds_for_every_qemu_board_with_its_sizes(fixture_firmware, board):
     r = fixture_firmware(board)
     assert r.elf.is_file() and r.map.is_file() and r.board == board
     assert 0 < r.text < 64 * 1024
@@ -97,7 +97,7 @@ def test_fixture_builds_for_every_qemu_board_with_its_sizes(fixture_firmware, bo
     assert "th_model" in r.map.read_text()
 
 
-@needs_toolchain
+@pytest.mark.toolchain
 def test_second_build_of_the_same_content_comes_from_the_cache(tmp_path):
     FixtureModel().write(tmp_path / "model")
     first = build(
@@ -115,7 +115,7 @@ def test_second_build_of_the_same_content_comes_from_the_cache(tmp_path):
     assert (second.text, second.bss) == (first.text, first.bss)
 
 
-@needs_toolchain
+@pytest.mark.toolchain
 def test_builds_are_reproducible_across_folders(tmp_path):
     def image(folder: str) -> bytes:
         FixtureModel().write(tmp_path / folder / "model")
@@ -127,7 +127,7 @@ def test_builds_are_reproducible_across_folders(tmp_path):
     assert image("one") == image("two")
 
 
-@needs_toolchain
+@pytest.mark.toolchain
 def test_compile_error_is_a_build_error_with_the_compiler_message(tmp_path):
     (tmp_path / "model").mkdir()
     src = FixtureModel().source().replace("int32_t v = x[i] + k;", "int32_t v = x[i] + undeclared_thing;")
@@ -138,7 +138,7 @@ def test_compile_error_is_a_build_error_with_the_compiler_message(tmp_path):
     assert "model_data.c" in str(e.value) and "undeclared_thing" in str(e.value) and "error" in str(e.value)
 
 
-@needs_toolchain
+@pytest.mark.toolchain
 def test_arena_too_big_for_sram_fails_the_link_with_the_sizes(tmp_path):
     FixtureModel(arena_extra=200_000).write(tmp_path / "model")
     project = generate_project("qemu-netduinoplus2", tmp_path / "model", tmp_path / "p")
@@ -148,7 +148,7 @@ def test_arena_too_big_for_sram_fails_the_link_with_the_sizes(tmp_path):
     assert "qemu-netduinoplus2" in msg and "SRAM overflowed by" in msg and "131072" in msg
 
 
-@needs_toolchain
+@pytest.mark.toolchain
 def test_weights_too_big_for_flash_fail_the_link(tmp_path):
     FixtureModel(weights_extra=600 * 1024).write(tmp_path / "model")
     project = generate_project("qemu-mps3-an547", tmp_path / "model", tmp_path / "p")
@@ -156,7 +156,7 @@ def test_weights_too_big_for_flash_fail_the_link(tmp_path):
         build(project, "qemu-mps3-an547", cache_dir=False)
 
 
-@needs_toolchain
+@pytest.mark.toolchain
 def test_pio_run_works_directly_in_the_firmware_folder(tmp_path):
     # A private build dir: a developer's own `pio run` in firmware/ may be running at the same time.
     env = dict(pio_environment(), PLATFORMIO_BUILD_DIR=str(tmp_path))
@@ -169,7 +169,7 @@ def test_pio_run_works_directly_in_the_firmware_folder(tmp_path):
         assert (tmp_path / board / "firmware.elf").is_file()
 
 
-@needs_toolchain
+@pytest.mark.toolchain
 def test_a_checkout_whose_path_has_a_space_builds_and_links_the_cached_library(tmp_path):
     # The map file, the library path and the cached archive used to reach the linker unquoted.
     import os

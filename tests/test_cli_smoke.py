@@ -26,13 +26,14 @@ def tinyhil(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.qemu
-def test_smoke_run_writes_summary_and_per_layer_table(tmp_path):
+def test_smoke_run_writes_summary_and_per_layer_table(tmp_path, board_name):
     p = tinyhil(
-        "run", "experiment=smoke", f"hydra.run.dir={tmp_path}/run", f"workdir={tmp_path}/work", cwd=REPO
-    )
+        "run", "experiment=smoke", f"board={board_name}", f"hydra.run.dir={tmp_path}/run",
+        f"workdir={tmp_path}/work", cwd=REPO,
+    )  # fmt: skip
     assert p.returncode == 0, p.stderr[-3000:]
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
-    assert summary["board"] == "qemu-mps2-an386"
+    assert summary["board"] == board_name
     assert summary["timer"] == "qemu-icount" and summary["unit"] == "instructions"
     assert summary["bit_exact"] is True and summary["mismatches"] == []
     assert all(not isinstance(v, dict) for v in summary.values())  # flat keys

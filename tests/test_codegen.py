@@ -8,7 +8,6 @@ bytes against the numpy reference.
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -207,7 +206,7 @@ def build_and_run(model: IntModel, x: np.ndarray, tmp: Path, variant: str = "opt
     return chunks, out.stdout
 
 
-@pytest.mark.skipif(shutil.which("gcc") is None, reason="needs a host gcc")
+@pytest.mark.hostcc
 @pytest.mark.parametrize(
     "seed,variant,simd",
     [(0, "opt", False), (1, "opt", True), (2, "ref", False), (3, "opt", True), (4, "ref", True)],
@@ -223,7 +222,7 @@ def test_generated_model_runs_bit_exact_on_the_host(tmp_path, seed, variant, sim
     assert stdout.split() == [f"{model_hash(model):08x}", str(plan.arena_bytes), str(plan.scratch_bytes)]
 
 
-@pytest.mark.skipif(shutil.which("gcc") is None, reason="needs a host gcc")
+@pytest.mark.hostcc
 def test_all_int8_network_and_single_layer_models(tmp_path):
     model = random_network(9, bits=(8,))
     x = random_input(model.tensors["input"], 0)
@@ -259,7 +258,7 @@ def test_footprint_counts_weights_and_arena():
     assert sram == plan.arena_bytes + plan.scratch_bytes
 
 
-@pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="needs arm-none-eabi-gcc")
+@pytest.mark.toolchain
 def test_cortex_m_link_keeps_only_used_kernels_and_matches_the_estimate(tmp_path):
     model = random_network(5, input_shape=(20, 20, 3), width=16)
     emit_model_c(model, tmp_path)

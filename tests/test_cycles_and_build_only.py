@@ -11,7 +11,6 @@ from harness.boards import make_board
 from harness.boards.build_only import BuildOnlyBoard, BuiltOnly, mode
 from harness.errors import ConfigError
 from harness.measure.units import add_milliseconds, cycles_to_ms
-from tests.fixtures.boards import fixture_firmware, needs_toolchain  # noqa: F401
 
 
 def test_cycle_counts_get_clock_and_milliseconds_beside_them():
@@ -45,8 +44,8 @@ def test_build_only_board_builds_like_the_real_one_and_stops_at_flash(tmp_path):
     assert not isinstance(e.value, Exception)  # an experiment's `except Exception` cannot swallow it
 
 
-@needs_toolchain
-def test_built_only_summary_carries_sizes_and_the_images_hash(fixture_firmware):  # noqa: F811
+@pytest.mark.toolchain
+def test_built_only_summary_carries_sizes_and_the_images_hash(fixture_firmware):
     r = fixture_firmware("nano33ble")
     s = BuiltOnly("nano33ble", r).summary()
     assert s["built"] is True and s["board"] == "nano33ble"

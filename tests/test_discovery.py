@@ -24,7 +24,6 @@ from harness.boards.discovery import (
     resolve_probe,
 )
 from harness.errors import DeviceError
-from tests.fixtures.boards import needs_toolchain
 
 REPO = Path(__file__).resolve().parent.parent
 NUCLEO = load_board_config("nucleo-h743zi")
@@ -120,7 +119,7 @@ def _tinyhil(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     )
 
 
-@needs_toolchain
+@pytest.mark.toolchain
 def test_tinyhil_boards_lists_both_real_boards_as_buildable(tmp_path):
     r = _tinyhil("boards", f"hydra.run.dir={tmp_path}", f"workdir={tmp_path / 'work'}")
     assert r.returncode == 0, r.stdout + r.stderr
@@ -148,7 +147,7 @@ def test_run_on_a_real_board_without_its_probe_exits_2_within_seconds(tmp_path, 
     assert not (tmp_path / "summary.json").exists()
 
 
-@needs_toolchain
+@pytest.mark.toolchain
 @pytest.mark.parametrize("board", ["nucleo-h743zi", "nano33ble"])
 def test_build_only_builds_checks_fit_and_writes_the_summary_without_a_board(tmp_path, board):
     import hashlib

@@ -25,12 +25,7 @@ REPO = Path(__file__).resolve().parent.parent
 HW_BOARD = os.environ.get("TINYHIL_HW_BOARD", "")
 HW_ARGS = os.environ.get("TINYHIL_HW_ARGS", "").split()
 
-pytestmark = [
-    pytest.mark.hardware,
-    pytest.mark.skipif(
-        not HW_BOARD, reason="needs a real board: set TINYHIL_HW_BOARD=<board> with it attached"
-    ),
-]
+pytestmark = pytest.mark.hardware  # run only with TINYHIL_HW_BOARD set (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")

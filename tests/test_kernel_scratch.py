@@ -13,7 +13,6 @@ what the planner sizes the scratch buffer with; here they are checked three ways
 from __future__ import annotations
 
 import os
-import shutil
 import zlib
 
 import numpy as np
@@ -25,7 +24,7 @@ from harness.native import host_c
 from harness.reference.run import run_model
 from harness.synth.random_model import random_input, random_layer_model
 
-pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="needs a host gcc")
+pytestmark = pytest.mark.hostcc
 
 PAIRS = [(a, w) for a in (2, 4, 8) for w in (2, 4, 8)]
 

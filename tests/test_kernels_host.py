@@ -8,7 +8,6 @@ odd sizes, stride 1/2, SAME/VALID padding, kernels 1/3/5/7, channel counts that 
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import zlib
 
@@ -24,7 +23,7 @@ from harness.synth.random_model import random_input, random_layer_model
 
 PAIRS = [(a, w) for a in (2, 4, 8) for w in (2, 4, 8)]
 
-pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="needs a host gcc")
+pytestmark = pytest.mark.hostcc
 
 
 @pytest.fixture(scope="module", params=["plain", "simd"])
@@ -313,7 +312,7 @@ ARM_FLAGS = {
 }
 
 
-@pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="needs arm-none-eabi-gcc")
+@pytest.mark.toolchain
 @pytest.mark.parametrize("cpu", list(ARM_FLAGS))
 def test_kernels_cross_compile_for_cortex_m(cpu, tmp_path):
     srcs = [str(p) for p in kernel_sources()]

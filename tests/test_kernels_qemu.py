@@ -7,8 +7,6 @@ builds the same sources for Armv8.1-M.
 
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 import pytest
 
@@ -16,10 +14,6 @@ from harness.synth.random_model import random_coverage_chain, random_input
 
 pytestmark = [
     pytest.mark.qemu,
-    pytest.mark.skipif(
-        shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
-        reason="needs qemu-system-arm and arm-none-eabi-gcc",
-    ),
 ]
 
 

@@ -21,22 +21,11 @@ from harness.table.lut import (
     out_numel_from_key,
     profile_entries,
 )
-
-TARGET = {"board": "qemu-mps2-an386", "timer": "systick-icount", "firmware_hash": "0123abc", "cflags": "-O2"}
+from tests.fixtures.tables import TARGET, row, table_of
 
 
 def pw(name: str, src: str, c_in: int = 8, c_out: int = 8, hw: int = 4) -> LayerSpec:
     return LayerSpec(name, "pointwise", (hw, hw, c_in), (hw, hw, c_out), inputs=(src,))
-
-
-def row(key: str, a: int, w: int, o: int, count: float, **extra) -> dict:
-    return {"layer_key": key, "a_bits": a, "w_bits": w, "o_bits": o, "count": count, **extra}
-
-
-def table_of(rows: list[dict], **target) -> LatencyTable:
-    t = LatencyTable()
-    t.add(rows, **{**TARGET, **target})
-    return t
 
 
 # adding rows, resuming --------------------------------------------------------------------------------------

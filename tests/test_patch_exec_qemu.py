@@ -8,8 +8,6 @@ on the device itself.
 
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 import pytest
 
@@ -19,10 +17,6 @@ from harness.synth.random_model import random_input, random_int_model, random_ne
 
 pytestmark = [
     pytest.mark.qemu,
-    pytest.mark.skipif(
-        shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
-        reason="needs qemu-system-arm and arm-none-eabi-gcc",
-    ),
 ]
 
 

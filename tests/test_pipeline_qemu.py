@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.boards import make_board
 from harness.ir.model import IntModel
 from harness.measure.session import measure_model
 from harness.synth.random_model import make_weighted_layer, random_input, random_network
@@ -17,12 +16,12 @@ pytestmark = pytest.mark.qemu
 @pytest.mark.parametrize(
     "seed,shape,width", [(11, (13, 9, 3), 5), (12, (17, 17, 1), 7), (13, (10, 14, 6), 9)]
 )
-def test_random_mixed_precision_networks_are_bit_exact_on_every_layer(tmp_path, seed, shape, width):
+def test_random_mixed_precision_networks_are_bit_exact_on_every_layer(tmp_path, test_board, seed, shape, width):
     """Odd, non-square inputs; channel counts not a multiple of 4; every precision drawn at random."""
     model = random_network(seed, input_shape=shape, width=width, expand=3)
     rng = np.random.default_rng(seed)
     inputs = [random_input(model.tensors[model.input], rng) for _ in range(2)]
-    m = measure_model(model, make_board("qemu-mps2-an386"), inputs, tmp_path)
+    m = measure_model(model, test_board, inputs, tmp_path)
     assert m.mismatched_layers == []
     assert m.bit_exact
     for dev, ref in zip(m.outputs, m.reference_outputs):
@@ -46,11 +45,11 @@ def _pointwise_stack(couts: list[int], seed: int = 0) -> IntModel:
     return IntModel(tensors, layers, "input", layers[-1].output, name="pwstack")
 
 
-def test_counts_are_deterministic_and_linear_in_macs(tmp_path):
+def test_counts_are_deterministic_and_linear_in_macs(tmp_path, test_board):
     couts = [8, 16, 24, 32, 48, 64]
     model = _pointwise_stack(couts)
     x = random_input(model.tensors["input"], 0)
-    board = make_board("qemu-mps2-an386")
+    board = test_board
     a = measure_model(model, board, [x], tmp_path / "a")
     b = measure_model(model, board, [x], tmp_path / "b")
     assert [r.count for r in a.layers] == [r.count for r in b.layers]  # identical, run after run

@@ -28,7 +28,6 @@ from harness.boards.regvalues import (
     stm32_usart_brr,
 )
 from harness.build.elf import ElfImage
-from tests.fixtures.boards import fixture_firmware, needs_toolchain  # noqa: F401
 
 REPO = Path(__file__).resolve().parent.parent
 REAL_BOARDS = ("nucleo-h743zi", "nano33ble")
@@ -40,11 +39,11 @@ def _in(addr: int, base: int, size: int) -> bool:
 
 
 @pytest.fixture(scope="module")
-def images(fixture_firmware):  # noqa: F811
+def images(fixture_firmware):
     return {b: fixture_firmware(b) for b in REAL_BOARDS}
 
 
-@needs_toolchain
+@pytest.mark.toolchain
 @pytest.mark.parametrize("board", REAL_BOARDS)
 def test_real_board_builds_and_fits_with_its_vector_table_at_the_flash_base(images, board):
     r, cfg = images[board], load_board_config(board)
@@ -74,7 +73,7 @@ def test_real_board_builds_and_fits_with_its_vector_table_at_the_flash_base(imag
             elf.symbol(sym)
 
 
-@needs_toolchain
+@pytest.mark.toolchain
 def test_h743_stack_and_rtt_live_in_dtcm_and_data_in_axi_sram(images):
     with ElfImage(images["nucleo-h743zi"].elf) as elf:
         top = elf.symbol("__stack_top").address
@@ -86,7 +85,7 @@ def test_h743_stack_and_rtt_live_in_dtcm_and_data_in_axi_sram(images):
             elf.symbol(sym)
 
 
-@needs_toolchain
+@pytest.mark.toolchain
 def test_nano_image_is_linked_at_the_arduino_bootloaders_application_offset(images):
     cfg = load_board_config("nano33ble")
     assert cfg.flash.base == 0x10000 and cfg.flash.size == 0x100000 - 0x10000  # 64 KB bootloader, 1 MB flash
@@ -100,7 +99,7 @@ def test_nano_image_is_linked_at_the_arduino_bootloaders_application_offset(imag
 # --- register values against the reference manuals ----------------------------------------------------------
 
 
-@needs_toolchain
+@pytest.mark.toolchain
 def test_h743_clock_plans_in_the_elf_follow_rm0433(images):
     cfg = load_board_config("nucleo-h743zi")
     with ElfImage(images["nucleo-h743zi"].elf) as elf:
@@ -147,7 +146,7 @@ def test_h7_wait_state_table_rows():
         h7_flash_wait_states(240_000_000, 1)  # VOS1 stops at 200 MHz
 
 
-@needs_toolchain
+@pytest.mark.toolchain
 def test_nano_uarte_baud_and_icache_values_in_the_elf_follow_the_product_specification(images):
     for baud, register in NRF52_UARTE_BAUDRATE_TABLE.items():
         assert nrf52_uarte_baudrate(baud) == register  # the formula reproduces the PS table
@@ -162,7 +161,7 @@ def test_nano_uarte_baud_and_icache_values_in_the_elf_follow_the_product_specifi
 # --- the Arduino bootloader upload path, up to the hardware boundary ------------------------------------------
 
 
-@needs_toolchain
+@pytest.mark.toolchain
 def test_nano_pio_upload_touches_the_port_and_hands_bossac_the_image_linked_at_0x10000(tmp_path):
     """``pio run -t upload`` for the Nano: objcopy to .bin, 1200-baud touch on the port, then bossac. bossac
     itself needs the board, so a stand-in on PATH records what it was given."""

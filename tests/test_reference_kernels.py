@@ -16,7 +16,7 @@ from harness.ops.fc import fc
 from harness.ops.pointwise import pointwise_acc
 from harness.reference.run import run_model
 from harness.synth.random_model import make_weighted_layer, random_input, random_layer_model, random_network
-from tests.test_reference_requant import scalar_mbqm
+from tests.fixtures.numerics import scalar_mbqm
 
 
 def naive_requant(acc, m, s, zp, lo, hi):

@@ -16,32 +16,7 @@ from harness.ir.requant import (
     rdbpot,
     srdhm,
 )
-
-
-def _wrap(v: int) -> int:
-    return ((v + (1 << 31)) % (1 << 32)) - (1 << 31)
-
-
-def scalar_srdhm(a: int, b: int) -> int:
-    if a == b == INT32_MIN:
-        return INT32_MAX
-    ab = a * b
-    nudge = (1 << 30) if ab >= 0 else 1 - (1 << 30)
-    v = ab + nudge
-    return int(abs(v) >> 31) * (1 if v >= 0 else -1)  # C division truncates toward zero
-
-
-def scalar_rdbpot(x: int, e: int) -> int:
-    mask = (1 << e) - 1
-    remainder = x & mask
-    threshold = (mask >> 1) + (1 if x < 0 else 0)
-    return (x >> e) + (1 if remainder > threshold else 0)
-
-
-def scalar_mbqm(x: int, m: int, s: int) -> int:
-    left, right = max(s, 0), max(-s, 0)
-    return scalar_rdbpot(scalar_srdhm(_wrap(x << left), m), right)
-
+from tests.fixtures.numerics import scalar_mbqm
 
 EXTREMES = [INT32_MIN, INT32_MIN + 1, -(1 << 30), -3, -2, -1, 0, 1, 2, 3, 1 << 30, INT32_MAX - 1, INT32_MAX]
 

@@ -25,7 +25,6 @@ from harness.transport.rtt import (
     read_c_string,
     ring_data,
 )
-from tests.fixtures.boards import needs_qemu, needs_toolchain
 from tests.fixtures.fixture_model import FixtureModel
 from tests.fixtures.standalone import FIXTURE_FW, build_image, common, runtime_sources
 
@@ -136,8 +135,8 @@ def qemu_gdb(rtt_image):
         proc.stderr.close()
 
 
-@needs_toolchain
-@needs_qemu
+@pytest.mark.toolchain
+@pytest.mark.qemu
 def test_control_block_the_firmware_builds_parses_against_its_elf(qemu_gdb):
     memory, elf_path = qemu_gdb
     with ElfImage(elf_path) as elf:
@@ -162,8 +161,8 @@ def test_control_block_the_firmware_builds_parses_against_its_elf(qemu_gdb):
     assert b"m-init-done" in banner and banner.endswith(b"\r\n")
 
 
-@needs_toolchain
-@needs_qemu
+@pytest.mark.toolchain
+@pytest.mark.qemu
 def test_protocol_over_rtt_is_bit_exact_with_inputs_and_outputs_larger_than_the_rings(qemu_gdb):
     memory, elf_path = qemu_gdb
     with ElfImage(elf_path) as elf:
@@ -182,8 +181,8 @@ def test_protocol_over_rtt_is_bit_exact_with_inputs_and_outputs_larger_than_the_
     link.close()
 
 
-@needs_toolchain
-@needs_qemu
+@pytest.mark.toolchain
+@pytest.mark.qemu
 def test_rtt_link_finds_the_block_by_scanning_ram_without_the_elf(qemu_gdb):
     memory, _ = qemu_gdb
     link = RttLink(memory, search=(0x2000_0000, 64 * 1024))

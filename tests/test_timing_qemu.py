@@ -14,10 +14,9 @@ from harness.boards import make_board
 from harness.errors import TimingError
 from harness.timing.microbench import EMPTY, Bench, run_benches
 from harness.timing.trm import M4_CASES, M7_CASES, run_cases
-from tests.fixtures.boards import fixture_firmware, needs_qemu, needs_toolchain  # noqa: F401
-from tests.test_cli_smoke import REPO, tinyhil
+from tests.fixtures.cli import REPO, tinyhil
 
-pytestmark = [pytest.mark.qemu, needs_qemu, needs_toolchain]
+pytestmark = pytest.mark.qemu
 
 
 def test_m4_model_reproduces_the_trm_cycle_counts(tmp_path):
@@ -88,7 +87,7 @@ def test_bench_timing_meets_its_bounds(tmp_path):
     assert mca[0].startswith("core,network,kernel") and len(mca) == 1 + s["mca_loops"]
 
 
-def test_image_without_markers_is_refused_before_qemu_starts(fixture_firmware):  # noqa: F811
+def test_image_without_markers_is_refused_before_qemu_starts(fixture_firmware):
     board = make_board("qemu-mps2-an386", timer="qemu-cycles")
     with pytest.raises(TimingError, match="TH_CYCLE_MARKERS"):
         board.flash(fixture_firmware("qemu-mps2-an386"))

@@ -17,7 +17,7 @@ from harness.data import sources
 from harness.errors import ConfigError, TableError
 from harness.models.registry import load_checkpoint
 from harness.table.lut import LatencyTable
-from tests.test_lut import row, table_of
+from tests.fixtures.tables import row, table_of
 
 
 def _saved_checkpoint(path: Path, model: nn.Module) -> bytes:
