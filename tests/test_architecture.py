@@ -18,7 +18,7 @@ HARNESS = Path(__file__).resolve().parent.parent / "harness"
 #: Bottom to top. A package may import only packages of lower layers (and itself).
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors",),
-    ("results", "console"),
+    ("results",),
     ("config",),
     ("ir",),
     ("ops",),

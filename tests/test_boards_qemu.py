@@ -143,9 +143,18 @@ def test_100kb_input_takes_the_host_file_fast_path_on_qemu(board_session):
     assert [r.crc32 for r in dut.layers()] == model.expected_layer_crcs(x)
     (dut.host_dir / "short.bin").write_bytes(b"123")
     with pytest.raises(DeviceError, match="size is not the input tensor"):
-        dut.command(f"db host {dut.host_dir / 'short.bin'}")
+        dut.command("db host short.bin")
     with pytest.raises(DeviceError, match="cannot open"):
-        dut.command(f"db host {dut.host_dir / 'missing.bin'}")
+        dut.command("db host missing.bin")
+
+
+@pytest.mark.parametrize("path", ["/etc/passwd", "../input.bin", "sub/input.bin", ".hidden"])
+def test_semihosting_reads_only_plain_file_names_in_the_emulators_private_folder(board_session, path):
+    # The emulator runs in the harness's private folder; the firmware refuses any path that could leave it, so
+    # semihosting gives the guest no other host file.
+    _board, dut = board_session("qemu-mps2-an386", FixtureModel(n_bytes=100_000), timeout=60)
+    with pytest.raises(DeviceError, match="only a plain file name"):
+        dut.command(f"db host {path}")
 
 
 def test_model_that_reuses_its_input_buffer_gets_the_input_reloaded(board_session):

@@ -318,3 +318,19 @@ def test_cortex_m_link_keeps_only_used_kernels_and_matches_the_estimate(tmp_path
     assert 0.7 * flash_real <= flash_est <= 1.5 * flash_real, (flash_est, flash_real)
     # arena + scratch exactly; the kernels themselves may keep a few bytes of static tables in .data/.bss
     assert 0 <= sram_real - sram_est <= 64, (sram_est, sram_real)
+
+
+@pytest.mark.parametrize("hostile", ["*/ #error injected /*", "a*//b", "**//x\n#error y", "name\x00\x7f*/"])
+def test_names_cannot_leave_their_c_comment(tmp_path, hostile):
+    from harness.codegen.artifact import layer_artifact
+    from harness.codegen.emit_c import c_comment
+
+    assert "*/" not in c_comment(hostile) and "/*" not in c_comment(hostile)
+    model = random_network(3, input_shape=(8, 8, 3), width=4)
+    model.name = hostile
+    model.layers[0].name = hostile
+    text = layer_artifact(model).sources["model_data.c"]
+    # every comment closes where the generator closed it and every string literal is escaped: what is left
+    # outside comments and strings is the generator's own code only
+    code = re.sub(r'"(?:\\.|[^"\\\n])*"', '""', re.sub(r"/\*.*?\*/", "", text, flags=re.S))
+    assert "#error" not in code and "injected" not in code

@@ -79,7 +79,7 @@ def test_small_zoo_model_runs_patch_based_bit_exact(tmp_path):
 
 def test_default_model_does_not_fit_the_netduino_layer_by_layer_but_runs_patch_based(tmp_path):
     from harness.boards import make_board
-    from harness.build.project import RUNTIME_SRAM_BYTES, check_fit
+    from harness.build.fit import check_fit, runtime_footprint
     from harness.codegen.artifact import layer_artifact
     from harness.errors import DoesNotFitError
     from harness.graph.trace import extract_layers
@@ -100,6 +100,6 @@ def test_default_model_does_not_fit_the_netduino_layer_by_layer_but_runs_patch_b
     assert m.mem["arena_used"] > a["arena_bytes"] - 64
     # measured peak = static RAM (arena, scratch, per-step result tables, runtime) + stack high-water mark;
     # the stated overhead over the planner's figure is scratch + result tables + runtime static RAM + stack
-    overhead = a["scratch_bytes"] + a["result_bytes"] + RUNTIME_SRAM_BYTES + 1024
+    overhead = a["scratch_bytes"] + a["result_bytes"] + runtime_footprint(board.cfg).sram + 1024
     assert a["planner_peak"] < m.peak_sram_device <= a["planner_peak"] + overhead
     assert m.peak_sram_device < board.cfg.sram.size

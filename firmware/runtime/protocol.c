@@ -303,6 +303,12 @@ static void cmd_db_file(const char *path, uint32_t want)
                                       "this board has no host file access"};
     db_active = 0;
     input_valid = 0;
+    /* Semihosting opens host files with the emulator's rights: only a plain file name is accepted, which the
+     * emulator resolves in its working directory (the harness's private folder), never a path elsewhere. */
+    if (path[0] == '.' || strchr(path, '/') != 0 || strchr(path, '\\') != 0) {
+        error_line("db host rejected", "only a plain file name in the emulator's folder");
+        return;
+    }
     int32_t got = th_host_read_file(path, th_tensor_data(&th_model.tensors[th_model.input]), want);
     if (got != (int32_t)want) {
         int32_t code = got < -4 || got > -1 ? 3 : -got;

@@ -124,7 +124,7 @@ class QemuBoard(Board):
         machine = self.machine
         if self.cycles is not None:
             machine = replace(machine, extra_args=(*machine.extra_args, *self.cycles.qemu_args()))
-        self.driver = QemuDriver(machine, self.image)
+        self.driver = QemuDriver(machine, self.image, cwd=self.host_dir())
         if self.cycles is not None:
             self.cycles.qemu_messages = self.driver.stderr_text
         url = self.driver.start(timeout=self.cfg.driver.boot_timeout_s)

@@ -54,9 +54,11 @@ def _with_parent_death_signal(cmd: list[str]) -> list[str]:
 class QemuDriver:
     """Start, watch and stop one QEMU process (stopped at interpreter exit, and killed if its parent dies)."""
 
-    def __init__(self, machine: QemuMachine, elf: str | Path):
+    def __init__(self, machine: QemuMachine, elf: str | Path, cwd: str | Path | None = None):
         self.machine = machine
-        self.elf = Path(elf)
+        self.elf = Path(elf).resolve()
+        # Semihosting resolves the firmware's file names here: the harness's private folder for this session.
+        self.cwd = Path(cwd) if cwd is not None else None
         self.proc: subprocess.Popen[bytes] | None = None
         self._stderr: deque[bytes] = deque(maxlen=200)
         self._port: int | None = None
@@ -107,6 +109,7 @@ class QemuDriver:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
+            cwd=self.cwd,
             start_new_session=True,  # a Ctrl-C in the terminal must not kill QEMU before we clean up
         )
         _LIVE.add(self)

@@ -2,8 +2,8 @@
 
 ``generate_project`` writes ``platformio.ini`` (the local platform in ``firmware/platform`` via ``symlink://``) and
 copies the model's generated sources into ``src/``; ``build`` runs PlatformIO offline and returns the ELF with its
-section sizes. A model that cannot fit is rejected twice: before building, from the caller's size estimate, and
-after linking (the linker script overflows, or the real sections exceed the board).
+section sizes. A model that cannot fit is rejected twice: before building, by :func:`harness.build.fit.check_fit`
+(which callers run first), and after linking (the linker script overflows, or the real sections exceed the board).
 """
 
 from __future__ import annotations
@@ -21,15 +21,11 @@ from functools import lru_cache
 from pathlib import Path
 
 from harness.build.pio_core import pio_environment
-from harness.build.sizes import SectionSizes, linker_overflows, min_stack_bytes, section_sizes
+from harness.build.sizes import SectionSizes, linker_overflows, section_sizes
 from harness.config.board import BoardConfig, known_boards, load_board_config, repo_root
 from harness.errors import BuildError, ConfigError, DoesNotFitError
 from harness.memory.estimate import MemoryEstimate
 
-#: Static RAM of the runtime itself (per-layer tick/CRC tables, parser state), measured at TH_MAX_LAYERS=256.
-RUNTIME_SRAM_BYTES = 4 * 1024
-#: Flash of the runtime, startup and board code without kernels (measured: ~12.5 KB).
-RUNTIME_FLASH_BYTES = 16 * 1024
 _SOURCE_SUFFIXES = (".c", ".h", ".inc")
 #: Images kept in the content-hash cache.
 CACHE_ENTRIES = 256
@@ -70,27 +66,6 @@ def require_buildable(board: str | BoardConfig | object) -> BoardConfig:
             f"firmware/platform/boards/{cfg.platformio_board}.json); buildable boards: {', '.join(buildable)}"
         )
     return cfg
-
-
-def check_fit(board: str | BoardConfig, estimate: MemoryEstimate) -> None:
-    """DoesNotFitError if ``estimate`` cannot fit the board (before spending time on a build)."""
-    cfg = load_board_config(board)
-    stack = (
-        min_stack_bytes(repo_root() / cfg.linker_script) if (repo_root() / cfg.linker_script).is_file() else 0
-    )
-    sram_need = estimate.arena + estimate.scratch + RUNTIME_SRAM_BYTES + stack
-    if sram_need > cfg.sram.size:
-        raise DoesNotFitError(
-            f"model does not fit {cfg.name}: SRAM needs about {sram_need} B (arena {estimate.arena} + scratch "
-            f"{estimate.scratch} + runtime {RUNTIME_SRAM_BYTES} + stack {stack}) but the board has "
-            f"{cfg.sram.size} B"
-        )
-    flash_need = estimate.weights + RUNTIME_FLASH_BYTES
-    if flash_need > cfg.flash.size:
-        raise DoesNotFitError(
-            f"model does not fit {cfg.name}: flash needs about {flash_need} B (weights {estimate.weights} + "
-            f"runtime {RUNTIME_FLASH_BYTES}) but the board has {cfg.flash.size} B"
-        )
 
 
 def _collect_sources(model_sources: Path | str | Sequence[Path | str]) -> list[Path]:
@@ -154,12 +129,10 @@ def generate_project(
 ) -> Path:
     """Write a PlatformIO project for ``board_cfg`` with ``model_sources`` (files, or a folder of .c/.h) in ``src/``.
 
-    ``estimate`` (arena + scratch + weights) is checked against the board first (DoesNotFitError). Re-generating
+    ``estimate`` is recorded beside the project (check it first with :func:`harness.build.fit.check_fit`). Re-generating
     into the same folder rewrites only what changed and removes stale sources, so rebuilds stay incremental.
     """
     board = require_buildable(board_cfg)
-    if estimate is not None:
-        check_fit(board, estimate)
     files = _collect_sources(model_sources)
     out = Path(out_dir)
     src = out / "src"
@@ -186,29 +159,35 @@ def _compiler_id() -> str:
         return "missing"
 
 
-def _content_key(project_dir: Path, board: BoardConfig) -> str:
-    """Hash of everything that determines the image: firmware sources, board, project sources, flags, compiler."""
+def firmware_files(board: BoardConfig) -> list[Path]:
+    """Every firmware file a build for ``board`` reads besides the project's own sources: the runtime and its
+    kernels (all subfolders), the shared and the board's support code, the build script and the board's json."""
+    fw = firmware_root()
+    files = sorted((fw / "runtime").rglob("*"))
+    files += sorted((fw / "boards" / "common").glob("*"))
+    files += sorted(board.firmware_dir.glob("*"))
+    files += [fw / "platform" / "builder" / "main.py", fw / "platform" / "boards" / f"{board.platformio_board}.json"]
+    return [f for f in files if f.is_file()]
+
+
+def firmware_key(board: BoardConfig, build_flags: Iterable[str] = ()) -> str:
+    """Hex SHA-256 of the firmware a build for ``board`` compiles (files, compiler, extra flags): equal keys, equal
+    code for every layer whatever model a project adds."""
     fw = firmware_root()
     h = hashlib.sha256()
     h.update(_compiler_id().encode())
-    groups = [
-        sorted((fw / "runtime").rglob("*")),
-        sorted((fw / "boards" / "common").glob("*")),
-        sorted(board.firmware_dir.glob("*")),
-        [
-            fw / "platform" / "builder" / "main.py",
-            fw / "platform" / "boards" / f"{board.platformio_board}.json",
-        ],
-        sorted((project_dir / "src").glob("*")),
-        [project_dir / "platformio.ini"],
-    ]
-    for group in groups:
-        for f in group:
-            if f.is_file():
-                h.update(str(f.relative_to(fw if f.is_relative_to(fw) else project_dir)).encode())
-                h.update(b"\0")
-                h.update(f.read_bytes())
-                h.update(b"\0")
+    h.update("\0".join(build_flags).encode())
+    for f in firmware_files(board):
+        h.update(str(f.relative_to(fw)).encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def _content_key(project_dir: Path, board: BoardConfig) -> str:
+    """Hash of everything that determines the image: firmware sources, board, project sources, flags, compiler."""
+    h = hashlib.sha256(firmware_key(board).encode())
+    for f in [*sorted((project_dir / "src").glob("*")), project_dir / "platformio.ini"]:
+        if f.is_file():
+            h.update(str(f.relative_to(project_dir)).encode() + b"\0" + f.read_bytes() + b"\0")
     return h.hexdigest()[:32]
 
 
@@ -236,7 +215,7 @@ def _does_not_fit(
         what = "SRAM" if region == "RAM" else "flash"
         parts.append(f"{what} overflowed by {n} B (needs {size + n} B, the board has {size} B)")
     est = (
-        f"; estimate: arena {estimate.arena} B, scratch {estimate.scratch} B, weights {estimate.weights} B"
+        f"; estimate: arena {estimate.arena} B, scratch {estimate.scratch} B, model data {estimate.weights} B"
         if estimate
         else ""
     )
@@ -262,8 +241,6 @@ def build(
         raise BuildError(
             f"{project} is not a generated project (no platformio.ini): call generate_project first"
         )
-    if estimate is not None:
-        check_fit(cfg, estimate)
     out_dir = project / ".pio" / "build" / cfg.name
     elf, mapf = out_dir / "firmware.elf", out_dir / "firmware.map"
     t0 = time.monotonic()

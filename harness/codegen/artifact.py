@@ -123,7 +123,7 @@ def layer_artifact(model: IntModel, *, variant: str = "opt", keep_input: bool = 
     a layer's ``meta['kernel_variant']`` overrides it for that layer)."""
     validate_model(model)
     plan = plan_arena(model, keep_input=keep_input, validate=False)
-    flash, _ = estimate_footprint(model, plan, variant)
+    estimate = estimate_footprint(model, plan, variant)
     out = model.tensors[model.output]
 
     def reference(x: np.ndarray) -> Expected:
@@ -137,7 +137,7 @@ def layer_artifact(model: IntModel, *, variant: str = "opt", keep_input: bool = 
             "model_data.c": render_model_c(model, plan, variant),
             "model_data.h": render_model_h(model, plan),
         },
-        estimate=MemoryEstimate(arena=plan.arena_bytes, scratch=plan.scratch_bytes, weights=flash),
+        estimate=estimate,
         model_hash=model_hash(model),
         layers=_layer_infos(model),
         input=model.tensors[model.input],
@@ -147,7 +147,7 @@ def layer_artifact(model: IntModel, *, variant: str = "opt", keep_input: bool = 
             "arena_bytes": plan.arena_bytes,
             "arena_peak_bytes": plan.peak_bytes,
             "scratch_bytes": plan.scratch_bytes,
-            "model_flash_bytes": flash,
+            "model_flash_bytes": estimate.weights,
         },
         reference=reference,
     )
@@ -160,7 +160,7 @@ def patch_artifact(pm: PatchedModel, *, variant: str = "opt", arena: PatchArena 
         if m is not pm.model:
             validate_model(m)
     arena = arena if arena is not None else plan_patch_arena(pm)
-    flash, _ = estimate_patch_footprint(pm, arena, variant)
+    estimate = estimate_patch_footprint(pm, arena, variant)
     model = pm.model
     stage_macs = {layer.name: int(pm.plan.per_layer_macs[layer.name][1]) for layer in model.layers[: pm.n_stage]}
 
@@ -175,9 +175,7 @@ def patch_artifact(pm: PatchedModel, *, variant: str = "opt", arena: PatchArena 
     return Artifact(
         name=model.name,
         sources={"model_data.c": render_patch_c(pm, arena, variant)},
-        estimate=MemoryEstimate(
-            arena=arena.arena_bytes + arena.result_bytes, scratch=arena.scratch_bytes, weights=flash
-        ),
+        estimate=estimate,
         model_hash=patch_model_hash(pm),
         layers=_layer_infos(model, stage_macs),
         input=model.tensors[model.input],
@@ -187,7 +185,7 @@ def patch_artifact(pm: PatchedModel, *, variant: str = "opt", arena: PatchArena 
             "arena_bytes": arena.arena_bytes,
             "scratch_bytes": arena.scratch_bytes,
             "result_bytes": arena.result_bytes,
-            "model_flash_bytes": flash,
+            "model_flash_bytes": estimate.weights,
             "planner_peak": arena.planner_peak,
             "layer_peak": arena.layer_peak,
         },

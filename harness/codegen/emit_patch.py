@@ -36,8 +36,10 @@ from harness import ops
 from harness.codegen.emit_c import (
     _ints_init,
     _used_tensors,
+    c_comment,
     estimate_footprint,
     int_arrays,
+    kernel_symbols,
     layer_init,
     layer_variant,
     model_hash,
@@ -48,6 +50,7 @@ from harness.graph.spec import INPUT
 from harness.ir.model import IntLayer, IntModel, TensorSpec
 from harness.ir.packing import packed_weights, row_bytes
 from harness.memory.arena import ALIGN, ArenaPlan, greedy_place, layer_scratch_bytes
+from harness.memory.estimate import MemoryEstimate
 from harness.memory.liveness import MemoryRule
 from harness.ops.validate import validate_model
 from harness.patch.intmodel import PatchedModel, layer_specs, stage_tensors
@@ -454,7 +457,7 @@ def render_patch_c(pm: PatchedModel, arena: PatchArena, variant: str = "opt") ->
             steps.append(
                 f"    {{&patch_layers[{layer_inits[body]}], {io.inputs[0].c_init()}, {in2.c_init()}, "
                 f"{io.out.c_init()}, &patch_copies[{c0}], {len(io.before)}, {len(io.after)}}}, "
-                f"/* patch {p}: {_safe(layer.name)} */"
+                f"/* patch {p}: {c_comment(layer.name)} */"
             )
     n = P * S
     parts.append(
@@ -475,14 +478,15 @@ def render_patch_c(pm: PatchedModel, arena: PatchArena, variant: str = "opt") ->
     return text + "\n" + "\n\n".join(parts) + "\n"
 
 
-def _safe(s: str) -> str:
-    return s.replace("*/", "* /")
-
-
-def estimate_patch_footprint(pm: PatchedModel, arena: PatchArena, variant: str = "opt") -> tuple[int, int]:
-    """``(flash_bytes, sram_bytes)`` of the generated model: the base model's tables and weights plus the
-    schedule (layer copies, steps, copies, extra requantization arrays); arena, scratch and result tables."""
-    flash, _ = estimate_footprint(pm.model, _arena_plan(pm, arena), variant)
+def estimate_patch_footprint(pm: PatchedModel, arena: PatchArena, variant: str = "opt") -> MemoryEstimate:
+    """What the generated patch-based model adds to a firmware: the base model's tables and weights plus the
+    schedule (layer copies, steps, copies, extra requantization arrays) in flash; arena with the per-step result
+    tables, and scratch, in SRAM; the kernels of the base model and of every patch model."""
+    base = estimate_footprint(pm.model, _arena_plan(pm, arena), variant)
+    flash = base.weights
+    kernels = set(base.kernels)
+    for m in _distinct(pm.patch_models):
+        kernels.update(kernel_symbols(m, variant))
     S, P = pm.n_stage, pm.plan.num_patches
     extra = sum(
         4 * a.size
@@ -493,7 +497,8 @@ def estimate_patch_footprint(pm: PatchedModel, arena: PatchArena, variant: str =
     )
     copies = sum(len(io.before) + len(io.after) for row in arena.steps for io in row)
     flash += P * S * (_STEP_BYTES + _LAYER_BYTES) + copies * _COPY_BYTES + extra
-    return int(flash), int(arena.arena_bytes + arena.scratch_bytes + arena.result_bytes)
+    return MemoryEstimate(arena=arena.arena_bytes + arena.result_bytes, scratch=arena.scratch_bytes,
+                          weights=int(flash), kernels=tuple(sorted(kernels)))
 
 
 def emit_patched_c(

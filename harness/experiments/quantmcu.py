@@ -26,11 +26,11 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
-from harness.build.project import RUNTIME_SRAM_BYTES, check_fit
+from harness.build.fit import check_fit, runtime_footprint
 from harness.build.sizes import min_stack_bytes
 from harness.codegen.artifact import layer_artifact, patch_artifact
 from harness.codegen.emit_patch import plan_patch_arena
-from harness.config.board import repo_root
+from harness.config.board import load_board_config, repo_root
 from harness.errors import ConfigError, DoesNotFitError
 from harness.experiments.common import board_from, progress, workdir
 from harness.measure.report import count_keys, print_per_layer, write_per_layer
@@ -78,7 +78,8 @@ def memory_budget(cfg: DictConfig, arena_extra: int) -> int | None:
         return int(b)
     ld = repo_root() / str(cfg.board.linker_script)
     stack = min_stack_bytes(ld) if ld.is_file() else 8 * 1024
-    return int(cfg.board.sram.size) - RUNTIME_SRAM_BYTES - stack - arena_extra
+    runtime = runtime_footprint(load_board_config(OmegaConf.to_container(cfg.board, resolve=True))).sram
+    return int(cfg.board.sram.size) - runtime - stack - arena_extra
 
 
 def branch_bits_frame(res):

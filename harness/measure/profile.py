@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from harness.boards import make_board
-from harness.build.project import RUNTIME_FLASH_BYTES, RUNTIME_SRAM_BYTES, MemoryEstimate, check_fit
+from harness.build.fit import check_fit, runtime_footprint
 from harness.codegen.artifact import layer_artifact
 from harness.config.board import BoardConfig, load_board_config
 from harness.config.schema import ProfileSchema
@@ -32,6 +32,7 @@ from harness.errors import ConfigError, DeviceError, DoesNotFitError, TableError
 from harness.graph.spec import INPUT, LayerSpec
 from harness.measure.session import Session
 from harness.measure.target import measurement_target
+from harness.memory.estimate import MemoryEstimate
 from harness.precision.groups import activation_groups
 from harness.synth.batch import (
     ImageBudget,
@@ -288,11 +289,12 @@ def default_budget(
 ) -> ImageBudget:
     """Image limits for ``board``: the given layer/MAC caps, and 70 % of its flash and SRAM after the runtime."""
 
+    runtime = runtime_footprint(board)
     return ImageBudget(
         max_layers=max_layers,
         max_macs=max_macs,
-        flash_bytes=int(0.7 * (board.flash.size - RUNTIME_FLASH_BYTES)),
-        sram_bytes=int(0.7 * (board.sram.size - RUNTIME_SRAM_BYTES - 8192)),
+        flash_bytes=int(0.7 * (board.flash.size - runtime.flash)),
+        sram_bytes=int(0.7 * (board.sram.size - runtime.sram - 8192)),
     )
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.boards import Board
+from harness.build.fit import check_fit
 from harness.build.project import generate_project
 from harness.codegen.artifact import Artifact, Expected, make_artifact
 from harness.errors import ResultError
@@ -167,7 +168,8 @@ class Session:
         self.build_flags = tuple(build_flags)
 
     def deploy(self, art: Artifact) -> dict:
-        """Generate the project, check the fit, build and flash; the build's figures as a dict."""
+        """Check the fit, generate the project, build and flash; the build's figures as a dict."""
+        check_fit(self.board.cfg, art.estimate)  # before any build: DoesNotFitError naming the sizes
         src = art.write_sources(self.workdir / "model")
         project = generate_project(
             self.board.cfg, src, self.workdir / "project", estimate=art.estimate, build_flags=self.build_flags

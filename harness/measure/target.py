@@ -8,44 +8,20 @@ and the deployed network) therefore share one target, which is what lets the pro
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from harness.build.project import _compiler_id as cid
+from harness.build.project import firmware_key
 from harness.config.board import BoardConfig, load_board_config, repo_root
 from harness.table.lut import Target
 
 _OPT_RE = re.compile(r'"(-O[0-3sgz]|-Ofast)"')
 
 
-def _firmware_files(board: BoardConfig) -> list[Path]:
-    fw = repo_root() / "firmware"
-    files = sorted((fw / "runtime").rglob("*"))
-    files += sorted((fw / "boards" / "common").glob("*"))
-    files += sorted(board.firmware_dir.glob("*"))
-    files += [
-        fw / "platform" / "builder" / "main.py",
-        fw / "platform" / "boards" / f"{board.platformio_board}.json",
-    ]
-    return [f for f in files if f.is_file()]
-
-
-def _compiler_id() -> str:
-    return cid()
-
-
 def firmware_hash(board: BoardConfig | str, build_flags: Iterable[str] = ()) -> str:
     """12 hex digits naming the kernel build on ``board`` (sources, build script, compiler, flags)."""
-    cfg = load_board_config(board)
-    fw = repo_root() / "firmware"
-    h = hashlib.sha256()
-    h.update(_compiler_id().encode())
-    h.update("\0".join(build_flags).encode())
-    for f in _firmware_files(cfg):
-        h.update(str(f.relative_to(fw)).encode() + b"\0" + f.read_bytes() + b"\0")
-    return h.hexdigest()[:12]
+    return firmware_key(load_board_config(board), tuple(build_flags))[:12]
 
 
 def compiler_flags(board: BoardConfig | str, build_flags: Iterable[str] = ()) -> str:

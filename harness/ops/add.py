@@ -33,7 +33,6 @@ class Add(OpDef):
     kind = "add"
     c_enum = "TH_OP_ADD"
     n_inputs = 2
-    code_bytes_a8w8 = 1400
 
     def requant_bytes(self, out_channels: int) -> int:
         return 28  # seven int32 parameters

@@ -43,7 +43,6 @@ class AvgPool(OpDef):
     kind = "avgpool"
     c_enum = "TH_OP_AVGPOOL"
     arrays = ("mult", "shift")
-    code_bytes_a8w8 = 1000
 
     def macs(self, in_shape, out_shape, kernel) -> int:
         oh, ow, oc = out_shape

@@ -33,10 +33,6 @@ class OpDef:
     n_inputs: ClassVar[int] = 1
     #: constant arrays the layer table points at (``weights``, ``bias``, ``mult``, ``shift``)
     arrays: ClassVar[tuple[str, ...]] = ()
-    #: approximate Cortex-M -O2 code size of the kernel(s) (bytes) for the fit estimate, by kernel family
-    code_bytes_a8w8: ClassVar[int] = 0
-    code_bytes_packed: ClassVar[int] = 0
-    code_bytes_ref: ClassVar[int] = 0
 
     # ---- shape level (LayerSpec and IntLayer alike)
     def macs(self, in_shape: Shape3, out_shape: Shape3, kernel: tuple[int, int]) -> int:
@@ -67,13 +63,6 @@ class OpDef:
     def kernel_symbol(self, a_bits: int, w_bits: int, variant: str = "opt") -> str:
         """The C kernel the layer table points at."""
         return f"th_{self.kind}"
-
-    def code_bytes(self, symbol: str) -> int:
-        """Estimated code bytes of ``symbol`` (one of this operator's kernels)."""
-        if symbol.endswith("_ref"):
-            return self.code_bytes_ref
-        return self.code_bytes_a8w8 if symbol.endswith("_a8w8") or symbol == f"th_{self.kind}" else (
-            self.code_bytes_packed)
 
     def c_fields(self, layer: IntLayer) -> dict[str, int]:
         """Operator-specific ``th_layer_t`` fields (beyond geometry, tensors and constant arrays)."""

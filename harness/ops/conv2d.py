@@ -31,7 +31,6 @@ def conv2d(x, w, bias, multiplier, shift, *, in_zp, out_zp, stride=1, padding=(0
 class Conv2d(WeightedOp):
     kind = "conv2d"
     c_enum = "TH_OP_CONV2D"
-    code_bytes_a8w8, code_bytes_packed, code_bytes_ref = 600, 11000, 700
 
     def macs(self, in_shape: Shape3, out_shape: Shape3, kernel: tuple[int, int]) -> int:
         oh, ow, oc = out_shape

@@ -31,7 +31,6 @@ def depthwise(x, w, bias, multiplier, shift, *, in_zp, out_zp, stride=1, padding
 class Depthwise(WeightedOp):
     kind = "depthwise"
     c_enum = "TH_OP_DEPTHWISE"
-    code_bytes_a8w8, code_bytes_packed, code_bytes_ref = 5000, 3600, 600
 
     def macs(self, in_shape: Shape3, out_shape: Shape3, kernel: tuple[int, int]) -> int:
         oh, ow, oc = out_shape

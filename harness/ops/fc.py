@@ -21,7 +21,6 @@ def fc(x, w, bias, multiplier, shift, *, in_zp, out_zp, act_min, act_max):
 class Fc(Pointwise):
     kind = "fc"
     c_enum = "TH_OP_FC"
-    code_bytes_a8w8, code_bytes_packed, code_bytes_ref = 150, 7000, 350
 
     def check_shapes(self, layer: IntLayer, ins: TensorSpec, outs: TensorSpec) -> None:
         super().check_shapes(layer, ins, outs)

@@ -25,7 +25,6 @@ def pointwise(x, w, bias, multiplier, shift, *, in_zp, out_zp, stride=1, act_min
 class Pointwise(WeightedOp):
     kind = "pointwise"
     c_enum = "TH_OP_POINTWISE"
-    code_bytes_a8w8, code_bytes_packed, code_bytes_ref = 400, 10000, 450
 
     def macs(self, in_shape: Shape3, out_shape: Shape3, kernel: tuple[int, int]) -> int:
         oh, ow, oc = out_shape

@@ -50,6 +50,8 @@ _CRC_SUFFIX = re.compile(rb"[0-9A-Fa-f]{4}")
 MAX_REPLY_LINES = (
     20_000  # > TH_MAX_LAYERS layers and any patch schedule (patches x stage layers) of a real model
 )
+#: The file an emulated board reads its input from (in the emulator's private working folder).
+INPUT_FILE = "input.bin"
 MAX_REPLY_BYTES = 4 << 20  # > the longest legal line (a tensor dump, link.MAX_LINE) plus the rest of a reply
 
 
@@ -304,13 +306,13 @@ class Dut:
         """
         data = bytes(np.asarray(data).tobytes()) if isinstance(data, np.ndarray) else bytes(data)
         if self.host_dir is not None and len(data) >= self.host_min_bytes:
-            path = self.host_dir / "input.bin"
-            if len(str(path)) < 120 and " " not in str(path):
-                path.write_bytes(data)
-                parse_load_chunk(self.command(f"db host {path}"), last=True)
-                self._last_input = data
-                self._input_fresh = True
-                return
+            # The emulator runs in host_dir and the firmware takes only a plain file name (semihosting reaches
+            # nothing outside that private folder).
+            (self.host_dir / INPUT_FILE).write_bytes(data)
+            parse_load_chunk(self.command(f"db host {INPUT_FILE}"), last=True)
+            self._last_input = data
+            self._input_fresh = True
+            return
         parse_load_start(self.command(f"db load {len(data)}"), len(data))
         for off in range(0, len(data), self.chunk_bytes):
             chunk = data[off : off + self.chunk_bytes]
