@@ -12,11 +12,12 @@ from harness import CONFIG_DIR
 from harness.config.schema import register
 
 
-def compose_config(command: str, overrides: Sequence[str] = ()) -> DictConfig:
-    """The config ``tinyhil <command> <overrides>`` would run with (``configs/<command>.yaml``)."""
+def compose_config(command: str, overrides: Sequence[str] = (), *, hydra: bool = False) -> DictConfig:
+    """The config ``tinyhil <command> <overrides>`` would run with (``configs/<command>.yaml``); ``hydra`` also
+    returns Hydra's own node (run folder, sweep settings)."""
     register()
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        return compose(config_name=command, overrides=list(overrides))
+        return compose(config_name=command, overrides=list(overrides), return_hydra_config=hydra)
 
 
 def group_config(group: str, name: str, overrides: Sequence[str] = ()) -> dict[str, Any]:

@@ -12,7 +12,7 @@ Groups: ``board`` (:class:`BoardSchema` with :class:`TimerSchema`), ``method`` (
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Optional
+from typing import Any, ClassVar, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
@@ -256,6 +256,9 @@ class QuantMcuMethod:
 class SmokeExperiment:
     """A small random CNN through the whole board pipeline, checked bit-exactly layer by layer."""
 
+    #: the config groups this experiment reads: overriding another one is refused (it would do nothing)
+    uses: ClassVar[tuple[str, ...]] = ("board", "timer", "timing")  # the smoke network is its own (experiment.model)
+
     name: str = "smoke"
     entry: str = "harness.experiments.smoke:run"
     source: str = "torch"  # torch: a random-weight torch module, quantized and exported | ir: a random int net
@@ -275,6 +278,9 @@ class SmokeExperiment:
 class Int8Experiment:
     """The uniform 8-bit integer model's top-1 on the device beside float and fake-quant."""
 
+    #: the config groups this experiment reads: overriding another one is refused (it would do nothing)
+    uses: ClassVar[tuple[str, ...]] = ("board", "model", "data", "method", "timer", "timing")
+
     name: str = "int8"
     entry: str = "harness.experiments.int8:run"
     n_eval: int = 200  # test images evaluated on the device
@@ -285,6 +291,9 @@ class Int8Experiment:
 @dataclass
 class FreebitsExperiment:
     """The closed loop: profile, int8 baseline, start, measure-and-refine rounds, QAT, device top-1."""
+
+    #: the config groups this experiment reads: overriding another one is refused (it would do nothing)
+    uses: ClassVar[tuple[str, ...]] = ("board", "model", "data", "method", "timer", "timing")
 
     name: str = "freebits"
     entry: str = "harness.experiments.freebits:run"
@@ -305,6 +314,9 @@ class FreebitsExperiment:
 class KernelsExperiment:
     """Count per MAC of every kernel on the benchmark layer shapes, at every (a, w) pair and the int8 loop."""
 
+    #: the config groups this experiment reads: overriding another one is refused (it would do nothing)
+    uses: ClassVar[tuple[str, ...]] = ("board", "timer", "timing")
+
     name: str = "kernels"
     entry: str = "harness.experiments.bench_kernels:run"
     layers: list[str] = field(default_factory=list)  # names from bench_kernels.LAYERS; empty = all
@@ -320,6 +332,9 @@ class KernelsExperiment:
 class QuantMcuExperiment:
     """QuantMCU end to end against 8-bit patch-based inference (MCUNetV2)."""
 
+    #: the config groups this experiment reads: overriding another one is refused (it would do nothing)
+    uses: ClassVar[tuple[str, ...]] = ("board", "model", "data", "method", "timer", "timing")
+
     name: str = "quantmcu"
     entry: str = "harness.experiments.quantmcu:run"
     n_eval: int = 200  # test images for the host top-1 (integer reference, patch-based)
@@ -331,6 +346,9 @@ class QuantMcuExperiment:
 @dataclass
 class QuantuneExperiment:
     """QuantuneV2 against the one-layer-at-a-time ranking, and top-1 vs BitOPs of top-k assignments."""
+
+    #: the config groups this experiment reads: overriding another one is refused (it would do nothing)
+    uses: ClassVar[tuple[str, ...]] = ("model", "data", "method")
 
     name: str = "quantune"
     entry: str = "harness.experiments.sensitivity:run"
@@ -347,6 +365,9 @@ class ReliabilityExperiment:
     """Hostile serial peers: floods, stalls, a board dying mid-line, inconsistent replies; each must end in a
     clear error within its deadline."""
 
+    #: the config groups this experiment reads: overriding another one is refused (it would do nothing)
+    uses: ClassVar[tuple[str, ...]] = ("board",)
+
     name: str = "reliability"
     entry: str = "harness.experiments.bench_reliability:run"
     scenarios: list[str] = field(default_factory=list)  # names from harness.transport.hostile; empty = all
@@ -359,6 +380,9 @@ class ReliabilityExperiment:
 class TimingExperiment:
     """Validation of the cycle model: the TRM's documented sequences, the M7 rules, the kernels' hottest loops
     against llvm-mca, and the plugin's cost against plain -icount."""
+
+    #: the config groups this experiment reads: overriding another one is refused (it would do nothing)
+    uses: ClassVar[tuple[str, ...]] = ()  # its boards, timers and network are fixed by the validation itself
 
     name: str = "timing"
     entry: str = "harness.experiments.timing_bench:run"
@@ -406,3 +430,8 @@ def method_defaults(name: str) -> dict[str, Any]:
         if group == "method" and n == name:
             return asdict(node())
     raise KeyError(name)
+
+
+def experiment_schema(name: str) -> type | None:
+    """The schema dataclass of experiment ``name`` (None if it has none)."""
+    return next((node for group, n, node in SCHEMAS if group == "experiment" and n == name), None)

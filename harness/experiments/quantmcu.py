@@ -42,9 +42,7 @@ from harness.patch.search import DEFAULT_N, search_patch_plans
 from harness.precision.config import PrecisionConfig
 from harness.quant.prepare import export, integer_inputs, prepare, quantize, top1
 from harness.results.io import atomic_write_text, write_table
-from harness.search.quantmcu import QuantMcuParams, quantmcu
-
-PLAN_KEYS = ("split", "n", "max_mac_overhead", "n_calib", "memory_budget")
+from harness.search.quantmcu import PLAN_KEYS, QuantMcuParams, quantmcu
 
 
 def choose_plan(model, split="auto", n="auto", max_mac_overhead: float = 0.3):

@@ -9,6 +9,8 @@ dict``, writes the dict as ``run_dir/summary.json`` and then fails the command w
 from __future__ import annotations
 
 import importlib
+import os
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,9 +25,11 @@ from harness.boards.discovery import preflight
 from harness.build.project import require_buildable
 from harness.config.board import load_board_config
 from harness.config.compose import compose_config
+from harness.config.schema import experiment_schema
 from harness.errors import ConfigError, ResultError
 from harness.measure.units import add_milliseconds
 from harness.results.io import atomic_write_text, write_summary
+from harness.search import check_method
 
 
 def console() -> Console:
@@ -133,14 +137,54 @@ def _one_line(exc: BaseException) -> str:
     return text.split(" Config search path:")[0]
 
 
+def check_writable(path: str | Path, what: str, fix: str) -> None:
+    """ConfigError unless ``path`` is a folder this process can create or write into."""
+    p = Path(path).absolute()
+    probe = p
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ConfigError(f"cannot use {p} as {what}: {probe} is a file, not a folder; choose another ({fix})")
+    try:  # a real write: permissions alone do not tell (root, read-only or virtual file systems)
+        os.rmdir(tempfile.mkdtemp(prefix=".tinyhil-probe-", dir=probe))
+    except OSError as e:
+        raise ConfigError(f"cannot write {what} {p}: {probe}: {e.strerror}; choose another ({fix})") from None
+
+
+#: Config groups (and top-level keys) whose override an experiment may not use.
+_GROUPS = ("board", "model", "data", "method", "timer", "timing")
+
+
+def _overridden(override: str) -> str:
+    """The config group or top-level key an override sets (``method.bits=[4]`` -> ``method``)."""
+    key = override.split("=", 1)[0].lstrip("+~")
+    return key.split("@", 1)[0].split(".", 1)[0].split("/", 1)[0]
+
+
 def check_config(command: str, overrides: list[str]) -> None:
-    """Compose the command's config once before running it, so a bad key or value is one line (exit 2)
-    before any work starts. Sweeps (-m) and Hydra's own flags are left to Hydra."""
+    """Compose the command's config once before running it, so that before any work starts (exit 2, one line):
+    a bad key or value names the key; an override of a group the experiment does not read is refused (it would
+    silently do nothing); and the search method's options are checked. Sweeps (-m) and Hydra's own flags are
+    left to Hydra."""
     if any(o.startswith("-") for o in overrides):
         return
     try:
-        compose_config(command, overrides)
+        cfg = compose_config(command, overrides, hydra=True)
+        run_dir = OmegaConf.select(cfg, "hydra.run.dir")
     except (HydraException, OmegaConfBaseException) as e:
         raise ConfigError(f"bad configuration: {_one_line(e)}") from None
-
-
+    check_writable(run_dir, "the run folder", "hydra.run.dir=<folder>")
+    if OmegaConf.select(cfg, "workdir"):
+        check_writable(cfg.workdir, "the work folder", "workdir=<folder>")
+    name = OmegaConf.select(cfg, "experiment.name")
+    schema = experiment_schema(str(name)) if name else None
+    uses = getattr(schema, "uses", _GROUPS)
+    for o in overrides:
+        group = _overridden(o)
+        if group in _GROUPS and group not in uses:
+            raise ConfigError(
+                f"experiment={name} does not use {group}: '{o}' would have no effect; drop it "
+                f"(this experiment reads {', '.join(uses) or 'none of ' + ', '.join(_GROUPS)})"
+            )
+    if "method" in uses and OmegaConf.select(cfg, "method") is not None:
+        check_method(cfg.method)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -29,20 +30,46 @@ from harness.graph.spec import LayerSpec
 from harness.precision.config import PrecisionConfig
 from harness.precision.groups import activation_groups, harmonize
 from harness.search.bitops_budget import bitops_search
+from harness.search.bitops_budget import check_params as bitops_check
 from harness.search.uniform import uniform_config
 
 StartFn = Callable[[dict, list[LayerSpec], dict], PrecisionConfig]
+CheckFn = Callable[[dict], None]
 _REGISTRY: dict[str, StartFn] = {}
+_CHECKS: dict[str, CheckFn] = {}
 
 
-def register_start(name: str) -> Callable[[StartFn], StartFn]:
-    """Decorator: make ``fn`` the starting-point method ``name``."""
+def register_start(name: str, check: CheckFn | None = None) -> Callable[[StartFn], StartFn]:
+    """Decorator: make ``fn`` the starting-point method ``name``; ``check(params)`` validates its options
+    before any work starts (ConfigError naming the option)."""
 
     def deco(fn: StartFn) -> StartFn:
         _REGISTRY[name] = fn
+        if check is not None:
+            _CHECKS[name] = check
         return fn
 
     return deco
+
+
+def register_check(name: str, check: CheckFn) -> None:
+    """The option check of method ``name`` (for methods an experiment drives itself, e.g. QuantMCU)."""
+    _CHECKS[name] = check
+
+
+def check_method(method_cfg: Mapping | Any) -> None:
+    """ConfigError when the method is unknown or one of its options is invalid: run before any profiling,
+    training or measuring, so a bad option never costs the work that precedes its use."""
+    params = _plain(method_cfg)
+    name = params.pop("name", None)
+    if not name:
+        raise ConfigError("method config needs a 'name' (uniform, bitops, file, quantune, quantmcu)")
+    if name not in _REGISTRY and name not in _CHECKS and str(name).isidentifier():
+        _discover(str(name))
+    if name not in _REGISTRY and name not in _CHECKS:
+        raise ConfigError(f"unknown search method {name!r}; available: {available_starts()}")
+    if name in _CHECKS:
+        _CHECKS[name](params)
 
 
 def available_starts() -> list[str]:
@@ -101,19 +128,34 @@ def make_start(method_cfg: Mapping | Any, layers: Sequence[LayerSpec], **context
     return cfg
 
 
-@register_start("uniform")
+def _check_uniform(params: dict) -> None:
+    p = _take(params, "uniform")
+    for key in ("a_bits", "w_bits", "input_bits"):
+        if p[key] not in (2, 4, 8):
+            raise ConfigError(f"method.{key} must be 2, 4 or 8, got {p[key]}")
+
+
+def _check_file(params: dict) -> None:
+    p = _take(params, "file")
+    if not p["path"]:
+        raise ConfigError("method 'file' needs method.path: a saved precision configuration (.json/.yaml)")
+    if not Path(p["path"]).is_file():
+        raise ConfigError(f"method.path {p['path']} does not exist (a previous run's final_config.json?)")
+
+
+@register_start("uniform", check=_check_uniform)
 def _start_uniform(params: dict, layers: list[LayerSpec], context: dict) -> PrecisionConfig:
     p = _take(params, "uniform")
     return uniform_config(layers, p["a_bits"], p["w_bits"], input_bits=p["input_bits"])
 
 
-@register_start("bitops")
+@register_start("bitops", check=lambda params: bitops_check(**_take(params, "bitops")) and None)
 def _start_bitops(params: dict, layers: list[LayerSpec], context: dict) -> PrecisionConfig:
     p = _take(params, "bitops")
     return bitops_search(layers, table=context.get("table"), **p)
 
 
-@register_start("file")
+@register_start("file", check=_check_file)
 def _start_file(params: dict, layers: list[LayerSpec], context: dict) -> PrecisionConfig:
     p = _take(params, "file")
     if not p["path"]:
@@ -121,4 +163,6 @@ def _start_file(params: dict, layers: list[LayerSpec], context: dict) -> Precisi
     return PrecisionConfig.load(p["path"])
 
 
-__all__ = ["StartFn", "available_starts", "make_start", "register_start"]
+__all__ = [
+    "CheckFn", "StartFn", "available_starts", "check_method", "make_start", "register_check", "register_start",
+]

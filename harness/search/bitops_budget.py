@@ -149,18 +149,11 @@ def _problem(
     estimate: bool,
     floor: PrecisionConfig | None = None,
 ) -> _Problem:
-    if objective not in OBJECTIVES:
-        raise ConfigError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
-    bits = tuple(sorted({int(b) for b in bits}))
-    if not bits or any(b not in ALLOWED_BITS for b in bits):
-        raise ConfigError(f"bits must be a non-empty subset of {ALLOWED_BITS}, got {bits}")
+    bits = check_params(objective=objective, bits=bits, bitops_frac=bitops_frac, latency_frac=latency_frac)
     if (objective == "latency" or latency_frac is not None) and table is None:
         raise ConfigError(
             "the latency objective / latency_frac budget needs a latency table (profile the model)"
         )
-    for name, v in (("bitops_frac", bitops_frac), ("latency_frac", latency_frac)):
-        if v is not None and not 0 < v:
-            raise ConfigError(f"{name} must be a positive fraction of the 8-bit figure, got {v}")
     layers = list(layers)
     groups = activation_groups(layers)
     if not groups.weighted:
@@ -459,6 +452,35 @@ def _solve_greedy(p: _Problem) -> tuple[list[int], dict[str, int]]:
 # entry point ------------------------------------------------------------------------------------------------
 
 
+def check_params(
+    *,
+    objective: str = "bits",
+    bits: Sequence[int] = ALLOWED_BITS,
+    bitops_frac: float | None = None,
+    latency_frac: float | None = None,
+    solver: str = "ilp",
+    input_bits: int | None = 8,
+    output_bits: int = 8,
+    **_: object,
+) -> tuple[int, ...]:
+    """ConfigError naming the option when the search's options are invalid (checked before any work starts);
+    returns the sorted bit choices."""
+    if objective not in OBJECTIVES:
+        raise ConfigError(f"method.objective must be one of {OBJECTIVES}, got {objective!r}")
+    choices = tuple(sorted({int(b) for b in bits}))
+    if not choices or any(b not in ALLOWED_BITS for b in choices):
+        raise ConfigError(f"method.bits must be a non-empty subset of {ALLOWED_BITS}, got {list(bits)}")
+    for name, v in (("bitops_frac", bitops_frac), ("latency_frac", latency_frac)):
+        if v is not None and not 0 < v:
+            raise ConfigError(f"method.{name} must be a positive fraction of the 8-bit figure, got {v}")
+    if solver not in ("ilp", "greedy"):
+        raise ConfigError(f"method.solver must be 'ilp' or 'greedy', got {solver!r}")
+    for name, v in (("input_bits", input_bits), ("output_bits", output_bits)):
+        if v is not None and v not in ALLOWED_BITS:
+            raise ConfigError(f"method.{name} must be one of {ALLOWED_BITS}, got {v}")
+    return choices
+
+
 def bitops_search(
     layers: Sequence[LayerSpec],
     *,
@@ -487,8 +509,7 @@ def bitops_search(
     ``time_limit`` seconds (said in ``meta["solver"]``); ``"greedy"`` uses the descent only. An infeasible
     budget raises ConfigError.
     """
-    if solver not in ("ilp", "greedy"):
-        raise ConfigError(f"solver must be 'ilp' or 'greedy', got {solver!r}")
+    check_params(solver=solver)
     p = _problem(
         layers,
         objective,

@@ -35,9 +35,9 @@ __all__ = [
 def _register() -> None:
     # imported lazily by harness.search's discovery of "quantune*" modules
     from harness.search import register_start
-    from harness.search.quantune.pipeline import start
+    from harness.search.quantune.pipeline import QuantuneParams, start
 
-    register_start("quantune")(start)
+    register_start("quantune", check=lambda params: QuantuneParams.from_mapping(params) and None)(start)
 
 
 _register()
