@@ -35,7 +35,7 @@ def board_session(fixture_firmware):
     opened = []
 
     def open_(name: str, model: FixtureModel | None = None, timeout: float = 30.0):
-        board = make_board(name)
+        board = make_board(name, timer="qemu-icount")  # the fixture images count instructions on every board
         board.flash(fixture_firmware(name, model))
         opened.append(board)
         return board, board.open_dut(timeout=timeout)
@@ -93,7 +93,7 @@ def test_counts_are_deterministic_and_convert_to_instructions(board_session, nam
     assert per_run[0] == per_run[1]
     t = {k: v[0] for k, v in per_run[0].items()}
     assert len({v[1] for v in per_run[0].values()}) == 1  # layer 1 does the same work every time
-    cpt = make_board(name).cfg.timer.count_per_tick
+    cpt = make_board(name, timer="qemu-icount").cfg.timer.count_per_tick
     for a, b in [(10, 60), (60, 110), (110, 160), (10, 160)]:
         instructions = 2 * 1000 * (b - a)
         assert abs((t[b] - t[a]) * cpt - instructions) <= cpt + 1e-6

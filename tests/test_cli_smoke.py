@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.boards import make_board
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -34,7 +36,8 @@ def test_smoke_run_writes_summary_and_per_layer_table(tmp_path, board_name):
     assert p.returncode == 0, p.stderr[-3000:]
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["board"] == board_name
-    assert summary["timer"] == "qemu-icount" and summary["unit"] == "instructions"
+    timer = make_board(board_name).cfg.timer  # the board's default timer (qemu-mps2-an500: cycles, stm32h743)
+    assert summary["timer"] == timer.source and summary["unit"] == timer.unit
     assert summary["bit_exact"] is True and summary["mismatches"] == []
     assert all(not isinstance(v, dict) for v in summary.values())  # flat keys
     assert 0 < summary["emulator_seconds"] < summary["host_seconds"]
@@ -46,7 +49,7 @@ def test_smoke_run_writes_summary_and_per_layer_table(tmp_path, board_name):
     assert per_layer["count"].sum() == pytest.approx(summary["total_count"])
     assert per_layer["macs"].sum() == summary["macs"]
     assert per_layer["bit_exact"].all() and (per_layer["count"] > 0).all()
-    assert (per_layer["timer"] == "qemu-icount").all()
+    assert (per_layer["timer"] == timer.source).all()
 
 
 def test_unknown_board_is_a_clear_error(tmp_path):

@@ -52,8 +52,8 @@ def test_smoke_in_cycles_is_bit_exact_and_says_what_it_counts(tmp_path, board, t
     assert s["instructions_total"] == pytest.approx(per_layer["instructions"].sum())
     assert s["total_ms"] == pytest.approx(s["total_count"] / s["clock_hz"] * 1e3)
     # the same network counted in instructions (qemu-icount, SysTick) agrees with the plugin's instruction count
-    q = tinyhil("run", "experiment=smoke", f"board={board}", f"hydra.run.dir={tmp_path}/i", f"workdir={tmp_path}/w",
-                cwd=REPO)
+    q = tinyhil("run", "experiment=smoke", f"board={board}", "timer=qemu-icount", f"hydra.run.dir={tmp_path}/i",
+                f"workdir={tmp_path}/w", cwd=REPO)
     assert q.returncode == 0, q.stderr[-3000:]
     icount = json.loads((tmp_path / "i" / "summary.json").read_text())
     assert icount["unit"] == "instructions" and "instructions_total" not in icount
@@ -144,3 +144,12 @@ def test_patch_based_model_in_cycles_sums_every_patch_and_copy(tmp_path):
     assert all(c.regions == 1 for c in last[stage:])
     assert [la.count for la in m.layers] == [c.cycles for c in last] and all(c.cycles > 0 for c in last)
     assert m.instructions_total == sum(c.instructions for c in last)
+
+
+def test_the_emulated_m7_stands_for_the_stm32h743_unless_told_to_count_instructions():
+    cycles = make_board("qemu-mps2-an500")
+    assert (cycles.cfg.timer.source, cycles.cfg.timer.unit) == ("qemu-cycles", "cycles")
+    assert cycles.cycles.profile.name == "stm32h743" and cycles.cfg.timer.hz == 480_000_000
+    plain = make_board("qemu-mps2-an500", timer="qemu-icount")
+    assert (plain.cfg.timer.source, plain.cycles) == ("qemu-icount", None)
+    assert make_board("qemu-mps2-an386").cfg.timer.source == "qemu-icount"

@@ -19,6 +19,10 @@ def make_board(
     ``timer`` overrides the board's timer (``qemu-cycles`` on emulated boards) and ``timing`` names its timing
     profile (``configs/timing``); see :func:`harness.timing.apply_timer`. In build-only mode (``build_only=true``, harness.boards.build_only) the board builds and stops at flash()."""
     cfg = load_board_config(board_cfg)
+    if timer in (None, "") and cfg.default_timer:
+        timer = cfg.default_timer
+        if timing in (None, "") and cfg.default_timing and timer == TIMER:
+            timing = cfg.default_timing
     cycles = None
     if timer not in (None, "") or timing not in (None, "") or cfg.timer.source == TIMER:
         cfg, cycles = apply_timer(cfg, timer, timing)

@@ -98,6 +98,8 @@ class BoardConfig:
     driver: DriverSpec
     uart: dict[str, Any] = field(default_factory=dict)
     description: str = ""
+    default_timer: str | None = None  # what timer= means when not given (qemu-cycles: counts cycles)
+    default_timing: str | None = None  # the timing profile it counts under when not given (configs/timing)
 
     @property
     def emulated(self) -> bool:
@@ -159,6 +161,8 @@ class BoardConfig:
             driver=driver,
             uart=dict(d["uart"]),
             description=d["description"],
+            default_timer=d["default_timer"],
+            default_timing=d["default_timing"],
         )
         if cfg.sram.size <= 0 or cfg.flash.size <= 0:
             raise ConfigError(f"board '{name}': flash and sram sizes must be positive")

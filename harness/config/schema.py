@@ -96,6 +96,10 @@ class BoardSchema:
     timer: TimerSchema = field(default_factory=TimerSchema)
     driver: DriverSchema = field(default_factory=DriverSchema)
     discovery: DiscoverySchema = field(default_factory=DiscoverySchema)
+    # An emulated board can stand for a real chip by default: `timer=` and `timing=`, when not given, mean these
+    # (qemu-mps2-an500: qemu-cycles under stm32h743); an explicit timer=qemu-icount counts instructions instead.
+    default_timer: Optional[str] = None
+    default_timing: Optional[str] = None
 
 
 # ------------------------------------------------------------------------------------------ profile and data
