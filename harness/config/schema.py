@@ -113,6 +113,8 @@ class ProfileSchema:
     output_bits: Optional[int] = 8  # the logits' precision (null: every o_bits)
     repeats: int = 3  # random inputs per image; the row's count is their median (min/max kept)
     workers: int = 0  # images measured in parallel, one emulator each (0: one per available core)
+    executor: str = "local"  # local: a pool of `workers` processes here | ray: images sharded over a Ray cluster
+    ray_address: Optional[str] = None  # executor=ray: host:port or auto (a running cluster); null: a local Ray
     max_layers: int = 200  # layers per batch image (the firmware's table holds 256)
     max_macs: float = 3.0e7  # MACs per batch image: bounds one inference's emulation time
     build_flags: list[str] = field(default_factory=list)  # extra compiler flags (part of the target)
