@@ -39,9 +39,10 @@ class TimerSchema:
 
 @dataclass
 class DriverSchema:
-    """How the board is reached: ``qemu`` (machine/cpu) or ``serial`` (port, flasher, probe)."""
+    """How the board is reached: ``qemu`` (machine/cpu), ``serial`` (port, flasher, probe) or ``labgrid`` (a place
+    of a labgrid board farm: place, coordinator, flasher)."""
 
-    type: str = MISSING  # qemu | serial
+    type: str = MISSING  # qemu | serial | labgrid
     machine: Optional[str] = None
     cpu: Optional[str] = None
     extra_args: list[str] = field(default_factory=list)
@@ -53,6 +54,13 @@ class DriverSchema:
     link: str = "serial"  # serial (the protocol on `port`) | rtt (SEGGER RTT through the debug probe)
     boot_timeout_s: float = 10.0
     command_timeout_s: float = 60.0
+    # type labgrid (a board of a labgrid farm, harness.boards.labgrid_board; flasher gdb | openocd):
+    place: Optional[str] = None  # the labgrid place (its name or a unique part of it)
+    coordinator: Optional[str] = None  # host:port of the labgrid coordinator (null: $LG_COORDINATOR or :20408)
+    reserve: bool = True  # queue for the place with a reservation before acquiring it (fair between users)
+    acquire_timeout_s: float = 600.0  # how long to wait for the place when other users hold it
+    gdb_server: str = "qemu"  # flasher gdb: the GDB server in front of the board (qemu | openocd | pyocd)
+    openocd_config: list[str] = field(default_factory=list)  # flasher openocd: OpenOCD config files of the board
 
 
 @dataclass

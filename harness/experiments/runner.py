@@ -69,7 +69,7 @@ def check_board(cfg, build_only: bool):
         return None
     if not board.buildable:
         require_buildable(board)  # raises the ConfigError naming the missing board support
-    if not build_only and not board.emulated:
+    if not build_only and board.driver.type == "serial":  # a labgrid farm board is checked when acquired
         for key, value in preflight(board).items():
             cfg.board.driver[key] = value
         board = _board_config(cfg)
