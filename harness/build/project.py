@@ -241,8 +241,14 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+#: Environment variable naming another build cache folder (a benchmark's cold cache; a cluster's node-local disk).
+CACHE_ENV = "TINYHIL_BUILD_CACHE"
+
+
 def default_cache_dir() -> Path:
-    return repo_root() / ".cache" / "tinyhil" / "builds"
+    """``$TINYHIL_BUILD_CACHE``, else ``<repo>/.cache/tinyhil/builds``."""
+    env = os.environ.get(CACHE_ENV)
+    return Path(env) if env else repo_root() / ".cache" / "tinyhil" / "builds"
 
 
 def _error_lines(output: str) -> str:

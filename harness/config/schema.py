@@ -381,6 +381,26 @@ class TimingExperiment:
     mca_tolerance_pct: dict[str, float] = field(default_factory=lambda: {"m4": 35.0, "m7": 50.0})
 
 
+@dataclass
+class ScalingExperiment:
+    """Profile scaling: one model's latency table measured serially, by a local pool of workers and through a local
+    Ray, each from a cold build cache; wall time, speed-up and whether the tables are identical."""
+
+    name: str = "scaling"
+    entry: str = "harness.experiments.bench_scaling:run"
+    model: str = "mbv2-w0.35"  # configs/model name
+    workers: list[int] = field(default_factory=lambda: [1, 2])  # local pool sizes (1: serial, the baseline)
+    ray: bool = True  # also through a local Ray (a head started on this machine), with the largest pool size
+    ray_address: Optional[str] = None  # or a running cluster's head (host:port)
+    # A subset of the table: every (a, w, o) pair of mbv2-w0.35 is 792 entries, about half an hour per profile on
+    # two cores; int8 and 4-bit weights at o = 8 keep each profile to a few minutes with the same images' shape.
+    a_bits: list[int] = field(default_factory=lambda: [8])
+    w_bits: list[int] = field(default_factory=lambda: [8, 4])
+    o_bits: list[int] = field(default_factory=lambda: [8])
+    repeats: int = 1
+    max_macs: float = 1.0e7  # MACs per image: several images, so there is work to share
+
+
 #: (group, name, schema) of every schema; a YAML file selects one with ``defaults: [/schema/<group>/<name>]``.
 SCHEMAS: tuple[tuple[str, str, type], ...] = (
     ("board", "board", BoardSchema),
@@ -400,6 +420,7 @@ SCHEMAS: tuple[tuple[str, str, type], ...] = (
     ("experiment", "quantune", QuantuneExperiment),
     ("experiment", "reliability", ReliabilityExperiment),
     ("experiment", "timing", TimingExperiment),
+    ("experiment", "scaling", ScalingExperiment),
 )
 
 

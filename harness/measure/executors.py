@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Any
 
+from harness.build.project import CACHE_ENV
 from harness.config.board import repo_root
 from harness.errors import ConfigError, DeviceError, MissingDependencyError, TinyHilError
 
@@ -67,7 +68,10 @@ def _ray():
 
 def _runtime_env() -> dict:
     path = os.pathsep.join(p for p in (str(repo_root()), os.environ.get("PYTHONPATH", "")) if p)
-    return {"env_vars": {"PYTHONPATH": path, "PYTHONUNBUFFERED": "1"}}
+    env = {"PYTHONPATH": path, "PYTHONUNBUFFERED": "1"}
+    if os.environ.get(CACHE_ENV):  # the caller's build cache, on a shared file system
+        env[CACHE_ENV] = os.environ[CACHE_ENV]
+    return {"env_vars": env}
 
 
 def run_ray(jobs: Sequence[Any], address: str | None, workers: int, fn: Callable, take: Callable,
