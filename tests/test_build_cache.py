@@ -9,9 +9,16 @@ import shutil
 import numpy as np
 import pytest
 
-import harness.build.project as project
 from harness.boards import make_board
-from harness.build.project import _content_key, build, build_inputs, cached_sha256, generate_project, sha256_file
+from harness.build import project
+from harness.build.project import (
+    _content_key,
+    build,
+    build_inputs,
+    cached_sha256,
+    generate_project,
+    sha256_file,
+)
 from harness.codegen.artifact import layer_artifact
 from harness.config.board import load_board_config
 from harness.errors import DeviceError

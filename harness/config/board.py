@@ -87,7 +87,6 @@ class DriverSpec:
     coordinator: str | None = None
     reserve: bool = True
     acquire_timeout_s: float = 600.0
-    gdb_server: str = "qemu"
     openocd_config: tuple[str, ...] = ()
 
 

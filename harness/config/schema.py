@@ -59,7 +59,6 @@ class DriverSchema:
     coordinator: Optional[str] = None  # host:port of the labgrid coordinator (null: $LG_COORDINATOR or :20408)
     reserve: bool = True  # queue for the place with a reservation before acquiring it (fair between users)
     acquire_timeout_s: float = 600.0  # how long to wait for the place when other users hold it
-    gdb_server: str = "qemu"  # flasher gdb: the GDB server in front of the board (qemu | openocd | pyocd)
     openocd_config: list[str] = field(default_factory=list)  # flasher openocd: OpenOCD config files of the board
 
 
