@@ -75,7 +75,7 @@ def _hydra_app(command: str) -> Callable[[], None]:
 
     from harness import CONFIG_DIR
     from harness.errors import TinyHilError
-    from harness.experiments.runner import console, execute
+    from harness.experiments.runner import console, execute, in_sweep
 
     @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name=command)
     def app(cfg) -> None:
@@ -84,6 +84,8 @@ def _hydra_app(command: str) -> Callable[[], None]:
             execute(cfg, run_dir)
         except TinyHilError as e:  # Hydra would print a traceback; the message is what the user needs
             console().print(f"[bold red]tinyhil {command}: error:[/bold red] {e}")
+            if in_sweep():  # the other jobs go on; the sweep table marks this one and the sweep exits non-zero
+                return
             sys.exit(e.exit_code)
 
     return app

@@ -79,3 +79,11 @@ def test_a_bad_value_or_key_is_one_line_naming_the_key_before_any_work(tmp_path,
     assert p.returncode == 2
     assert len(lines) == 1 and key in lines[0], p.stderr
     assert not (tmp_path / "run").exists()  # refused before any work started
+
+
+def test_a_broken_invariant_keeps_its_traceback(tmp_path):
+    # an InternalError is a bug in tinyhil, not a user's mistake: the CLI must not reduce it to one line
+    p = tinyhil("run", "experiment=smoke", "experiment.entry=tests.fixtures.broken_invariant:run",
+                f"hydra.run.dir={tmp_path}/run", cwd=REPO)
+    assert p.returncode != 0
+    assert "Traceback" in p.stderr and "InternalError: the arena placer lost a tensor" in p.stderr

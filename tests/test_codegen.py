@@ -252,10 +252,11 @@ def test_emit_writes_c_and_header(tmp_path):
 def test_footprint_counts_weights_and_arena():
     model = random_network(4)
     plan = plan_arena(model)
-    flash, sram = estimate_footprint(model, plan)
+    est = estimate_footprint(model, plan)
     weights = sum(len(pack(layer.weight, layer.w_bits)) for layer in model.layers if layer.weight is not None)
-    assert flash > weights
-    assert sram == plan.arena_bytes + plan.scratch_bytes
+    assert est.weights > weights  # the weights and the bias, requantization, names and tables beside them
+    assert (est.arena, est.scratch) == (plan.arena_bytes, plan.scratch_bytes)
+    assert est.kernels == tuple(kernel_symbols(model))  # the code the fit check links (harness.build.fit)
 
 
 @pytest.mark.toolchain
@@ -314,10 +315,11 @@ def test_cortex_m_link_keeps_only_used_kernels_and_matches_the_estimate(tmp_path
     }
     flash_real = sec.get(".text", 0) + sec.get(".rodata", 0) + sec.get(".data", 0)
     sram_real = sec.get(".bss", 0) + sec.get(".data", 0)
-    flash_est, sram_est = estimate_footprint(model)
-    assert 0.7 * flash_real <= flash_est <= 1.5 * flash_real, (flash_est, flash_real)
+    est = estimate_footprint(model)
+    assert set(est.kernels) == kernels_in_elf
+    assert 0 < est.weights < flash_real  # the model's data; the rest of the image is the kernels' code
     # arena + scratch exactly; the kernels themselves may keep a few bytes of static tables in .data/.bss
-    assert 0 <= sram_real - sram_est <= 64, (sram_est, sram_real)
+    assert 0 <= sram_real - (est.arena + est.scratch) <= 64, (est, sram_real)
 
 
 @pytest.mark.parametrize("hostile", ["*/ #error injected /*", "a*//b", "**//x\n#error y", "name\x00\x7f*/"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 
+import pandas as pd
 import pytest
 from test_cli_smoke import REPO, tinyhil
 
@@ -78,7 +79,9 @@ def test_sweeping_k_is_a_multirun(tmp_path):
         cwd=REPO,
     )
     assert p.returncode == 0, p.stderr[-3000:]
-    runs = [json.loads((tmp_path / "sweep" / str(i) / "summary.json").read_text()) for i in (0, 1)]
+    table = pd.read_csv(tmp_path / "sweep" / "sweep.csv").sort_values("override.method.k")  # one row per job
+    assert list(table["override.method.k"]) == [0, 3] and (table["status"] == "done").all()
+    runs = [json.loads((tmp_path / "sweep" / job / "summary.json").read_text()) for job in table["job"]]
     assert [r["k"] for r in runs] == [0, 3]
     assert runs[0]["bitops"] < runs[1]["bitops"]  # more layers kept high, more BitOPs
 

@@ -26,5 +26,13 @@ def make_board(
     cycles = None
     if timer not in (None, "") or timing not in (None, "") or cfg.timer.source == TIMER:
         cfg, cycles = apply_timer(cfg, timer, timing)
-    board: Board = QemuBoard(cfg, cycles=cycles) if cfg.driver.type == "qemu" else SerialBoard(cfg)
+    board: Board
+    if cfg.driver.type == "qemu":
+        board = QemuBoard(cfg, cycles=cycles)
+    elif cfg.driver.type == "labgrid":
+        from harness.boards.labgrid_board import LabgridBoard  # labgrid (grpc) loads only for farm boards
+
+        board = LabgridBoard(cfg)
+    else:
+        board = SerialBoard(cfg)
     return build_only.BuildOnlyBoard(board) if build_only.active() else board

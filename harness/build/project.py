@@ -9,7 +9,9 @@ section sizes. A model that cannot fit is rejected twice: before building, by :f
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -46,6 +48,8 @@ class BuildResult:
     sram_size: int
     seconds: float
     cached: bool = False
+    key: str = ""  # the content key of the build's inputs (the cache entry's name)
+    elf_sha256: str = ""  # of the image in ``elf``
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -159,40 +163,81 @@ def _compiler_id() -> str:
         return "missing"
 
 
-def firmware_files(board: BoardConfig) -> list[Path]:
-    """Every firmware file a build for ``board`` reads besides the project's own sources: the runtime and its
-    kernels (all subfolders), the shared and the board's support code, the build script and the board's json."""
+def _tree(root: Path) -> list[Path]:
+    """Every file under ``root`` (subfolders included), sorted; Python byte code is not a build input."""
+    if not root.is_dir():
+        return []
+    return sorted(f for f in root.rglob("*") if f.is_file() and "__pycache__" not in f.parts)
+
+
+def firmware_files(board: BoardConfig) -> list[tuple[str, Path]]:
+    """Every firmware file a build for ``board`` reads besides the project's own sources, named by its path in
+    the firmware tree: the runtime and kernels, the shared and the board's own board support (linker script
+    included), the local PlatformIO platform (build script, board manifests)."""
     fw = firmware_root()
-    files = sorted((fw / "runtime").rglob("*"))
-    files += sorted((fw / "boards" / "common").glob("*"))
-    files += sorted(board.firmware_dir.glob("*"))
-    files += [fw / "platform" / "builder" / "main.py", fw / "platform" / "boards" / f"{board.platformio_board}.json"]
-    return [f for f in files if f.is_file()]
+    roots = (fw / "runtime", fw / "boards" / "common", board.firmware_dir, fw / "platform")
+    return [(f"firmware/{f.relative_to(fw)}", f) for root in roots for f in _tree(root)]
 
 
 def firmware_key(board: BoardConfig, build_flags: Iterable[str] = ()) -> str:
     """Hex SHA-256 of the firmware a build for ``board`` compiles (files, compiler, extra flags): equal keys, equal
     code for every layer whatever model a project adds."""
-    fw = firmware_root()
     h = hashlib.sha256()
-    h.update(_compiler_id().encode())
-    h.update("\0".join(build_flags).encode())
-    for f in firmware_files(board):
-        h.update(str(f.relative_to(fw)).encode() + b"\0" + f.read_bytes() + b"\0")
+    h.update(_compiler_id().encode() + b"\0" + "\0".join(build_flags).encode() + b"\0")
+    for name, f in firmware_files(board):
+        h.update(name.encode() + b"\0" + f.read_bytes() + b"\0")
     return h.hexdigest()
 
 
+def build_inputs(project_dir: Path, board: BoardConfig) -> list[tuple[str, Path]]:
+    """Every file the build of ``project_dir`` reads, named as the key names them: the firmware
+    (:func:`firmware_files`), the project's sources and its ``platformio.ini`` (flags)."""
+    named = firmware_files(board)
+    named += [(f"project/{f.relative_to(project_dir)}", f) for f in _tree(project_dir / "src")]
+    named.append(("project/platformio.ini", project_dir / "platformio.ini"))
+    return named
+
+
 def _content_key(project_dir: Path, board: BoardConfig) -> str:
-    """Hash of everything that determines the image: firmware sources, board, project sources, flags, compiler."""
-    h = hashlib.sha256(firmware_key(board).encode())
-    for f in [*sorted((project_dir / "src").glob("*")), project_dir / "platformio.ini"]:
-        if f.is_file():
-            h.update(str(f.relative_to(project_dir)).encode() + b"\0" + f.read_bytes() + b"\0")
+    """Hash of every input of the build (:func:`build_inputs`), the compiler and PlatformIO's version.
+
+    Read from the bytes on disk at the moment of the call; :func:`build` computes it before and after compiling
+    and stores the image only when both agree, so a key always names the bytes that were compiled."""
+    h = hashlib.sha256()
+    h.update(_compiler_id().encode() + b"\0" + _pio_version().encode() + b"\0")
+    for name, f in build_inputs(project_dir, board):
+        try:
+            data = f.read_bytes()
+        except FileNotFoundError:  # removed while we looked: the key differs from the next look anyway
+            data = b"\x00<missing>"
+        h.update(name.encode() + b"\0" + str(len(data)).encode() + b"\0" + data)
     return h.hexdigest()[:32]
 
 
+@lru_cache(maxsize=1)
+def _pio_version() -> str:
+    try:
+        return importlib.metadata.version("platformio")
+    except importlib.metadata.PackageNotFoundError:
+        return "missing"
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+#: Environment variable naming another build cache folder (a benchmark's cold cache; a cluster's node-local disk).
+CACHE_ENV = "TINYHIL_BUILD_CACHE"
+
+
 def default_cache_dir() -> Path:
-    return repo_root() / ".cache" / "tinyhil" / "builds"
+    """``$TINYHIL_BUILD_CACHE``, else ``<repo>/.cache/tinyhil/builds``."""
+    env = os.environ.get(CACHE_ENV)
+    return Path(env) if env else repo_root() / ".cache" / "tinyhil" / "builds"
 
 
 def _error_lines(output: str) -> str:
@@ -233,7 +278,13 @@ def build(
     """Build the project with PlatformIO (offline) and return the image and its sizes.
 
     BuildError carries the compiler's error lines; DoesNotFitError names the sizes. ``cache_dir``: where images are
-    cached by content hash (default ``<repo>/.cache/tinyhil/builds``; ``False`` disables the cache).
+    cached by content (default ``<repo>/.cache/tinyhil/builds``; ``False`` disables the cache).
+
+    The cache is content-addressed and safe to share between concurrent runs: the key is the hash of every input
+    the build reads (:func:`build_inputs`), computed before and again after compiling (an image is stored only
+    when nothing changed meanwhile: the key names the bytes that were compiled); an entry is published with an
+    atomic rename and carries the SHA-256 of its ELF, which is checked on every reuse (a damaged entry is dropped
+    and rebuilt, never used).
     """
     cfg = require_buildable(board)
     project = Path(project_dir).resolve()
@@ -244,19 +295,32 @@ def build(
     out_dir = project / ".pio" / "build" / cfg.name
     elf, mapf = out_dir / "firmware.elf", out_dir / "firmware.map"
     t0 = time.monotonic()
-
-    cache: Path | None = None
+    root: Path | None = None
     if cache_dir is not False:
-        cache = Path(cache_dir) if isinstance(cache_dir, (str, Path)) else default_cache_dir()
-        cache = cache / _content_key(project, cfg)
-        if (cache / "firmware.elf").is_file() and (cache / "sizes.json").is_file():
-            out_dir.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(cache / "firmware.elf", elf)
-            if (cache / "firmware.map").is_file():
-                shutil.copyfile(cache / "firmware.map", mapf)
-            sizes = SectionSizes(**json.loads((cache / "sizes.json").read_text()))
-            return _result(cfg, elf, mapf, sizes, time.monotonic() - t0, cached=True)
+        root = Path(cache_dir) if isinstance(cache_dir, (str, Path)) else default_cache_dir()
 
+    for _attempt in range(3):
+        key = _content_key(project, cfg)
+        if root is not None:
+            hit = _reuse(root / key, elf, mapf)
+            if hit is not None:
+                return _result(cfg, elf, mapf, hit, time.monotonic() - t0, cached=True, key=key)
+        sizes = _compile(project, cfg, elf, estimate, timeout)
+        if _content_key(project, cfg) != key:
+            continue  # an input changed while compiling: build again from what is there now
+        digest = sha256_file(elf)
+        if root is not None:
+            _store(root / key, elf, mapf, sizes, digest)
+        return _result(cfg, elf, mapf, sizes, time.monotonic() - t0, cached=False, key=key, sha=digest)
+    raise BuildError(
+        f"the firmware sources of {project} kept changing while they were being compiled (three tries); "
+        "stop editing firmware/ or the project during the build and run again"
+    )
+
+
+def _compile(project: Path, cfg: BoardConfig, elf: Path, estimate: MemoryEstimate | None,
+             timeout: float) -> SectionSizes:
+    """Run PlatformIO on the project; the image's section sizes, checked against the board."""
     cmd = [sys.executable, "-m", "platformio", "run", "-d", str(project), "-e", cfg.name]
     try:
         r = subprocess.run(
@@ -277,39 +341,90 @@ def build(
             f"{sizes.sram_used} B SRAM (of {cfg.sram.size}: data {sizes.data} + bss {sizes.bss} + stack "
             f"{sizes.stack})"
         )
-    if cache is not None:
-        _store(cache, elf, mapf, sizes)
-    return _result(cfg, elf, mapf, sizes, time.monotonic() - t0, cached=False)
+    return sizes
 
 
-def _store(cache: Path, elf: Path, mapf: Path, sizes: SectionSizes) -> None:
+def _reuse(entry: Path, elf: Path, mapf: Path) -> SectionSizes | None:
+    """Copy a cached image into the project's build folder, verified against its stored SHA-256; None on a miss.
+
+    A damaged or incomplete entry (no checksum, wrong checksum) is removed so that the next store replaces it; a
+    concurrent prune that removes the entry while we read it is a miss."""
+    try:
+        meta = json.loads((entry / "meta.json").read_text())
+        sizes = SectionSizes(**json.loads((entry / "sizes.json").read_text()))
+        elf.parent.mkdir(parents=True, exist_ok=True)
+        tmp = elf.with_name(f".firmware.elf.{os.getpid()}.{time.monotonic_ns()}")
+        shutil.copyfile(entry / "firmware.elf", tmp)
+        if sha256_file(tmp) != meta["elf_sha256"]:
+            tmp.unlink(missing_ok=True)
+            _discard(entry)
+            return None
+        os.replace(tmp, elf)
+        if (entry / "firmware.map").is_file():
+            shutil.copyfile(entry / "firmware.map", mapf)
+        os.utime(entry)  # recently used: pruned last
+        return sizes
+    except FileNotFoundError:
+        if entry.is_dir() and not (entry / "meta.json").is_file():
+            _discard(entry)  # an entry of an older layout (no checksum): rebuild and replace it
+        return None
+    except (OSError, ValueError, KeyError, TypeError):
+        _discard(entry)
+        return None
+
+
+def cached_sha256(cache_entry: Path) -> str:
+    """The ELF checksum stored with a cache entry (``meta.json``)."""
+    return str(json.loads((cache_entry / "meta.json").read_text())["elf_sha256"])
+
+
+def _discard(entry: Path) -> None:
+    """Remove a cache entry: renamed away first (atomic), so a reader never sees it half-deleted."""
+    gone = entry.with_name(f"{entry.name}.tmp-gone{os.getpid()}-{time.monotonic_ns()}")
+    try:
+        entry.rename(gone)
+    except OSError:
+        return
+    shutil.rmtree(gone, ignore_errors=True)
+
+
+def _store(cache: Path, elf: Path, mapf: Path, sizes: SectionSizes, digest: str) -> None:
     # Write into a temporary sibling and rename, so a concurrent reader never sees half an entry.
-    tmp = cache.with_name(cache.name + f".tmp{time.monotonic_ns()}")
+    tmp = cache.with_name(cache.name + f".tmp{os.getpid()}-{time.monotonic_ns()}")
     tmp.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(elf, tmp / "firmware.elf")
     if mapf.is_file():
         shutil.copyfile(mapf, tmp / "firmware.map")
     (tmp / "sizes.json").write_text(json.dumps(asdict(sizes)))
+    if sha256_file(tmp / "firmware.elf") != digest:  # the copy is not the image that was built
+        shutil.rmtree(tmp, ignore_errors=True)
+        return
+    meta = {"key": cache.name, "elf_sha256": digest, "compiler": _compiler_id(), "platformio": _pio_version()}
+    (tmp / "meta.json").write_text(json.dumps(meta))  # written last: its presence marks a complete entry
     try:
         tmp.rename(cache)
-    except OSError:  # another process stored the same entry first
+    except OSError:  # another process stored the same entry first (same key: the same inputs)
         shutil.rmtree(tmp, ignore_errors=True)
     _prune(cache.parent, keep=CACHE_ENTRIES)
 
 
 def _prune(root: Path, keep: int) -> None:
-    """Keep the ``keep`` most recently stored images (a sweep builds one per configuration)."""
-    entries = sorted(
-        (p for p in root.iterdir() if p.is_dir() and ".tmp" not in p.name),
-        key=lambda p: p.stat().st_mtime,
-        reverse=True,
-    )
-    for old in entries[keep:]:
-        shutil.rmtree(old, ignore_errors=True)
+    """Keep the ``keep`` most recently stored or used images (a sweep builds one per configuration)."""
+    entries = []
+    for p in root.iterdir():
+        try:
+            if p.is_dir() and ".tmp" not in p.name:
+                entries.append((p.stat().st_mtime, p))
+        except OSError:  # removed by a concurrent prune
+            continue
+    entries.sort(key=lambda e: e[0], reverse=True)
+    for _, old in entries[keep:]:
+        _discard(old)
 
 
 def _result(
-    cfg: BoardConfig, elf: Path, mapf: Path, s: SectionSizes, seconds: float, cached: bool
+    cfg: BoardConfig, elf: Path, mapf: Path, s: SectionSizes, seconds: float, cached: bool, key: str = "",
+    sha: str = "",
 ) -> BuildResult:
     return BuildResult(
         board=cfg.name,
@@ -325,4 +440,6 @@ def _result(
         sram_size=cfg.sram.size,
         seconds=seconds,
         cached=cached,
+        key=key,
+        elf_sha256=sha or sha256_file(elf),
     )

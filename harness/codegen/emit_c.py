@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from harness import ops
-from harness.errors import ConfigError
+from harness.errors import ConfigError, InternalError
 from harness.ir.model import IntLayer, IntModel
 from harness.ir.packing import packed_weights
 from harness.memory.arena import ArenaPlan, plan_arena
@@ -291,7 +291,7 @@ def emit_model_c(
     plan = plan if plan is not None else plan_arena(model, validate=False)
     missing = [t for t in _used_tensors(model) if t not in plan.offsets]
     if missing:
-        raise ConfigError(f"the arena plan has no offset for tensors {missing}")
+        raise InternalError(f"the arena plan has no offset for tensors {missing}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / "model_data.c"]

@@ -45,7 +45,7 @@ from harness.codegen.emit_c import (
     model_hash,
     render_model_c,
 )
-from harness.errors import ConfigError
+from harness.errors import ConfigError, InternalError
 from harness.graph.spec import INPUT
 from harness.ir.model import IntLayer, IntModel, TensorSpec
 from harness.ir.packing import packed_weights, row_bytes
@@ -432,7 +432,7 @@ def render_patch_c(pm: PatchedModel, arena: PatchArena, variant: str = "opt") ->
             layer, st, io = m.layers[j], plan.schedule[p][j], arena.steps[p][j]
             base = model.layers[j]
             if layer.weight is not None and packed_weights(layer) != packed_weights(base):
-                raise ConfigError(f"patch {p}: layer {layer.name!r} has weights other than the base model's")
+                raise InternalError(f"patch {p}: layer {layer.name!r} has weights other than the base model's")
             refs = {}
             for key, a in int_arrays(layer).items():
                 k = (key, a.tobytes())

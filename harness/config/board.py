@@ -19,7 +19,8 @@ from harness.config.schema import BoardSchema
 from harness.errors import ConfigError, TimingError
 
 TIMER_SOURCES = ("qemu-icount", "qemu-cycles", "dwt-cycles", "systick")
-DRIVER_TYPES = ("qemu", "serial")
+DRIVER_TYPES = ("qemu", "serial", "labgrid")
+LABGRID_FLASHERS = ("gdb", "openocd")  # labgrid: a GDB server on the lab host | labgrid's OpenOCDDriver
 FLASHERS = ("pyocd", "pio")
 LINKS = ("serial", "rtt")  # how the host talks to a real board: a serial port, or RTT through a debug probe
 
@@ -82,6 +83,11 @@ class DriverSpec:
     link: str
     boot_timeout_s: float
     command_timeout_s: float
+    place: str | None = None  # labgrid: the place, coordinator, reservation and flashing (DriverSchema)
+    coordinator: str | None = None
+    reserve: bool = True
+    acquire_timeout_s: float = 600.0
+    openocd_config: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -138,7 +144,13 @@ class BoardConfig:
             raise ConfigError(f"board '{name}': timer.source '{timer.source}' is not one of {TIMER_SOURCES}")
         if drv["type"] not in DRIVER_TYPES:
             raise ConfigError(f"board '{name}': driver.type '{drv['type']}' is not one of {DRIVER_TYPES}")
-        driver = DriverSpec(**{**drv, "extra_args": tuple(drv["extra_args"])})
+        driver = DriverSpec(**{**drv, "extra_args": tuple(drv["extra_args"]),
+                               "openocd_config": tuple(drv["openocd_config"])})
+        if driver.type == "labgrid":
+            if not driver.place:
+                raise ConfigError(f"board '{name}': a labgrid driver needs driver.place (the farm's place name)")
+            if (driver.flasher or "gdb") not in LABGRID_FLASHERS:
+                raise ConfigError(f"board '{name}': a labgrid driver's flasher must be one of {LABGRID_FLASHERS}")
         if driver.type == "qemu" and not driver.machine:
             raise ConfigError(f"board '{name}': a qemu driver needs driver.machine")
         if driver.type == "serial":

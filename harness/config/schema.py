@@ -39,9 +39,10 @@ class TimerSchema:
 
 @dataclass
 class DriverSchema:
-    """How the board is reached: ``qemu`` (machine/cpu) or ``serial`` (port, flasher, probe)."""
+    """How the board is reached: ``qemu`` (machine/cpu), ``serial`` (port, flasher, probe) or ``labgrid`` (a place
+    of a labgrid board farm: place, coordinator, flasher)."""
 
-    type: str = MISSING  # qemu | serial
+    type: str = MISSING  # qemu | serial | labgrid
     machine: Optional[str] = None
     cpu: Optional[str] = None
     extra_args: list[str] = field(default_factory=list)
@@ -53,6 +54,12 @@ class DriverSchema:
     link: str = "serial"  # serial (the protocol on `port`) | rtt (SEGGER RTT through the debug probe)
     boot_timeout_s: float = 10.0
     command_timeout_s: float = 60.0
+    # type labgrid (a board of a labgrid farm, harness.boards.labgrid_board; flasher gdb | openocd):
+    place: Optional[str] = None  # the labgrid place (its name or a unique part of it)
+    coordinator: Optional[str] = None  # host:port of the labgrid coordinator (null: $LG_COORDINATOR or :20408)
+    reserve: bool = True  # queue for the place with a reservation before acquiring it (fair between users)
+    acquire_timeout_s: float = 600.0  # how long to wait for the place when other users hold it
+    openocd_config: list[str] = field(default_factory=list)  # flasher openocd: OpenOCD config files of the board
 
 
 @dataclass
@@ -117,6 +124,8 @@ class ProfileSchema:
     output_bits: Optional[int] = 8  # the logits' precision (null: every o_bits)
     repeats: int = 3  # random inputs per image; the row's count is their median (min/max kept)
     workers: int = 0  # images measured in parallel, one emulator each (0: one per available core)
+    executor: str = "local"  # local: a pool of `workers` processes here | ray: images sharded over a Ray cluster
+    ray_address: Optional[str] = None  # executor=ray: host:port or auto (a running cluster); null: a local Ray
     max_layers: int = 200  # layers per batch image (the firmware's table holds 256)
     max_macs: float = 3.0e7  # MACs per batch image: bounds one inference's emulation time
     build_flags: list[str] = field(default_factory=list)  # extra compiler flags (part of the target)
@@ -399,6 +408,26 @@ class TimingExperiment:
     mca_tolerance_pct: dict[str, float] = field(default_factory=lambda: {"m4": 35.0, "m7": 50.0})
 
 
+@dataclass
+class ScalingExperiment:
+    """Profile scaling: one model's latency table measured serially, by a local pool of workers and through a local
+    Ray, each from a cold build cache; wall time, speed-up and whether the tables are identical."""
+
+    name: str = "scaling"
+    entry: str = "harness.experiments.bench_scaling:run"
+    model: str = "mbv2-w0.35"  # configs/model name
+    workers: list[int] = field(default_factory=lambda: [1, 2])  # local pool sizes (1: serial, the baseline)
+    ray: bool = True  # also through a local Ray (a head started on this machine), with the largest pool size
+    ray_address: Optional[str] = None  # or a running cluster's head (host:port)
+    # A subset of the table: every (a, w, o) triple of mbv2-w0.35 is 792 entries, too long to profile three times
+    # on a shared two-core machine; the 4/8-bit pairs at o = 8 (132 entries) keep each profile to minutes.
+    a_bits: list[int] = field(default_factory=lambda: [4, 8])
+    w_bits: list[int] = field(default_factory=lambda: [4, 8])
+    o_bits: list[int] = field(default_factory=lambda: [8])
+    repeats: int = 1
+    max_macs: float = 4.0e6  # MACs per image: several images, so there is work to share
+
+
 #: (group, name, schema) of every schema; a YAML file selects one with ``defaults: [/schema/<group>/<name>]``.
 SCHEMAS: tuple[tuple[str, str, type], ...] = (
     ("board", "board", BoardSchema),
@@ -418,6 +447,7 @@ SCHEMAS: tuple[tuple[str, str, type], ...] = (
     ("experiment", "quantune", QuantuneExperiment),
     ("experiment", "reliability", ReliabilityExperiment),
     ("experiment", "timing", TimingExperiment),
+    ("experiment", "scaling", ScalingExperiment),
 )
 
 

@@ -12,7 +12,9 @@ from harness.boards import make_board
 
 
 def workdir(cfg: DictConfig, *parts: str) -> Path:
-    """A build folder under ``cfg.workdir`` (a cache: safe to delete)."""
+    """A build folder under ``cfg.workdir``: the run's private work folder, which the command runner sets to
+    ``<workdir>/runs/<run id>`` before the entry runs (:mod:`harness.experiments.folders`), so that no other run
+    builds in it. Safe to delete once the run has ended; images live on in the content-addressed build cache."""
     base = Path(OmegaConf.select(cfg, "workdir") or ".cache/tinyhil")
     d = base.joinpath(*parts)
     d.mkdir(parents=True, exist_ok=True)

@@ -41,6 +41,8 @@ def settings_from(block, board, seed: int = 0):
         budget=default_budget(board, int(p["max_layers"]), float(p["max_macs"])),
         build_flags=tuple(p["build_flags"]),
         require_bit_exact=bool(p["require_bit_exact"]),
+        executor=str(p["executor"]),
+        ray_address=p["ray_address"] or None,
     )
 
 

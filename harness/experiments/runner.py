@@ -15,8 +15,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException
-from omegaconf import DictConfig, OmegaConf
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 from rich.console import Console
 
@@ -27,6 +29,8 @@ from harness.config.board import load_board_config
 from harness.config.compose import compose_config
 from harness.config.schema import experiment_schema
 from harness.errors import ConfigError, ResultError
+from harness.experiments.folders import private_workdir
+from harness.experiments.sweep import finished_summary
 from harness.measure.units import add_milliseconds
 from harness.results.io import atomic_write_text, write_summary
 from harness.search import check_method
@@ -69,15 +73,33 @@ def check_board(cfg, build_only: bool):
         return None
     if not board.buildable:
         require_buildable(board)  # raises the ConfigError naming the missing board support
-    if not build_only and not board.emulated:
+    if not build_only and board.driver.type == "serial":  # a labgrid farm board is checked when acquired
         for key, value in preflight(board).items():
             cfg.board.driver[key] = value
         board = _board_config(cfg)
     return board
 
 
+def in_sweep() -> bool:
+    """Whether this run is one job of a Hydra multirun."""
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def use_private_workdir(cfg, run_dir: Path) -> Path:
+    """Point ``cfg.workdir`` at this run's own work folder (``<workdir>/runs/<run id>``, see
+    :mod:`harness.experiments.folders`): every build folder of the run goes there, none is shared."""
+    base = OmegaConf.select(cfg, "workdir") or ".cache/tinyhil"
+    work = private_workdir(base, run_dir)
+    with open_dict(cfg):
+        cfg.workdir = str(work)
+    return work
+
+
 def execute(cfg, run_dir: Path) -> dict:
     """Run the configured entry and write its summary. Shared by every command.
+
+    The run builds in its own work folder (:func:`use_private_workdir`). In a sweep, a job whose folder already
+    holds a finished summary (a re-run of the sweep into the same ``hydra.sweep.dir``) is skipped.
 
     ``build_only=true``: the entry runs until the firmware is built and checked for fit, then stops before flashing
     (harness.boards.build_only); the summary says ``built``, ``flash_used``, ``sram_used``, ``elf_sha256``. Cycle
@@ -85,6 +107,12 @@ def execute(cfg, run_dir: Path) -> dict:
 
     entry = OmegaConf.select(cfg, "experiment.entry") or OmegaConf.select(cfg, "entry")
     fn = resolve_entry(entry)
+    if in_sweep():
+        done = finished_summary(run_dir)
+        if done is not None:
+            console().print(f"[green]skipped[/green] {run_dir.name}: finished before ({run_dir / 'summary.json'})")
+            return done
+    use_private_workdir(cfg, run_dir)
     build_only = bool(OmegaConf.select(cfg, "build_only", default=False))
     board = check_board(cfg, build_only)
     run_dir.mkdir(parents=True, exist_ok=True)

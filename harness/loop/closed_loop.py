@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from harness.errors import ConfigError
+from harness.errors import ConfigError, InternalError
 from harness.graph.spec import LayerSpec
 from harness.loop.context import check_keys, context_rows, total_count, with_in_context
 from harness.measure.session import Measurement
@@ -146,5 +146,6 @@ def closed_loop(
             break
         log(f"round {r}: refiner raised {len(res.moves)} layer(s), predicted {res.predicted_after:,.0f}")
         config = res.config
-    assert best is not None
+    if best is None:
+        raise InternalError("the closed loop measured no round")
     return LoopResult(rounds, best, table, stop)

@@ -13,12 +13,10 @@ hash, compiler flags); a table measured elsewhere is never used for this board (
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
 import statistics
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,8 +26,9 @@ from harness.build.fit import check_fit, runtime_footprint
 from harness.codegen.artifact import layer_artifact
 from harness.config.board import BoardConfig, load_board_config
 from harness.config.schema import ProfileSchema
-from harness.errors import ConfigError, DeviceError, DoesNotFitError, TableError, TinyHilError
+from harness.errors import ConfigError, DeviceError, DoesNotFitError, TableError
 from harness.graph.spec import INPUT, LayerSpec
+from harness.measure.executors import check_executor, run_pool, run_ray, run_serial
 from harness.measure.session import Session
 from harness.measure.target import measurement_target
 from harness.memory.estimate import MemoryEstimate
@@ -64,8 +63,11 @@ class ProfileSettings:
     budget: ImageBudget = field(default_factory=ImageBudget)
     build_flags: tuple[str, ...] = tuple(_DEFAULT.build_flags)
     require_bit_exact: bool = _DEFAULT.require_bit_exact
+    executor: str = _DEFAULT.executor  # local (process pool) | ray (harness.measure.executors)
+    ray_address: str | None = _DEFAULT.ray_address  # executor=ray: a running cluster; None: a local Ray
 
     def __post_init__(self) -> None:
+        check_executor(self.executor)
         for name in ("a_bits", "w_bits", "o_bits"):
             bad = [b for b in getattr(self, name) if b not in BITS]
             if bad or not getattr(self, name):
@@ -263,6 +265,8 @@ class ProfileResult:
     mismatched: list[str]
     table: LatencyTable
     unfit: list[Entry] = field(default_factory=list)  # entries whose layer cannot run on the board at all
+    executor: str = "local"
+    executor_info: dict = field(default_factory=dict)  # executor=ray: ray_nodes, ray_cpus
 
     def summary(self) -> dict:
         t = self.target
@@ -277,6 +281,8 @@ class ProfileResult:
             "n_images": self.n_images,
             "seconds": round(self.seconds, 3),
             "workers": self.workers,
+            "executor": self.executor,
+            **self.executor_info,
             "n_mismatched": len(self.mismatched),
             "mismatched": self.mismatched[:20],
             "n_unfit": len(self.unfit),
@@ -380,7 +386,7 @@ def profile_layers(
     if on_plan is not None:
         on_plan(n_missing, len(images))
     workers = max(1, min(settings.workers or available_cores(), len(images) or 1))
-    base = Path(workdir) / cfg.name
+    base = Path(workdir).resolve() / cfg.name  # absolute: workers (a pool, Ray tasks) may run in another cwd
     jobs = [
         ImageJob(
             i,
@@ -415,11 +421,13 @@ def profile_layers(
         if progress is not None:
             progress(len(res.rows))
 
-    if jobs and workers == 1:
-        for job in jobs:
-            take(measure_image(job))
+    info: dict = {}
+    if jobs and settings.executor == "ray":
+        info = run_ray(jobs, settings.ray_address, workers, measure_image, take, errors, _describe)
+    elif jobs and workers == 1:
+        run_serial(jobs, measure_image, take)
     elif jobs:
-        _run_parallel(jobs, workers, take, errors)
+        run_pool(jobs, workers, measure_image, take, errors, _describe)
     seconds = time.perf_counter() - t0
     if errors:
         raise DeviceError(
@@ -438,33 +446,13 @@ def profile_layers(
         else LatencyTable()
     )
     return ProfileResult(
-        target, Path(path), len(needed), n_new, len(jobs), seconds, workers, mismatched, result_table, unfit
+        target, Path(path), len(needed), n_new, len(jobs), seconds, workers, mismatched, result_table, unfit,
+        settings.executor, info,
     )
 
 
-def _run_parallel(
-    jobs: list[ImageJob], workers: int, take: Callable[[ImageResult], None], errors: list[str]
-) -> None:
-
-    # spawn: the host process may hold torch/OpenMP threads that a forked child must not inherit
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"))
-    pending: dict[Future, ImageJob] = {pool.submit(measure_image, j): j for j in jobs}
-    try:
-        while pending:
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for f in done:
-                job = pending.pop(f)
-                try:
-                    res = f.result()
-                except TinyHilError as e:
-                    errors.append(f"image {job.index} ({len(job.variants)} variants): {e}")
-                    continue
-                take(res)
-    except BaseException:
-        # interrupted: do not wait for the images in flight (what was saved is kept; a rerun resumes)
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise
-    pool.shutdown(wait=True)
+def _describe(job: ImageJob) -> str:
+    return f"image {job.index} ({len(job.variants)} variants)"
 
 
 def ensure_profiled(

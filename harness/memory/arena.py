@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from harness.errors import InternalError
 from harness.ir.model import IntLayer, IntModel
 from harness.native.host_c import scratch_bytes as c_scratch_bytes
 from harness.ops.validate import validate_model
@@ -102,7 +103,8 @@ def greedy_place(sizes: Mapping[str, int], life: Mapping[str, tuple[int, int]]) 
         end = max((_align(offsets[t] + sizes[t]) for t in offsets), default=0)
         if best is None or end < best[0]:
             best = (end, offsets)
-    assert best is not None
+    if best is None:
+        raise InternalError("the arena placer tried no order")
     return best[1], best[0]
 
 

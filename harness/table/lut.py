@@ -15,10 +15,21 @@ A table is saved as Parquet and CSV side by side (same stem), each written atomi
 from different targets (board, timer, firmware build, compiler flags) are never mixed:
 :meth:`LatencyTable.for_target` selects one, and a table that holds none of the asked target raises
 :class:`~harness.errors.TableError` naming both.
+
+Concurrent writers (two ``tinyhil profile`` runs on one board and table, the jobs of a sweep, the shards of a
+Ray profile) are made safe with a **file lock**, not an embedded database: :meth:`LatencyTable.save` reads the
+table on disk, adds its own new rows and writes both files while holding ``<stem>.lock``
+(:func:`table_lock`, an OS ``flock`` through the ``filelock`` package, released by the kernel if the holder dies),
+so every row ends up present exactly once. Why not DuckDB with an upsert on the key: the table stays the two
+plain files everything already reads (pandas, notebooks, a CSV diff in a results folder, a copy to another
+machine) with no second source of truth to keep in step, writes are rare (one per measured image, seconds apart)
+and small, so the lock is never contended for long, and a DuckDB file allows one writing process at a time
+anyway, which would need the same kind of lock around it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -28,10 +39,15 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from filelock import FileLock
+from filelock import Timeout as LockTimeout
 
 from harness.errors import TableError
 from harness.precision.groups import activation_groups, layer_bits
 from harness.results.io import write_table
+
+#: Seconds a save waits for another process's save of the same table before giving up.
+LOCK_TIMEOUT_S = 600.0
 
 TARGET_COLUMNS = ("board", "timer", "firmware_hash", "cflags")
 ENTRY_COLUMNS = ("layer_key", "a_bits", "w_bits", "o_bits")
@@ -170,6 +186,27 @@ def _recovery_hint(broken: Path, other: Path) -> str:
     )
 
 
+@contextlib.contextmanager
+def table_lock(path: str | Path, timeout: float = LOCK_TIMEOUT_S):
+    """Hold the table's exclusive lock (``<stem>.lock`` beside it; an OS file lock, so a crashed holder never
+    leaves it locked). TableError after ``timeout`` seconds of waiting."""
+    pq, _ = _paths(path)
+    pq.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = pq.with_suffix(".lock")
+    lock = FileLock(str(lock_path), timeout=timeout)
+    try:
+        lock.acquire()
+    except LockTimeout:
+        raise TableError(
+            f"latency table {pq} stayed locked by another process for {timeout:g} s ({lock_path}); "
+            "wait for the other profile to finish, or check that no tinyhil process hangs"
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 class LatencyTable:
     """Measured per-layer counts; see the module docstring for the row layout."""
 
@@ -254,20 +291,23 @@ class LatencyTable:
             raise TableError(f"{e}{_recovery_hint(path, other)}") from None
 
     def save(self, path: str | Path, *, merge: bool = True) -> tuple[Path, Path]:
-        """Write ``<stem>.parquet`` and ``<stem>.csv`` atomically.
+        """Write ``<stem>.parquet`` and ``<stem>.csv`` atomically, under the table's lock (:func:`table_lock`).
 
-        With ``merge`` (default), rows already on disk whose key this table lacks are kept (and become part of
-        this table), so two profiling sessions saving to one file never drop each other's rows.
+        With ``merge`` (default), the table on disk is read *under the same lock* and this table's rows whose key
+        it lacks are added to it (a row already on disk is never overwritten, as :meth:`add` never overwrites);
+        the result becomes this table. So any number of processes saving to one file at once lose no row and
+        duplicate none.
         """
 
         pq, csv = _paths(path)
-        table = self
-        if merge and (pq.exists() or csv.exists()):
-            table = LatencyTable(self._df)
-            table.add(LatencyTable.load(path)._df)
-            self._df, self._index = table._df, None
-        write_table(table._df, pq)
-        write_table(table._df, csv)
+        with table_lock(path):
+            table = self
+            if merge and (pq.exists() or csv.exists()):
+                table = LatencyTable.load(path)
+                table.add(self._df)
+                self._df, self._index = table._df, None
+            write_table(table._df, pq)
+            write_table(table._df, csv)
         return pq, csv
 
     # editing ------------------------------------------------------------------------------------------------

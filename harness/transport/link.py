@@ -107,8 +107,11 @@ class SerialLink:
     """A line-oriented link; lines end with ``\\n`` (a ``\\r`` before it is dropped)."""
 
     def __init__(
-        self, url: str, baudrate: int = 115200, diagnose: Diagnose | None = None, max_line: int = MAX_LINE
+        self, url: str, baudrate: int = 115200, diagnose: Diagnose | None = None, max_line: int = MAX_LINE,
+        port: _Port | None = None,
     ):
+        """``port``: a byte port opened elsewhere (a labgrid farm board's serial driver); ``url`` then only names
+        it in messages."""
         self.url = url
         self.max_line = max_line
         self._diagnose = diagnose
@@ -117,7 +120,10 @@ class SerialLink:
         self._skip_line = False  # dropping the rest of an over-long line
         self._closed = False
         try:
-            self._port: _Port = _TcpPort(url) if url.startswith("socket://") else _SerialPort(url, baudrate)
+            if port is not None:
+                self._port: _Port = port
+            else:
+                self._port = _TcpPort(url) if url.startswith("socket://") else _SerialPort(url, baudrate)
         except Exception as exc:  # noqa: BLE001 - socket, pyserial and URL errors alike mean "cannot open"
             raise DeviceError(f"cannot open serial link {url}: {exc}{self._context()}") from None
 

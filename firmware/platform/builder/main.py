@@ -128,7 +128,8 @@ def _firmware_key():
 lib_cache_root = env.GetProjectOption("custom_tinyhil_lib_cache", "") or join(
     env.subst("$PROJECT_CORE_DIR"), "tinyhil-libcache"
 )
-lib_cached = join(lib_cache_root, f"{board_name}-{_firmware_key()}", "libtinyhil.a")
+lib_key = _firmware_key()
+lib_cached = join(lib_cache_root, f"{board_name}-{lib_key}", "libtinyhil.a")
 
 if os.path.isfile(lib_cached):
     fw_lib = env.File(lib_cached)
@@ -147,6 +148,10 @@ else:
     fw_lib = fw_env.StaticLibrary(join("$BUILD_DIR", "tinyhil"), fw_objects)[0]
 
     def _store_lib(target, source, env):
+        if _firmware_key() != lib_key:
+            # A source changed while the library was compiled: its objects may mix old and new code, so they
+            # must not be filed under the key of the bytes read before (this build is rejected the same way).
+            return
         dest_dir = os.path.dirname(lib_cached)
         tmp_dir = f"{dest_dir}.tmp{os.getpid()}"
         os.makedirs(tmp_dir, exist_ok=True)
