@@ -52,7 +52,7 @@ TASKS_STARTEPIN0 = USBD + 0x004
 ERRATA_KEY, ERRATA_171, ERRATA_187 = 0x4006_EC00, 0x4006_EC14, 0x4006_ED14
 CLOCK_TASKS_HFCLKSTART = 0x4000_0000
 GPREGRET_BOOTLOADER = 0xB0  # what the Nano 33 BLE bootloader's main() compares POWER.GPREGRET with
-TOUCH_DELAY_CYCLES = 64_000_000 * 50 // 1000  # 50 ms at 64 MHz
+TOUCH_DELAY_CYCLES = 64_000_000 * 250 // 1000  # 250 ms at 64 MHz
 
 # Standard and class requests (bmRequestType, bRequest).
 GET_DESCRIPTOR, SET_ADDRESS, SET_CONFIGURATION, GET_CONFIGURATION = (0x80, 6), (0x00, 5), (0x00, 9), (0x80, 8)
@@ -396,9 +396,10 @@ def test_the_1200_baud_touch_resets_into_the_bootloader_after_the_request_comple
 @pytest.mark.hostcc
 def test_the_touch_in_the_other_order_and_a_cancelled_touch(host):
     enumerate_like_linux(host)
-    host.control_out(*SET_LINE_CODING, 0, 0, line_coding(1200))  # rate first while DTR is low
-    _advance(host, 0)
-    host.control_out(*SET_CONTROL_LINE_STATE, 0x01, 0)  # a program opened it after all: no reset
+    # Rate first while DTR is low (Windows' touch; also Linux opening a port whose saved rate is 1200) ...
+    host.control_out(*SET_LINE_CODING, 0, 0, line_coding(1200))
+    _advance(host, TOUCH_DELAY_CYCLES // 10)
+    host.control_out(*SET_CONTROL_LINE_STATE, 0x01, 0)  # ... then DTR up within the delay: an open, no reset
     _advance(host, 2 * TOUCH_DELAY_CYCLES)
     assert host.var("model_resets") == 0
     host.control_out(*SET_CONTROL_LINE_STATE, 0x00, 0)
@@ -418,18 +419,43 @@ def test_closing_the_port_at_any_other_rate_never_resets(host):
     assert host.var("model_resets") == 0
 
 
+STOPPED_POLLS = 500  # the stopped-counter fallback, made small for these two tests (200000 on the board)
+
+
+@pytest.fixture(scope="module")
+def few_polls_host(tmp_path_factory) -> UsbHost:
+    lib = build_usb_model(
+        tmp_path_factory.mktemp("usbd-few"), extra=[f"-DTH_USB_TOUCH_STOPPED_POLLS={STOPPED_POLLS}u"]
+    )
+    return UsbHost(lib)
+
+
+def _touch(h: UsbHost) -> None:
+    h.power_on()
+    enumerate_like_linux(h)
+    open_port(h, baud=1200)
+    h.control_out(*SET_CONTROL_LINE_STATE, 0x00, 0)
+
+
 @pytest.mark.hostcc
-def test_the_touch_still_resets_when_the_cycle_counter_is_stopped(host):
-    enumerate_like_linux(host)
-    open_port(host, baud=1200)
-    host.control_out(*SET_CONTROL_LINE_STATE, 0x00, 0)
-    host.poll(1000)
-    assert host.var("model_resets") == 0  # not at once: the host must see its request completed
-    for _ in range(400):
-        host.poll(1000)
-        if host.var("model_resets"):
-            break
-    assert host.var("model_resets") == 1 and host.var("model_reset_gpregret") == GPREGRET_BOOTLOADER
+def test_the_touch_still_resets_when_the_cycle_counter_is_stopped(few_polls_host):
+    h = few_polls_host
+    _touch(h)
+    h.poll(STOPPED_POLLS - 2)
+    assert h.var("model_resets") == 0  # not at once: the host must see its request completed
+    h.poll(3)
+    assert h.var("model_resets") == 1 and h.var("model_reset_gpregret") == GPREGRET_BOOTLOADER
+
+
+@pytest.mark.hostcc
+def test_a_running_cycle_counter_alone_times_the_touch(few_polls_host):
+    h = few_polls_host
+    _touch(h)
+    for _ in range(4 * STOPPED_POLLS):  # polls 20 cycles apart: the fallback must not count them
+        _advance(h, 20)
+    assert h.var("model_resets") == 0
+    _advance(h, TOUCH_DELAY_CYCLES)
+    assert h.var("model_resets") == 1
 
 
 # --- discovery ------------------------------------------------------------------------------------------

@@ -28,8 +28,8 @@
  * Bulk IN packets are at most 63 bytes: a short packet ends the host's transfer, so a reply never waits in a
  * host buffer for the next packet (a full 64-byte packet would need a zero-length packet after it).
  *
- * The Arduino bootloader's 1200-baud touch (usb_cdc_ctrl.c) resets into the bootloader after TOUCH_DELAY_MS,
- * so the host's request completes first: GPREGRET = 0xB0 is what the Nano 33 BLE bootloader checks to stay
+ * The Arduino bootloader's 1200-baud touch (usb_cdc_ctrl.c) resets into the bootloader once it has held for
+ * TH_USB_TOUCH_DELAY_MS: GPREGRET = 0xB0 is what the Nano 33 BLE bootloader checks to stay
  * in the bootloader after a reset (its main() compares POWER.GPREGRET with 0xB0: bootloaders/nano33ble in
  * arduino/ArduinoCore-mbed; the core's variant sets DFU_MAGIC_SERIAL_ONLY_RESET = 0xb0 for the same touch).
  */
@@ -116,11 +116,16 @@
 
 #define TX_PACKET 63u
 #define SPIN_LIMIT 100000u /* EasyDMA of 64 bytes and USBD READY take microseconds; a dead peripheral cannot hang us */
+/* The touch must hold this long: the host's request completes first, and an open that sends a leftover 1200-baud
+ * line coding just before it raises DTR (Linux's cdc-acm can) is not taken for a touch. 250 ms as Arduino's SAMD
+ * core waits. */
 #ifndef TH_USB_TOUCH_DELAY_MS
-#define TH_USB_TOUCH_DELAY_MS 50u
+#define TH_USB_TOUCH_DELAY_MS 250u
 #endif
 #define TOUCH_DELAY_CYCLES ((uint32_t)((uint64_t)TH_CORE_HZ * TH_USB_TOUCH_DELAY_MS / 1000u))
-#define TOUCH_MAX_POLLS 200000u /* if the cycle counter is stopped: the delay in polls instead */
+#ifndef TH_USB_TOUCH_STOPPED_POLLS
+#define TH_USB_TOUCH_STOPPED_POLLS 200000u /* polls that saw the cycle counter stand still: the delay without it */
+#endif
 
 enum { PWR_OFF, PWR_WAIT_REGULATOR, PWR_ON };
 enum { EP0_IDLE, EP0_IN, EP0_OUT };
@@ -144,6 +149,7 @@ static struct {
     uint8_t rx_pos;
     uint8_t touch_armed;
     uint32_t touch_t0;
+    uint32_t touch_last;
     uint32_t touch_polls;
 } u;
 
@@ -420,11 +426,15 @@ static void touch_step(void)
     uint32_t now = th_hal_rd(DWT_CYCCNT);
     if (!u.touch_armed) {
         u.touch_armed = 1u;
-        u.touch_t0 = now;
+        u.touch_t0 = u.touch_last = now;
         u.touch_polls = 0u;
         return;
     }
-    if (now - u.touch_t0 >= TOUCH_DELAY_CYCLES || ++u.touch_polls >= TOUCH_MAX_POLLS) {
+    if (now == u.touch_last) {
+        ++u.touch_polls; /* counted only while the counter stands still (a debugger cleared DEMCR.TRCENA) */
+    }
+    u.touch_last = now;
+    if (now - u.touch_t0 >= TOUCH_DELAY_CYCLES || u.touch_polls >= TH_USB_TOUCH_STOPPED_POLLS) {
         th_hal_wr(USBPULLUP, 0u); /* the host sees the port go at once */
         th_hal_wr(POWER_GPREGRET, ARDUINO_BOOTLOADER_GPREGRET);
         th_hal_system_reset();
