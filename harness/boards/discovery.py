@@ -5,7 +5,9 @@ A board yaml may carry a ``discovery`` block (read from the raw yaml; the typed 
     discovery:
       pyocd_targets: [stm32h743zitx, stm32h743xx]   # pyOCD board-info targets that mean this board
       probe_products: [STLINK, ST-LINK]               # substrings of an on-board probe's product name
-      serial_usb: ["0483:374b", "0483:374e"]          # VID:PID of the board's serial port(s)
+      serial_usb: ["0483:374b", "0483:374e"]          # VID:PID of the board's serial port(s); an entry
+                                                      # {id: ..., what: ..., bootloader: true} is the board's
+                                                      # bootloader: it names the board, never the protocol port
       external_probe: false                           # any generic SWD probe may be wired to it (Nano 33 BLE)
 
 Probes come from pyOCD (``ConnectHelper.get_all_connected_probes(blocking=False)``: returns at once, empty when
@@ -69,6 +71,7 @@ class DiscoveryRule:
     probe_products: tuple[str, ...] = ()
     serial_usb: tuple[str, ...] = ()
     serial_names: dict[str, str] = field(default_factory=dict)  # VID:PID -> what it is
+    bootloader_usb: tuple[str, ...] = ()  # VID:PIDs (also in serial_usb) of the board's bootloader
     external_probe: bool = False
     hint: str = ""  # appended to "no probe / no port" errors: this board's other ways in
 
@@ -78,10 +81,13 @@ class DiscoveryRule:
         usb = m.get("serial_usb") or ()
         names: dict[str, str] = {}
         ids: list[str] = []
+        boot: list[str] = []
         for entry in usb:
             if isinstance(entry, dict):
                 ids.append(str(entry["id"]).lower())
                 names[str(entry["id"]).lower()] = str(entry.get("what", ""))
+                if entry.get("bootloader"):
+                    boot.append(ids[-1])
             else:
                 ids.append(str(entry).lower())
         return cls(
@@ -89,6 +95,7 @@ class DiscoveryRule:
             probe_products=tuple(str(p).lower() for p in m.get("probe_products") or ()),
             serial_usb=tuple(ids),
             serial_names=names,
+            bootloader_usb=tuple(boot),
             external_probe=bool(m.get("external_probe", False)),
             hint=str(m.get("hint") or ""),
         )
@@ -167,6 +174,12 @@ def probe_is_generic(probe: ProbeInfo, rules: dict[str, DiscoveryRule]) -> bool:
 
 def port_matches(port: PortInfo, rule: DiscoveryRule) -> bool:
     return bool(port.usb_id) and port.usb_id in rule.serial_usb
+
+
+def protocol_port_matches(port: PortInfo, rule: DiscoveryRule) -> bool:
+    """A port of this board that speaks the protocol: its serial port, not its bootloader's (the Nano 33 BLE's
+    bootloader shows up as 2341:005a only while an upload runs)."""
+    return port_matches(port, rule) and port.usb_id not in rule.bootloader_usb
 
 
 def all_rules(boards: Iterable[str] | None = None) -> dict[str, DiscoveryRule]:
@@ -270,7 +283,7 @@ def resolve_port(
     deadline = time.monotonic() + wait_s
     while True:
         found = list_ports() if ports is None else list(ports)
-        cands = [p for p in found if port_matches(p, rule)]
+        cands = [p for p in found if protocol_port_matches(p, rule)]
         if probe_uid:
             same = [p for p in cands if p.serial_number and p.serial_number == probe_uid]
             cands = same or cands
@@ -281,7 +294,14 @@ def resolve_port(
         time.sleep(0.25)
     seen = [f"{p.device} {p.usb_id}".strip() for p in found if p.usb_id]
     if not cands:
-        ids = ", ".join(rule.serial_usb) or "none configured"
+        ids = ", ".join(i for i in rule.serial_usb if i not in rule.bootloader_usb) or "none configured"
+        boot = [p for p in found if port_matches(p, rule) and p.usb_id in rule.bootloader_usb]
+        if boot:
+            raise DeviceError(
+                f"{cfg.name}: the board is in its bootloader ({boot[0].device}, USB {boot[0].usb_id}), not running "
+                f"firmware; upload with board.driver.flasher=pio, or press its reset button once to start the "
+                f"firmware it has"
+            )
         raise DeviceError(
             f"{cfg.name}: no serial port of this board is attached (looked for USB {ids}; attached USB ports: "
             f"{_listing(seen)}); connect it, or name the port with board.driver.port=/dev/ttyACM0 (or any pyserial "

@@ -75,6 +75,7 @@ class UartSchema:
 class UsbIdSchema:
     id: str = MISSING  # VID:PID, lower-case hex
     what: str = ""
+    bootloader: bool = False  # the board's bootloader: identifies the board, never the protocol's port
 
 
 @dataclass

@@ -1,6 +1,6 @@
 /*
  * th_uart_* over several byte channels (see channels.h): the board enables the ones it has with TH_CHAN_HWUART,
- * TH_CHAN_RTT and TH_CHAN_USBCDC. Input is polled on all of them; output goes to every channel until the host's
+ * TH_CHAN_RTT and TH_CHAN_USB. Input is polled on all of them; output goes to every channel until the host's
  * first printable byte arrives and then follows the channel the host last spoke on. RTT output never blocks
  * before that (nobody may be reading it); once RTT is the host's channel it waits for the probe to drain the ring.
  */
@@ -11,7 +11,7 @@
 
 #if defined(TH_CHANNELS)
 
-enum { CH_ALL = -1, CH_HWUART = 0, CH_RTT = 1, CH_USBCDC = 2 };
+enum { CH_ALL = -1, CH_HWUART = 0, CH_RTT = 1, CH_USB = 2 };
 
 static int active = CH_ALL;
 
@@ -24,7 +24,7 @@ void th_uart_init(void)
 #ifdef TH_CHAN_RTT
     th_rtt_init();
 #endif
-#ifdef TH_CHAN_USBCDC
+#ifdef TH_CHAN_USB
     th_usbcdc_init();
 #endif
 }
@@ -41,8 +41,8 @@ void th_uart_putc(char c)
         (void)th_rtt_putc(c, active == CH_RTT);
     }
 #endif
-#ifdef TH_CHAN_USBCDC
-    if (active == CH_USBCDC || (active == CH_ALL && th_usbcdc_ready())) {
+#ifdef TH_CHAN_USB
+    if (active == CH_USB || (active == CH_ALL && th_usbcdc_ready())) {
         th_usbcdc_putc(c);
     }
 #endif
@@ -70,8 +70,8 @@ int th_uart_getc(void)
 {
     for (;;) {
         int b = -1;
-#ifdef TH_CHAN_USBCDC
-        b = take_byte(CH_USBCDC, th_usbcdc_poll());
+#ifdef TH_CHAN_USB
+        b = take_byte(CH_USB, th_usbcdc_poll());
         if (b >= 0) {
             return b;
         }

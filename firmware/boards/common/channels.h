@@ -3,9 +3,9 @@
  *
  * With TH_CHANNELS defined, channels.c implements the runtime's th_uart_* on top of every channel the board
  * enables: TH_CHAN_HWUART (a UART driver providing th_hwuart_*), TH_CHAN_RTT (SEGGER RTT in RAM, read and
- * written by a debug probe) and TH_CHAN_USBCDC (a USB CDC-ACM device, th_usbcdc_*). Until the host sends its
- * first byte, output goes to all of them; from then on only to the channel that last received a byte, so one
- * image serves a USB-serial adapter, a debug probe with RTT, or the board's own USB port.
+ * written by a debug probe) and TH_CHAN_USB (a USB CDC-ACM device on the board's own USB port, th_usbcdc_*).
+ * Until the host sends its first byte, output goes to all of them; from then on only to the channel that last
+ * received a byte, so one image serves a USB-serial adapter, a debug probe with RTT, or the board's own USB port.
  */
 #ifndef TH_CHANNELS_H
 #define TH_CHANNELS_H
@@ -25,10 +25,11 @@ void th_rtt_init(void);
 int th_rtt_putc(char c, int block); /* 1 when written; 0 when the buffer was full and block was 0 */
 int th_rtt_poll(void);
 
-/* USB CDC-ACM (usbcdc_nrf52.c). */
+/* USB CDC-ACM (usbd_nrf52.c with TH_USBD_NRF52; descriptors and requests in usb_cdc_desc.c, usb_cdc_ctrl.c).
+ * Polled: every call services the USB device, so the host is answered while the firmware waits or writes. */
 void th_usbcdc_init(void);
-int th_usbcdc_ready(void); /* configured by the host and its port opened (DTR) */
-void th_usbcdc_putc(char c);
-int th_usbcdc_poll(void); /* also services the USB device state machine; call it often */
+int th_usbcdc_ready(void);   /* configured by the host and its port open (DTR set) */
+void th_usbcdc_putc(char c); /* blocks while the host reads slower; drops the byte when the port is closed */
+int th_usbcdc_poll(void);    /* a received byte, or -1; call it often */
 
 #endif /* TH_CHANNELS_H */

@@ -2,8 +2,9 @@
  * Arduino Nano 33 BLE Sense (nRF52840, Cortex-M4F at 64 MHz), application at 0x10000 above the Arduino
  * bootloader. Bring-up: quiesce what the bootloader left running and point VTOR at our table, start the 64 MHz
  * crystal oscillator (HFXO), turn the flash instruction cache on, guard the stack with the MPU, open the host
- * channels (UARTE0 on the header pins D1/TX = P1.03 and D0/RX = P1.10, SEGGER RTT for a debug probe), and use
- * the DWT cycle counter as the timer (it counts the 64 MHz CPU clock).
+ * channels (UARTE0 on the header pins D1/TX = P1.03 and D0/RX = P1.10, SEGGER RTT for a debug probe, and a USB
+ * CDC-ACM serial port on the board's own USB connector: common/usbd_nrf52.c, which needs the HFXO started
+ * here), and use the DWT cycle counter as the timer (it counts the 64 MHz CPU clock).
  *
  * Registers (nRF52840 Product Specification v1.x):
  *  - CLOCK (base 0x40000000, section "CLOCK - Clock control"): TASKS_HFCLKSTART 0x000, EVENTS_HFCLKSTARTED
