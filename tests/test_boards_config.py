@@ -69,7 +69,10 @@ def test_qemu_tick_is_one_nanosecond_instruction_count(name):
 def test_real_boards_use_cycle_counter_pyocd_and_a_serial_port(name):
     cfg = load_board_config(name)
     assert cfg.timer.source == "dwt-cycles" and cfg.timer.count_per_tick == 1.0
-    assert cfg.driver.type == "serial" and cfg.driver.flasher == "pyocd" and cfg.driver.target
+    # the NUCLEO's one cable is its ST-LINK (pyOCD); the Nano's is its USB port (bootloader upload + CDC-ACM)
+    flasher = {"nucleo-h743zi": "pyocd", "nano33ble": "pio"}[name]
+    assert cfg.driver.type == "serial" and cfg.driver.flasher == flasher and cfg.driver.target
+    assert cfg.driver.link == "serial"
     board = make_board(name)
     assert isinstance(board, SerialBoard) and not cfg.emulated
 
@@ -139,9 +142,16 @@ def test_real_board_with_absent_serial_port_is_a_device_error():
         make_board(raw).open_transport()
 
 
+def _raw(name: str) -> dict:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(OmegaConf.load(REPO / "configs" / "board" / f"{name}.yaml"))
+
+
 def test_rtt_link_without_a_probe_is_the_probe_error():
     with pytest.raises(DeviceError, match="no debug probe is attached"):
-        make_board("nano33ble").open_transport()  # link: rtt reaches the board through its probe
+        make_board({**_raw("nano33ble"), "driver": {**_raw("nano33ble")["driver"], "link": "rtt",
+                                                     "flasher": "pyocd"}}).open_transport()  # rtt: through a probe
 
 
 def test_unknown_link_is_a_config_error():
