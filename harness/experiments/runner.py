@@ -9,6 +9,9 @@ dict``, writes the dict as ``run_dir/summary.json`` and then fails the command w
 from __future__ import annotations
 
 import importlib
+import logging
+import shlex
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,9 +26,11 @@ from harness.boards.discovery import preflight
 from harness.build.project import require_buildable
 from harness.config.board import load_board_config
 from harness.config.compose import compose_config
-from harness.errors import ConfigError, ResultError
+from harness.errors import ConfigError, ResultError, TinyHilError
 from harness.measure.units import add_milliseconds
-from harness.results.io import atomic_write_text, write_summary
+from harness.results.io import atomic_write_text, repo_relative, write_summary
+
+log = logging.getLogger("tinyhil")
 
 
 def console() -> Console:
@@ -73,6 +78,15 @@ def check_board(cfg, build_only: bool):
 
 
 def execute(cfg, run_dir: Path) -> dict:
+    """Run the configured entry and write its summary (see :func:`run_entry`); errors are logged to cli.log."""
+    try:
+        return run_entry(cfg, run_dir)
+    except TinyHilError as e:
+        log.error("error: %s", e)
+        raise
+
+
+def run_entry(cfg, run_dir: Path) -> dict:
     """Run the configured entry and write its summary. Shared by every command.
 
     ``build_only=true``: the entry runs until the firmware is built and checked for fit, then stops before flashing
@@ -80,9 +94,16 @@ def execute(cfg, run_dir: Path) -> dict:
     counts get ``clock_hz`` and millisecond values beside them (harness.measure.units)."""
 
     entry = OmegaConf.select(cfg, "experiment.entry") or OmegaConf.select(cfg, "entry")
+    prog = sys.argv[0] if sys.argv and sys.argv[0].startswith("tinyhil") else "tinyhil"
+    log.info("command: %s", " ".join([prog, *(shlex.quote(a) for a in sys.argv[1:])]))
+    log.info("overrides: %s", " ".join(shlex.quote(a) for a in sys.argv[1:]) or "(none)")
+    log.info("run folder: %s; entry: %s", repo_relative(run_dir), entry)
     fn = resolve_entry(entry)
     build_only = bool(OmegaConf.select(cfg, "build_only", default=False))
     board = check_board(cfg, build_only)
+    if board is not None:
+        log.info("board: %s (%s, timer %s)", board.name, "emulated" if board.emulated else "real",
+                 OmegaConf.select(cfg, "timer") or board.timer.source)
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     t0 = time.perf_counter()
@@ -107,9 +128,17 @@ def execute(cfg, run_dir: Path) -> dict:
     summary.setdefault("run", run_dir.name)
     summary.setdefault("command_seconds", round(time.perf_counter() - t0, 3))
     write_summary(run_dir, summary)
+    log.info("result: %s", result_line(summary))
     console().print(f"[green]results:[/green] {run_dir / 'summary.json'}")
     check_results(summary)
     return summary
+
+
+def result_line(summary: dict) -> str:
+    """The summary's headline keys on one line (for cli.log)."""
+    keys = ("experiment", "model", "board", "timer", "unit", "total_count", "total_ms", "bit_exact", "top1_device",
+            "float_top1", "n_entries", "figures", "command_seconds")
+    return ", ".join(f"{k}={summary[k]}" for k in keys if k in summary and not isinstance(summary[k], (list, dict)))
 
 
 def check_results(summary: dict) -> None:

@@ -339,8 +339,8 @@ def import_graph(graph: Graph, name: str = "tflite") -> IntModel:
     return _Converter(graph, name).convert()
 
 
-def import_tflite(source: str | Path | bytes, name: str | None = None) -> IntModel:
+def import_tflite(path: str | Path | bytes, name: str | None = None) -> IntModel:
     """Read an int8 ``.tflite`` file (a path, or its bytes) into an :class:`IntModel`."""
-    if isinstance(source, (bytes, bytearray)):
-        return import_graph(read_graph(bytes(source)), name or "tflite")
-    return import_graph(read_file(source), name or model_name(Path(source).stem))
+    if isinstance(path, (bytes, bytearray)):
+        return import_graph(read_graph(bytes(path)), name or "tflite")
+    return import_graph(read_file(path), name or model_name(Path(path).stem))
