@@ -138,7 +138,7 @@ def layer_memory(model: IntModel, live_bytes: list[int] | None = None) -> tuple[
             "out_bytes": int(model.out_spec(layer).nbytes),
             "live_bytes": int(live_bytes[i]) if live_bytes and i < len(live_bytes) else None,
             "scratch_bytes": int(layer_scratch_bytes(model, layer)),
-        })  # fmt: skip
+        })
     return tuple(rows)
 
 

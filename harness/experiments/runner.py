@@ -82,7 +82,7 @@ def execute(cfg, run_dir: Path) -> dict:
     try:
         return run_entry(cfg, run_dir)
     except TinyHilError as e:
-        log.error("error: %s", e)
+        log.info("failed: %s", e)  # INFO: the terminal already shows the error once
         raise
 
 

@@ -11,9 +11,10 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
 from harness.data.registry import load_data
+from harness.graph.trace import extract_layers
 from harness.models.registry import build_model, checkpoint_path, load_checkpoint, model_id
-from harness.results.io import repo_relative
 from harness.models.train import TrainConfig, fit, save_checkpoint
+from harness.results.io import repo_relative
 
 
 def main(cfg: DictConfig, run_dir: Path) -> dict:
@@ -25,6 +26,7 @@ def main(cfg: DictConfig, run_dir: Path) -> dict:
     console = Console(stderr=True)
     data = load_data(cfg.data)
     model = build_model(cfg.model, num_classes=data.num_classes)
+    extract_layers(model)  # a layer tinyhil cannot deploy is refused before the training time is spent
     init = cfg.init_checkpoint
     if init:  # continue from earlier weights (e.g. one more low-lr epoch on a shipped checkpoint)
         load_checkpoint(model, init)
@@ -58,7 +60,7 @@ def main(cfg: DictConfig, run_dir: Path) -> dict:
     if cfg.save_checkpoint:
         paths.append(save_checkpoint(model, checkpoint_path(model_name, data_name), sidecar))
     for p in paths:
-        console.print(f"checkpoint: {repo_relative(p)}")
+        console.print(f"checkpoint: {p}")
     return {
         "model": model_name,
         "data": data_name,

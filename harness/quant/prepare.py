@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from harness.data.base import to_model_input
 from harness.data.registry import load_data
 from harness.errors import ConfigError
+from harness.graph.trace import extract_layers
 from harness.ir.model import IntModel
 from harness.models.registry import build_model, checkpoint_path, load_checkpoint, model_id, train_command
 from harness.precision.config import PrecisionConfig
@@ -56,6 +57,7 @@ def prepare(cfg: DictConfig, n_eval: int, n_calib: int = 256, require_checkpoint
     model_cfg, data_cfg = _plain(cfg.model), _plain(cfg.data)
     model = build_model(model_cfg)
     name = model_cfg.get("name", type(model).__name__)
+    extract_layers(model, model_input_shape(model))  # an unsupported layer is named before anything else
     ckpt = checkpoint_path(model_id(model_cfg), data_cfg["name"])
     if ckpt.exists():
         load_checkpoint(model, ckpt)
