@@ -18,9 +18,9 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from harness.codegen.artifact import layer_artifact
-from harness.experiments.common import board_from, progress, workdir
 from harness.data.base import to_model_input
 from harness.data.registry import load_data
+from harness.experiments.common import board_from, progress, workdir
 from harness.measure.report import count_keys, print_per_layer, write_per_layer
 from harness.measure.session import Session
 from harness.models.registry import build_int_model, is_integer

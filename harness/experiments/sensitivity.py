@@ -30,11 +30,10 @@ from harness.graph.spec import LayerSpec
 from harness.graph.trace import extract_layers
 from harness.models import build_model, checkpoint_path, load_checkpoint
 from harness.models.registry import model_id, train_command
-from harness.results.io import repo_relative
 from harness.precision.config import PrecisionConfig
 from harness.precision.groups import harmonize
 from harness.quant.accounting import account
-from harness.results.io import atomic_write_bytes, write_table
+from harness.results.io import atomic_write_bytes, repo_relative, write_table
 from harness.results.plotting import pyplot
 from harness.search.quantune.assign import topk_config
 from harness.search.quantune.baseline import one_at_a_time
