@@ -29,6 +29,7 @@ from harness.config.compose import compose_config
 from harness.errors import ConfigError, ResultError, TinyHilError
 from harness.measure.units import add_milliseconds
 from harness.results.io import atomic_write_text, repo_relative, write_summary
+from harness.results.tracking import log_run
 
 log = logging.getLogger("tinyhil")
 
@@ -129,6 +130,12 @@ def run_entry(cfg, run_dir: Path) -> dict:
     summary.setdefault("command_seconds", round(time.perf_counter() - t0, 3))
     write_summary(run_dir, summary)
     log.info("result: %s", result_line(summary))
+    tracking = OmegaConf.select(cfg, "tracking")
+    if tracking:  # tracking=mlflow: config, summary and files to a local MLflow store
+        command = (sys.argv[0].split() or ["tinyhil"])[-1] if sys.argv else "tinyhil"
+        rid = log_run(OmegaConf.to_container(tracking, resolve=True), run_dir,
+                      OmegaConf.to_container(cfg, resolve=True), summary, command)
+        log.info("tracked: MLflow run %s in %s", rid, OmegaConf.select(cfg, "tracking.store") or "mlruns/")
     console().print(f"[green]results:[/green] {run_dir / 'summary.json'}")
     check_results(summary)
     return summary
