@@ -46,7 +46,7 @@ def log_run(tracking: Mapping[str, Any], run_dir: Path, config: Mapping[str, Any
     # (no database, no server) is what tinyhil wants, so ask.
     os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
     mlflow = _mlflow()
-    from mlflow.entities import Metric, Param, RunTag  # noqa: PLC0415 - part of the lazy import above
+    from mlflow.entities import Metric, Param, RunTag  # part of the lazy import above
 
     run_dir = Path(run_dir)
     with warnings.catch_warnings():  # MLflow warns that file stores are its older backend; that is the point here
