@@ -26,6 +26,7 @@ COMMANDS = {
     "sensitivity": "QuantuneV2 layer sensitivity ranking (experiment=quantune: against the n+1 ranking)",
     "boards": "list the configured boards, the attached debug probes and serial ports, and which is which",
     "calibrate": "fit the cycle model's parameters from microbenchmarks (board=..., timer=qemu-cycles)",
+    "figures": "redraw the papers' figures from measured runs as PNG and PDF (results=DIR out=DIR)",
 }
 _COMPLETION_FLAGS = ("-sc", "--shell-completion")
 
@@ -43,6 +44,7 @@ def _usage() -> str:
         "  tinyhil bench experiment=kernels",
         "  tinyhil run experiment=smoke board=qemu-mps2-an500 timer=qemu-cycles timing=stm32h743",
         "  tinyhil calibrate board=qemu-mps2-an386 timer=qemu-cycles",
+        "  tinyhil figures                               # every paper figure from results/reference",
         "  tinyhil run -m experiment=quantmcu method.phi=2,3,4",
         "",
         'shell completion: eval "$(tinyhil run -sc install=bash)"',

@@ -24,6 +24,7 @@ import pytest
 from harness.boards import make_board
 from tests.fixtures.boards import elf_copy as _elf_copy
 from tests.fixtures.boards import fixture_firmware  # noqa: F401  (a fixture: pytest finds it here)
+from tests.fixtures.results import scan_results
 
 DEFAULT_BOARD = "qemu-mps2-an386"
 _NEEDS = {
@@ -89,3 +90,12 @@ def test_board(board_name: str):
 def elf_copy():
     """``elf_copy(build_result, dest)``: a private copy of a shared fixture image (for tests that corrupt it)."""
     return _elf_copy
+
+
+@pytest.fixture(scope="session", autouse=True)
+def results_hold_no_absolute_paths(tmp_path_factory):
+    """After the session: no summary.json or result table any test wrote under its temporary folders holds an
+    absolute path (results must move between machines and users)."""
+    yield
+    bad = scan_results(tmp_path_factory.getbasetemp())
+    assert bad == [], "absolute paths in result files:\n" + "\n".join(bad[:20])

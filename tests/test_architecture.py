@@ -24,6 +24,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("ops",),
     ("native",),
     ("graph",),
+    ("tflite",),
     ("precision",),
     ("reference",),
     ("memory",),

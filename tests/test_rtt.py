@@ -156,8 +156,14 @@ def test_control_block_the_firmware_builds_parses_against_its_elf(qemu_gdb):
     for ring in (up, down):  # both rings live inside the uncached section
         assert uncached[0] <= ring.buffer and ring.buffer + ring.size <= sum(uncached)
     assert read_c_string(memory.read, up.name_ptr) == "tinyhil"
-    # The boot banner is already waiting in the up ring (nobody has read it yet).
-    banner = ring_data(RttRing(up.desc_address, 0, up.buffer, up.size, up.wr_off, up.rd_off, 0), memory.read)
+    # The boot banner arrives in the up ring (nobody reads it): the firmware may still be writing it when the
+    # control block is complete, so wait for the whole line.
+    while True:
+        cb = parse_control_block(memory.read(uncached[0], uncached[1]), at, uncached[0])
+        up = cb.up[0]
+        banner = ring_data(RttRing(up.desc_address, 0, up.buffer, up.size, up.wr_off, up.rd_off, 0), memory.read)
+        if (b"m-init-done" in banner and banner.endswith(b"\r\n")) or time.monotonic() > deadline:
+            break
     assert b"m-init-done" in banner and banner.endswith(b"\r\n")
 
 

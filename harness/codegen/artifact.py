@@ -26,8 +26,8 @@ from harness.codegen.emit_patch import (
     render_patch_c,
 )
 from harness.ir.model import IntModel, TensorSpec
-from harness.ir.packing import pack
-from harness.memory.arena import ArenaPlan, plan_arena
+from harness.ir.packing import pack, packed_weights
+from harness.memory.arena import ArenaPlan, layer_scratch_bytes, plan_arena
 from harness.memory.estimate import MemoryEstimate
 from harness.ops.validate import validate_model
 from harness.patch.int_reference import layer_crcs, patch_crcs, run_patched
@@ -80,6 +80,7 @@ class Artifact:
     reference: Callable[[np.ndarray], Expected] = field(repr=False)
     n_patches: int = 0  # 0: layer by layer
     n_stage: int = 0  # layers of the patch stage
+    layer_memory: tuple[dict, ...] = ()  # per layer: flash and RAM bytes (:func:`layer_memory`)
 
     @property
     def patched(self) -> bool:
@@ -118,6 +119,29 @@ def _layer_infos(model: IntModel, macs: dict[str, int] | None = None) -> tuple[L
     )
 
 
+def layer_memory(model: IntModel, live_bytes: list[int] | None = None) -> tuple[dict, ...]:
+    """Per layer, where its bytes go. Flash: ``weight_bytes`` (packed at w_bits), ``bias_bytes``,
+    ``requant_bytes`` (per-channel multipliers and shifts, or the add/pool constants), ``flash_bytes`` (their
+    sum). RAM: ``in_bytes``/``out_bytes`` (its input and output tensors' share of the arena), ``live_bytes``
+    (everything live in the arena during the layer, layer-by-layer plans only) and ``scratch_bytes`` (what its
+    kernel needs in the shared scratch buffer)."""
+    rows = []
+    for i, layer in enumerate(model.layers):
+        op = ops.get(layer.op)
+        cout = model.out_spec(layer).shape[2]
+        w = len(packed_weights(layer))
+        b = 4 * int(np.asarray(layer.bias).size) if layer.bias is not None and "bias" in op.arrays else 0
+        r = op.requant_bytes(cout)
+        rows.append({
+            "weight_bytes": w, "bias_bytes": b, "requant_bytes": r, "flash_bytes": w + b + r,
+            "in_bytes": int(sum(model.tensors[t].nbytes for t in layer.inputs)),
+            "out_bytes": int(model.out_spec(layer).nbytes),
+            "live_bytes": int(live_bytes[i]) if live_bytes and i < len(live_bytes) else None,
+            "scratch_bytes": int(layer_scratch_bytes(model, layer)),
+        })
+    return tuple(rows)
+
+
 def layer_artifact(model: IntModel, *, variant: str = "opt", keep_input: bool = False) -> Artifact:
     """The artifact of ``model`` run layer by layer (``variant='ref'``: every a8w8 layer on its plain loop;
     a layer's ``meta['kernel_variant']`` overrides it for that layer)."""
@@ -150,6 +174,7 @@ def layer_artifact(model: IntModel, *, variant: str = "opt", keep_input: bool = 
             "model_flash_bytes": estimate.weights,
         },
         reference=reference,
+        layer_memory=layer_memory(model, plan.live_bytes),
     )
 
 
@@ -192,6 +217,7 @@ def patch_artifact(pm: PatchedModel, *, variant: str = "opt", arena: PatchArena 
         reference=reference,
         n_patches=pm.plan.num_patches,
         n_stage=pm.n_stage,
+        layer_memory=layer_memory(model),
     )
 
 

@@ -182,6 +182,16 @@ class QatSchema:
     log_every: int = 50
 
 
+@dataclass
+class TrackingSchema:
+    """Optional experiment tracking (``tracking=mlflow``): each run's config, summary keys and result files in a
+    local MLflow file store (no server)."""
+
+    name: str = "mlflow"
+    store: Optional[str] = None  # the file store's folder (null: mlruns/ inside the run folder)
+    experiment: Optional[str] = None  # MLflow experiment name (null: tinyhil-<command>)
+
+
 # ------------------------------------------------------------------------------------------ methods
 
 
@@ -435,6 +445,7 @@ SCHEMAS: tuple[tuple[str, str, type], ...] = (
     ("data", "data", DataSchema),
     ("profile", "profile", ProfileSchema),
     ("train", "train", TrainSchema),
+    ("tracking", "mlflow", TrackingSchema),
     ("method", "uniform", UniformMethod),
     ("method", "bitops", BitopsMethod),
     ("method", "file", FileMethod),

@@ -21,7 +21,8 @@ from harness.experiments.common import board_from, workdir
 from harness.graph.trace import extract_layers
 from harness.measure.profile import ProfileSettings, default_budget, profile_layers
 from harness.measure.target import table_path
-from harness.models.registry import build_model
+from harness.models.registry import build_int_model, build_model, is_integer
+from harness.tflite import layer_specs
 
 
 def settings_from(block, board, seed: int = 0):
@@ -51,8 +52,9 @@ def _plain(block) -> dict:
 
 
 def model_layers(model_cfg):
-    """The fused layer specs of a zoo model config."""
-
+    """The fused layer specs of a model config (a zoo or user model traced, an imported integer model read)."""
+    if is_integer(model_cfg):
+        return layer_specs(build_int_model(model_cfg))
     return extract_layers(build_model(model_cfg))
 
 

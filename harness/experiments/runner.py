@@ -9,7 +9,10 @@ dict``, writes the dict as ``run_dir/summary.json`` and then fails the command w
 from __future__ import annotations
 
 import importlib
+import logging
 import os
+import shlex
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -28,12 +31,15 @@ from harness.build.project import require_buildable
 from harness.config.board import load_board_config
 from harness.config.compose import compose_config
 from harness.config.schema import experiment_schema
-from harness.errors import ConfigError, ResultError
+from harness.errors import ConfigError, ResultError, TinyHilError
 from harness.experiments.folders import private_workdir
 from harness.experiments.sweep import finished_summary
 from harness.measure.units import add_milliseconds
-from harness.results.io import atomic_write_text, write_summary
+from harness.results.io import atomic_write_text, repo_relative, write_summary
+from harness.results.tracking import log_run
 from harness.search import check_method
+
+log = logging.getLogger("tinyhil")
 
 
 def console() -> Console:
@@ -96,6 +102,15 @@ def use_private_workdir(cfg, run_dir: Path) -> Path:
 
 
 def execute(cfg, run_dir: Path) -> dict:
+    """Run the configured entry and write its summary (see :func:`run_entry`); errors are logged to cli.log."""
+    try:
+        return run_entry(cfg, run_dir)
+    except TinyHilError as e:
+        log.info("failed: %s", e)  # INFO: the terminal already shows the error once
+        raise
+
+
+def run_entry(cfg, run_dir: Path) -> dict:
     """Run the configured entry and write its summary. Shared by every command.
 
     The run builds in its own work folder (:func:`use_private_workdir`). In a sweep, a job whose folder already
@@ -106,6 +121,10 @@ def execute(cfg, run_dir: Path) -> dict:
     counts get ``clock_hz`` and millisecond values beside them (harness.measure.units)."""
 
     entry = OmegaConf.select(cfg, "experiment.entry") or OmegaConf.select(cfg, "entry")
+    prog = sys.argv[0] if sys.argv and sys.argv[0].startswith("tinyhil") else "tinyhil"
+    log.info("command: %s", " ".join([prog, *(shlex.quote(a) for a in sys.argv[1:])]))
+    log.info("overrides: %s", " ".join(shlex.quote(a) for a in sys.argv[1:]) or "(none)")
+    log.info("run folder: %s; entry: %s", repo_relative(run_dir), entry)
     fn = resolve_entry(entry)
     if in_sweep():
         done = finished_summary(run_dir)
@@ -115,6 +134,9 @@ def execute(cfg, run_dir: Path) -> dict:
     use_private_workdir(cfg, run_dir)
     build_only = bool(OmegaConf.select(cfg, "build_only", default=False))
     board = check_board(cfg, build_only)
+    if board is not None:
+        log.info("board: %s (%s, timer %s)", board.name, "emulated" if board.emulated else "real",
+                 OmegaConf.select(cfg, "timer") or board.timer.source)
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     t0 = time.perf_counter()
@@ -139,9 +161,23 @@ def execute(cfg, run_dir: Path) -> dict:
     summary.setdefault("run", run_dir.name)
     summary.setdefault("command_seconds", round(time.perf_counter() - t0, 3))
     write_summary(run_dir, summary)
+    log.info("result: %s", result_line(summary))
+    tracking = OmegaConf.select(cfg, "tracking")
+    if tracking:  # tracking=mlflow: config, summary and files to a local MLflow store
+        command = (sys.argv[0].split() or ["tinyhil"])[-1] if sys.argv else "tinyhil"
+        rid = log_run(OmegaConf.to_container(tracking, resolve=True), run_dir,
+                      OmegaConf.to_container(cfg, resolve=True), summary, command)
+        log.info("tracked: MLflow run %s in %s", rid, OmegaConf.select(cfg, "tracking.store") or "mlruns/")
     console().print(f"[green]results:[/green] {run_dir / 'summary.json'}")
     check_results(summary)
     return summary
+
+
+def result_line(summary: dict) -> str:
+    """The summary's headline keys on one line (for cli.log)."""
+    keys = ("experiment", "model", "board", "timer", "unit", "total_count", "total_ms", "bit_exact", "top1_device",
+            "float_top1", "n_entries", "figures", "command_seconds")
+    return ", ".join(f"{k}={summary[k]}" for k in keys if k in summary and not isinstance(summary[k], (list, dict)))
 
 
 def check_results(summary: dict) -> None:

@@ -29,10 +29,11 @@ from harness.errors import ConfigError
 from harness.graph.spec import LayerSpec
 from harness.graph.trace import extract_layers
 from harness.models import build_model, checkpoint_path, load_checkpoint
+from harness.models.registry import model_id, train_command
 from harness.precision.config import PrecisionConfig
 from harness.precision.groups import harmonize
 from harness.quant.accounting import account
-from harness.results.io import atomic_write_bytes, write_table
+from harness.results.io import atomic_write_bytes, repo_relative, write_table
 from harness.results.plotting import pyplot
 from harness.search.quantune.assign import topk_config
 from harness.search.quantune.baseline import one_at_a_time
@@ -66,18 +67,18 @@ def load_model(cfg: DictConfig, data) -> tuple[nn.Module, str | None]:
     model = build_model(cfg.model, num_classes=data.num_classes)
     ck = cfg.checkpoint
     if ck == "auto":
-        path = checkpoint_path(str(cfg.model.name), str(cfg.data.name))
+        path = checkpoint_path(model_id(cfg.model), str(cfg.data.name))
         if not path.exists():
             Console(stderr=True).print(
-                f"[yellow]warning:[/yellow] no checkpoint {path}: ranking a randomly "
-                "initialised model (train one with `tinyhil train`)"
+                f"[yellow]warning:[/yellow] no checkpoint {repo_relative(path)}: ranking a randomly "
+                f"initialised model (train one with `{train_command(cfg.model, str(cfg.data.name))}`)"
             )
             return model.eval(), None
-        ck = str(path)
+        ck = repo_relative(path)
     if ck in (None, "none", "null"):
         return model.eval(), None
     load_checkpoint(model, ck)
-    return model.eval(), str(ck)
+    return model.eval(), repo_relative(ck)
 
 
 def model_inputs(images, input_shape: Sequence[int], data) -> torch.Tensor:

@@ -16,7 +16,9 @@ Conventions (shared by the reference, the code generator and the C kernels):
   layer's requantization, so the producing layer's measured count includes it.
 * ``add`` follows TFLite's int8 ADD (left shift 20, per-input multipliers, output multiplier).
 * ``avgpool`` has no padding; ``acc = sum(x - in_zp)`` over the window, requantized with one multiplier/shift
-  that includes the ``1/window`` factor.
+  that includes the ``1/window`` factor. With ``shift == [64]`` (``harness.ops.avgpool.DIVIDE``, imported TFLite
+  models) it is TFLite's AVERAGE_POOL_2D instead: the raw window sum divided by the tap count, rounded half away
+  from zero, clamped.
 * Packed storage (bits < 8): the innermost dimension of a tensor (channels of a pixel; ``Cin`` of a weight row;
   ``C`` of a depthwise tap) starts at a byte boundary; inside a byte, element ``j`` of the row sits at bit
   ``(j % (8 // bits)) * bits`` (low bits first), two's complement.

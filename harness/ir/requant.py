@@ -77,14 +77,17 @@ def quantize_multiplier(real: float) -> tuple[int, int]:
     """Split a positive real multiplier into ``(multiplier, shift)`` with ``real ~= multiplier * 2**(shift-31)``.
 
     ``multiplier`` is in ``[2**30, 2**31 - 1]`` (or 0 for ``real == 0``) and ``shift`` in -31..31, as TFLite's
-    ``QuantizeMultiplier``. Multipliers too small for a 31-bit right shift flush to zero.
+    ``QuantizeMultiplier``: ``q * 2**31`` is rounded half away from zero (``std::round``), not half to even as
+    Python's ``round`` would (an exact tie such as ``1342177280.5`` must give ``1342177281``, or a model imported
+    from TFLite differs from the interpreter by one on some outputs). Multipliers too small for a 31-bit right
+    shift flush to zero.
     """
     if not math.isfinite(real) or real < 0:
         raise ConfigError(f"a requantization multiplier must be finite and >= 0, got {real!r}")
     if real == 0.0:
         return 0, 0
     q, shift = math.frexp(real)  # real = q * 2**shift, q in [0.5, 1)
-    q_fixed = round(q * (1 << 31))
+    q_fixed = math.floor(q * (1 << 31) + 0.5)  # q > 0 and q * 2**31 < 2**31: exact in float64
     if q_fixed == (1 << 31):
         q_fixed //= 2
         shift += 1

@@ -1,4 +1,10 @@
-"""Per-layer tables: printed with rich for a person, written as CSV for a program."""
+"""Per-layer tables: printed with rich for a person, written as CSV for a program.
+
+``per_layer.csv`` has one row per layer: what it is (op, precisions, shapes, MACs), what it cost (``count`` in
+the timer's ``unit``, ``instructions`` beside cycles, ``ms`` where the clock is known), and where its bytes live:
+flash (``weight_bytes``, ``bias_bytes``, ``requant_bytes``, ``flash_bytes``) and RAM (``in_bytes``/``out_bytes``:
+its tensors' share of the arena, ``live_bytes``: the arena in use during the layer, ``scratch_bytes``).
+"""
 
 from __future__ import annotations
 
@@ -13,10 +19,17 @@ from harness.results.io import write_table
 
 
 def per_layer_frame(m: Measurement) -> pd.DataFrame:
+    """One row per layer: counts (and milliseconds where the clock is known) beside flash and RAM bytes."""
     df = pd.DataFrame(m.per_layer_rows())
     df.insert(0, "board", m.board)
     df.insert(1, "timer", m.timer)
+    df.insert(2, "unit", m.unit)
     df["count_per_mac"] = df["count"] / df["macs"].clip(lower=1)
+    if m.unit == "cycles" and m.clock_hz:
+        df["ms"] = df["count"] * 1e3 / float(m.clock_hz)
+    if m.layer_memory and len(m.layer_memory) == len(df):
+        mem = pd.DataFrame(m.layer_memory)
+        df = pd.concat([df.reset_index(drop=True), mem.reset_index(drop=True)], axis=1)
     return df
 
 

@@ -10,6 +10,7 @@ a wrong result never passes silently. The session never asks whether the board i
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -26,6 +27,8 @@ from harness.ir.model import IntModel
 from harness.ir.packing import unpack
 from harness.patch.intmodel import PatchedModel
 from harness.transport.protocol import LayerResult, PatchStepResult
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -90,6 +93,8 @@ class Measurement:
     counts_per_input: list[list[float]] = field(default_factory=list)  # per input, per layer, in ``unit``
     memory: dict = field(default_factory=dict)  # the artifact's planned figures
     timing: dict = field(default_factory=dict)  # timer=qemu-cycles: core, timing profile, model version, clock
+    layer_memory: list[dict] = field(default_factory=list)  # per layer: flash and RAM bytes (the artifact's)
+    clock_hz: int | None = None  # the clock cycle counts run at (None: counts are not cycles)
 
     @property
     def bit_exact(self) -> bool | None:
@@ -159,6 +164,13 @@ def _compare(art: Artifact, i: int, want: Expected, layers: Sequence[LayerResult
     return bad_layers, bad_steps, lines
 
 
+def _clock_hz(timer, cycles) -> int | None:
+    """The clock cycle counts run at: the timing profile's (qemu-cycles) or the board timer's (DWT cycles)."""
+    if cycles is not None:
+        return int(cycles.describe().get("clock_hz") or 0) or None
+    return int(timer.hz) if timer.unit == "cycles" and timer.hz else None
+
+
 class Session:
     """Deploy and measure artifacts on one board, building in ``workdir`` (private to the caller's run)."""
 
@@ -174,7 +186,11 @@ class Session:
         project = generate_project(
             self.board.cfg, src, self.workdir / "project", estimate=art.estimate, build_flags=self.build_flags
         )
+        log.info("building %s for %s (%d layers, arena %s B)", art.name, self.board.name, len(art.layers),
+                 art.memory.get("arena_bytes"))
         result = self.board.build(project, estimate=art.estimate)
+        log.info("built: flash %s B, SRAM %s B; flashing", result.to_dict().get("flash_used"),
+                 result.to_dict().get("sram_used"))
         self.board.flash(result)
         return {**result.to_dict(), **art.memory}
 
@@ -278,7 +294,10 @@ class Session:
             build=build, mem=mem, emulator_seconds=seconds, firmware_hash=art.model_hash,
             ticks_per_input=[[int(r.ticks) for r in ls] for ls in per_layers], counts_per_input=counts,
             memory=dict(art.memory), timing=cycles.describe() if cycles is not None else {},
+            layer_memory=[dict(r) for r in art.layer_memory], clock_hz=_clock_hz(timer, cycles),
         )  # fmt: skip
+        log.info("ran %d input(s) on %s: total %.0f %s, bit-exact %s", len(inputs), m.board, m.total_count, m.unit,
+                 m.bit_exact)
         if require_exact:
             m.require_exact()
         return m

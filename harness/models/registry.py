@@ -1,13 +1,20 @@
 """Build a model from its config (``configs/model/*.yaml``) and find its shipped checkpoint.
 
 A model config names a class or factory in ``_target_`` and gives its keyword arguments; the keys ``name``,
-``checkpoint`` and ``description`` describe the entry and are not passed on. ``user.yaml`` points at the user's
-own ``torch.nn.Module`` (see :func:`harness.models.user.load_user_model`).
+``checkpoint``, ``description`` and ``integer`` describe the entry and are not passed on. ``user.yaml`` points at
+the user's own ``torch.nn.Module`` (see :func:`harness.models.user.load_user_model`); ``tflite.yaml`` (``integer:
+true``) at an int8 ``.tflite`` file, an integer model that runs as it is (:func:`build_int_model`).
+
+Checkpoints are filed under :func:`model_id`: a zoo model's name, or for the user's model its class path and a hash
+of its constructor arguments and input shape, so two user models never share a checkpoint.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import json
+import shlex
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -19,9 +26,11 @@ from torch import nn
 
 from harness import CONFIG_DIR, REPO_ROOT
 from harness.errors import ConfigError
+from harness.ir.model import IntModel
 
 CHECKPOINT_DIR = REPO_ROOT / "checkpoints"
-_META_KEYS = {"_target_", "name", "checkpoint", "description"}
+_META_KEYS = {"_target_", "name", "checkpoint", "description", "integer"}
+_USER_TARGET = "harness.models.user.load_user_model"
 
 
 def _plain(cfg: Any) -> dict:
@@ -60,12 +69,74 @@ def model_config(name: str) -> dict:
     return yaml.safe_load(path.read_text())
 
 
+def is_integer(cfg: Mapping | str) -> bool:
+    """Whether the config describes an integer model that runs as it is (an imported ``.tflite`` file)."""
+    d = model_config(cfg) if isinstance(cfg, str) else _plain(cfg)
+    return bool(d.get("integer"))
+
+
+def is_user_model(cfg: Mapping | str) -> bool:
+    d = model_config(cfg) if isinstance(cfg, str) else _plain(cfg)
+    return d.get("_target_") == _USER_TARGET
+
+
+def model_id(cfg: Mapping | str) -> str:
+    """The name checkpoints and results are filed under: the zoo name, or for the user's own model
+    ``user-<module.Class>-<8 hex digits of its kwargs and input shape>``."""
+    d = model_config(cfg) if isinstance(cfg, str) else _plain(cfg)
+    if d.get("_target_") != _USER_TARGET:
+        return str(d.get("name") or d.get("_target_"))
+    path = str(d.get("path", "")).replace(":", ".")
+    ident = json.dumps({"kwargs": d.get("kwargs") or {}, "input_shape": list(d.get("input_shape") or [])},
+                       sort_keys=True)
+    return f"user-{path}-{hashlib.sha256(ident.encode()).hexdigest()[:8]}"
+
+
+def model_overrides(cfg: Mapping | str) -> list[str]:
+    """The command-line overrides that select this model again (``model=user model.path=... ...``)."""
+    d = model_config(cfg) if isinstance(cfg, str) else _plain(cfg)
+    out = [f"model={d.get('name')}"]
+    if d.get("_target_") == _USER_TARGET:
+        out.append(f"model.path={d['path']}")
+        out.append(f"model.input_shape=[{','.join(str(int(v)) for v in d['input_shape'])}]")
+        out += [f"+model.kwargs.{k}={json.dumps(v)}" for k, v in sorted((d.get("kwargs") or {}).items())]
+    elif d.get("integer") and d.get("path"):
+        out.append(f"model.path={d['path']}")
+    return [shlex.quote(o) for o in out]
+
+
+def train_command(cfg: Mapping | str, data_name: str) -> str:
+    """The ``tinyhil train`` command that makes the checkpoint of this model on ``data_name``."""
+    return f"tinyhil train {' '.join(model_overrides(cfg))} data={data_name} save_checkpoint=true"
+
+
+def build_int_model(cfg: Mapping | str) -> IntModel:
+    """The integer model an ``integer: true`` config describes (``model=tflite model.path=FILE.tflite``)."""
+    d = model_config(cfg) if isinstance(cfg, str) else _plain(cfg)
+    if not d.get("integer"):
+        raise ConfigError(f"model {d.get('name')!r} is a float model; build it with build_model")
+    if not d.get("path") or d.get("path") == "???":
+        raise ConfigError(f"model={d.get('name')} needs model.path=FILE.tflite")
+    kwargs = {k: v for k, v in d.items() if k not in _META_KEYS}
+    model = import_object(str(d["_target_"]))(**kwargs)
+    if not isinstance(model, IntModel):
+        raise ConfigError(f"{d['_target_']} returned {type(model).__name__}, not an integer model")
+    return model
+
+
 def build_model(cfg: Mapping | str, **overrides: Any) -> nn.Module:
     """Instantiate the model a config describes; ``overrides`` replace config keys (e.g. ``num_classes``).
 
-    Sets ``model.name`` from the config's ``name`` when the model has none.
+    Sets ``model.name`` from the config's ``name`` when the model has none. An integer model (``model=tflite``)
+    is a ConfigError saying what it can run: it has no float weights to train, fine-tune or search over.
     """
     d = model_config(cfg) if isinstance(cfg, str) else _plain(cfg)
+    if d.get("integer"):
+        raise ConfigError(
+            f"model={d.get('name')} ({d.get('path')}) is an int8 model that runs as it is: use it with "
+            f"`tinyhil run experiment=int8 model={d.get('name')} model.path=...` or `tinyhil profile`; training, "
+            "QAT, sensitivity and bit-width search need a float torch model (model=user for your own)"
+        )
     target = d.get("_target_")
     if not target:
         raise ConfigError(f"model config {d.get('name', '?')!r} has no _target_")

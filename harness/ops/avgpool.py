@@ -1,4 +1,10 @@
-"""avgpool: average pooling without padding; one multiplier/shift that includes the ``1/window`` factor."""
+"""avgpool: average pooling without padding; one multiplier/shift that includes the ``1/window`` factor.
+
+Division mode (``shift == [DIVIDE]``, the multiplier unused): TFLite's integer AVERAGE_POOL_2D, for imported
+``.tflite`` models. The raw window sum (no zero point taken off) is divided by the window's tap count, rounded half
+away from zero (``(acc + n/2) / n`` for positive sums, ``(acc - n/2) / n`` otherwise, C's truncating division),
+then clamped. No single multiplier reproduces this rounding for every zero point, hence the mode.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +23,17 @@ from harness.ops.base import (
     requantize,
     taps,
 )
+
+#: ``shift[0]`` of an average pool in division mode (outside the -31..31 of a requantization shift).
+DIVIDE = 64
+
+
+def avgpool_divide(x: np.ndarray, kernel: tuple[int, int], stride: int, act_min: int, act_max: int) -> np.ndarray:
+    """TFLite's integer average pool (no padding): ``round_half_away(window sum / taps)``, clamped."""
+    n = int(kernel[0]) * int(kernel[1])
+    acc = avgpool_acc(x, kernel, stride, 0)
+    q = np.where(acc > 0, (acc + n // 2) // n, -((-acc + n // 2) // n))
+    return np.clip(q, act_min, act_max).astype(np.int8)
 
 
 def avgpool_acc(x: np.ndarray, kernel: tuple[int, int], stride: int, in_zp: int) -> np.ndarray:
@@ -60,12 +77,16 @@ class AvgPool(OpDef):
         check_no_padding(layer)
         check_geometry(layer, ins, outs)
         int_array(layer, "multiplier", layer.multiplier, 1, *I32)
-        int_array(layer, "shift", layer.shift, 1, -31, 31)
+        if int(np.asarray(layer.shift).reshape(-1)[0]) != DIVIDE:
+            int_array(layer, "shift", layer.shift, 1, -31, 31)
         # window sum of centred values must fit int32 too
         if int(layer.kernel[0]) * int(layer.kernel[1]) * 255 > I32[1]:
             raise ConfigError(f"layer {layer.name!r}: avgpool window {layer.kernel} too large")
 
     def reference(self, model: IntModel, layer: IntLayer, values: dict[str, np.ndarray]) -> np.ndarray:
+        if int(np.asarray(layer.shift).reshape(-1)[0]) == DIVIDE:
+            return avgpool_divide(values[layer.inputs[0]], tuple(layer.kernel), layer.stride, layer.act_min,
+                                  layer.act_max)
         return avgpool(
             values[layer.inputs[0]], kernel=tuple(layer.kernel), stride=layer.stride,
             multiplier=layer.multiplier, shift=layer.shift, in_zp=model.in_spec(layer).zero_point,

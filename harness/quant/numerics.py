@@ -128,7 +128,7 @@ def quantize_multiplier_t(real: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     if bool((r < 0).any()) or not bool(torch.isfinite(r).all()):
         raise ValueError("requantization multipliers must be finite and >= 0")
     q, e = torch.frexp(r)
-    m = torch.round(q * 2.0 ** 31).long()
+    m = torch.floor(q * 2.0 ** 31 + 0.5).long()  # half away from zero (q >= 0), as TFLite; torch.round: to even
     top = m == (1 << 31)
     m = torch.where(top, m // 2, m)
     e = torch.where(top, e + 1, e).long()

@@ -16,13 +16,15 @@ from omegaconf import DictConfig, OmegaConf
 from harness.data.base import to_model_input
 from harness.data.registry import load_data
 from harness.errors import ConfigError
+from harness.graph.trace import extract_layers
 from harness.ir.model import IntModel
-from harness.models.registry import build_model, checkpoint_path, load_checkpoint
+from harness.models.registry import build_model, checkpoint_path, load_checkpoint, model_id, train_command
 from harness.precision.config import PrecisionConfig
 from harness.quant.calibrate import calibrate
 from harness.quant.export import export_int_model, quantize_input
 from harness.quant.qnet import quantize_model
 from harness.reference.run import run_model
+from harness.results.io import repo_relative
 
 
 @dataclass
@@ -55,18 +57,17 @@ def prepare(cfg: DictConfig, n_eval: int, n_calib: int = 256, require_checkpoint
     model_cfg, data_cfg = _plain(cfg.model), _plain(cfg.data)
     model = build_model(model_cfg)
     name = model_cfg.get("name", type(model).__name__)
-    ckpt = checkpoint_path(name, data_cfg["name"])
+    extract_layers(model, model_input_shape(model))  # an unsupported layer is named before anything else
+    ckpt = checkpoint_path(model_id(model_cfg), data_cfg["name"])
     if ckpt.exists():
         load_checkpoint(model, ckpt)
     elif require_checkpoint:
         raise ConfigError(
-            f"no trained checkpoint for {name} on {data_cfg['name']} ({ckpt}); "
-            f"train one with `tinyhil train model={name} data={data_cfg['name']} save_checkpoint=true`"
+            f"no trained checkpoint for {model_id(model_cfg)} on {data_cfg['name']} ({repo_relative(ckpt)}); "
+            f"train one with `{train_command(model_cfg, data_cfg['name'])}`"
         )
     model.eval()
-    c = int(model_cfg.get("in_channels", 3))
-    r = int(model_cfg.get("resolution", 32))
-    shape = (c, r, r)
+    shape = model_input_shape(model)
     data = load_data(data_cfg)
     mean, std = data.mean, data.std
     seed = int(cfg.seed)
@@ -75,8 +76,17 @@ def prepare(cfg: DictConfig, n_eval: int, n_calib: int = 256, require_checkpoint
     calib = to_model_input(cal.x, shape, mean, std)
     eval_x = to_model_input(ev.x, shape, mean, std)
     return Prepared(
-        name, model, shape, data, mean, std, calib, eval_x, ev.y, str(ckpt) if ckpt.exists() else None
+        name, model, shape, data, mean, std, calib, eval_x, ev.y, repo_relative(ckpt) if ckpt.exists() else None
     )
+
+
+def model_input_shape(model: torch.nn.Module) -> tuple[int, int, int]:
+    """The (C, H, W) input a model was built for: its ``input_shape`` (zoo models and ``model=user`` record it)."""
+    shape = getattr(model, "input_shape", None)
+    if shape is None or len(shape) != 3:
+        raise ConfigError(f"{type(model).__name__} records no input_shape (C, H, W); for your own module use "
+                          "model=user model.path=pkg.module:Class model.input_shape=[C,H,W]")
+    return (int(shape[0]), int(shape[1]), int(shape[2]))
 
 
 @torch.no_grad()

@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from harness import REPO_ROOT
+
 #: Mode of every result file tinyhil writes.
 RESULT_MODE = 0o644
 
@@ -75,10 +77,38 @@ def flatten(summary: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def repo_relative(path: str | Path, base: str | Path | None = None) -> str:
+    """``path`` as result files keep it: relative to ``base`` (default: the repository) when inside it, else as
+    given when already relative, else only its file name: a result file never holds an absolute path (it would
+    name the machine and user that ran it, and break when the folder moves)."""
+    p = Path(path)
+    if not p.is_absolute():
+        return str(p)
+    for root in ([Path(base)] if base is not None else []) + [REPO_ROOT]:
+        try:
+            return str(p.resolve().relative_to(Path(root).resolve()))
+        except ValueError:
+            continue
+    return p.name
+
+
+def portable(value: Any, base: str | Path | None = None) -> Any:
+    """``value`` with every absolute path string (also inside lists and mappings) made :func:`repo_relative`."""
+    if isinstance(value, str):
+        return repo_relative(value, base) if value.startswith(os.sep) and len(value) > 1 else value
+    if isinstance(value, dict):
+        return {k: portable(v, base) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [portable(v, base) for v in value]
+    return value
+
+
 def write_summary(run_dir: str | Path, summary: dict[str, Any]) -> Path:
-    """Write ``run_dir/summary.json``: flat keys (nested mappings flattened), numbers as numbers."""
+    """Write ``run_dir/summary.json``: flat keys (nested mappings flattened), numbers as numbers, paths relative to
+    the run folder or the repository (:func:`portable`)."""
     return atomic_write_text(
-        Path(run_dir) / "summary.json", json.dumps(_plain(flatten(summary)), indent=2) + "\n"
+        Path(run_dir) / "summary.json",
+        json.dumps(_plain(portable(flatten(summary), run_dir)), indent=2) + "\n",
     )
 
 
