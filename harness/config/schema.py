@@ -314,6 +314,7 @@ class KernelsExperiment:
     ref: bool = True  # also measure th_<op>_ref (the plain int8 loops) in the same images
     jobs: int = 2  # images built and run at once
     relu_inputs: bool = False  # 4/2-bit inputs with the zero point at the bottom of the range (post-ReLU)
+    o_bits: list[int] = field(default_factory=lambda: [8, 4, 2])  # output precisions of every pair (8 always)
 
 
 @dataclass

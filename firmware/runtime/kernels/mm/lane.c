@@ -99,11 +99,18 @@ TH_ALWAYS_INLINE void lane_core(const th_mm_job_t *J, const uint32_t *cp, const 
     LANE_FN(W, 1, 0, 8)                                                                                         \
     LANE_FN(W, 0, 1, 8)                                                                                         \
     LANE_FN(W, 0, 0, 8)                                                                                         \
+    LANE_FN(W, 1, 1, 4)                                                                                         \
+    LANE_FN(W, 0, 1, 4)                                                                                         \
     LANE_FN(W, 0, 0, 4)                                                                                         \
+    LANE_FN(W, 1, 1, 2)                                                                                         \
+    LANE_FN(W, 0, 1, 2)                                                                                         \
     LANE_FN(W, 0, 0, 2)                                                                                         \
     th_mm_fn th_mm_pick_w##W(int rnd, int full, int ob)                                                         \
     {                                                                                                           \
-        if (ob != 8) {                                                                                          \
+        if (ob != 8) { /* full: the whole ob-bit range (a saturation); rnd with it only */                      \
+            if (full) {                                                                                         \
+                return ob == 4 ? (rnd ? mm_##W##_1_1_4 : mm_##W##_0_1_4) : (rnd ? mm_##W##_1_1_2 : mm_##W##_0_1_2); \
+            }                                                                                                   \
             return ob == 4 ? mm_##W##_0_0_4 : mm_##W##_0_0_2;                                                   \
         }                                                                                                       \
         if (rnd) {                                                                                              \

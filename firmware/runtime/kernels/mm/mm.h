@@ -239,50 +239,66 @@ TH_ALWAYS_INLINE void mm_pack_store(const th_mm_job_t *J, uint32_t byte, uint32_
     J->y[3][byte] = (uint8_t)(pend >> 24);
 }
 
+/* The four outputs of one channel into slot k of each byte of pend (pixel px's byte at bits 8 px). */
+#define MM_PEND4(pend, v, k, ob)                                                                                \
+    do {                                                                                                        \
+        (pend) = mm_bfi((pend), (v)[0], 0u + (k) * (ob), (ob));                                                 \
+        (pend) = mm_bfi((pend), (v)[1], 8u + (k) * (ob), (ob));                                                 \
+        (pend) = mm_bfi((pend), (v)[2], 16u + (k) * (ob), (ob));                                                \
+        (pend) = mm_bfi((pend), (v)[3], 24u + (k) * (ob), (ob));                                                \
+    } while (0)
+
 /* The channel loop of the one-channel, four-pixel cores (lane.c, ulp.c, u44.c): for each channel of job J,
  * DOT (a statement that reads the channel's weights `w` and table entry `q`) fills the accumulators a[4] of
  * the four pixels, which are requantized (mm_t with accumulator scale TB, mm_out) and stored. 8-bit outputs:
- * one byte store each. 4/2-bit outputs: channels go in groups of 8 / OB (one byte of each pixel's row; the
- * job's first channel is a multiple of 8), each output inserted into a register by one BFI and every byte
- * stored once (mm_pack_store): no read-modify-write. */
+ * one byte store each. 4/2-bit outputs: each output goes into a register by one BFI at its channel's place in
+ * the byte (the job's first channel is a multiple of 8, so channel i sits at slot i % (8 / OB)), and each
+ * pixel's byte is stored once when the group of 8 / OB channels is complete: no read-modify-write. The slot
+ * is a run-time branch, so the core (DOT) is inlined once. */
 #define MM_CHANNELS(J, TB, RND, KIND, OB, DOT)                                                                  \
     do {                                                                                                        \
         const uint32_t mc_wrow = (J)->wrow, mc_n = (J)->n, mc_c0 = (J)->c0;                                     \
         const int32_t mc_lo = (J)->lo, mc_hi = (J)->hi;                                                         \
         const th_mm_rq_t *q = (J)->rq;                                                                          \
         const uint8_t *w = (J)->w;                                                                              \
-        if ((OB) == 8) {                                                                                        \
-            for (uint32_t mc_i = 0; mc_i < mc_n; ++mc_i, w += mc_wrow, ++q) {                                   \
-                int32_t a[4], v[4];                                                                             \
-                DOT;                                                                                            \
-                TH_UNROLL                                                                                       \
-                for (uint32_t px = 0; px < 4u; ++px) {                                                          \
-                    v[px] = mm_out(mm_t(a[px], q, TB, RND), q, mc_lo, mc_hi, RND, KIND, 8);                     \
-                }                                                                                               \
+        uint32_t pend = 0;                                                                                      \
+        for (uint32_t mc_i = 0; mc_i < mc_n; ++mc_i, w += mc_wrow, ++q) {                                       \
+            int32_t a[4], v[4];                                                                                 \
+            DOT;                                                                                                \
+            TH_UNROLL                                                                                           \
+            for (uint32_t px = 0; px < 4u; ++px) {                                                              \
+                v[px] = mm_out(mm_t(a[px], q, TB, RND), q, mc_lo, mc_hi, RND, KIND, OB);                        \
+            }                                                                                                   \
+            if ((OB) == 8) {                                                                                    \
                 TH_UNROLL                                                                                       \
                 for (uint32_t px = 0; px < 4u; ++px) {                                                          \
                     (J)->y[px][mc_c0 + mc_i] = (uint8_t)v[px];                                                  \
                 }                                                                                               \
+                continue;                                                                                       \
             }                                                                                                   \
-        } else {                                                                                                \
-            const uint32_t mc_per = 8u / (uint32_t)(OB);                                                        \
-            for (uint32_t mc_i = 0; mc_i < mc_n; mc_i += mc_per) {                                              \
-                uint32_t pend = 0;                                                                              \
-                TH_UNROLL                                                                                       \
-                for (uint32_t k = 0; k < mc_per; ++k) {                                                         \
-                    if (k == 0u || mc_i + k < mc_n) {                                                           \
-                        int32_t a[4];                                                                           \
-                        DOT;                                                                                    \
-                        TH_UNROLL                                                                               \
-                        for (uint32_t px = 0; px < 4u; ++px) {                                                  \
-                            pend = mm_bfi(pend, mm_out(mm_t(a[px], q, TB, RND), q, mc_lo, mc_hi, RND, KIND, OB),  \
-                                          8u * px + k * (uint32_t)(OB), (uint32_t)(OB));                        \
-                        }                                                                                       \
-                        w += mc_wrow, ++q;                                                                      \
-                    }                                                                                           \
+            const uint32_t mc_k = mc_i & (8u / (uint32_t)(OB) - 1u);                                            \
+            if ((OB) == 4) {                                                                                    \
+                if (mc_k == 0u) {                                                                               \
+                    MM_PEND4(pend, v, 0u, 4u);                                                                  \
+                } else {                                                                                        \
+                    MM_PEND4(pend, v, 1u, 4u);                                                                  \
                 }                                                                                               \
-                mm_pack_store((J), (mc_c0 + mc_i) / mc_per, pend);                                              \
+            } else if (mc_k < 2u) {                                                                             \
+                if (mc_k == 0u) {                                                                               \
+                    MM_PEND4(pend, v, 0u, 2u);                                                                  \
+                } else {                                                                                        \
+                    MM_PEND4(pend, v, 1u, 2u);                                                                  \
+                }                                                                                               \
+            } else if (mc_k == 2u) {                                                                            \
+                MM_PEND4(pend, v, 2u, 2u);                                                                      \
+            } else {                                                                                            \
+                MM_PEND4(pend, v, 3u, 2u);                                                                      \
             }                                                                                                   \
+            if (mc_k == 8u / (uint32_t)(OB) - 1u || mc_i + 1u == mc_n) {                                        \
+                mm_pack_store((J), (mc_c0 + mc_i) / (8u / (uint32_t)(OB)), pend);                               \
+                pend = 0;                                                                                       \
+            }                                                                                                   \
+            __asm("" : "+m"(pend)); /* on the stack across the next channel's K loop */                         \
         }                                                                                                       \
     } while (0)
 

@@ -30,7 +30,7 @@ int th_mm_prepare(const th_layer_t *L, const th_tensor_t *out, uint32_t taps, in
     P->wb = wb;
     P->ab = ab;
     P->ulp = ulp;
-    P->rnd = out->bits == 8 ? rnd : 0; /* the core for 2/4-bit outputs takes the per-channel shifts */
+    P->rnd = rnd;
     P->wrow = wrow = taps * th_row_bytes(cin, wb); /* conv: taps rows of whole bytes; pointwise/fc: one row */
     P->tap_bytes = th_row_bytes(cin, wb);
     P->nwords = P->wrow / 4u;
@@ -38,9 +38,9 @@ int th_mm_prepare(const th_layer_t *L, const th_tensor_t *out, uint32_t taps, in
     P->tbytes = P->wrow % 4u;
     P->kp = P->wrow * (8u / (uint32_t)wb);
     P->tail = P->tbytes * (8u / (uint32_t)wb);
-    P->full = out->bits == 8 && th_clamp_kind(L, 8) == TH_CLAMP_FULL;
-    if (ulp && !P->full && !(ab == 4 && wb == 4)) {
-        P->rnd = 0; /* its cores: (rnd, full) 8-bit, or the general one (a4w4: th_ulp_pick_a4w4) */
+    P->full = th_clamp_kind(L, out->bits) == TH_CLAMP_FULL; /* the whole output range: one saturation */
+    if (!P->full && (out->bits != 8 || (ulp && !(ab == 4 && wb == 4)))) {
+        P->rnd = 0; /* these take the general core: per-channel shifts, both bounds */
     }
     P->fn = 0; /* picked by the pair (TH_MM_PAIR), so that a firmware links only the cores it uses */
     P->ffn = 0;

@@ -98,13 +98,20 @@ U44_FN(1, 1, 8)
 U44_FN(1, 0, 8)
 U44_FN(0, 1, 8)
 U44_FN(0, 0, 8)
+U44_FN(1, 1, 4)
+U44_FN(0, 1, 4)
 U44_FN(0, 0, 4)
+U44_FN(1, 1, 2)
+U44_FN(0, 1, 2)
 U44_FN(0, 0, 2)
 
 /* 8-bit outputs with any clamp have their own cores (as the lane core's), unlike the other packed-field pairs */
 th_mm_fn th_ulp_pick_a4w4(int rnd, int full, int ob)
 {
     if (ob != 8) {
+        if (full) {
+            return ob == 4 ? (rnd ? u44_1_1_4 : u44_0_1_4) : (rnd ? u44_1_1_2 : u44_0_1_2);
+        }
         return ob == 4 ? u44_0_0_4 : u44_0_0_2;
     }
     if (rnd) {

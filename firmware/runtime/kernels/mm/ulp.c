@@ -113,11 +113,19 @@ TH_ALWAYS_INLINE void ulp_core(const th_mm_job_t *J, const uint32_t *cp, const i
     ULP_FN(A, W, 1, 1, 8)                                                                                       \
     ULP_FN(A, W, 0, 1, 8)                                                                                       \
     ULP_FN(A, W, 0, 0, 8)                                                                                       \
+    ULP_FN(A, W, 1, 1, 4)                                                                                       \
+    ULP_FN(A, W, 0, 1, 4)                                                                                       \
     ULP_FN(A, W, 0, 0, 4)                                                                                       \
+    ULP_FN(A, W, 1, 1, 2)                                                                                       \
+    ULP_FN(A, W, 0, 1, 2)                                                                                       \
     ULP_FN(A, W, 0, 0, 2)                                                                                       \
     th_mm_fn th_ulp_pick_a##A##w##W(int rnd, int full, int ob)                                                  \
     {                                                                                                           \
         if (ob != 8) {                                                                                          \
+            if (full) {                                                                                         \
+                return ob == 4 ? (rnd ? ulp_##A##W##_1_1_4 : ulp_##A##W##_0_1_4)                                \
+                               : (rnd ? ulp_##A##W##_1_1_2 : ulp_##A##W##_0_1_2);                               \
+            }                                                                                                   \
             return ob == 4 ? ulp_##A##W##_0_0_4 : ulp_##A##W##_0_0_2;                                           \
         }                                                                                                       \
         if (full) {                                                                                             \
