@@ -318,6 +318,19 @@ class KernelsExperiment:
 
 
 @dataclass
+class TableOptimumExperiment:
+    """The network-level figure of the kernels: the latency table's fastest configuration vs uniform int8."""
+
+    name: str = "table-optimum"
+    entry: str = "harness.experiments.table_optimum:run"
+    n_measure: int = 1  # images per deployment (counts barely depend on the data)
+    n_calib: int = 64  # calibration images for the activation ranges
+    # the same two configurations measured again in cycles (timer=qemu-cycles): board or board:timing
+    also: list[str] = field(default_factory=lambda: ["qemu-mps2-an386", "qemu-mps2-an500:stm32h743"])
+    profile: ProfileSchema = field(default_factory=ProfileSchema)
+
+
+@dataclass
 class QuantMcuExperiment:
     """QuantMCU end to end against 8-bit patch-based inference (MCUNetV2)."""
 
@@ -387,6 +400,7 @@ SCHEMAS: tuple[tuple[str, str, type], ...] = (
     ("experiment", "int8", Int8Experiment),
     ("experiment", "freebits", FreebitsExperiment),
     ("experiment", "kernels", KernelsExperiment),
+    ("experiment", "table-optimum", TableOptimumExperiment),
     ("experiment", "quantmcu", QuantMcuExperiment),
     ("experiment", "quantune", QuantuneExperiment),
     ("experiment", "reliability", ReliabilityExperiment),

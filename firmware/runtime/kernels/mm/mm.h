@@ -414,8 +414,8 @@ th_fc_fn th_fcu_pick_none(int rnd, int full, int ob);
         /* the packed-field core (a2w2, a4w2) only when its per-channel correction vanishes (zero point at the \
          * bottom of the range, as after a ReLU): with one pixel it would cost as much as the MACs it saves */ \
         if (th_mm_prepare(L, out, 1u, A, W, in->c, (W) == 2 && in->zero_point == -(1 << ((A) - 1)), 0, &P)) {      \
-            P.ffn = P.ulp ? TH_FCU_PICK_a##A##w##W(P.full && P.rnd, P.full, out->bits)                          \
-                          : th_fc_pick_w##W(P.full && P.rnd, P.full, out->bits);                                \
+            const int fr = out->bits == 8 && P.full && P.rnd; /* fc: rounding cores for full 8-bit outputs */  \
+            P.ffn = P.ulp ? TH_FCU_PICK_a##A##w##W(fr, P.full, out->bits) : th_fc_pick_w##W(fr, P.full, out->bits); \
             th_fc_run(L, in, in2, out, arena, scratch, &P);                                                     \
         } else {                                                                                                \
             FALLBACK;                                                                                           \

@@ -853,7 +853,7 @@ void th_fc_run(TH_KERNEL_ARGS, const th_mm_plan_t *P)
     const uint32_t cin = in->c, cout = out->c, G = 32u / (uint32_t)wb;
     const uint32_t cb = cout < TH_MM_CB ? cout : TH_MM_CB;
     /* rnd is only taken with a full-range 8-bit output (the other cases share one core) */
-    const int rnd = P->full && P->rnd;
+    const int rnd = out->bits == 8 && P->full && P->rnd;
     const th_fc_fn fn = P->ffn;
     th_mm_rq_t *tab = (th_mm_rq_t *)scratch;
     uint32_t *col = (uint32_t *)(tab + cb);
