@@ -42,7 +42,11 @@ def test_narrower_outputs_and_elementwise_shapes_get_their_own_layers():
     bench = [layer for layer in img.model.layers if layer.name in img.layers]
     assert len(bench) == 9 * 3 + 1
     assert {(img.layers[layer.name], img.model.o_bits(layer)) for layer in bench} >= {
-        ("a4w4", 8), ("a4w4_o4", 4), ("a4w4_o2", 2), ("ref", 8)}
+        ("a4w4", 8),
+        ("a4w4_o4", 4),
+        ("a4w4_o2", 2),
+        ("ref", 8),
+    }
     add = next(s for s in bk.LAYERS if s.op == "add")
     img = bk.build_image(add, o_bits=(8, 4, 2))
     bench = [layer for layer in img.model.layers if layer.name in img.layers]
@@ -58,8 +62,10 @@ def test_floor_columns_divide_the_count_by_the_floor_of_the_run_unit():
     m7 = bk.floor_columns(shape, 8, 8, shape.macs, 1.0, "cycles", "cortex-m7")
     m4 = bk.floor_columns(shape, 8, 8, shape.macs, 1.0, "cycles", "cortex-m4")
     assert m7["floor_per_mac"] < m4["floor_per_mac"]
-    assert bk.floor_columns(shape, 8, 8, shape.macs, 1.0, "cycles", "cortex-m55")["floor"] != \
-        bk.floor_columns(shape, 8, 8, shape.macs, 1.0, "cycles", "cortex-m55")["floor"]  # NaN: no model
+    assert (
+        bk.floor_columns(shape, 8, 8, shape.macs, 1.0, "cycles", "cortex-m55")["floor"]
+        != bk.floor_columns(shape, 8, 8, shape.macs, 1.0, "cycles", "cortex-m55")["floor"]
+    )  # NaN: no model
 
 
 def test_an_image_holds_every_pair_and_the_ref_loop_each_with_its_own_output():
@@ -110,8 +116,17 @@ def test_summary_keys_are_flat_and_name_layer_pair_and_speedup():
 
 def test_summary_states_floors_and_output_narrowing():
     rows = [
-        {"layer": "pw_8x8_96to24", "op": "pointwise", "pair": p.split("_o")[0], "variant": p, "o_bits": o,
-         "count": c * 147_456, "macs": 147_456, "count_per_mac": c, "ratio_to_floor": c / 0.5}
+        {
+            "layer": "pw_8x8_96to24",
+            "op": "pointwise",
+            "pair": p.split("_o")[0],
+            "variant": p,
+            "o_bits": o,
+            "count": c * 147_456,
+            "macs": 147_456,
+            "count_per_mac": c,
+            "ratio_to_floor": c / 0.5,
+        }
         for p, o, c in [("a8w8", 8, 2.0), ("a8w8_o4", 4, 2.04), ("a2w2", 8, 1.0), ("a2w2_o2", 2, 1.1)]
     ]
     s = bk.summarize(pd.DataFrame(rows))
@@ -133,4 +148,5 @@ def test_one_image_measures_every_kernel_bit_exactly_on_the_emulated_board(tmp_p
     assert all(r["count"] > r["macs"] for r in rows)  # at least one instruction per MAC
     # the floor is a lower bound: no kernel below it
     assert all(r["ratio_to_floor"] >= 1.0 for r in rows if r["pair"] != "ref"), [
-        (r["pair"], r["ratio_to_floor"]) for r in rows]
+        (r["pair"], r["ratio_to_floor"]) for r in rows
+    ]

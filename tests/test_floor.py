@@ -20,6 +20,9 @@ def test_a_mix_costs_its_instructions_and_the_cycles_of_each_core():
     # Cortex-M7: the multiply pipe (8) binds before the issue width ((16 - 2) / 2 + 2 = 9)
     assert m.cycles("cortex-m7") == 9
     assert fl.Mix(mul=10, alu=2).cycles("cortex-m7") == 10
+    # an LDM of four registers: one instruction, 1 + 4 cycles on the M4, two single-issue cycles on the M7
+    assert fl.Mix(ldm=1).instructions == 1
+    assert fl.Mix(ldm=1).cycles("cortex-m4") == 5 and fl.Mix(ldm=1).cycles("cortex-m7") == 2
     with pytest.raises(ConfigError):
         m.cycles("cortex-m0")
     with pytest.raises(ConfigError):
@@ -50,11 +53,17 @@ def test_field_schemes_exist_only_below_8_bits_and_their_fill_follows_the_value_
         assert (len(names) == 2) == (a <= 4 and w <= 4)
     fill = {(a, w): fl.schemes(a, w)[1].fill for a, w in PAIRS if a <= 4 and w <= 4}
     # 8-bit fields hold 255 // (4 products x u_max x v_max) SMLADs; a4w4 needs 11-bit fields (2 SMLADs)
-    assert fill == {(2, 2): 255 // (4 * 3 * 3), (4, 2): 255 // (4 * 15 * 3), (2, 4): 255 // (4 * 3 * 15),
-                    (4, 4): 2047 // (4 * 15 * 15)}
+    assert fill == {
+        (2, 2): 255 // (4 * 3 * 3),
+        (4, 2): 255 // (4 * 15 * 3),
+        (2, 4): 255 // (4 * 3 * 15),
+        (4, 4): 2047 // (4 * 15 * 15),
+    }
 
 
-@pytest.mark.parametrize("unit,core", [("instructions", None), ("cycles", "cortex-m4"), ("cycles", "cortex-m7")])
+@pytest.mark.parametrize(
+    "unit,core", [("instructions", None), ("cycles", "cortex-m4"), ("cycles", "cortex-m7")]
+)
 def test_matmul_floors_order_as_the_constructions_say(unit, core):
     for k, m, px in [(96, 24, 64), (144, 16, 256), (16, 48, 256), (27, 16, 256), (256, 10, 1)]:
         f = {(a, w): fl.matmul_floor(a, w, k, m, px, unit, core)[0] for a, w in PAIRS}
@@ -68,8 +77,10 @@ def test_matmul_floors_order_as_the_constructions_say(unit, core):
 
 def test_m7_floor_is_below_m4_floor_dual_issue():
     for a, w in PAIRS:
-        assert fl.matmul_floor(a, w, 96, 24, 64, "cycles", "cortex-m7")[0] < fl.matmul_floor(
-            a, w, 96, 24, 64, "cycles", "cortex-m4")[0]
+        assert (
+            fl.matmul_floor(a, w, 96, 24, 64, "cycles", "cortex-m7")[0]
+            < fl.matmul_floor(a, w, 96, 24, 64, "cycles", "cortex-m4")[0]
+        )
 
 
 def test_layer_floor_dispatches_by_op_and_rejects_what_it_does_not_cover():

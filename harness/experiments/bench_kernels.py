@@ -36,8 +36,8 @@ from harness.codegen.artifact import layer_artifact
 from harness.errors import ConfigError
 from harness.experiments.common import board_from, workdir
 from harness.ir.model import IntModel, TensorSpec
-from harness.ops.floor import CORES, LayerGeometry, floor_per_mac
 from harness.measure.session import Session
+from harness.ops.floor import CORES, LayerGeometry, floor_per_mac
 from harness.reference.run import run_layer
 from harness.results.io import write_table
 from harness.results.plotting import pyplot
@@ -181,7 +181,9 @@ def build_image(
         feeds[bits] = t
     jobs: list[tuple[object, int]] = []
     if shape.weighted:
-        jobs = [(p, o) for p in pairs for o in sorted(set(o_bits), reverse=True)] + ([(REF, 8)] if ref else [])
+        jobs = [(p, o) for p in pairs for o in sorted(set(o_bits), reverse=True)] + (
+            [(REF, 8)] if ref else []
+        )
     else:
         jobs = [(f"a{b}", b) for b in ELEMENTWISE_BITS]
     for p, o in jobs:
@@ -190,12 +192,29 @@ def build_image(
         rng = _seed(seed, "layer", shape.name, label)
         if shape.op == "add":
             src = feeds[int(str(p)[1:])]
-            layer, t = make_add_layer(name, src, src, f"y_{label}", o_bits=o, act="relu", a_values=values[src.name],
-                                      b_values=values[src.name], rng=rng)
+            layer, t = make_add_layer(
+                name,
+                src,
+                src,
+                f"y_{label}",
+                o_bits=o,
+                act="relu",
+                a_values=values[src.name],
+                b_values=values[src.name],
+                rng=rng,
+            )
         elif shape.op == "avgpool":
             src = feeds[int(str(p)[1:])]
-            layer, t = make_avgpool_layer(name, src, f"y_{label}", o_bits=o, kernel=shape.kernel,
-                                          stride=shape.stride, x_values=values[src.name], rng=rng)
+            layer, t = make_avgpool_layer(
+                name,
+                src,
+                f"y_{label}",
+                o_bits=o,
+                kernel=shape.kernel,
+                stride=shape.stride,
+                x_values=values[src.name],
+                rng=rng,
+            )
         else:
             a, w = (8, 8) if p == REF else p
             layer, t = make_weighted_layer(
@@ -436,16 +455,26 @@ def print_table(df, unit: str, title: str) -> None:
                     continue
                 for o in obs:
                     v = variant_label(label, o)
-                    cells.append(f"{100.0 * (sub.loc[v, 'count'] / sub.loc[label, 'count'] - 1.0):+.1f}"
-                                 if v in sub.index and label in sub.index else "-")
+                    cells.append(
+                        f"{100.0 * (sub.loc[v, 'count'] / sub.loc[label, 'count'] - 1.0):+.1f}"
+                        if v in sub.index and label in sub.index
+                        else "-"
+                    )
             n.add_row(name, *cells)
         console.print(n)
     elem = df[df.op.isin(["add", "avgpool"])]
     for name in dict.fromkeys(elem.layer):
         sub = elem[elem.layer == name]
-        console.print(f"{name}: " + ", ".join(
-            f"{r.variant} {r.count_per_mac:.2f} (floor {r.floor_per_mac:.2f})" + ("" if r.bit_exact else " NOT EXACT")
-            for r in sub.itertuples()) + f" {unit} per element" + (" tap" if sub.op.iloc[0] == "avgpool" else ""))
+        console.print(
+            f"{name}: "
+            + ", ".join(
+                f"{r.variant} {r.count_per_mac:.2f} (floor {r.floor_per_mac:.2f})"
+                + ("" if r.bit_exact else " NOT EXACT")
+                for r in sub.itertuples()
+            )
+            + f" {unit} per element"
+            + (" tap" if sub.op.iloc[0] == "avgpool" else "")
+        )
 
 
 def select_shapes(names: Sequence[str] | None) -> list[LayerShape]:

@@ -9,7 +9,8 @@ with ``timer=qemu-cycles``), so one run gives the figure in instructions and in 
 
 Writes ``summary.json`` (``table_optimum_vs_int8_pct``: 100 (1 - optimum / int8) on the run's board and timer;
 ``table_optimum_vs_int8_pct_<board>[_<timing>]`` for each ``also`` target; counts, predictions and per-op
-shares), ``config_table_optimum.json`` and ``per_layer.csv`` (both configurations, every target).
+shares), ``config_table_optimum.json``, ``per_layer.csv`` (both configurations, every target) and ``lut.csv``
+(the table the ILP chose from).
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     bcfg = board.cfg
     prof = profile_for(e.profile, bcfg, layers, workdir(cfg, "profile"), seed=int(cfg.seed), title=p.name)
     table = prof.table
+    table.save(run_dir / "lut", merge=False)  # the entries the ILP chose from (lut.csv / lut.parquet)
     int8 = uniform_config(layers, 8, 8)
     fastest = bitops_search(layers, objective="latency", table=table)
     fastest.save(run_dir / "config_table_optimum.json")
@@ -88,12 +90,16 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     def measure(dep: Deployer, key: str) -> tuple[float, float, list[dict]]:
         d8 = dep.deploy(int8, n, f"int8-{key}")
         df = dep.deploy(fastest, n, f"optimum-{key}")
-        return (total_count(d8.measurement), total_count(df.measurement),
-                _rows(d8.measurement, "int8", key) + _rows(df.measurement, "table_optimum", key))
+        return (
+            total_count(d8.measurement),
+            total_count(df.measurement),
+            _rows(d8.measurement, "int8", key) + _rows(df.measurement, "table_optimum", key),
+        )
 
     main_key = target_key(bcfg.name, None)
-    dep = Deployer(p, board, workdir(cfg, "table_optimum", bcfg.name, p.name), target=prof.target,
-                   build_flags=flags)
+    dep = Deployer(
+        p, board, workdir(cfg, "table_optimum", bcfg.name, p.name), target=prof.target, build_flags=flags
+    )
     c8, cf, rows = measure(dep, main_key)
     unit = rows[0]["unit"]
     summary: dict = {
@@ -109,8 +115,12 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
         "int8_predicted_count": pred8,
         "table_optimum_predicted_count": predf,
         "table_optimum_predicted_vs_int8_pct": round(100.0 * (1.0 - predf / pred8), 3),
-        "table_optimum_mean_a_bits": round(sum(a for a, _ in fastest.layers.values()) / max(1, len(fastest)), 3),
-        "table_optimum_mean_w_bits": round(sum(w for _, w in fastest.layers.values()) / max(1, len(fastest)), 3),
+        "table_optimum_mean_a_bits": round(
+            sum(a for a, _ in fastest.layers.values()) / max(1, len(fastest)), 3
+        ),
+        "table_optimum_mean_w_bits": round(
+            sum(w for _, w in fastest.layers.values()) / max(1, len(fastest)), 3
+        ),
     }
     for b_name, timing in also:
         key = target_key(b_name, timing)
@@ -138,6 +148,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     )
     for b_name, timing in also:
         key = target_key(b_name, timing)
-        console.print(f"  {b_name}{'+' + timing if timing else ''}: {summary[f'table_optimum_vs_int8_pct_{key}']:+.1f} "
-                      f"% below int8 in {summary[f'unit_{key}']}")
+        console.print(
+            f"  {b_name}{'+' + timing if timing else ''}: {summary[f'table_optimum_vs_int8_pct_{key}']:+.1f} "
+            f"% below int8 in {summary[f'unit_{key}']}"
+        )
     return summary

@@ -10,7 +10,7 @@ What it counts, per MAC (weighted ops) or per element (add, avgpool):
   field out into a 32-bit sum every F multiplies (F: how many sums fit the field, from the value ranges);
 * **operands**: each multiply needs one activation word (from a column built once per output pixel) and one
   weight word made from the stored packed weights (at least one ALU/SIMD instruction per weight word, the
-  construction's known cost), loaded with LDR or LDRD;
+  construction's known cost), loaded with LDR, LDRD or an LDM of four registers;
 * **blocking**: m output channels x n pixels per step share those operands; the register file (r0-r12, lr)
   must hold the m n accumulators (and field sums), the shared operands, two pointers and a loop bound;
 * **per output**: bias, requantization (SMMLAR, rounding shift, saturation) and the store;
@@ -18,8 +18,9 @@ What it counts, per MAC (weighted ops) or per element (add, avgpool):
   (amortised over the output channels).
 
 Loop overhead is taken as zero (full unrolling). Cycles: the same instruction mix costed with the Cortex-M4
-table (single issue; LDR pipelined at one cycle, LDRD three) and the Cortex-M7 dual-issue limits (one MAC pipe,
-one SIMD/slot-0 instruction per cycle, LDRD single issue, two instructions per cycle), memory at zero wait
+table (single issue; LDR pipelined at one cycle, LDRD three, LDM 1 + N) and the Cortex-M7 dual-issue limits (one
+MAC pipe, one SIMD/slot-0 instruction per cycle, LDRD and LDM single issue, two instructions per cycle), memory at
+zero wait
 states: a floor for the core, not for caches or flash.
 """
 
@@ -47,6 +48,7 @@ class Mix:
     alu: float = 0.0  # plain ALU, shifted-operand ALU, BFI
     ldr: float = 0.0  # single-word loads
     ldrd: float = 0.0  # two-word loads
+    ldm: float = 0.0  # four-word loads (LDM of four registers)
     st: float = 0.0  # stores
 
     def __add__(self, o: Mix) -> Mix:
@@ -59,22 +61,23 @@ class Mix:
 
     @property
     def instructions(self) -> float:
-        return self.mul + self.simd + self.alu + self.ldr + self.ldrd + self.st
+        return self.mul + self.simd + self.alu + self.ldr + self.ldrd + self.ldm + self.st
 
     def cycles(self, core: str) -> float:
         """Cycles of the mix on ``core`` (a lower bound: perfect pairing and pipelining)."""
         if core == "cortex-m4":
-            # Cortex-M4 TRM table 3-1: 1 cycle each; LDR pipelined behind another load 1, LDRD 1 + 2
-            return self.mul + self.simd + self.alu + self.st + self.ldr + 3.0 * self.ldrd
+            # Cortex-M4 TRM table 3-1: 1 cycle each; LDR pipelined behind another load 1, LDRD 1 + 2, LDM 1 + 4
+            return self.mul + self.simd + self.alu + self.st + self.ldr + 3.0 * self.ldrd + 5.0 * self.ldm
         if core == "cortex-m7":
             # one MAC pipe, one SIMD (slot 0) per cycle, two loads per cycle, one store, two instructions per
-            # cycle, LDRD issues alone
+            # cycle, LDRD issues alone, LDM alone over two cycles (two registers a cycle)
+            single = self.ldrd + 2.0 * self.ldm
             return max(
                 self.mul,
                 self.simd,
                 self.st,
-                self.ldr / 2.0 + self.ldrd,
-                (self.instructions - self.ldrd) / 2.0 + self.ldrd,
+                self.ldr / 2.0 + single,
+                (self.instructions - self.ldrd - self.ldm) / 2.0 + single,
             )
         raise ConfigError(f"no cycle floor for core {core!r} (known: {', '.join(CORES)})")
 
@@ -166,7 +169,7 @@ class Blocking:
     scheme: str
     m: int  # output channels per step
     n: int  # pixels per step
-    load: int  # activation words per load instruction (1: LDR, 2: LDRD)
+    load: int  # activation words per load instruction (1: LDR, 2: LDRD, 4: LDM)
 
 
 def _fits(s: Scheme, m: int, n: int, load: int) -> bool:
@@ -178,7 +181,7 @@ def _fits(s: Scheme, m: int, n: int, load: int) -> bool:
 def _inner(s: Scheme, w: int, m: int, n: int, load: int) -> Mix:
     """Mix per MAC of the inner loop."""
     step = Mix(mul=m * n)
-    step += Mix(ldr=n) if load == 1 else Mix(ldrd=n / 2.0)
+    step += Mix(ldr=n) if load == 1 else (Mix(ldrd=n / 2.0) if load == 2 else Mix(ldm=n / 4.0))
     step += m * (Mix(ldr=s.P * w / 32.0) + s.wextract)
     if s.fill:
         step += (m * n / s.fill) * s.flush
@@ -186,7 +189,7 @@ def _inner(s: Scheme, w: int, m: int, n: int, load: int) -> Mix:
 
 
 def _candidates(s: Scheme, n_max: int):
-    for m, n, load in itertools.product(range(1, 9), range(1, 9), (1, 2)):
+    for m, n, load in itertools.product(range(1, 9), range(1, 9), (1, 2, 4)):
         if n <= n_max and _fits(s, m, n, load):
             yield m, n, load
 
@@ -209,7 +212,9 @@ def matmul_floor(
     return best
 
 
-def depthwise_floor(a: int, w: int, stride: int, unit: str = "instructions", core: str | None = None) -> float:
+def depthwise_floor(
+    a: int, w: int, stride: int, unit: str = "instructions", core: str | None = None
+) -> float:
     """Floor per MAC of a 3x3 depthwise layer (9 MACs per output).
 
     Lane scheme: a row of three taps is one SMLAD (two horizontal neighbours) and a third product shared with
@@ -240,9 +245,7 @@ def add_floor(bits: int, unit: str = "instructions", core: str | None = None) ->
     return (per_input * 2.0 + out).count(unit, core)
 
 
-def avgpool_floor(
-    bits: int, window: int, unit: str = "instructions", core: str | None = None
-) -> float:
+def avgpool_floor(bits: int, window: int, unit: str = "instructions", core: str | None = None) -> float:
     """Floor per window tap of average pooling: each tap is a word load per 32 bits and half a SIMD add
     (two channels per UXTAB16 / SADD16); per output the requantization and store."""
     per_tap = Mix(ldr=bits / 32.0, simd=0.5)

@@ -2,11 +2,12 @@
  * lane.c - the lane core of conv2d / pointwise (mm.h): one output channel x four pixels per step, weights
  * unpacked in registers (mm_lane), two MACs per SMLAD.
  *
- * The four pixels' columns interleave word by word (word 4 s + px is lane word s of pixel px), so one LDRD
- * fetches a lane word of two pixels and every weight lane word, made once, feeds four SMLADs. Per 32-bit weight
- * word (32 / W entries) and channel: one LDR, the lane words (SXTB16, plus one AND per two lane words below 8
- * bits), 16 / W x (two LDRD and four SMLAD). The first weight word starts the accumulators from the bias
- * (no moves), two weight words per loop step.
+ * The four pixels' columns interleave word by word (word 4 s + px is lane word s of pixel px), so one LDM
+ * (MM_LD4; four LDRs on dual-issue cores) fetches a lane word of the four pixels and every weight lane word, made
+ * once, feeds four SMLADs into four independent accumulators. Per 32-bit weight word (32 / W entries) and
+ * channel: one LDR, the lane words (SXTB16, plus one AND per two lane words below 8 bits), 16 / W x (one LDM and
+ * four SMLAD). The accumulators start from the bias (no moves), two weight words per loop step, the partial
+ * last word as one more step.
  *
  * Outputs: 8-bit outputs are one byte store each. 4- and 2-bit outputs are packed in a register: the core steps
  * through 8 / O channels (one byte of each pixel's row) per group, inserts each output with one BFI into a word
@@ -74,7 +75,7 @@ TH_ALWAYS_INLINE void lane_dot(const th_mm_job_t *J, const uint8_t *w, const uin
     acc[3] = a3;
 }
 
-/* Channels [J->c0, J->c0 + J->n) of the four pixels of the step. */
+/* Channels [J->c0, J->c0 + J->n) of the four pixels of the step (MM_CHANNELS: requantization, stores). */
 TH_ALWAYS_INLINE void lane_core(const th_mm_job_t *J, const uint32_t *cp, const int wb, const int rnd,
                                 const int kind, const int ob)
 {

@@ -192,13 +192,18 @@ typedef struct {
 #define MM_LD2(x0, x1, p, o) ((x0) = (p)[o], (x1) = (p)[(o) + 1u])
 #endif
 
-/* The four words at p into x0..x3 with one LDM, p advanced by 16 bytes (four pixels' lane words: one
- * instruction, and on the Cortex-M4 1 + 4 cycles against 2 x 3 for two LDRDs). LDM fills registers in
- * ascending order, so the four values live in fixed registers (r8-r11) for the asm. */
+/* The four words at p into x0..x3, p advanced by 16 bytes (four pixels' lane words). Single-issue cores (the
+ * Cortex-M4): one LDM, one instruction and 1 + 4 cycles against 2 x 3 for two LDRDs; LDM fills registers in
+ * ascending order, so the four values live in fixed registers (r8-r11) for the asm. Dual-issue cores
+ * (TH_DUAL_ISSUE, the Cortex-M7): four LDRs, which the compiler's post-allocation scheduler pairs with the
+ * SMLADs (an LDM issues alone for two cycles there). */
 typedef struct {
     uint32_t w[4];
 } mm_quad_t;
-#if defined(__ARM_FEATURE_DSP) && !defined(TH_NO_DSP)
+#if !defined(TH_DUAL_ISSUE) && defined(__ARM_ARCH_7EM__) && defined(__ARM_FP) && (__ARM_FP & 8)
+#define TH_DUAL_ISSUE 1 /* a double-precision FPU on ARMv7E-M: a Cortex-M7 */
+#endif
+#if defined(__ARM_FEATURE_DSP) && !defined(TH_NO_DSP) && !defined(TH_DUAL_ISSUE)
 #define MM_QUAD_DECL(x0, x1, x2, x3)                                                                            \
     register uint32_t x0 __asm("r8");                                                                           \
     register uint32_t x1 __asm("r9");                                                                           \
