@@ -208,8 +208,8 @@ static void depthwise_generic(TH_KERNEL_ARGS, const int ab, const int wb)
  * (so the accumulator is th_rq2's t), its pre-shifted bias and its requantization; per output row each channel
  * accumulates the row (dw3_acc_row), then requantizes it (dw3_rq_row: th_rq2 when the channel shifts right,
  * one SMMLAR when it does not; picked per channel, so the count does not depend on the layer's other channels).
- * 4- and 2-bit outputs go through a staging row of the chunk's 16 channels per pixel, packed into the output
- * row with word operations once per row (dw3_pack): no read-modify-write. */
+ * 4- and 2-bit outputs go through a staging row of the chunk's 16 channels per pixel, in an order that one AND
+ * per staging word and one shifted ORR pack into the output row (dw3_pos, dw3_pack): no read-modify-write. */
 
 /* Words (pairs of int16 columns) in a row buffer: the columns the outputs read, plus one pair of slack. */
 TH_ALWAYS_INLINE uint32_t dw3_pairs(const th_tensor_t *out, uint32_t stride)
@@ -452,31 +452,34 @@ static void dw3_rq_pick(const th_layer_t *L, int ob, dw3_rq_fn *fns)
     fns[1] = f[i][kind][1];
 }
 
-/* The staging row (ow pixels x DW_CH int8 outputs) into n channels of each output row's byte `byte` onwards
- * (packed at ob bits; n == DW_CH: whole words). */
+/* Where channel k of a chunk sits in a pixel's DW_CH staging bytes for ob-bit outputs: the order in which one
+ * AND and one shifted ORR per staging word pack them (dw3_pack). 2 bits: byte j of word i holds channel
+ * 4 j + i; 4 bits: words (0, 1) make output word 0 and (2, 3) output word 1, byte j of the even word channel
+ * 2 j (+ 8), of the odd word channel 2 j + 1 (+ 8). */
+TH_ALWAYS_INLINE uint32_t dw3_pos(uint32_t k, int ob)
+{
+    if (ob == 2) {
+        return (k % 4u) * 4u + k / 4u;
+    }
+    return (k / 8u) * 8u + (k % 2u) * 4u + (k % 8u) / 2u;
+}
+
+/* The staging row (ow pixels x DW_CH int8 outputs in dw3_pos order) into n channels of each output row, packed
+ * at ob bits: with a full chunk one AND per staging word and one shifted ORR per pair or quad of them. */
 static void dw3_pack(const uint8_t *stage, uint32_t ow, uint32_t n, uint8_t *y, uint32_t orb, int ob)
 {
     for (uint32_t p = 0; p < ow; ++p, stage += DW_CH, y += orb) {
-        if (n == DW_CH && ob == 4) { /* 8 values a word: nibbles of bytes 0/1 and 2/3 meet, UXTB16 gathers */
-            TH_UNROLL
-            for (uint32_t h = 0; h < 2u; ++h) {
-                uint32_t a = th_load32(stage + 8u * h) & 0x0F0F0F0Fu, b = th_load32(stage + 8u * h + 4u) & 0x0F0F0F0Fu;
-                a = th_uxtb16(a | (a >> 4));
-                b = th_uxtb16(b | (b >> 4));
-                th_store32(y + 4u * h, th_pack_lo(a | (a >> 8), b | (b >> 8)));
-            }
-        } else if (n == DW_CH) { /* ob == 2: 16 values a word */
-            uint32_t v = 0;
-            TH_UNROLL
-            for (uint32_t h = 0; h < 4u; ++h) {
-                uint32_t a = th_load32(stage + 4u * h) & 0x03030303u;
-                a = th_uxtb16(a | (a >> 6));
-                v |= ((a | (a >> 12)) & 0xFFu) << (8u * h);
-            }
-            th_store32(y, v);
+        if (n == DW_CH && ob == 4) {
+            const uint32_t m = 0x0F0F0F0Fu;
+            th_store32(y, (th_load32(stage) & m) | ((th_load32(stage + 4) & m) << 4));
+            th_store32(y + 4, (th_load32(stage + 8) & m) | ((th_load32(stage + 12) & m) << 4));
+        } else if (n == DW_CH) { /* ob == 2 */
+            const uint32_t m = 0x03030303u;
+            th_store32(y, (th_load32(stage) & m) | ((th_load32(stage + 4) & m) << 2) |
+                              ((th_load32(stage + 8) & m) << 4) | ((th_load32(stage + 12) & m) << 6));
         } else {
             for (uint32_t k = 0; k < n; ++k) {
-                th_put(y, k, ob, (int8_t)stage[k]);
+                th_put(y, k, ob, (int8_t)stage[dw3_pos(k, ob)]);
             }
         }
     }
@@ -539,7 +542,7 @@ TH_ALWAYS_INLINE void dw3_rows(TH_KERNEL_ARGS, const int ab, const int wbits, co
                 if (ob == 8) {
                     rq[ch->q.e > 0](acc, ow, ch->q, lo, hi, yrow + c0 + k, orb);
                 } else {
-                    rq[ch->q.e > 0](acc, ow, ch->q, lo, hi, stage + k, DW_CH);
+                    rq[ch->q.e > 0](acc, ow, ch->q, lo, hi, stage + dw3_pos(k, ob), DW_CH);
                 }
             }
             if (ob != 8) {
