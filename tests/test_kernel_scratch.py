@@ -1,10 +1,10 @@
 """The firmware's scratch-size functions (``th_<op>_scratch_bytes``, defined in C beside each op's kernels) are
 what the planner sizes the scratch buffer with; here they are checked three ways, on the host library:
 
-1. They equal the formulas the planner used before they moved into C (``_planner_formula`` below, kept only
-   as the independent expectation), for every op x (A, W) pair x a spread of shapes: weight rows with a
-   sub-word tail, channel counts below and above a 64-channel job, the depthwise 3x3 s1/s2 row buffers and
-   the depthwise shapes without them.
+1. They equal the layout each kernel uses, re-derived in Python (``_planner_formula`` below, the independent
+   expectation), for every op x (A, W) pair x a spread of shapes: weight rows with a sub-word tail, channel
+   counts below and above a 64-channel job, the depthwise 3x3 s1/s2 row buffers and the depthwise shapes
+   without them.
 2. No kernel writes past them: each layer runs in C (plain and emulated-DSP builds) with exactly that much
    scratch and a guard behind it, and is bit-exact with the reference.
 3. They are not padded: for every op and pair, some shape makes the kernel write into the last word.
@@ -64,10 +64,19 @@ def _align(n: int) -> int:
     return (n + 3) // 4 * 4
 
 
+def _takes_field_core(a: int, w: int, wrow: int) -> bool:
+    """conv2d / pointwise at (a, w) take a packed-field core (mm/ulp.c, mm/u44.c) rather than the lane core."""
+    nflush = (wrow // 4 + 1) // 2 if (a, w) == (2, 2) else 2 * (wrow // 4)
+    fmax = (192 if w == 2 else 168) if a == 2 else 240
+    return wrow >= 4 and ((a + w <= 6 and w < 8 and nflush * fmax < 65536) or (a, w) == (4, 4))
+
+
 def _planner_formula(model, layer) -> int:
-    """The scratch formulas of harness/codegen/memory.py (now harness/memory/arena.py) before the C functions replaced them (verbatim but for
-    names): requantization table of a 64-channel job, columns and tails of the matrix cores, the fallbacks'
-    columns, and the depthwise row buffers."""
+    """The scratch layout of each kernel, re-derived here as the independent expectation: requantization table
+    of a 64-channel job; the lane core's four-pixel column of lane words (weight rows padded to whole words),
+    its window bytes (8-bit inputs) or natural column (4/2-bit) unless the column comes straight from the input,
+    the widened weights of sub-byte rows with padded taps; the packed-field cores' column, tails and natural
+    column; fc's single column; the fallbacks' columns; the depthwise channel table, row buffers and staging row."""
     ins = model.in_spec(layer)
     a, w = ins.bits, layer.w_bits
     kh, kw = layer.kernel
@@ -79,17 +88,28 @@ def _planner_formula(model, layer) -> int:
         else:
             need = 2 * taps * row_bytes(cin, w) * (8 // w)
         cout = model.out_spec(layer).shape[2]
+        cb = min(cout, 64)
         wrow = taps * row_bytes(cin, w)
         kp, tail = wrow * (8 // w), (wrow % 4) * (8 // w)
-        if layer.op != "fc":
-            core = 24 * min(cout, 64) + 4 * (wrow // 4) * (32 // w) + 4 * _align(2 * tail) + _align(2 * kp)
+        if layer.op == "fc":
+            core = 24 * cb + 2 * (wrow // 4) * (32 // w) + _align(2 * tail) + _align(2 * kp)
+        elif _takes_field_core(a, w, wrow):
+            core = 24 * cb + 4 * (wrow // 4) * (32 // w) + 4 * _align(2 * tail) + _align(2 * kp)
         else:
-            core = 24 * min(cout, 64) + 2 * (wrow // 4) * (32 // w) + _align(2 * tail) + _align(2 * kp)
+            widen = a == 8 and w < 8 and (cin * w) % 32 != 0 and taps * cin * cb <= 2048
+            wc = 8 if widen else w
+            g = 32 // wc
+            nwc = (taps * row_bytes(cin, wc) + 3) // 4
+            direct = (a == wc or a == 8) and cin % g == 0
+            buf = 0 if direct else (_align(nwc * g) if a == 8 else 2 * nwc * g)
+            core = 24 * cb + 8 * nwc * g + buf + (_align(cb * taps * cin) if widen else 0)
         return _align(max(need, core))
     if layer.op == "depthwise" and (kh, kw) == (3, 3) and layer.stride in (1, 2):
         ow = model.out_spec(layer).shape[1]
         n_pairs = ((ow - 1) * layer.stride + 4) // 2 + 1
-        return _align(20 * 16 + 4 * ow + 16 * 16 * n_pairs)
+        channel = 5 * 4 + 4 + 5 * 4  # five weight pair words, the bias, th_rq_t's five words
+        stage = 0 if model.out_spec(layer).bits == 8 else 16 * ow  # 4/2-bit outputs: a staging row
+        return _align(channel * 16 + 4 * ow + 16 * 16 * n_pairs + stage)
     return 0
 
 

@@ -350,6 +350,20 @@ class KernelsExperiment:
     ref: bool = True  # also measure th_<op>_ref (the plain int8 loops) in the same images
     jobs: int = 2  # images built and run at once
     relu_inputs: bool = False  # 4/2-bit inputs with the zero point at the bottom of the range (post-ReLU)
+    o_bits: list[int] = field(default_factory=lambda: [8, 4, 2])  # output precisions of every pair (8 always)
+
+
+@dataclass
+class TableOptimumExperiment:
+    """The network-level figure of the kernels: the latency table's fastest configuration vs uniform int8."""
+
+    name: str = "table-optimum"
+    entry: str = "harness.experiments.table_optimum:run"
+    n_measure: int = 1  # images per deployment (counts barely depend on the data)
+    n_calib: int = 64  # calibration images for the activation ranges
+    # the same two configurations measured again in cycles (timer=qemu-cycles): board or board:timing
+    also: list[str] = field(default_factory=lambda: ["qemu-mps2-an386", "qemu-mps2-an500:stm32h743"])
+    profile: ProfileSchema = field(default_factory=ProfileSchema)
 
 
 @dataclass
@@ -455,6 +469,7 @@ SCHEMAS: tuple[tuple[str, str, type], ...] = (
     ("experiment", "int8", Int8Experiment),
     ("experiment", "freebits", FreebitsExperiment),
     ("experiment", "kernels", KernelsExperiment),
+    ("experiment", "table-optimum", TableOptimumExperiment),
     ("experiment", "quantmcu", QuantMcuExperiment),
     ("experiment", "quantune", QuantuneExperiment),
     ("experiment", "reliability", ReliabilityExperiment),

@@ -20,6 +20,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -172,10 +173,18 @@ def _library_key(cc: str, emulate_dsp: bool) -> str:
     return h.hexdigest()[:24]
 
 
-@functools.cache
+_LIBRARY_LOCK = threading.Lock()  # threads of one process (bench jobs) build the library once
+
+
 def kernel_library(emulate_dsp: bool = False) -> HostKernels:
     """The kernel library for the current kernel sources, compiled at most once per content (cached under
     ``CACHE_DIR``; concurrent processes may both compile, the first to finish is kept)."""
+    with _LIBRARY_LOCK:
+        return _kernel_library(emulate_dsp)
+
+
+@functools.cache
+def _kernel_library(emulate_dsp: bool) -> HostKernels:
     cc = os.environ.get("CC", "gcc")
     if shutil.which(cc) is None:
         raise MissingDependencyError(f"host C compiler {cc!r} not found: apt-get install gcc")

@@ -6,12 +6,16 @@
  * th_<op>_ref are plain int8 loops (a8w8 only, any output precision) that the benchmark compares against.
  *
  * Each (A, W) pair is its own function (DSP cores; the fast paths are #if TH_USE_SIMD, kernels/common.h):
- *   conv2d / pointwise   th_mm_run (kernels/mm/): im2col of two output pixels into int16 columns in the
- *                        weights' "lane order", weights unpacked in registers (SXTB16 of masked fields), 2x2
- *                        blocking; a2w2 / a4w2 / a2w4 / a4w4 take a packed-field core (two products per 16-bit
- *                        lane, one channel x four pixels per step). Which pair takes which core: kernels/mm/mm.h.
+ *   conv2d / pointwise   th_mm_run (kernels/mm/): im2col of four output pixels into columns interleaved word by
+ *                        word, one output channel x four pixels per step: the lane core (int16 columns in the
+ *                        weights' "lane order", weights unpacked in registers by SXTB16 of masked fields, one LDM
+ *                        for the four pixels' words) or a packed-field core for a2w2 / a4w2 / a2w4 / a4w4 (two
+ *                        products per 16-bit lane). Which pair takes which core: kernels/mm/mm.h.
  *   fc                   th_fc_run (kernels/mm/): one column, two output channels per step.
  *   depthwise            3x3 s1/s2 row buffers (kernels/depthwise.c).
+ *   add, avgpool         the fast requantization where it is exact (kernels/add.c, kernels/avgpool.c).
+ * 4/2-bit outputs are assembled in registers and stored whole (no read-modify-write). How close each kernel is to
+ * the instruction-set floor: docs/kernels.md.
  *   fallbacks            (no DSP, other shapes, requantization parameters outside the fast path): the a8w8
  *                        q15 kernels (matmul.c, depthwise_s8_pixels) and the generic packed kernels
  *                        (<op>_generic, one centred column dotted byte by byte, th_generic_pixel).
@@ -20,7 +24,7 @@
  * for the layer (the largest need of the paths a call may take: the fast core and its fallback), a multiple of
  * 4; 0 for add and avgpool. The *_ref kernels need none. Each is defined beside its kernels, from the scratch
  * functions of the cores they call; the host plans the firmware's scratch buffer with them
- * (harness/codegen/memory.py:layer_scratch_bytes, through harness/reference/host_c.py), so a kernel that
+ * (harness/memory/arena.py:layer_scratch_bytes, through harness/native/host_c.py), so a kernel that
  * changes its scratch layout changes its scratch function and nothing else.
  */
 #ifndef TH_KERNELS_H

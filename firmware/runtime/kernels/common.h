@@ -34,6 +34,7 @@ TH_ALWAYS_INLINE uint32_t th_sxtb16_ror8(uint32_t x)
     return r;
 }
 TH_ALWAYS_INLINE uint32_t th_sxtab16(uint32_t a, uint32_t b) { return (uint32_t)__sxtab16((int32_t)a, (int32_t)b); }
+TH_ALWAYS_INLINE uint32_t th_uxtb16(uint32_t x) { return (uint32_t)__uxtb16((int32_t)x); }
 TH_ALWAYS_INLINE uint32_t th_sxtab16_ror8(uint32_t a, uint32_t b)
 {
     uint32_t r;
@@ -77,6 +78,7 @@ TH_ALWAYS_INLINE uint32_t th_sxtb16(uint32_t x)
     return th_lo16((int8_t)(x & 0xFFu)) | (th_lo16((int8_t)((x >> 16) & 0xFFu)) << 16);
 }
 TH_ALWAYS_INLINE uint32_t th_sxtb16_ror8(uint32_t x) { return th_sxtb16((x >> 8) | (x << 24)); }
+TH_ALWAYS_INLINE uint32_t th_uxtb16(uint32_t x) { return x & 0x00FF00FFu; }
 TH_ALWAYS_INLINE uint32_t th_sxtab16(uint32_t a, uint32_t b)
 {
     uint32_t e = th_sxtb16(b);

@@ -143,7 +143,7 @@ uint32_t th_conv2d_scratch_bytes(const th_layer_t *L, const th_tensor_t *in, con
     const int wb = L->w_bits;
     const uint32_t fallback = in->bits == 8 && wb == 8 ? 2u * 2u * th_ru4(taps * cin)
                                                        : 2u * taps * th_row_bytes(cin, wb) * (8u / (uint32_t)wb);
-    const uint32_t fast = th_mm_run_scratch_bytes(taps, cin, out->c, wb);
+    const uint32_t fast = th_mm_run_scratch_bytes(taps, cin, out->c, in->bits, wb);
     return th_ru4(fallback > fast ? fallback : fast);
 }
 

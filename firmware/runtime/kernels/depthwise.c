@@ -195,10 +195,21 @@ static void depthwise_generic(TH_KERNEL_ARGS, const int ab, const int wb)
 /* ---------------------------------------------------------------------------------------------------------- */
 /* 3x3 row-buffer kernel
  *
- * A row buffer holds one input row of a chunk as centred int16 in column pairs: word (p * TH_DW_CHUNK + k) is
- * (x[2p][k], x[2p + 1][k]) for buffer columns 2p, 2p + 1 (column b = input column b - pad_l; padding columns
- * are 0). A channel walks its words TH_DW_CHUNK apart: every load is aligned, the conversion stores a pixel
- * pair's 16 channels at immediate offsets, and one SMLAD covers two horizontal taps. */
+ * A row buffer holds one input row of a chunk as int16 in column pairs: word (p * TH_DW_CHUNK + k) is
+ * (x[2p][k], x[2p + 1][k]) for buffer columns 2p, 2p + 1 (column b = input column b - pad_l). A channel walks
+ * its words TH_DW_CHUNK apart: every load is aligned, the conversion stores a pixel pair's 16 channels at
+ * immediate offsets, and one SMLAD covers two horizontal taps. 8-bit inputs are stored centred (x - zp,
+ * padding 0); 4- and 2-bit inputs as offset binary u = x + 2^(A-1) (one EOR turns a packed word into
+ * non-negative fields, a shift and mask and a PKH put two pixels' field in a word: as cheap per element as the
+ * 8-bit SXTAB16), with the padding at u = zp + 2^(A-1) (x = zp) and c * (sum of the channel's weights) taken
+ * out of its bias once per chunk (c = zp + 2^(A-1)).
+ *
+ * Per chunk a table holds each channel's nine weights as five int16 pair words pre-shifted by its th_rq_t.ls
+ * (so the accumulator is th_rq2's t), its pre-shifted bias and its requantization; per output row each channel
+ * accumulates the row (dw3_acc_row), then requantizes it (dw3_rq_row: th_rq2 when the channel shifts right,
+ * one SMMLAR when it does not; picked per channel, so the count does not depend on the layer's other channels).
+ * 4- and 2-bit outputs go through a staging row of the chunk's 16 channels per pixel, in an order that one AND
+ * per staging word and one shifted ORR pack into the output row (dw3_pos, dw3_pack): no read-modify-write. */
 
 /* Words (pairs of int16 columns) in a row buffer: the columns the outputs read, plus one pair of slack. */
 TH_ALWAYS_INLINE uint32_t dw3_pairs(const th_tensor_t *out, uint32_t stride)
@@ -207,11 +218,21 @@ TH_ALWAYS_INLINE uint32_t dw3_pairs(const th_tensor_t *out, uint32_t stride)
     return (used + 1u) / 2u + 1u;
 }
 
-/* Scratch of dw3_rows: the weights of a chunk (5 words per channel), one row of accumulators, and four row
- * buffers of TH_DW_CHUNK words per column pair (a zero row and a ring of three). */
+/* One channel of a chunk: five weight pair words, the pre-shifted bias, its requantization. */
+typedef struct {
+    uint32_t wk[5];
+    int32_t b;
+    th_rq_t q;
+} dw3_ch_t;
+
+/* Scratch of dw3_rows: the chunk's channel table, one row of accumulators, four row buffers of TH_DW_CHUNK
+ * words per column pair (the padding row and a ring of three), and for 4/2-bit outputs a staging row of
+ * TH_DW_CHUNK bytes per output pixel. */
 static uint32_t dw3_scratch_bytes(const th_tensor_t *out, uint32_t stride)
 {
-    return 4u * (5u * TH_DW_CHUNK + (uint32_t)out->w + 4u * TH_DW_CHUNK * dw3_pairs(out, stride));
+    const uint32_t stage = out->bits == 8 ? 0u : TH_DW_CHUNK * (uint32_t)out->w;
+    return (uint32_t)sizeof(dw3_ch_t) * TH_DW_CHUNK +
+           4u * ((uint32_t)out->w + 4u * TH_DW_CHUNK * dw3_pairs(out, stride)) + stage;
 }
 
 #if TH_USE_SIMD
@@ -223,14 +244,15 @@ TH_ALWAYS_INLINE void dw3_set(uint32_t *buf, uint32_t b, uint32_t k, int32_t v)
     ((int16_t *)(buf + (b >> 1) * DW_CH + k))[b & 1u] = (int16_t)v;
 }
 
-/* Input row `xrow` (pixels ix < ix1) into a row buffer for channels c0 .. c0 + n - 1. */
+/* Input row `xrow` (pixels ix < ix1) into a row buffer for channels c0 .. c0 + n - 1; `off`: what a stored value
+ * is relative to x (centred: -zp; offset binary: 2^(A-1)). */
 TH_ALWAYS_INLINE void dw3_convert(const uint8_t *xrow, uint32_t irb, uint32_t c0, uint32_t n, uint32_t ix1,
-                                  uint32_t pad_l, int32_t zp, uint32_t *buf, const int ab)
+                                  uint32_t pad_l, int32_t off, uint32_t *buf, const int ab)
 {
     uint32_t ix = 0;
     if ((pad_l & 1u) != 0u && ix1 > 0u) { /* pixel 0 sits in the high lane of pair 0 */
         for (uint32_t k = 0; k < n; ++k) {
-            dw3_set(buf, pad_l, k, th_get(xrow, c0 + k, ab) - zp);
+            dw3_set(buf, pad_l, k, th_get(xrow, c0 + k, ab) + off);
         }
         ix = 1u;
     }
@@ -238,12 +260,13 @@ TH_ALWAYS_INLINE void dw3_convert(const uint8_t *xrow, uint32_t irb, uint32_t c0
         const uint8_t *src = xrow + ix * irb + (c0 * (uint32_t)ab) / 8u;
         uint32_t *d = buf + ((pad_l + ix) >> 1) * DW_CH;
         if (ab == 8) {
-            const uint32_t off = ((uint32_t)(-zp) & 0xFFFFu) * 0x00010001u;
+            const uint32_t o = ((uint32_t)off & 0xFFFFu) * 0x00010001u;
             for (; ix + 2u <= ix1; ix += 2u, src += 2u * irb, d += DW_CH) {
+                TH_UNROLL
                 for (uint32_t k = 0; k < DW_CH; k += 4u) {
                     const uint32_t a = th_load32(src + k), b = th_load32(src + irb + k);
-                    const uint32_t ae = th_sxtab16(off, a), ao = th_sxtab16_ror8(off, a);
-                    const uint32_t be = th_sxtab16(off, b), bo = th_sxtab16_ror8(off, b);
+                    const uint32_t ae = th_sxtab16(o, a), ao = th_sxtab16_ror8(o, a);
+                    const uint32_t be = th_sxtab16(o, b), bo = th_sxtab16_ror8(o, b);
                     d[k] = th_pack_lo(ae, be);
                     d[k + 1u] = th_pack_lo(ao, bo);
                     d[k + 2u] = th_pack_hi(ae, be);
@@ -251,21 +274,24 @@ TH_ALWAYS_INLINE void dw3_convert(const uint8_t *xrow, uint32_t irb, uint32_t c0
                 }
             }
         } else {
-            /* offset binary (x + 2^(ab-1)) in every field at once, then fields j and j + per/2 of a word land in
-             * the two 16-bit lanes after one shift and mask, and SSUB16 centres both */
+            /* offset binary in every field at once; fields j and j + per/2 of a word land in the two 16-bit lanes
+             * after one shift and mask, and one PKH pairs them with the other pixel's */
             const uint32_t flip = ab == 4 ? 0x88888888u : 0xAAAAAAAAu;
-            const uint32_t mask = ab == 4 ? 0x000F000Fu : 0x00030003u;
-            const uint32_t sub = ((uint32_t)((1 << (ab - 1)) + zp) & 0xFFFFu) * 0x00010001u;
             const uint32_t per = 32u / (uint32_t)ab; /* fields per word */
+            uint32_t mask = ab == 4 ? 0x000F000Fu : 0x00030003u;
+            __asm("" : "+r"(mask)); /* a register: AND of a shifted register is one instruction */
             for (; ix + 2u <= ix1; ix += 2u, src += 2u * irb, d += DW_CH) {
+                TH_UNROLL
                 for (uint32_t q = 0; q < (uint32_t)ab / 2u; ++q) {
                     const uint32_t a = th_load32(src + 4u * q) ^ flip, b = th_load32(src + irb + 4u * q) ^ flip;
                     uint32_t *dq = d + q * per;
+                    TH_UNROLL
                     for (uint32_t j = 0; j < per / 2u; ++j) {
-                        const uint32_t la = th_ssub16((a >> (j * (uint32_t)ab)) & mask, sub);
-                        const uint32_t lb = th_ssub16((b >> (j * (uint32_t)ab)) & mask, sub);
+                        const uint32_t la = (a >> (j * (uint32_t)ab)) & mask;
+                        const uint32_t lb = (b >> (j * (uint32_t)ab)) & mask;
                         dq[j] = th_pack_lo(la, lb);
                         dq[j + per / 2u] = th_pack_hi(la, lb);
+                        __asm("" ::: "memory"); /* one field pair at a time: hoisted shifts spill registers */
                     }
                 }
             }
@@ -274,14 +300,14 @@ TH_ALWAYS_INLINE void dw3_convert(const uint8_t *xrow, uint32_t irb, uint32_t c0
     for (; ix < ix1; ++ix) {
         const uint8_t *px = xrow + ix * irb;
         for (uint32_t k = 0; k < n; ++k) {
-            dw3_set(buf, pad_l + ix, k, th_get(px, c0 + k, ab) - zp);
+            dw3_set(buf, pad_l + ix, k, th_get(px, c0 + k, ab) + off);
         }
     }
 }
 
 /* Accumulators (th_rq2's t) of one channel along one output row. r0..r2: the channel's first word in the three
  * row buffers; wk: (w00,w01) (w10,w11) (w20,w21) (w02,w12) (w22,0) as int16 pairs, pre-shifted; b: the
- * pre-shifted bias. Requantization is a separate pass (th_rq_row): a fused loop spills registers. */
+ * pre-shifted bias. Requantization is a separate pass (dw3_rq_row): a fused loop spills registers. */
 TH_ALWAYS_INLINE void dw3_acc_row(const uint32_t *r0, const uint32_t *r1, const uint32_t *r2, const uint32_t *wk,
                                   int32_t b, uint32_t ow, int32_t *acc, const int stride)
 {
@@ -348,98 +374,118 @@ TH_ALWAYS_INLINE uint32_t dw3_pair(int32_t lo, int32_t hi, uint32_t ls)
     return (((uint32_t)lo << ls) & 0xFFFFu) | ((uint32_t)hi << (16u + ls));
 }
 
-/* Weights of channels c0 .. c0 + n - 1 as five int16 pair words each (see dw3_acc_row), pre-shifted by the
- * channel's th_rq_t.ls so that the accumulator is th_rq2's t (th_rq_fast_ok's max_left keeps them int16). */
-TH_ALWAYS_INLINE void dw3_weights(const th_layer_t *L, uint32_t wrb, uint32_t c0, uint32_t n, uint32_t *wk,
-                                  const int wbits)
+/* The chunk's channel table: weights as five int16 pair words each (see dw3_acc_row), pre-shifted by the
+ * channel's th_rq_t.ls so that the accumulator is th_rq2's t (th_rq_fast_ok's max_left keeps them int16); the
+ * bias, less c times the weights' sum (offset-binary inputs), pre-shifted; the requantization. */
+TH_ALWAYS_INLINE void dw3_table(const th_layer_t *L, uint32_t wrb, uint32_t c0, uint32_t n, int32_t c, int32_t ozp,
+                                dw3_ch_t *tab, const int wbits)
 {
     const uint8_t *w = (const uint8_t *)L->weights;
-    for (uint32_t k = 0; k < n; ++k, wk += 5) {
-        int32_t t[9];
-        const uint32_t ls = (uint32_t)th_rq_channel(L, c0 + k, 0).ls;
+    for (uint32_t k = 0; k < n; ++k) {
+        int32_t t[9], sw = 0;
+        const th_rq_t q = th_rq_channel(L, c0 + k, ozp);
+        const uint32_t ls = (uint32_t)q.ls;
         for (uint32_t i = 0; i < 9u; ++i) {
             t[i] = th_get(w + i * wrb, c0 + k, wbits);
+            sw += t[i];
         }
-        wk[0] = dw3_pair(t[0], t[1], ls);
-        wk[1] = dw3_pair(t[3], t[4], ls);
-        wk[2] = dw3_pair(t[6], t[7], ls);
-        wk[3] = dw3_pair(t[2], t[5], ls);
-        wk[4] = dw3_pair(t[8], 0, ls);
+        tab[k].wk[0] = dw3_pair(t[0], t[1], ls);
+        tab[k].wk[1] = dw3_pair(t[3], t[4], ls);
+        tab[k].wk[2] = dw3_pair(t[6], t[7], ls);
+        tab[k].wk[3] = dw3_pair(t[2], t[5], ls);
+        tab[k].wk[4] = dw3_pair(t[8], 0, ls);
+        tab[k].b = (int32_t)((uint32_t)(L->bias[c0 + k] - c * sw) << ls);
+        tab[k].q = q;
+    }
+}
+
+/* Requantize n accumulators t into y[i * ystep], clamped as `kind` allows for `ob` bits: th_rq2 (shift > 0) or
+ * one SMMLAR (no shift; q.r is the zero point). */
+TH_ALWAYS_INLINE void dw3_rq_row(const int32_t *t, uint32_t n, th_rq_t q, int32_t lo, int32_t hi, uint8_t *y,
+                                 uint32_t ystep, const int ob, const int kind, const int shifts)
+{
+    const int32_t *const end = t + n;
+    for (; t != end; ++t, y += ystep) {
+        const int32_t v = shifts ? th_rq2(*t, q.m, q.r, q.e) : th_smmlar(*t, q.m, q.r);
+        *y = (uint8_t)th_clamp_as(v, lo, hi, ob, kind);
     }
 }
 
 typedef void (*dw3_rq_fn)(const int32_t *t, uint32_t n, th_rq_t q, int32_t lo, int32_t hi, uint8_t *y,
-                          uint32_t ystep, uint32_t c, int ob);
+                          uint32_t ystep);
 
-/* The requantization passes, one per (output bits, rounding th_rq2, clamp) case, picked once per call: each
- * calls th_rq_row with constants. */
-static void dw3_rq_8_r_full(const int32_t *t, uint32_t n, th_rq_t q, int32_t lo, int32_t hi, uint8_t *y,
-                            uint32_t ystep, uint32_t c, int ob)
-{
-    (void)ob;
-    th_rq_row(t, n, q, lo, hi, y, ystep, c, 8, 1, TH_CLAMP_FULL);
-}
-
-static void dw3_rq_8_r_hi(const int32_t *t, uint32_t n, th_rq_t q, int32_t lo, int32_t hi, uint8_t *y,
-                          uint32_t ystep, uint32_t c, int ob)
-{
-    (void)ob;
-    th_rq_row(t, n, q, lo, hi, y, ystep, c, 8, 1, TH_CLAMP_HI);
-}
-
-static void dw3_rq_8_r_any(const int32_t *t, uint32_t n, th_rq_t q, int32_t lo, int32_t hi, uint8_t *y,
-                           uint32_t ystep, uint32_t c, int ob)
-{
-    (void)ob;
-    th_rq_row(t, n, q, lo, hi, y, ystep, c, 8, 1, TH_CLAMP_ANY);
-}
-
-static void dw3_rq_8_full(const int32_t *t, uint32_t n, th_rq_t q, int32_t lo, int32_t hi, uint8_t *y,
-                          uint32_t ystep, uint32_t c, int ob)
-{
-    (void)ob;
-    th_rq_row(t, n, q, lo, hi, y, ystep, c, 8, 0, TH_CLAMP_FULL);
-}
-
-static void dw3_rq_8_hi(const int32_t *t, uint32_t n, th_rq_t q, int32_t lo, int32_t hi, uint8_t *y,
-                        uint32_t ystep, uint32_t c, int ob)
-{
-    (void)ob;
-    th_rq_row(t, n, q, lo, hi, y, ystep, c, 8, 0, TH_CLAMP_HI);
-}
-
-static void dw3_rq_8_any(const int32_t *t, uint32_t n, th_rq_t q, int32_t lo, int32_t hi, uint8_t *y,
-                         uint32_t ystep, uint32_t c, int ob)
-{
-    (void)ob;
-    th_rq_row(t, n, q, lo, hi, y, ystep, c, 8, 0, TH_CLAMP_ANY);
-}
-
-static void dw3_rq_4(const int32_t *t, uint32_t n, th_rq_t q, int32_t lo, int32_t hi, uint8_t *y,
-                     uint32_t ystep, uint32_t c, int ob)
-{
-    (void)ob;
-    th_rq_row(t, n, q, lo, hi, y, ystep, c, 4, 0, TH_CLAMP_ANY);
-}
-
-static void dw3_rq_2(const int32_t *t, uint32_t n, th_rq_t q, int32_t lo, int32_t hi, uint8_t *y,
-                     uint32_t ystep, uint32_t c, int ob)
-{
-    (void)ob;
-    th_rq_row(t, n, q, lo, hi, y, ystep, c, 2, 0, TH_CLAMP_ANY);
-}
-
-static dw3_rq_fn dw3_rq_pick(const th_layer_t *L, int ob, int rnd)
-{
-    static const dw3_rq_fn fns[2][3] = {{dw3_rq_8_any, dw3_rq_8_full, dw3_rq_8_hi},
-                                        {dw3_rq_8_r_any, dw3_rq_8_r_full, dw3_rq_8_r_hi}};
-    if (ob != 8) {
-        return ob == 4 ? dw3_rq_4 : dw3_rq_2;
+/* The requantization passes, one per (output bits, clamp, shift or not), picked per layer and channel. */
+#define DW3_RQ(OB, KIND, S)                                                                                     \
+    static void dw3_rq_##OB##_##KIND##_##S(const int32_t *t, uint32_t n, th_rq_t q, int32_t lo, int32_t hi,     \
+                                            uint8_t *y, uint32_t ystep)                                         \
+    {                                                                                                           \
+        dw3_rq_row(t, n, q, lo, hi, y, ystep, OB, KIND, S);                                                     \
     }
-    return fns[rnd != 0][th_clamp_kind(L, 8)];
+DW3_RQ(8, 0, 0)
+DW3_RQ(8, 0, 1)
+DW3_RQ(8, 1, 0)
+DW3_RQ(8, 1, 1)
+DW3_RQ(8, 2, 0)
+DW3_RQ(8, 2, 1)
+DW3_RQ(4, 0, 0)
+DW3_RQ(4, 0, 1)
+DW3_RQ(4, 1, 0)
+DW3_RQ(4, 1, 1)
+DW3_RQ(4, 2, 0)
+DW3_RQ(4, 2, 1)
+DW3_RQ(2, 0, 0)
+DW3_RQ(2, 0, 1)
+DW3_RQ(2, 1, 0)
+DW3_RQ(2, 1, 1)
+DW3_RQ(2, 2, 0)
+DW3_RQ(2, 2, 1)
+
+/* fns[0]: no shift, fns[1]: right shift; by the clamp kind of the output bits */
+static void dw3_rq_pick(const th_layer_t *L, int ob, dw3_rq_fn *fns)
+{
+    static const dw3_rq_fn f[3][3][2] = {
+        {{dw3_rq_8_0_0, dw3_rq_8_0_1}, {dw3_rq_8_1_0, dw3_rq_8_1_1}, {dw3_rq_8_2_0, dw3_rq_8_2_1}},
+        {{dw3_rq_4_0_0, dw3_rq_4_0_1}, {dw3_rq_4_1_0, dw3_rq_4_1_1}, {dw3_rq_4_2_0, dw3_rq_4_2_1}},
+        {{dw3_rq_2_0_0, dw3_rq_2_0_1}, {dw3_rq_2_1_0, dw3_rq_2_1_1}, {dw3_rq_2_2_0, dw3_rq_2_2_1}}};
+    const int kind = th_clamp_kind(L, ob), i = ob == 8 ? 0 : (ob == 4 ? 1 : 2);
+    fns[0] = f[i][kind][0];
+    fns[1] = f[i][kind][1];
 }
 
-TH_ALWAYS_INLINE void dw3_rows(TH_KERNEL_ARGS, const int ab, const int wbits, const int stride, dw3_rq_fn rq)
+/* Where channel k of a chunk sits in a pixel's DW_CH staging bytes for ob-bit outputs: the order in which one
+ * AND and one shifted ORR per staging word pack them (dw3_pack). 2 bits: byte j of word i holds channel
+ * 4 j + i; 4 bits: words (0, 1) make output word 0 and (2, 3) output word 1, byte j of the even word channel
+ * 2 j (+ 8), of the odd word channel 2 j + 1 (+ 8). */
+TH_ALWAYS_INLINE uint32_t dw3_pos(uint32_t k, int ob)
+{
+    if (ob == 2) {
+        return (k % 4u) * 4u + k / 4u;
+    }
+    return (k / 8u) * 8u + (k % 2u) * 4u + (k % 8u) / 2u;
+}
+
+/* The staging row (ow pixels x DW_CH int8 outputs in dw3_pos order) into n channels of each output row, packed
+ * at ob bits: with a full chunk one AND per staging word and one shifted ORR per pair or quad of them. */
+static void dw3_pack(const uint8_t *stage, uint32_t ow, uint32_t n, uint8_t *y, uint32_t orb, int ob)
+{
+    for (uint32_t p = 0; p < ow; ++p, stage += DW_CH, y += orb) {
+        if (n == DW_CH && ob == 4) {
+            const uint32_t m = 0x0F0F0F0Fu;
+            th_store32(y, (th_load32(stage) & m) | ((th_load32(stage + 4) & m) << 4));
+            th_store32(y + 4, (th_load32(stage + 8) & m) | ((th_load32(stage + 12) & m) << 4));
+        } else if (n == DW_CH) { /* ob == 2 */
+            const uint32_t m = 0x03030303u;
+            th_store32(y, (th_load32(stage) & m) | ((th_load32(stage + 4) & m) << 2) |
+                              ((th_load32(stage + 8) & m) << 4) | ((th_load32(stage + 12) & m) << 6));
+        } else {
+            for (uint32_t k = 0; k < n; ++k) {
+                th_put(y, k, ob, (int8_t)stage[dw3_pos(k, ob)]);
+            }
+        }
+    }
+}
+
+TH_ALWAYS_INLINE void dw3_rows(TH_KERNEL_ARGS, const int ab, const int wbits, const int stride)
 {
     (void)in2;
     const uint8_t *x = arena + in->offset;
@@ -449,43 +495,58 @@ TH_ALWAYS_INLINE void dw3_rows(TH_KERNEL_ARGS, const int ab, const int wbits, co
     const uint32_t irb = th_row_bytes(C, ab), wrb = th_row_bytes(C, wbits), orb = th_row_bytes(C, ob);
     const uint32_t np = dw3_pairs(out, (uint32_t)stride);
     const uint32_t pad_l = L->pad_l;
-    const int32_t zp = in->zero_point, ozp = out->zero_point, lo = L->act_min, hi = L->act_max;
+    const int32_t zp = in->zero_point, lo = L->act_min, hi = L->act_max;
+    /* stored value = x + off: centred (8 bits) or offset binary; c = what x = zp is stored as */
+    const int32_t off = ab == 8 ? -zp : (1 << (ab - 1)), c = ab == 8 ? 0 : zp + off;
+    const uint32_t cpair = ((uint32_t)c & 0xFFFFu) * 0x00010001u;
     /* input columns some output reads: buffer columns below 2 * (np - 1) */
     const uint32_t ix1 = W < 2u * (np - 1u) - pad_l ? W : 2u * (np - 1u) - pad_l;
     const uint32_t slot_words = np * DW_CH;
-    uint32_t *wk = (uint32_t *)scratch;
-    int32_t *acc = (int32_t *)(wk + 5u * DW_CH);
-    uint32_t *zero = (uint32_t *)(acc + ow);
-    uint32_t *slots = zero + slot_words;
-    memset(zero, 0, slot_words * sizeof(uint32_t));
+    dw3_ch_t *tab = (dw3_ch_t *)scratch;
+    int32_t *acc = (int32_t *)(tab + DW_CH);
+    uint32_t *pad = (uint32_t *)(acc + ow);
+    uint32_t *slots = pad + slot_words;
+    uint8_t *stage = (uint8_t *)(slots + 3u * slot_words);
+    dw3_rq_fn rq[2];
+    dw3_rq_pick(L, ob, rq);
+    for (uint32_t i = 0; i < slot_words; ++i) {
+        pad[i] = cpair;
+    }
     for (uint32_t c0 = 0; c0 < C; c0 += DW_CH) {
         const uint32_t n = C - c0 < DW_CH ? C - c0 : DW_CH;
         int32_t held[3] = {-1, -1, -1};
-        dw3_weights(L, wrb, c0, n, wk, wbits);
-        memset(slots, 0, 3u * slot_words * sizeof(uint32_t));
+        dw3_table(L, wrb, c0, n, c, out->zero_point, tab, wbits);
+        for (uint32_t i = 0; i < 3u * slot_words; ++i) { /* padding columns stay at c */
+            slots[i] = cpair;
+        }
         for (uint32_t oy = 0; oy < oh; ++oy) {
             const uint32_t *rows[3];
             for (uint32_t i = 0; i < 3u; ++i) {
                 const int32_t iy = (int32_t)(oy * (uint32_t)stride + i) - (int32_t)L->pad_t;
                 if (iy < 0 || iy >= (int32_t)H) {
-                    rows[i] = zero;
+                    rows[i] = pad;
                     continue;
                 }
                 const uint32_t s = (uint32_t)iy % 3u;
                 uint32_t *slot = slots + s * slot_words;
                 if (held[s] != iy) {
-                    dw3_convert(x + (uint32_t)iy * W * irb, irb, c0, n, ix1, pad_l, zp, slot, ab);
+                    dw3_convert(x + (uint32_t)iy * W * irb, irb, c0, n, ix1, pad_l, off, slot, ab);
                     held[s] = iy;
                 }
                 rows[i] = slot;
             }
             uint8_t *yrow = y + oy * ow * orb;
             for (uint32_t k = 0; k < n; ++k) {
-                const uint32_t c = c0 + k;
-                const th_rq_t q = th_rq_channel(L, c, ozp);
-                dw3_acc_row(rows[0] + k, rows[1] + k, rows[2] + k, wk + 5u * k,
-                            (int32_t)((uint32_t)L->bias[c] << q.ls), ow, acc, stride);
-                rq(acc, ow, q, lo, hi, ob == 8 ? yrow + c : yrow, orb, c, ob);
+                const dw3_ch_t *ch = tab + k;
+                dw3_acc_row(rows[0] + k, rows[1] + k, rows[2] + k, ch->wk, ch->b, ow, acc, stride);
+                if (ob == 8) {
+                    rq[ch->q.e > 0](acc, ow, ch->q, lo, hi, yrow + c0 + k, orb);
+                } else {
+                    rq[ch->q.e > 0](acc, ow, ch->q, lo, hi, stage + dw3_pos(k, ob), DW_CH);
+                }
+            }
+            if (ob != 8) {
+                dw3_pack(stage, ow, n, yrow + (c0 * (uint32_t)ob) / 8u, orb, ob);
             }
         }
     }
@@ -493,22 +554,22 @@ TH_ALWAYS_INLINE void dw3_rows(TH_KERNEL_ARGS, const int ab, const int wbits, co
 
 /* The fast path applies: 3x3, stride 1 or 2, and requantization parameters fit th_rq2 (left shifts up to what
  * keeps the pre-shifted weights int16). */
-static int dw3_applies(const th_layer_t *L, const th_tensor_t *in, int ab, int wb, int *rnd)
+static int dw3_applies(const th_layer_t *L, const th_tensor_t *in, int ab, int wb)
 {
+    int rnd;
     return L->kh == 3u && L->kw == 3u && (L->stride == 1u || L->stride == 2u) &&
-           th_rq_fast_ok(L, in->c, 9u, ab, wb, 29, 15 - wb, rnd);
+           th_rq_fast_ok(L, in->c, 9u, ab, wb, 29, 15 - wb, &rnd);
 }
 
 #define TH_DW_PAIR(A, W, FALLBACK)                                                                              \
     void th_depthwise_a##A##w##W(TH_KERNEL_ARGS)                                                                \
     {                                                                                                           \
-        int rnd;                                                                                                \
-        if (!dw3_applies(L, in, A, W, &rnd)) {                                                                  \
+        if (!dw3_applies(L, in, A, W)) {                                                                        \
             FALLBACK;                                                                                           \
         } else if (L->stride == 2u) {                                                                           \
-            dw3_rows(L, in, in2, out, arena, scratch, A, W, 2, dw3_rq_pick(L, out->bits, rnd));                 \
+            dw3_rows(L, in, in2, out, arena, scratch, A, W, 2);                                                 \
         } else {                                                                                                \
-            dw3_rows(L, in, in2, out, arena, scratch, A, W, 1, dw3_rq_pick(L, out->bits, rnd));                 \
+            dw3_rows(L, in, in2, out, arena, scratch, A, W, 1);                                                 \
         }                                                                                                       \
     }
 #else

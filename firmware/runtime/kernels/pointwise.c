@@ -88,7 +88,7 @@ uint32_t th_pointwise_scratch_bytes(const th_layer_t *L, const th_tensor_t *in, 
     const int wb = L->w_bits;
     const uint32_t fallback =
         in->bits == 8 && wb == 8 ? 2u * 2u * th_ru4(cin) : 2u * th_row_bytes(cin, wb) * (8u / (uint32_t)wb);
-    const uint32_t fast = th_mm_run_scratch_bytes(1u, cin, out->c, wb);
+    const uint32_t fast = th_mm_run_scratch_bytes(1u, cin, out->c, in->bits, wb);
     return th_ru4(fallback > fast ? fallback : fast);
 }
 

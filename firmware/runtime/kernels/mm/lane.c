@@ -1,7 +1,17 @@
 /*
- * lane.c - the lane core of conv2d / pointwise (mm.h): 2 output channels x 2 pixels per step, weights
- * unpacked in registers (mm_lane), two MACs per SMLAD. The two pixels' columns are interleaved word by word so
- * one pointer walks both (th_mm_run builds them, run.c).
+ * lane.c - the lane core of conv2d / pointwise (mm.h): one output channel x four pixels per step, weights
+ * unpacked in registers (mm_lane), two MACs per SMLAD.
+ *
+ * The four pixels' columns interleave word by word (word 4 s + px is lane word s of pixel px), so one LDM
+ * (MM_LD4; four LDRs on dual-issue cores) fetches a lane word of the four pixels and every weight lane word, made
+ * once, feeds four SMLADs into four independent accumulators. Per 32-bit weight word (32 / W entries) and
+ * channel: one LDR, the lane words (SXTB16, plus one AND per two lane words below 8 bits), 16 / W x (one LDM and
+ * four SMLAD). The accumulators start from the bias (no moves), two weight words per loop step, the partial
+ * last word as one more step.
+ *
+ * Outputs: 8-bit outputs are one byte store each. 4- and 2-bit outputs are packed in a register: the core steps
+ * through 8 / O channels (one byte of each pixel's row) per group, inserts each output with one BFI into a word
+ * that holds the four pixels' bytes, and stores each byte once (mm_pack_store): no read-modify-write.
  */
 #include "mm.h"
 
@@ -13,227 +23,105 @@
 #pragma GCC optimize("no-schedule-insns")
 #endif
 
-/* Channels [J->c0, J->c0 + J->n) of two pixels (y1 == NULL: the second column is a copy, not stored). */
-TH_ALWAYS_INLINE void mm_core(const th_mm_job_t *J, const uint32_t *cp, const int16_t *t0, const int16_t *t1,
-                              uint8_t *y0, uint8_t *y1, const int wb, const int rnd, const int kind, const int ob)
+/* Accumulators of one channel (weights w, K in lane words of the column cp) for the four pixels. */
+TH_ALWAYS_INLINE void lane_dot(const th_mm_job_t *J, const uint8_t *w, const uint32_t *cp, int32_t b, int32_t *acc,
+                               uint32_t m, const int wb)
 {
-    const uint32_t G = 32u / (uint32_t)wb, per = 8u / (uint32_t)wb;
-    const uint32_t wrow = J->wrow, nw = J->nwords, tb = J->tbytes, n = J->n, c0 = J->c0;
-    const int32_t lo = J->lo, hi = J->hi;
-    const int obr = J->ob;
-    const th_mm_rq_t *q = J->rq;
-    const uint8_t *w = J->w;
-    const uint32_t *const cend = cp + nw * G;
-    const uint32_t *const cend2 = cp + (nw & ~1u) * G;
-    uint32_t m = wb == 4 ? 0xF0F0F0F0u : 0xC0C0C0C0u;
-    uint32_t i = 0;
-    __asm("" : "+r"(m)); /* a register operand: AND with a shifted register is one instruction */
-    for (; i + 2u <= n; i += 2u, w += 2u * wrow, q += 2) {
-        int32_t a00 = q[0].b, a01 = a00, a10 = q[1].b, a11 = a10;
-        const uint8_t *wa = w, *wb2 = w + wrow;
-        const uint32_t *c = cp;
-#define MM_WORD2(OFF)                                                                                           \
+    const uint32_t LW = 16u / (uint32_t)wb; /* lane words per weight word */
+    const uint32_t nw = J->nwords, tb = J->tbytes;
+    const uint32_t *c = cp;
+    const uint32_t *const cend = cp + 4u * LW * nw;
+    int32_t a0 = b, a1 = b, a2 = b, a3 = b;
+#define LANE_WORD(OFF)                                                                                          \
     do {                                                                                                        \
-        const uint32_t va = th_load32(wa + 4u * (OFF)), vb = th_load32(wb2 + 4u * (OFF));                       \
+        const uint32_t v = th_load32(w + 4u * (OFF));                                                           \
         TH_UNROLL                                                                                               \
-        for (uint32_t s = 0; s < G / 2u; ++s) {                                                                 \
-            const uint32_t la = mm_lane(va, s, m, wb), lb = mm_lane(vb, s, m, wb);                              \
-            const uint32_t p0 = c[(OFF) * G + 2u * s], p1 = c[(OFF) * G + 2u * s + 1u];                         \
-            a00 = th_smlad(la, p0, a00);                                                                        \
-            a01 = th_smlad(la, p1, a01);                                                                        \
-            a10 = th_smlad(lb, p0, a10);                                                                        \
-            a11 = th_smlad(lb, p1, a11);                                                                        \
+        for (uint32_t s = 0; s < LW; ++s) {                                                                     \
+            const uint32_t l = mm_lane(v, s, m, wb);                                                            \
+            MM_QUAD_DECL(x0, x1, x2, x3);                                                                       \
+            MM_LD4(x0, x1, x2, x3, c);                                                                          \
+            a0 = th_smlad(l, x0, a0);                                                                           \
+            a1 = th_smlad(l, x1, a1);                                                                           \
+            a2 = th_smlad(l, x2, a2);                                                                           \
+            a3 = th_smlad(l, x3, a3);                                                                           \
         }                                                                                                       \
     } while (0)
-        for (; c != cend2; c += 2u * G, wa += 8, wb2 += 8) {
-            MM_WORD2(0u);
-            MM_WORD2(1u);
-        }
-        if (c != cend) {
-            MM_WORD2(0u);
-            wa += 4, wb2 += 4;
-        }
-#undef MM_WORD2
-        for (uint32_t k = 0; k < tb; ++k) {
-            const uint32_t ba = wa[k], bb = wb2[k];
-            TH_UNROLL
-            for (uint32_t f = 0; f < per; ++f) {
-                const int32_t xa = t0[k * per + f], xb = t1[k * per + f];
-                const int32_t wva = mm_tail_w(ba, f, wb), wvb = mm_tail_w(bb, f, wb);
-                a00 += wva * xa;
-                a01 += wva * xb;
-                a10 += wvb * xa;
-                a11 += wvb * xb;
-            }
-        }
-        { /* every output before any store: byte stores may alias the table, which would be reloaded */
-            const int32_t v00 = mm_out(mm_t(a00, q, wb, rnd), q, lo, hi, rnd, kind, ob);
-            const int32_t v10 = mm_out(mm_t(a10, q + 1, wb, rnd), q + 1, lo, hi, rnd, kind, ob);
-            const int32_t v01 = mm_out(mm_t(a01, q, wb, rnd), q, lo, hi, rnd, kind, ob);
-            const int32_t v11 = mm_out(mm_t(a11, q + 1, wb, rnd), q + 1, lo, hi, rnd, kind, ob);
-            mm_store(y0, c0 + i, v00, ob, obr);
-            mm_store(y0, c0 + i + 1u, v10, ob, obr);
-            if (y1 != 0) {
-                mm_store(y1, c0 + i, v01, ob, obr);
-                mm_store(y1, c0 + i + 1u, v11, ob, obr);
-            }
+    if (nw & 1u) {
+        LANE_WORD(0u);
+        w += 4;
+    }
+    while (c != cend) {
+        LANE_WORD(0u);
+        LANE_WORD(1u);
+        w += 8;
+    }
+    if (tb != 0u) { /* the partial last word: its missing entries are zero weights (column words padded) */
+        const uint32_t v = nw != 0u ? th_load32(w + tb - 4u) >> (32u - 8u * tb) : mm_short_word(w, tb);
+        TH_UNROLL
+        for (uint32_t s = 0; s < LW; ++s) {
+            const uint32_t l = mm_lane(v, s, m, wb);
+            MM_QUAD_DECL(x0, x1, x2, x3);
+            MM_LD4(x0, x1, x2, x3, c);
+            a0 = th_smlad(l, x0, a0);
+            a1 = th_smlad(l, x1, a1);
+            a2 = th_smlad(l, x2, a2);
+            a3 = th_smlad(l, x3, a3);
         }
     }
-    if (i < n) {
-        int32_t a00 = q[0].b, a01 = a00;
-        const uint8_t *wa = w;
-        for (const uint32_t *c = cp; c != cend; c += G, wa += 4) {
-            const uint32_t va = th_load32(wa);
-            TH_UNROLL
-            for (uint32_t s = 0; s < G / 2u; ++s) {
-                const uint32_t la = mm_lane(va, s, m, wb);
-                a00 = th_smlad(la, c[2u * s], a00);
-                a01 = th_smlad(la, c[2u * s + 1u], a01);
-            }
-        }
-        for (uint32_t k = 0; k < tb; ++k) {
-            const uint32_t ba = wa[k];
-            TH_UNROLL
-            for (uint32_t f = 0; f < per; ++f) {
-                const int32_t wva = mm_tail_w(ba, f, wb);
-                a00 += wva * t0[k * per + f];
-                a01 += wva * t1[k * per + f];
-            }
-        }
-        {
-            const int32_t v00 = mm_out(mm_t(a00, q, wb, rnd), q, lo, hi, rnd, kind, ob);
-            const int32_t v01 = mm_out(mm_t(a01, q, wb, rnd), q, lo, hi, rnd, kind, ob);
-            mm_store(y0, c0 + i, v00, ob, obr);
-            if (y1 != 0) {
-                mm_store(y1, c0 + i, v01, ob, obr);
-            }
-        }
+#undef LANE_WORD
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
+}
+
+/* Channels [J->c0, J->c0 + J->n) of the four pixels of the step (MM_CHANNELS: requantization, stores). */
+TH_ALWAYS_INLINE void lane_core(const th_mm_job_t *J, const uint32_t *cp, const int wb, const int rnd,
+                                const int kind, const int ob)
+{
+    /* 4-bit weights: an immediate mask (with four accumulators and an LDM's four registers live, a mask register
+     * is spilled and reloaded twice a word; a shift and an AND with an immediate cost one instruction more);
+     * 2-bit weights: a mask register (AND of a shifted register, four times a word) */
+    uint32_t m = wb == 4 ? 0xF0F0F0F0u : 0xC0C0C0C0u;
+    if (wb == 2) {
+        __asm("" : "+r"(m));
     }
+    MM_CHANNELS(J, wb, rnd, kind, ob, lane_dot(J, w, cp, q->b, a, m, wb));
 }
 
-/* The specialisations th_mm_pick_w<W> chooses from: mm_<W>_<rounding>_<full-range clamp>_<output bits> (0: any). */
-
-static void mm_8_1_1_8(const th_mm_job_t *J, const uint32_t *cp, const int16_t *t0, const int16_t *t1,
-                       uint8_t *y0, uint8_t *y1)
-{
-    mm_core(J, cp, t0, t1, y0, y1, 8, 1, TH_CLAMP_FULL, 8);
-}
-
-static void mm_8_1_0_8(const th_mm_job_t *J, const uint32_t *cp, const int16_t *t0, const int16_t *t1,
-                       uint8_t *y0, uint8_t *y1)
-{
-    mm_core(J, cp, t0, t1, y0, y1, 8, 1, TH_CLAMP_ANY, 8);
-}
-
-static void mm_8_0_1_8(const th_mm_job_t *J, const uint32_t *cp, const int16_t *t0, const int16_t *t1,
-                       uint8_t *y0, uint8_t *y1)
-{
-    mm_core(J, cp, t0, t1, y0, y1, 8, 0, TH_CLAMP_FULL, 8);
-}
-
-static void mm_8_0_0_8(const th_mm_job_t *J, const uint32_t *cp, const int16_t *t0, const int16_t *t1,
-                       uint8_t *y0, uint8_t *y1)
-{
-    mm_core(J, cp, t0, t1, y0, y1, 8, 0, TH_CLAMP_ANY, 8);
-}
-
-static void mm_8_0_0_0(const th_mm_job_t *J, const uint32_t *cp, const int16_t *t0, const int16_t *t1,
-                       uint8_t *y0, uint8_t *y1)
-{
-    mm_core(J, cp, t0, t1, y0, y1, 8, 0, TH_CLAMP_ANY, 0);
-}
-
-th_mm_fn th_mm_pick_w8(int rnd, int full, int ob)
-{
-    if (ob != 8) {
-        return mm_8_0_0_0;
+/* The specialisations th_mm_pick_w<W> chooses from: mm_<W>_<rounding>_<full-range clamp>_<output bits>. */
+#define LANE_FN(W, R, F, O)                                                                                     \
+    static void mm_##W##_##R##_##F##_##O(const th_mm_job_t *J, const uint32_t *cp)                              \
+    {                                                                                                           \
+        lane_core(J, cp, W, R, (F) ? TH_CLAMP_FULL : TH_CLAMP_ANY, O);                                         \
     }
-    if (rnd) {
-        return full ? mm_8_1_1_8 : mm_8_1_0_8;
+#define LANE_PICK(W)                                                                                            \
+    LANE_FN(W, 1, 1, 8)                                                                                         \
+    LANE_FN(W, 1, 0, 8)                                                                                         \
+    LANE_FN(W, 0, 1, 8)                                                                                         \
+    LANE_FN(W, 0, 0, 8)                                                                                         \
+    LANE_FN(W, 1, 1, 4)                                                                                         \
+    LANE_FN(W, 0, 1, 4)                                                                                         \
+    LANE_FN(W, 0, 0, 4)                                                                                         \
+    LANE_FN(W, 1, 1, 2)                                                                                         \
+    LANE_FN(W, 0, 1, 2)                                                                                         \
+    LANE_FN(W, 0, 0, 2)                                                                                         \
+    th_mm_fn th_mm_pick_w##W(int rnd, int full, int ob)                                                         \
+    {                                                                                                           \
+        if (ob != 8) { /* full: the whole ob-bit range (a saturation); rnd with it only */                      \
+            if (full) {                                                                                         \
+                return ob == 4 ? (rnd ? mm_##W##_1_1_4 : mm_##W##_0_1_4) : (rnd ? mm_##W##_1_1_2 : mm_##W##_0_1_2); \
+            }                                                                                                   \
+            return ob == 4 ? mm_##W##_0_0_4 : mm_##W##_0_0_2;                                                   \
+        }                                                                                                       \
+        if (rnd) {                                                                                              \
+            return full ? mm_##W##_1_1_8 : mm_##W##_1_0_8;                                                      \
+        }                                                                                                       \
+        return full ? mm_##W##_0_1_8 : mm_##W##_0_0_8;                                                          \
     }
-    return full ? mm_8_0_1_8 : mm_8_0_0_8;
-}
 
-static void mm_4_1_1_8(const th_mm_job_t *J, const uint32_t *cp, const int16_t *t0, const int16_t *t1,
-                       uint8_t *y0, uint8_t *y1)
-{
-    mm_core(J, cp, t0, t1, y0, y1, 4, 1, TH_CLAMP_FULL, 8);
-}
-
-static void mm_4_1_0_8(const th_mm_job_t *J, const uint32_t *cp, const int16_t *t0, const int16_t *t1,
-                       uint8_t *y0, uint8_t *y1)
-{
-    mm_core(J, cp, t0, t1, y0, y1, 4, 1, TH_CLAMP_ANY, 8);
-}
-
-static void mm_4_0_1_8(const th_mm_job_t *J, const uint32_t *cp, const int16_t *t0, const int16_t *t1,
-                       uint8_t *y0, uint8_t *y1)
-{
-    mm_core(J, cp, t0, t1, y0, y1, 4, 0, TH_CLAMP_FULL, 8);
-}
-
-static void mm_4_0_0_8(const th_mm_job_t *J, const uint32_t *cp, const int16_t *t0, const int16_t *t1,
-                       uint8_t *y0, uint8_t *y1)
-{
-    mm_core(J, cp, t0, t1, y0, y1, 4, 0, TH_CLAMP_ANY, 8);
-}
-
-static void mm_4_0_0_0(const th_mm_job_t *J, const uint32_t *cp, const int16_t *t0, const int16_t *t1,
-                       uint8_t *y0, uint8_t *y1)
-{
-    mm_core(J, cp, t0, t1, y0, y1, 4, 0, TH_CLAMP_ANY, 0);
-}
-
-th_mm_fn th_mm_pick_w4(int rnd, int full, int ob)
-{
-    if (ob != 8) {
-        return mm_4_0_0_0;
-    }
-    if (rnd) {
-        return full ? mm_4_1_1_8 : mm_4_1_0_8;
-    }
-    return full ? mm_4_0_1_8 : mm_4_0_0_8;
-}
-
-static void mm_2_1_1_8(const th_mm_job_t *J, const uint32_t *cp, const int16_t *t0, const int16_t *t1,
-                       uint8_t *y0, uint8_t *y1)
-{
-    mm_core(J, cp, t0, t1, y0, y1, 2, 1, TH_CLAMP_FULL, 8);
-}
-
-static void mm_2_1_0_8(const th_mm_job_t *J, const uint32_t *cp, const int16_t *t0, const int16_t *t1,
-                       uint8_t *y0, uint8_t *y1)
-{
-    mm_core(J, cp, t0, t1, y0, y1, 2, 1, TH_CLAMP_ANY, 8);
-}
-
-static void mm_2_0_1_8(const th_mm_job_t *J, const uint32_t *cp, const int16_t *t0, const int16_t *t1,
-                       uint8_t *y0, uint8_t *y1)
-{
-    mm_core(J, cp, t0, t1, y0, y1, 2, 0, TH_CLAMP_FULL, 8);
-}
-
-static void mm_2_0_0_8(const th_mm_job_t *J, const uint32_t *cp, const int16_t *t0, const int16_t *t1,
-                       uint8_t *y0, uint8_t *y1)
-{
-    mm_core(J, cp, t0, t1, y0, y1, 2, 0, TH_CLAMP_ANY, 8);
-}
-
-static void mm_2_0_0_0(const th_mm_job_t *J, const uint32_t *cp, const int16_t *t0, const int16_t *t1,
-                       uint8_t *y0, uint8_t *y1)
-{
-    mm_core(J, cp, t0, t1, y0, y1, 2, 0, TH_CLAMP_ANY, 0);
-}
-
-th_mm_fn th_mm_pick_w2(int rnd, int full, int ob)
-{
-    if (ob != 8) {
-        return mm_2_0_0_0;
-    }
-    if (rnd) {
-        return full ? mm_2_1_1_8 : mm_2_1_0_8;
-    }
-    return full ? mm_2_0_1_8 : mm_2_0_0_8;
-}
+LANE_PICK(8)
+LANE_PICK(4)
+LANE_PICK(2)
 
 #endif /* TH_USE_SIMD */

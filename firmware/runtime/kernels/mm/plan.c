@@ -12,35 +12,35 @@
 #endif
 
 int th_mm_prepare(const th_layer_t *L, const th_tensor_t *out, uint32_t taps, int ab, int wb, uint32_t cin,
-                  int ulp_ok, th_mm_plan_t *P)
+                  int ulp_ok, int widen_ok, th_mm_plan_t *P)
 {
     int rnd;
-    const uint32_t wrow = taps * th_row_bytes(cin, wb);
-    /* a2w2 takes the packed-field core (unscaled accumulators) when its 16-bit field sums cannot overflow */
-    /* the core's 16-bit lane sums: (flushes per row) x (largest field at a flush) < 2^16 */
-    const uint32_t nflush = ab == 2 && wb == 2 ? (wrow / 4u + 1u) / 2u : 2u * (wrow / 4u);
-    const uint32_t fmax = ab == 2 ? (wb == 2 ? 192u : 168u) : 240u;
-    /* a4w4 (u44_core): 32-bit field sums, nothing to bound beyond the fast requantization's own check */
-    const int ulp = ulp_ok && wrow >= 4u && ((ab + wb <= 6 && wb < 8 && nflush * fmax < 65536u) || (ab == 4 && wb == 4));
+    uint32_t wrow = taps * th_row_bytes(cin, wb);
+    const int ulp = ulp_ok && th_mm_takes_ulp(ab, wb, wrow);
     const int g = ulp ? 0 : MM_G(wb);
     /* scaled accumulators stay below 2^31; ls <= g keeps t an exact right shift of them */
     const int lim = 29 < 31 - g ? 29 : 31 - g;
     if (!th_rq_fast_ok(L, out->c, taps * cin, ab, wb, lim, g == 0 ? 31 : g - 1, &rnd)) {
         return 0;
     }
+    P->wsrc = wb;
+    if (widen_ok && !ulp && ab == 8 && th_mm_widen(taps, cin, out->c, wb)) {
+        wb = 8; /* the lane core runs on the job's weights widened to int8 (lane_run) */
+    }
     P->wb = wb;
     P->ab = ab;
     P->ulp = ulp;
-    P->rnd = out->bits == 8 ? rnd : 0; /* the core for 2/4-bit outputs takes the per-channel shifts */
-    P->wrow = wrow; /* conv: taps rows of whole bytes; pointwise/fc: one row */
+    P->rnd = rnd;
+    P->wrow = wrow = taps * th_row_bytes(cin, wb); /* conv: taps rows of whole bytes; pointwise/fc: one row */
     P->tap_bytes = th_row_bytes(cin, wb);
     P->nwords = P->wrow / 4u;
+    P->nwc = (P->wrow + 3u) / 4u;
     P->tbytes = P->wrow % 4u;
     P->kp = P->wrow * (8u / (uint32_t)wb);
     P->tail = P->tbytes * (8u / (uint32_t)wb);
-    P->full = out->bits == 8 && th_clamp_kind(L, 8) == TH_CLAMP_FULL;
-    if (ulp && !P->full && !(ab == 4 && wb == 4)) {
-        P->rnd = 0; /* its cores: (rnd, full) 8-bit, or the general one (a4w4: th_ulp_pick_a4w4) */
+    P->full = th_clamp_kind(L, out->bits) == TH_CLAMP_FULL; /* the whole output range: one saturation */
+    if (!P->full && (out->bits != 8 || (ulp && !(ab == 4 && wb == 4)))) {
+        P->rnd = 0; /* these take the general core: per-channel shifts, both bounds */
     }
     P->fn = 0; /* picked by the pair (TH_MM_PAIR), so that a firmware links only the cores it uses */
     P->ffn = 0;

@@ -11,6 +11,31 @@
  */
 #include "mm.h"
 
+/* The lane core's column modes (lane_column) and the buffers its job loop needs (lane_run, and the scratch
+ * function at the end of this file, which is compiled without the DSP extension too). */
+#define LANE_DIRECT 0  /* whole weight words per tap, equal or 8-bit activations: straight from the input */
+#define LANE_WINDOW 1  /* 8-bit activations: through the window bytes */
+#define LANE_NATURAL 2 /* 4/2-bit activations: through the natural centred column */
+
+/* What lane_run carves out of the scratch after the table: the column (words), the window bytes or natural
+ * column (bytes; none when the column comes straight from the input), the widened weights (bytes). */
+typedef struct {
+    uint32_t col_words, buf_bytes, wide_bytes;
+    int mode;
+} lane_need_t;
+
+static lane_need_t lane_need(uint32_t taps, uint32_t cin, uint32_t cb, int ab, int wsrc, int wb)
+{
+    const uint32_t G = 32u / (uint32_t)wb, nwc = (taps * th_row_bytes(cin, wb) + 3u) / 4u;
+    lane_need_t n;
+    n.mode = (ab == wb || ab == 8) && cin % G == 0u ? LANE_DIRECT : (ab == 8 ? LANE_WINDOW : LANE_NATURAL);
+    n.col_words = 2u * nwc * G;
+    n.buf_bytes = n.mode == LANE_DIRECT ? 0u : (n.mode == LANE_WINDOW ? th_ru4(nwc * G) : 2u * nwc * G);
+    n.wide_bytes = wsrc != wb ? th_ru4(cb * taps * cin) : 0u;
+    return n;
+}
+
+
 #if TH_USE_SIMD
 
 /* The instruction scheduler before register allocation hoists loads and multiplies across the unrolled field
@@ -82,8 +107,8 @@ void th_mm_col_natural(const uint8_t *src, uint32_t n, int ab, int32_t zp, int16
     }
 }
 
-/* Lane words of `nw` weight words from a natural column into dst[0], dst[st], dst[2 st], ... (st = 2 in a column
- * pair, where the caller offsets dst by the pixel; st = 1 in a single column). */
+/* Lane words of `nw` weight words from a natural column into dst[0], dst[st], dst[2 st], ... (st = 4 in a
+ * four-pixel column, where the caller offsets dst by the pixel; st = 1 in a single column). */
 TH_ALWAYS_INLINE void col_permute_w(const int16_t *nat, uint32_t nw, uint32_t *dst, const int wb, const uint32_t st)
 {
     const uint32_t per = 8u / (uint32_t)wb, G = 32u / (uint32_t)wb;
@@ -113,20 +138,46 @@ static void col_permute(const int16_t *nat, uint32_t nw, uint32_t *dst, int wb, 
             col_permute_w(nat, nw, dst, 2, 1u);
         }
     } else if (wb == 8) {
-        col_permute_w(nat, nw, dst, 8, 2u);
+        col_permute_w(nat, nw, dst, 8, 4u);
     } else if (wb == 4) {
-        col_permute_w(nat, nw, dst, 4, 2u);
+        col_permute_w(nat, nw, dst, 4, 4u);
     } else {
-        col_permute_w(nat, nw, dst, 2, 2u);
+        col_permute_w(nat, nw, dst, 2, 4u);
     }
 }
 
-/* Direct lane words when the activation word and the weight word hold the same entries (A == W, whole words),
- * n a multiple of G: 8 bits by SXTAB16, 4 and 2 bits by offset-binary fields. Words st apart (see above). */
-TH_ALWAYS_INLINE void col_direct_st(const uint8_t *src, uint32_t n, int ab, int32_t zp, uint32_t *dst,
+/* Direct lane words (n a multiple of 32 / wb) when the activation word and the weight word hold the same entries
+ * (A == W: 8 bits by SXTAB16, 4 and 2 bits by offset-binary fields), or from 8-bit activations for 4- and 2-bit
+ * weights (SXTAB16 pairs recombined by PKHBT / PKHTB into the weights' lane order). Words st apart (see above). */
+TH_ALWAYS_INLINE void col_direct_st(const uint8_t *src, uint32_t n, int ab, int wb, int32_t zp, uint32_t *dst,
                                     const uint32_t st)
 {
-    if (ab == 8) {
+    if (ab == 8 && wb == 4) { /* lane words (x0,x4) (x2,x6) (x1,x5) (x3,x7) */
+        const uint32_t off = ((uint32_t)(-zp) & 0xFFFFu) * 0x00010001u;
+        for (uint32_t j = 0; j < n; j += 8u, dst += 4u * st) {
+            const uint32_t va = th_load32(src + j), vb = th_load32(src + j + 4u);
+            const uint32_t ea = th_sxtab16(off, va), eb = th_sxtab16(off, vb);
+            const uint32_t oa = th_sxtab16_ror8(off, va), ob = th_sxtab16_ror8(off, vb);
+            dst[0] = th_pack_lo(ea, eb);
+            dst[st] = th_pack_hi(ea, eb);
+            dst[2u * st] = th_pack_lo(oa, ob);
+            dst[3u * st] = th_pack_hi(oa, ob);
+        }
+    } else if (ab == 8 && wb == 2) { /* lane word s = (e0, e0 + 8), e0 = (s % 2) * 4 + s / 2 */
+        const uint32_t off = ((uint32_t)(-zp) & 0xFFFFu) * 0x00010001u;
+        for (uint32_t j = 0; j < n; j += 16u, dst += 8u * st) {
+            TH_UNROLL
+            for (uint32_t h = 0; h < 2u; ++h) { /* words h (entries 4h..4h+3) and h + 2 (8 + 4h ..) */
+                const uint32_t va = th_load32(src + j + 4u * h), vb = th_load32(src + j + 8u + 4u * h);
+                const uint32_t ea = th_sxtab16(off, va), eb = th_sxtab16(off, vb);
+                const uint32_t oa = th_sxtab16_ror8(off, va), ob = th_sxtab16_ror8(off, vb);
+                dst[st * (h + 0u)] = th_pack_lo(ea, eb); /* (4h, 4h+8): s = h */
+                dst[st * (h + 4u)] = th_pack_hi(ea, eb); /* (4h+2, 4h+10): s = 4 + h */
+                dst[st * (h + 2u)] = th_pack_lo(oa, ob); /* (4h+1, 4h+9): s = 2 + h */
+                dst[st * (h + 6u)] = th_pack_hi(oa, ob); /* (4h+3, 4h+11): s = 6 + h */
+            }
+        }
+    } else if (ab == 8) {
         const uint32_t off = ((uint32_t)(-zp) & 0xFFFFu) * 0x00010001u;
         uint32_t j = 0;
         for (; j + 16u <= n; j += 16u, dst += 8u * st) {
@@ -164,14 +215,14 @@ TH_ALWAYS_INLINE void col_direct_st(const uint8_t *src, uint32_t n, int ab, int3
     }
 }
 
-static void col_direct(const uint8_t *src, uint32_t n, int ab, int32_t zp, uint32_t *dst)
+static void col_direct(const uint8_t *src, uint32_t n, int ab, int wb, int32_t zp, uint32_t *dst)
 {
-    col_direct_st(src, n, ab, zp, dst, 2u);
+    col_direct_st(src, n, ab, wb, zp, dst, 4u);
 }
 
-static void col_direct1(const uint8_t *src, uint32_t n, int ab, int32_t zp, uint32_t *dst)
+static void col_direct1(const uint8_t *src, uint32_t n, int ab, int wb, int32_t zp, uint32_t *dst)
 {
-    col_direct_st(src, n, ab, zp, dst, 1u);
+    col_direct_st(src, n, ab, wb, zp, dst, 1u);
 }
 /* ---------------------------------------------------------------------------------------------------------- */
 /* The lane core's job */
@@ -384,12 +435,6 @@ static void u44_table(const th_mm_plan_t *P, const uint8_t *w, uint32_t n, int32
 /* ---------------------------------------------------------------------------------------------------------- */
 /* Job loops */
 
-void th_mm_col_finish(const th_mm_plan_t *P, const int16_t *nat, uint32_t *cp, int16_t *tail, uint32_t px)
-{
-    col_permute(nat, P->nwords, cp + px, P->wb, 2u);
-    memcpy(tail, nat + P->nwords * (32u / (uint32_t)P->wb), P->tail * sizeof(int16_t));
-}
-
 /* Input pixel of tap (i, j) for output (oy, ox), or NULL when the tap falls in the padding. */
 TH_ALWAYS_INLINE const uint8_t *mm_tap(const th_layer_t *L, const th_tensor_t *in, const uint8_t *x, uint32_t irb,
                                        uint32_t oy, uint32_t ox, uint32_t i, uint32_t j)
@@ -494,17 +539,202 @@ static void u44_run(TH_KERNEL_ARGS, const th_mm_plan_t *P)
                 J.sx[px] = u44_column(L, in, x, P, ow, q, uc, cp + 2u * px, nat, J.t[px]);
                 J.y[px] = y + q * orb;
             }
-            P->fn(&J, cp, J.t[0], J.t[1], J.y[0], J.y[1]);
+            P->fn(&J, cp);
         }
     }
 }
 
-void th_mm_run(TH_KERNEL_ARGS, const th_mm_plan_t *P)
+/* ---------------------------------------------------------------------------------------------------------- */
+/* The lane core's job loop (lane.c): four-pixel columns of lane words, the last weight word partial (its missing
+ * entries are zero weights against zero activations) */
+
+/* The geometry lane_column reads, computed once per call. */
+typedef struct {
+    const th_layer_t *L;
+    const th_tensor_t *in;
+    const uint8_t *x;
+    uint32_t irb, cin, cinp, tapw, nent, kh, kw, stride, zb;
+    int32_t zp;
+    int ab, wb, mode; /* LANE_DIRECT, LANE_WINDOW, LANE_NATURAL */
+    uint32_t nwc;
+} lane_geo_t;
+
+/* n bytes from s to d (unaligned word accesses: single LDR / STR on the cores with DSP). */
+TH_ALWAYS_INLINE uint8_t *win_copy(uint8_t *d, const uint8_t *s, uint32_t n)
 {
-    if (P->ulp && P->ab == 4 && P->wb == 4) {
-        u44_run(L, in, in2, out, arena, scratch, P);
+    for (; n >= 4u; n -= 4u, d += 4, s += 4) {
+        th_store32(d, th_load32(s));
+    }
+    for (; n > 0u; --n) {
+        *d++ = *s++;
+    }
+    return d;
+}
+
+TH_ALWAYS_INLINE uint8_t *win_fill(uint8_t *d, uint32_t zb, uint32_t n)
+{
+    for (; n > 0u; --n) {
+        *d++ = (uint8_t)zb;
+    }
+    return d;
+}
+
+/* The four-pixel column of output pixel (oy, ox) for the lane core: words px, px + 4, ... of dst (offset by the
+ * pixel) hold its lane words for the P->nwc weight words (the last one padded with zeros). Straight from the
+ * packed input when every tap holds whole weight words of equal (or 8-bit) activations; 8-bit activations
+ * otherwise through `win`, the window bytes laid out as the weight row (taps padded to whole weight bytes, the
+ * end to a whole word) with the zero point in every padding place; 4/2-bit activations through a natural
+ * centred column `nat`. */
+static void lane_column(const lane_geo_t *g, uint32_t oy, uint32_t ox, uint8_t *win, int16_t *nat, uint32_t *dst)
+{
+    const th_layer_t *L = g->L;
+    const th_tensor_t *in = g->in;
+    const uint32_t kh = g->kh, kw = g->kw, cin = g->cin, cinp = g->cinp, irb = g->irb;
+    const int32_t iy0 = (int32_t)(oy * g->stride) - (int32_t)L->pad_t;
+    const int32_t ix0 = (int32_t)(ox * g->stride) - (int32_t)L->pad_l;
+    const int xin = ix0 >= 0 && ix0 + (int32_t)kw <= (int32_t)in->w;
+    const uint8_t *row = g->x + ((int32_t)iy0 * (int32_t)in->w + ix0) * (int32_t)irb; /* tap (0, 0), maybe outside */
+    if (g->mode == LANE_DIRECT) {
+        uint32_t t = 0;
+        for (uint32_t i = 0; i < kh; ++i, row += in->w * irb) {
+            const int32_t iy = iy0 + (int32_t)i;
+            if (xin && iy >= 0 && iy < (int32_t)in->h) { /* the kw taps of this kernel row: kw * cin elements */
+                col_direct(row, kw * cin, g->ab, g->wb, g->zp, dst + t * g->tapw);
+                t += kw;
+                continue;
+            }
+            for (uint32_t j = 0; j < kw; ++j, ++t) {
+                const uint8_t *src = mm_tap(L, in, g->x, irb, oy, ox, i, j);
+                uint32_t *d = dst + t * g->tapw;
+                if (src != 0) {
+                    col_direct(src, cin, g->ab, g->wb, g->zp, d);
+                } else {
+                    for (uint32_t k = 0; k < g->tapw; k += ULP_PX) {
+                        d[k] = 0;
+                    }
+                }
+            }
+        }
         return;
     }
+    if (g->mode == LANE_WINDOW) {
+        uint8_t *d = win;
+        for (uint32_t i = 0; i < kh; ++i, row += in->w * cin) {
+            const int32_t iy = iy0 + (int32_t)i;
+            const int yin = iy >= 0 && iy < (int32_t)in->h;
+            if (cinp == cin && xin && yin) { /* one run of kw * cin bytes */
+                d = win_copy(d, row, kw * cin);
+                continue;
+            }
+            for (uint32_t j = 0; j < kw; ++j) {
+                const int32_t ix = ix0 + (int32_t)j;
+                if (yin && ix >= 0 && ix < (int32_t)in->w) {
+                    d = win_fill(win_copy(d, row + j * cin, cin), g->zb, cinp - cin);
+                } else {
+                    d = win_fill(d, g->zb, cinp);
+                }
+            }
+        }
+        win_fill(d, g->zb, (uint32_t)(win + g->nent - d));
+        col_direct(win, g->nent, 8, g->wb, g->zp, dst);
+        return;
+    }
+    for (uint32_t i = 0, t = 0; i < kh; ++i) {
+        for (uint32_t j = 0; j < kw; ++j, ++t) {
+            const uint8_t *src = mm_tap(L, in, g->x, irb, oy, ox, i, j);
+            int16_t *seg = nat + t * cinp;
+            if (src != 0) {
+                th_mm_col_natural(src, cin, g->ab, g->zp, seg);
+            } else {
+                memset(seg, 0, cin * sizeof(int16_t));
+            }
+            memset(seg + cin, 0, (cinp - cin) * sizeof(int16_t));
+        }
+    }
+    memset(nat + kh * kw * cinp, 0, (g->nent - kh * kw * cinp) * sizeof(int16_t));
+    col_permute(nat, g->nwc, dst, g->wb, ULP_PX);
+}
+
+#if defined(__GNUC__)
+__attribute__((noinline))
+#endif
+static void lane_run(TH_KERNEL_ARGS, const th_mm_plan_t *P)
+{
+    (void)in2;
+    uint8_t *y = arena + out->offset;
+    const uint32_t cout = out->c, ow = out->w, orb = th_row_bytes(cout, out->bits);
+    const uint32_t npix = (uint32_t)out->h * ow, G = 32u / (uint32_t)P->wb;
+    const uint32_t cb = cout < TH_MM_CB ? cout : TH_MM_CB;
+    lane_geo_t g;
+    g.L = L;
+    g.in = in;
+    g.x = arena + in->offset;
+    g.ab = P->ab;
+    g.wb = P->wb;
+    g.cin = in->c;
+    g.irb = th_row_bytes(in->c, P->ab);
+    g.cinp = P->tap_bytes * (8u / (uint32_t)P->wb);
+    g.tapw = 2u * in->c;
+    g.nwc = P->nwc;
+    g.nent = P->nwc * G;
+    g.kh = L->kh;
+    g.kw = L->kw;
+    g.stride = L->stride;
+    g.zp = in->zero_point;
+    g.zb = (uint32_t)(uint8_t)in->zero_point;
+    const uint32_t taps = (uint32_t)L->kh * L->kw, srow = taps * th_row_bytes(in->c, P->wsrc);
+    const lane_need_t need = lane_need(taps, in->c, cb, P->ab, P->wsrc, P->wb);
+    g.mode = need.mode;
+    th_mm_rq_t *tab = (th_mm_rq_t *)scratch;
+    uint32_t *cp = (uint32_t *)(tab + cb);
+    int16_t *nat = (int16_t *)(cp + need.col_words); /* or the window bytes */
+    int8_t *wide = (int8_t *)nat + need.buf_bytes;    /* widened weights (th_mm_widen) */
+    th_mm_job_t J;
+    mm_job_init(&J, P, L, out, tab);
+    for (uint32_t c0 = 0; c0 < cout; c0 += TH_MM_CB) {
+        J.c0 = c0;
+        J.n = cout - c0 < TH_MM_CB ? cout - c0 : TH_MM_CB;
+        J.w = (const uint8_t *)L->weights + c0 * srow;
+        if (P->wsrc != P->wb) { /* each tap's cin weights as int8, without the padding of the packed rows */
+            const uint32_t tb = th_row_bytes(in->c, P->wsrc);
+            int8_t *d = wide;
+            for (uint32_t i = 0; i < J.n * taps; ++i) {
+                for (uint32_t k = 0; k < in->c; ++k) {
+                    *d++ = (int8_t)th_get(J.w + i * tb, k, P->wsrc);
+                }
+            }
+            J.w = (const uint8_t *)wide;
+        }
+        th_mm_rq_table(L, out, c0, J.n, P->wb, P->rnd, tab);
+        uint32_t oy = 0, ox = 0;
+        for (uint32_t p = 0; p < npix; p += ULP_PX) {
+            const uint32_t oy0 = oy, ox0 = ox;
+            for (uint32_t px = 0; px < ULP_PX; ++px) {
+                /* a pixel past the end repeats pixel p: the same column, the same outputs written again */
+                if (p + px < npix) {
+                    lane_column(&g, oy, ox, (uint8_t *)nat, nat, cp + px);
+                    J.y[px] = y + (p + px) * orb;
+                    if (++ox == ow) {
+                        ox = 0, ++oy;
+                    }
+                } else {
+                    lane_column(&g, oy0, ox0, (uint8_t *)nat, nat, cp + px);
+                    J.y[px] = y + p * orb;
+                }
+            }
+            P->fn(&J, cp);
+        }
+    }
+}
+
+/* The job loop of the packed-field core with 8-bit fields (ulp.c): four-pixel columns of offset-binary bytes
+ * (straight from the packed input for a2w2 / a4w2 taps of 16 whole entries, else through the natural column),
+ * each pixel's natural tail, and its offset sum. */
+#if defined(__GNUC__)
+__attribute__((noinline))
+#endif
+static void ulp_run(TH_KERNEL_ARGS, const th_mm_plan_t *P)
+{
     (void)in2;
     const uint8_t *x = arena + in->offset;
     uint8_t *y = arena + out->offset;
@@ -513,37 +743,31 @@ void th_mm_run(TH_KERNEL_ARGS, const th_mm_plan_t *P)
     const uint32_t irb = th_row_bytes(cin, ab), orb = th_row_bytes(cout, out->bits);
     const uint32_t npix = (uint32_t)out->h * ow;
     const uint32_t G = 32u / (uint32_t)wb, cinp = P->tap_bytes * (8u / (uint32_t)wb);
-    const int ulp = P->ulp;
-    /* lane words straight from the packed activations: equal bits and whole words per tap, or a4w2 in groups
-     * of 16 (the packed-field core's lane words hold 4 entries: cin / 4 words per tap either way for w2) */
-    const int direct = ulp ? wb == 2 && cin % 16u == 0u : ab == wb && cin % G == 0u;
-    const int32_t uc = (1 << (ab - 1)) + in->zero_point; /* packed-field core: u = (x - zp) + uc */
+    /* lane words straight from the packed activations: a2w2 / a4w2 taps of 16 entries (cin / 4 words per tap) */
+    const int direct = wb == 2 && cin % 16u == 0u;
+    const int32_t uc = (1 << (ab - 1)) + in->zero_point; /* u = (x - zp) + uc */
     const uint32_t upad = (uint32_t)uc * 0x01010101u;
     /* a kernel row inside the input is one run of kw * cin elements when pixels hold whole bytes of them */
     const int row_run = (cin * (uint32_t)ab) % 8u == 0u;
     const int32_t zp = in->zero_point;
-    const uint32_t cb = cout < TH_MM_CB ? cout : TH_MM_CB;
-    /* pixels per step and word stride of their interleaved columns */
-    const uint32_t npx = ulp ? ULP_PX : 2u;
+    const uint32_t cb = cout < TH_MM_CB ? cout : TH_MM_CB, tl = th_ru4(2u * P->tail) / 2u;
     th_mm_rq_t *tab = (th_mm_rq_t *)scratch;
     uint32_t *cp = (uint32_t *)(tab + cb);
     int16_t *tails = (int16_t *)(cp + P->nwords * G);
-    int16_t *nat = tails + 4u * (th_ru4(2u * P->tail) / 2u);
+    int16_t *nat = tails + 4u * tl;
     th_mm_job_t J;
-    for (uint32_t px = 0; px < 4u; ++px) {
-        J.t[px] = tails + px * (th_ru4(2u * P->tail) / 2u);
+    for (uint32_t px = 0; px < ULP_PX; ++px) {
+        J.t[px] = tails + px * tl;
     }
     mm_job_init(&J, P, L, out, tab);
     for (uint32_t c0 = 0; c0 < cout; c0 += TH_MM_CB) {
         J.c0 = c0;
         J.n = cout - c0 < TH_MM_CB ? cout - c0 : TH_MM_CB;
         J.w = (const uint8_t *)L->weights + c0 * P->wrow;
-        th_mm_rq_table(L, out, c0, J.n, ulp ? 8 : wb, P->rnd, tab);
-        if (ulp) {
-            ulp_table(P, J.w, J.n, uc, tab);
-        }
-        for (uint32_t p = 0; p < npix; p += npx) {
-            for (uint32_t px = 0; px < npx; ++px) {
+        th_mm_rq_table(L, out, c0, J.n, 8, P->rnd, tab);
+        ulp_table(P, J.w, J.n, uc, tab);
+        for (uint32_t p = 0; p < npix; p += ULP_PX) {
+            for (uint32_t px = 0; px < ULP_PX; ++px) {
                 const uint32_t q = p + px < npix ? p + px : p;
                 const uint32_t oy = q / ow, ox = q % ow;
                 const int32_t ix0 = (int32_t)(ox * L->stride) - (int32_t)L->pad_l;
@@ -554,10 +778,8 @@ void th_mm_run(TH_KERNEL_ARGS, const th_mm_plan_t *P)
                     if (row_run && xin && iy >= 0 && iy < (int32_t)in->h) {
                         /* the kw taps of this kernel row are kw * cin consecutive elements */
                         const uint8_t *src = x + ((uint32_t)iy * in->w + (uint32_t)ix0) * irb;
-                        if (direct && ulp) { /* a2w2, a4w2: cin / 4 lane words per tap */
+                        if (direct) {
                             ulp_direct_a(src, kw * cin, cp + px + t * cin, ab, ULP_PX);
-                        } else if (direct) {
-                            col_direct(src, kw * cin, ab, zp, cp + px + t * cin);
                         } else {
                             int16_t *seg = nat + t * cinp;
                             th_mm_col_natural(src, kw * cin, ab, zp, seg);
@@ -577,22 +799,13 @@ void th_mm_run(TH_KERNEL_ARGS, const th_mm_plan_t *P)
                     }
                     for (uint32_t j = 0; j < kw; ++j, ++t) {
                         const uint8_t *src = mm_tap(L, in, x, irb, oy, ox, i, j);
-                        if (direct && ulp) {
+                        if (direct) {
                             uint32_t *d = cp + px + t * cin;
                             if (src != 0) {
                                 ulp_direct_a(src, cin, d, ab, ULP_PX);
                             } else {
                                 for (uint32_t k = 0; k < cin; k += ULP_PX) {
                                     d[k] = upad; /* x = zp: u = zp + 2^(A-1) */
-                                }
-                            }
-                        } else if (direct) {
-                            uint32_t *d = cp + px + t * cin;
-                            if (src != 0) {
-                                col_direct(src, cin, ab, zp, d);
-                            } else {
-                                for (uint32_t k = 0; k < cin; k += 2u) {
-                                    d[k] = 0;
                                 }
                             }
                         } else {
@@ -609,20 +822,25 @@ void th_mm_run(TH_KERNEL_ARGS, const th_mm_plan_t *P)
                     }
                 }
                 if (!direct) {
-                    if (ulp) {
-                        ulp_words_n(nat, P->nwords, uc, cp + px, wb, ULP_PX);
-                        memcpy(J.t[px], nat + P->nwords * G, P->tail * sizeof(int16_t));
-                    } else {
-                        th_mm_col_finish(P, nat, cp, J.t[px], px);
-                    }
+                    ulp_words_n(nat, P->nwords, uc, cp + px, wb, ULP_PX);
+                    memcpy(J.t[px], nat + P->nwords * G, P->tail * sizeof(int16_t));
                 }
-                if (ulp) {
-                    J.sx[px] = ulp_sum(cp + px, P->nwords * (8u / (uint32_t)wb), ULP_WV(wb), ULP_PX);
-                }
-                J.y[px] = p + px < npix ? y + (p + px) * orb : 0;
+                J.sx[px] = ulp_sum(cp + px, P->nwords * (8u / (uint32_t)wb), ULP_WV(wb), ULP_PX);
+                J.y[px] = y + q * orb;
             }
-            P->fn(&J, cp, J.t[0], J.t[1], J.y[0], J.y[1]);
+            P->fn(&J, cp);
         }
+    }
+}
+
+void th_mm_run(TH_KERNEL_ARGS, const th_mm_plan_t *P)
+{
+    if (!P->ulp) {
+        lane_run(L, in, in2, out, arena, scratch, P);
+    } else if (P->ab == 4 && P->wb == 4) {
+        u44_run(L, in, in2, out, arena, scratch, P);
+    } else {
+        ulp_run(L, in, in2, out, arena, scratch, P);
     }
 }
 
@@ -635,7 +853,7 @@ void th_fc_run(TH_KERNEL_ARGS, const th_mm_plan_t *P)
     const uint32_t cin = in->c, cout = out->c, G = 32u / (uint32_t)wb;
     const uint32_t cb = cout < TH_MM_CB ? cout : TH_MM_CB;
     /* rnd is only taken with a full-range 8-bit output (the other cases share one core) */
-    const int rnd = P->full && P->rnd;
+    const int rnd = out->bits == 8 && P->full && P->rnd;
     const th_fc_fn fn = P->ffn;
     th_mm_rq_t *tab = (th_mm_rq_t *)scratch;
     uint32_t *col = (uint32_t *)(tab + cb);
@@ -653,8 +871,8 @@ void th_fc_run(TH_KERNEL_ARGS, const th_mm_plan_t *P)
             memcpy(tail, nat + P->nwords * G, P->tail * sizeof(int16_t));
         }
         J.sx[0] = ulp_sum(col, P->nwords * (8u / (uint32_t)wb), ULP_WV(wb), 1u);
-    } else if (ab == wb && cin % G == 0u) {
-        col_direct1(x, cin, ab, in->zero_point, col);
+    } else if ((ab == wb || ab == 8) && cin % G == 0u) {
+        col_direct1(x, cin, ab, wb, in->zero_point, col);
     } else {
         th_mm_col_natural(x, cin, ab, in->zero_point, nat);
         memset(nat + cin, 0, (P->kp - cin) * sizeof(int16_t));
@@ -680,14 +898,16 @@ void th_fc_run(TH_KERNEL_ARGS, const th_mm_plan_t *P)
 /* Scratch: what th_mm_run and th_fc_run carve out of `scratch`. Outside TH_USE_SIMD: the host plans the
  * firmware's scratch buffer with these (through the op's th_<op>_scratch_bytes) on any compiler. */
 
-uint32_t th_mm_run_scratch_bytes(uint32_t taps, uint32_t cin, uint32_t cout, int wb)
+uint32_t th_mm_run_scratch_bytes(uint32_t taps, uint32_t cin, uint32_t cout, int ab, int wb)
 {
-    const uint32_t wrow = taps * th_row_bytes(cin, wb), per = 8u / (uint32_t)wb;
-    const uint32_t cb = cout < TH_MM_CB ? cout : TH_MM_CB;
-    /* table | column: nwords * 32 / wb words for two pixels (lane core) or four (packed-field cores) | four
-     * tails | the natural column */
-    return (uint32_t)sizeof(th_mm_rq_t) * cb + 4u * (wrow / 4u) * (32u / (uint32_t)wb) +
-           4u * th_ru4(2u * (wrow % 4u) * per) + th_ru4(2u * wrow * per);
+    const uint32_t wrow = taps * th_row_bytes(cin, wb), per = 8u / (uint32_t)wb, G = 32u / (uint32_t)wb;
+    const uint32_t cb = cout < TH_MM_CB ? cout : TH_MM_CB, table = (uint32_t)sizeof(th_mm_rq_t) * cb;
+    if (th_mm_takes_ulp(ab, wb, wrow)) { /* ulp_run, u44_run: column of four pixels | four tails | natural column */
+        return table + 4u * (wrow / 4u) * G + 4u * th_ru4(2u * (wrow % 4u) * per) + th_ru4(2u * wrow * per);
+    }
+    const int core = ab == 8 && th_mm_widen(taps, cin, cout, wb) ? 8 : wb;
+    const lane_need_t n = lane_need(taps, cin, cb, ab, wb, core);
+    return table + 4u * n.col_words + n.buf_bytes + n.wide_bytes;
 }
 
 uint32_t th_fc_run_scratch_bytes(uint32_t cin, uint32_t cout, int wb)

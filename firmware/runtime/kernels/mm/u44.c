@@ -32,39 +32,19 @@
 #endif
 
 
-/* The two lane words of pixel column words p[o], p[o + 1] (one LDRD) */
-typedef struct {
-    uint32_t w[2];
-} u44_pair_t;
-#if defined(__ARM_FEATURE_DSP) && !defined(TH_NO_DSP)
-#define U44_LD2(x0, x1, p, o)                                                                                   \
-    __asm("ldrd %0, %1, [%2, #%c3]"                                                                             \
-          : "=r"(x0), "=r"(x1)                                                                                  \
-          : "r"(p), "i"(4u * (o)), "m"(*(const u44_pair_t *)(const void *)((p) + (o))))
-#else
-#define U44_LD2(x0, x1, p, o) ((x0) = (p)[o], (x1) = (p)[(o) + 1u])
-#endif
-
-/* One channel x four pixels. */
-TH_ALWAYS_INLINE void u44_core(const th_mm_job_t *J, const uint32_t *cp, const int rnd, const int kind,
-                               const int ob)
+/* One channel x four pixels: a[px] the pixel's accumulator (bias and offset terms included, unscaled). */
+TH_ALWAYS_INLINE void u44_dot(const th_mm_job_t *J, const uint8_t *w, const uint32_t *cp, const th_mm_rq_t *q,
+                              int32_t *a, uint32_t m)
 {
-    const uint32_t wrow = J->wrow, nw = J->nwords, tb = J->tbytes, n = J->n, c0 = J->c0;
-    const int32_t lo = J->lo, hi = J->hi;
-    const int obr = J->ob;
-    const th_mm_rq_t *q = J->rq;
-    const uint8_t *w = J->w;
+    const uint32_t nw = J->nwords, tb = J->tbytes;
     const uint32_t *const cend = cp + 8u * nw, *const cend2 = cp + 8u * (nw & ~1u);
-    uint32_t m = 0x000F000Fu;
-    __asm("" : "+r"(m));
-    for (uint32_t i = 0; i < n; ++i, w += wrow, ++q) {
-        uint32_t d0 = 0, d1 = 0, d2 = 0, d3 = 0;
-        const uint8_t *wa = w;
-        const uint32_t *c = cp;
+    uint32_t d0 = 0, d1 = 0, d2 = 0, d3 = 0;
+    const uint8_t *wa = w;
+    const uint32_t *c = cp;
 #define U44_PX(D, OFF, PX)                                                                                      \
     do {                                                                                                        \
         uint32_t x0, x1;                                                                                        \
-        U44_LD2(x0, x1, c, 8u * (OFF) + 2u * (PX));                                                             \
+        MM_LD2(x0, x1, c, 8u * (OFF) + 2u * (PX));                                                              \
         const int32_t s = th_smlad(l1, x1, th_smuad(l0, x0));                                                   \
         D += ((uint32_t)s >> U44_S) & 0x7FFu;                                                                   \
         __asm("" : "+r"(D)); /* in source order: reassociated sums spill registers */                           \
@@ -79,89 +59,60 @@ TH_ALWAYS_INLINE void u44_core(const th_mm_job_t *J, const uint32_t *cp, const i
         U44_PX(d2, OFF, 2u);                                                                                    \
         U44_PX(d3, OFF, 3u);                                                                                    \
     } while (0)
-        for (; c != cend2; c += 16u, wa += 8) {
-            U44_WORD(0u);
-            U44_WORD(1u);
-        }
-        if (c != cend) {
-            U44_WORD(0u);
-            wa += 4;
-        }
+    for (; c != cend2; c += 16u, wa += 8) {
+        U44_WORD(0u);
+        U44_WORD(1u);
+    }
+    if (c != cend) {
+        U44_WORD(0u);
+        wa += 4;
+    }
 #undef U44_WORD
 #undef U44_PX
-        int32_t a[ULP_PX];
-        a[0] = (int32_t)(d0 + (uint32_t)q->b - (uint32_t)J->sx[0]);
-        a[1] = (int32_t)(d1 + (uint32_t)q->b - (uint32_t)J->sx[1]);
-        a[2] = (int32_t)(d2 + (uint32_t)q->b - (uint32_t)J->sx[2]);
-        a[3] = (int32_t)(d3 + (uint32_t)q->b - (uint32_t)J->sx[3]);
-        for (uint32_t k = 0; k < tb; ++k) {
-            const uint32_t b = wa[k];
-            TH_UNROLL
-            for (uint32_t f = 0; f < 2u; ++f) {
-                const int32_t wv = ulp_tail_w(b, f, 4);
-                TH_UNROLL
-                for (uint32_t px = 0; px < ULP_PX; ++px) {
-                    a[px] += wv * J->t[px][2u * k + f];
-                }
-            }
-        }
-        {
-            int32_t v[ULP_PX];
+    a[0] = (int32_t)(d0 + (uint32_t)q->b - (uint32_t)J->sx[0]);
+    a[1] = (int32_t)(d1 + (uint32_t)q->b - (uint32_t)J->sx[1]);
+    a[2] = (int32_t)(d2 + (uint32_t)q->b - (uint32_t)J->sx[2]);
+    a[3] = (int32_t)(d3 + (uint32_t)q->b - (uint32_t)J->sx[3]);
+    for (uint32_t k = 0; k < tb; ++k) {
+        const uint32_t b = wa[k];
+        TH_UNROLL
+        for (uint32_t f = 0; f < 2u; ++f) {
+            const int32_t wv = ulp_tail_w(b, f, 4);
             TH_UNROLL
             for (uint32_t px = 0; px < ULP_PX; ++px) {
-                v[px] = mm_out(mm_t(a[px], q, 8, rnd), q, lo, hi, rnd, kind, ob);
-            }
-            TH_UNROLL
-            for (uint32_t px = 0; px < ULP_PX; ++px) { /* u44_run: every row a real one */
-                mm_store(J->y[px], c0 + i, v[px], ob, obr);
+                a[px] += wv * J->t[px][2u * k + f];
             }
         }
     }
 }
 
 /* The specialisations th_ulp_pick_a4w4 chooses from: u44_<rounding>_<full-range clamp>_<output bits>. */
-
-static void u44_1_1_8(const th_mm_job_t *J, const uint32_t *cp, const int16_t *t0, const int16_t *t1,
-                      uint8_t *y0, uint8_t *y1)
-{
-    (void)t0, (void)t1, (void)y0, (void)y1; /* four pixels: tails and rows in J */
-    u44_core(J, cp, 1, TH_CLAMP_FULL, 8);
-}
-
-static void u44_1_0_8(const th_mm_job_t *J, const uint32_t *cp, const int16_t *t0, const int16_t *t1,
-                      uint8_t *y0, uint8_t *y1)
-{
-    (void)t0, (void)t1, (void)y0, (void)y1; /* four pixels: tails and rows in J */
-    u44_core(J, cp, 1, TH_CLAMP_ANY, 8);
-}
-
-static void u44_0_1_8(const th_mm_job_t *J, const uint32_t *cp, const int16_t *t0, const int16_t *t1,
-                      uint8_t *y0, uint8_t *y1)
-{
-    (void)t0, (void)t1, (void)y0, (void)y1; /* four pixels: tails and rows in J */
-    u44_core(J, cp, 0, TH_CLAMP_FULL, 8);
-}
-
-static void u44_0_0_8(const th_mm_job_t *J, const uint32_t *cp, const int16_t *t0, const int16_t *t1,
-                      uint8_t *y0, uint8_t *y1)
-{
-    (void)t0, (void)t1, (void)y0, (void)y1; /* four pixels: tails and rows in J */
-    u44_core(J, cp, 0, TH_CLAMP_ANY, 8);
-}
-
-static void u44_0_0_0(const th_mm_job_t *J, const uint32_t *cp, const int16_t *t0, const int16_t *t1,
-                      uint8_t *y0, uint8_t *y1)
-{
-    (void)t0, (void)t1, (void)y0, (void)y1; /* four pixels: tails and rows in J */
-    u44_core(J, cp, 0, TH_CLAMP_ANY, 0);
-}
-
+#define U44_FN(R, F, O)                                                                                         \
+    static void u44_##R##_##F##_##O(const th_mm_job_t *J, const uint32_t *cp)                                   \
+    {                                                                                                           \
+        uint32_t m = 0x000F000Fu;                                                                               \
+        __asm("" : "+r"(m));                                                                                    \
+        MM_CHANNELS(J, 8, R, (F) ? TH_CLAMP_FULL : TH_CLAMP_ANY, O, u44_dot(J, w, cp, q, a, m));                \
+    }
+U44_FN(1, 1, 8)
+U44_FN(1, 0, 8)
+U44_FN(0, 1, 8)
+U44_FN(0, 0, 8)
+U44_FN(1, 1, 4)
+U44_FN(0, 1, 4)
+U44_FN(0, 0, 4)
+U44_FN(1, 1, 2)
+U44_FN(0, 1, 2)
+U44_FN(0, 0, 2)
 
 /* 8-bit outputs with any clamp have their own cores (as the lane core's), unlike the other packed-field pairs */
 th_mm_fn th_ulp_pick_a4w4(int rnd, int full, int ob)
 {
     if (ob != 8) {
-        return u44_0_0_0;
+        if (full) {
+            return ob == 4 ? (rnd ? u44_1_1_4 : u44_0_1_4) : (rnd ? u44_1_1_2 : u44_0_1_2);
+        }
+        return ob == 4 ? u44_0_0_4 : u44_0_0_2;
     }
     if (rnd) {
         return full ? u44_1_1_8 : u44_1_0_8;

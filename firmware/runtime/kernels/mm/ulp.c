@@ -28,25 +28,19 @@
 #endif
 
 /* One channel x four pixels: the two pixels' fields of a flush are packed by one PKHBT and added to two 16-bit
- * lanes by one UXTAB16 ROR 8 (th_mm_prepare keeps the lane sums below 2^16). */
-TH_ALWAYS_INLINE void ulp_core(const th_mm_job_t *J, const uint32_t *cp, const int ab, const int wb,
-                               const int rnd, const int kind, const int ob)
+ * lanes by one UXTAB16 ROR 8 (th_mm_prepare keeps the lane sums below 2^16). a[px]: the pixel's accumulator
+ * (bias and offset terms included, unscaled). */
+TH_ALWAYS_INLINE void ulp_dot(const th_mm_job_t *J, const uint8_t *w, const uint32_t *cp, const th_mm_rq_t *q,
+                              int32_t *a, uint32_t m, const int ab, const int wb)
 {
     /* lane words per weight word; SMLADs per flush; weight words per loop step */
     const uint32_t LW = 8u / (uint32_t)wb, F = ulp_flush_period(ab, wb), GW = F > LW ? F / LW : 1u;
-    const uint32_t wrow = J->wrow, nw = J->nwords, tb = J->tbytes, n = J->n, c0 = J->c0, per = 8u / (uint32_t)wb;
-    const int32_t lo = J->lo, hi = J->hi;
-    const int obr = J->ob;
-    const th_mm_rq_t *q = J->rq;
-    const uint8_t *w = J->w;
+    const uint32_t nw = J->nwords, tb = J->tbytes, per = 8u / (uint32_t)wb;
     const uint32_t *const cend = cp + ULP_PX * LW * nw, *const cendg = cp + ULP_PX * LW * (nw - nw % GW);
-    uint32_t m = wb == 2 ? 0x03030303u : 0x0F0F0F0Fu;
-    __asm("" : "+r"(m));
-    for (uint32_t i = 0; i < n; ++i, w += wrow, ++q) {
-        uint32_t d01 = 0, d23 = 0;
-        const uint8_t *wa = w;
-        const uint32_t *c = cp;
-        int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    uint32_t d01 = 0, d23 = 0;
+    const uint8_t *wa = w;
+    const uint32_t *c = cp;
+    int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
 #define ULP_WORDS(NWORDS)                                                                                       \
     do {                                                                                                        \
         TH_UNROLL                                                                                               \
@@ -55,17 +49,18 @@ TH_ALWAYS_INLINE void ulp_core(const th_mm_job_t *J, const uint32_t *cp, const i
             TH_UNROLL                                                                                           \
             for (uint32_t k = 0; k < LW; ++k) {                                                                 \
                 const uint32_t idx = j * LW + k, l = (v >> ((uint32_t)wb * k)) & m;                             \
-                const uint32_t *cc = c + ULP_PX * idx;                                                          \
+                MM_QUAD_DECL(x0, x1, x2, x3);                                                                   \
+                MM_LD4(x0, x1, x2, x3, c);                                                                      \
                 if (idx % F == 0u) {                                                                            \
-                    s0 = th_smuad(l, cc[0]);                                                                    \
-                    s1 = th_smuad(l, cc[1]);                                                                    \
-                    s2 = th_smuad(l, cc[2]);                                                                    \
-                    s3 = th_smuad(l, cc[3]);                                                                    \
+                    s0 = th_smuad(l, x0);                                                                       \
+                    s1 = th_smuad(l, x1);                                                                       \
+                    s2 = th_smuad(l, x2);                                                                       \
+                    s3 = th_smuad(l, x3);                                                                       \
                 } else {                                                                                        \
-                    s0 = th_smlad(l, cc[0], s0);                                                                \
-                    s1 = th_smlad(l, cc[1], s1);                                                                \
-                    s2 = th_smlad(l, cc[2], s2);                                                                \
-                    s3 = th_smlad(l, cc[3], s3);                                                                \
+                    s0 = th_smlad(l, x0, s0);                                                                   \
+                    s1 = th_smlad(l, x1, s1);                                                                   \
+                    s2 = th_smlad(l, x2, s2);                                                                   \
+                    s3 = th_smlad(l, x3, s3);                                                                   \
                 }                                                                                               \
                 if ((idx + 1u) % F == 0u || idx + 1u == (NWORDS) * LW) {                                        \
                     d01 = th_uxtab16_ror8(d01, th_pack_lo((uint32_t)s0, (uint32_t)s1));                         \
@@ -74,134 +69,74 @@ TH_ALWAYS_INLINE void ulp_core(const th_mm_job_t *J, const uint32_t *cp, const i
             }                                                                                                   \
         }                                                                                                       \
     } while (0)
-        for (; c != cendg; c += ULP_PX * LW * GW, wa += 4u * GW) {
-            ULP_WORDS(GW);
-        }
-        if (GW > 1u && c != cend) { /* GW is 2 at most */
-            ULP_WORDS(1u);
-            wa += 4;
-        }
+    while (c != cendg) {
+        ULP_WORDS(GW);
+        wa += 4u * GW;
+    }
+    if (GW > 1u && c != cend) { /* GW is 2 at most */
+        ULP_WORDS(1u);
+        wa += 4;
+    }
 #undef ULP_WORDS
-        int32_t a[ULP_PX];
-        a[0] = (int32_t)(d01 & 0xFFFFu) + q->b - J->sx[0];
-        a[1] = (int32_t)(d01 >> 16) + q->b - J->sx[1];
-        a[2] = (int32_t)(d23 & 0xFFFFu) + q->b - J->sx[2];
-        a[3] = (int32_t)(d23 >> 16) + q->b - J->sx[3];
-        for (uint32_t k = 0; k < tb; ++k) {
-            const uint32_t b = wa[k];
-            TH_UNROLL
-            for (uint32_t f = 0; f < per; ++f) {
-                const int32_t wv = ulp_tail_w(b, f, wb);
-                TH_UNROLL
-                for (uint32_t px = 0; px < ULP_PX; ++px) {
-                    a[px] += wv * J->t[px][per * k + f];
-                }
-            }
-        }
-        {
-            int32_t v[ULP_PX];
+    a[0] = (int32_t)(d01 & 0xFFFFu) + q->b - J->sx[0];
+    a[1] = (int32_t)(d01 >> 16) + q->b - J->sx[1];
+    a[2] = (int32_t)(d23 & 0xFFFFu) + q->b - J->sx[2];
+    a[3] = (int32_t)(d23 >> 16) + q->b - J->sx[3];
+    for (uint32_t k = 0; k < tb; ++k) {
+        const uint32_t b = wa[k];
+        TH_UNROLL
+        for (uint32_t f = 0; f < per; ++f) {
+            const int32_t wv = ulp_tail_w(b, f, wb);
             TH_UNROLL
             for (uint32_t px = 0; px < ULP_PX; ++px) {
-                v[px] = mm_out(mm_t(a[px], q, 8, rnd), q, lo, hi, rnd, kind, ob);
-            }
-            TH_UNROLL
-            for (uint32_t px = 0; px < ULP_PX; ++px) {
-                if (J->y[px] != 0) {
-                    mm_store(J->y[px], c0 + i, v[px], ob, obr);
-                }
+                a[px] += wv * J->t[px][per * k + f];
             }
         }
     }
+}
+
+TH_ALWAYS_INLINE void ulp_core(const th_mm_job_t *J, const uint32_t *cp, const int ab, const int wb,
+                               const int rnd, const int kind, const int ob)
+{
+    uint32_t m = wb == 2 ? 0x03030303u : 0x0F0F0F0Fu;
+    __asm("" : "+r"(m));
+    MM_CHANNELS(J, 8, rnd, kind, ob, ulp_dot(J, w, cp, q, a, m, ab, wb));
 }
 
 /* The specialisations th_ulp_pick_a<A>w<W> chooses from: ulp_<A><W>_<rounding>_<full-range clamp>_<output bits>. */
-
-static void ulp_22_1_1_8(const th_mm_job_t *J, const uint32_t *cp, const int16_t *t0, const int16_t *t1,
-                         uint8_t *y0, uint8_t *y1)
-{
-    (void)t0, (void)t1, (void)y0, (void)y1; /* four pixels: tails and rows in J */
-    ulp_core(J, cp, 2, 2, 1, TH_CLAMP_FULL, 8);
-}
-
-static void ulp_22_0_1_8(const th_mm_job_t *J, const uint32_t *cp, const int16_t *t0, const int16_t *t1,
-                         uint8_t *y0, uint8_t *y1)
-{
-    (void)t0, (void)t1, (void)y0, (void)y1; /* four pixels: tails and rows in J */
-    ulp_core(J, cp, 2, 2, 0, TH_CLAMP_FULL, 8);
-}
-
-static void ulp_22_0_0_0(const th_mm_job_t *J, const uint32_t *cp, const int16_t *t0, const int16_t *t1,
-                         uint8_t *y0, uint8_t *y1)
-{
-    (void)t0, (void)t1, (void)y0, (void)y1; /* four pixels: tails and rows in J */
-    ulp_core(J, cp, 2, 2, 0, TH_CLAMP_ANY, 0);
-}
-
-th_mm_fn th_ulp_pick_a2w2(int rnd, int full, int ob)
-{
-    if (ob == 8 && full) {
-        return rnd ? ulp_22_1_1_8 : ulp_22_0_1_8;
+#define ULP_FN(A, W, R, F, O)                                                                                   \
+    static void ulp_##A##W##_##R##_##F##_##O(const th_mm_job_t *J, const uint32_t *cp)                          \
+    {                                                                                                           \
+        ulp_core(J, cp, A, W, R, (F) ? TH_CLAMP_FULL : TH_CLAMP_ANY, O);                                        \
     }
-    return ulp_22_0_0_0;
-}
-
-static void ulp_42_1_1_8(const th_mm_job_t *J, const uint32_t *cp, const int16_t *t0, const int16_t *t1,
-                         uint8_t *y0, uint8_t *y1)
-{
-    (void)t0, (void)t1, (void)y0, (void)y1; /* four pixels: tails and rows in J */
-    ulp_core(J, cp, 4, 2, 1, TH_CLAMP_FULL, 8);
-}
-
-static void ulp_42_0_1_8(const th_mm_job_t *J, const uint32_t *cp, const int16_t *t0, const int16_t *t1,
-                         uint8_t *y0, uint8_t *y1)
-{
-    (void)t0, (void)t1, (void)y0, (void)y1; /* four pixels: tails and rows in J */
-    ulp_core(J, cp, 4, 2, 0, TH_CLAMP_FULL, 8);
-}
-
-static void ulp_42_0_0_0(const th_mm_job_t *J, const uint32_t *cp, const int16_t *t0, const int16_t *t1,
-                         uint8_t *y0, uint8_t *y1)
-{
-    (void)t0, (void)t1, (void)y0, (void)y1; /* four pixels: tails and rows in J */
-    ulp_core(J, cp, 4, 2, 0, TH_CLAMP_ANY, 0);
-}
-
-th_mm_fn th_ulp_pick_a4w2(int rnd, int full, int ob)
-{
-    if (ob == 8 && full) {
-        return rnd ? ulp_42_1_1_8 : ulp_42_0_1_8;
+#define ULP_PICK(A, W)                                                                                          \
+    ULP_FN(A, W, 1, 1, 8)                                                                                       \
+    ULP_FN(A, W, 0, 1, 8)                                                                                       \
+    ULP_FN(A, W, 0, 0, 8)                                                                                       \
+    ULP_FN(A, W, 1, 1, 4)                                                                                       \
+    ULP_FN(A, W, 0, 1, 4)                                                                                       \
+    ULP_FN(A, W, 0, 0, 4)                                                                                       \
+    ULP_FN(A, W, 1, 1, 2)                                                                                       \
+    ULP_FN(A, W, 0, 1, 2)                                                                                       \
+    ULP_FN(A, W, 0, 0, 2)                                                                                       \
+    th_mm_fn th_ulp_pick_a##A##w##W(int rnd, int full, int ob)                                                  \
+    {                                                                                                           \
+        if (ob != 8) {                                                                                          \
+            if (full) {                                                                                         \
+                return ob == 4 ? (rnd ? ulp_##A##W##_1_1_4 : ulp_##A##W##_0_1_4)                                \
+                               : (rnd ? ulp_##A##W##_1_1_2 : ulp_##A##W##_0_1_2);                               \
+            }                                                                                                   \
+            return ob == 4 ? ulp_##A##W##_0_0_4 : ulp_##A##W##_0_0_2;                                           \
+        }                                                                                                       \
+        if (full) {                                                                                             \
+            return rnd ? ulp_##A##W##_1_1_8 : ulp_##A##W##_0_1_8;                                               \
+        }                                                                                                       \
+        return ulp_##A##W##_0_0_8;                                                                              \
     }
-    return ulp_42_0_0_0;
-}
 
-static void ulp_24_1_1_8(const th_mm_job_t *J, const uint32_t *cp, const int16_t *t0, const int16_t *t1,
-                         uint8_t *y0, uint8_t *y1)
-{
-    (void)t0, (void)t1, (void)y0, (void)y1; /* four pixels: tails and rows in J */
-    ulp_core(J, cp, 2, 4, 1, TH_CLAMP_FULL, 8);
-}
-
-static void ulp_24_0_1_8(const th_mm_job_t *J, const uint32_t *cp, const int16_t *t0, const int16_t *t1,
-                         uint8_t *y0, uint8_t *y1)
-{
-    (void)t0, (void)t1, (void)y0, (void)y1; /* four pixels: tails and rows in J */
-    ulp_core(J, cp, 2, 4, 0, TH_CLAMP_FULL, 8);
-}
-
-static void ulp_24_0_0_0(const th_mm_job_t *J, const uint32_t *cp, const int16_t *t0, const int16_t *t1,
-                         uint8_t *y0, uint8_t *y1)
-{
-    (void)t0, (void)t1, (void)y0, (void)y1; /* four pixels: tails and rows in J */
-    ulp_core(J, cp, 2, 4, 0, TH_CLAMP_ANY, 0);
-}
-
-th_mm_fn th_ulp_pick_a2w4(int rnd, int full, int ob)
-{
-    if (ob == 8 && full) {
-        return rnd ? ulp_24_1_1_8 : ulp_24_0_1_8;
-    }
-    return ulp_24_0_0_0;
-}
+ULP_PICK(2, 2)
+ULP_PICK(4, 2)
+ULP_PICK(2, 4)
 
 th_mm_fn th_ulp_pick_none(int rnd, int full, int ob)
 {
