@@ -11,12 +11,18 @@ from torch import nn
 
 from harness.errors import ConfigError, UnsupportedLayerError
 from harness.graph.trace import extract_layers
+from harness.memory.liveness import bits_from_config
 from harness.models import build_model
 from harness.precision.config import PrecisionConfig
+from harness.precision.groups import grouped_tensor_bits
+from harness.quant.calibrate import calibrate
+from harness.quant.qnet import quantize_model
 from harness.search.quantune.analyze import analyze
 from harness.search.quantune.assign import bit_pair, topk_config
 from harness.search.quantune.baseline import one_at_a_time
 from harness.search.quantune.metrics import NoiseStats, delta_sqnr, mse, sqnr, sqnr_db
+from harness.search.quantune.pipeline import QuantuneParams, probe_config, sensitivity
+from harness.search.quantune.probe import build_probe
 from harness.search.quantune.ranking import RankRule, rank_layers, spearman, topk_overlap
 from harness.search.quantune.units import unfused_ops
 
@@ -269,11 +275,6 @@ def test_a_saved_ranking_is_the_quantune_starting_point(tmp_path):
 
 
 def test_the_probe_pair_reproduces_the_float_model_and_the_deployed_quantization():
-    from harness.quant.calibrate import calibrate
-    from harness.quant.qnet import quantize_model
-    from harness.search.quantune.pipeline import probe_config
-    from harness.search.quantune.probe import build_probe
-
     model = tiny()
     layers = extract_layers(model)
     x = calib(32)
@@ -281,7 +282,11 @@ def test_the_probe_pair_reproduces_the_float_model_and_the_deployed_quantization
     probe = build_probe(model, config, x)
     with torch.no_grad():
         assert torch.allclose(probe.float_model(x), model(x), atol=1e-5)  # the float twin is the float model
-        qnet = calibrate(quantize_model(model, config), x)
+        # the deployed network: tensors at their group's precision (what the loop builds and the table prices)
+        qnet = quantize_model(model, config)
+        for t, b in grouped_tensor_bits(qnet.specs, config).items():
+            qnet.act(t).bits = b
+        qnet = calibrate(qnet, x)
         qnet.integer_exact = False  # the probe fake-quantizes from the float result (see probe.py)
         q_probe, q_net = probe.quant_model(x), qnet(x)
         assert sqnr(q_net, q_probe) > 30.0  # same quantization up to bias rounding, unfused vs folded
@@ -292,9 +297,42 @@ def test_the_probe_pair_reproduces_the_float_model_and_the_deployed_quantization
     assert "stem.conv" not in probe.input_op  # the int8 image is not a decision: after its quantizer
 
 
-def test_quantune_on_the_probe_runs_two_passes_and_ranks_every_layer():
-    from harness.search.quantune.pipeline import QuantuneParams, sensitivity
+def test_the_probe_quantizes_every_tensor_at_its_group_precision_and_charges_its_noise_to_the_readers():
+    # res.conv's output is read only by the add, the add's only by the pool: one group with pw.conv's
+    model = tiny()
+    layers = extract_layers(model)
+    x = calib(24)
+    config = probe_config(layers, (4, 4), input_bits=8)
+    probe = build_probe(model, config, x)
+    grouped = grouped_tensor_bits(layers, config)
+    assert {t: probe.qnet.act(t).bits for t in grouped} == grouped
+    # the quantizer's own rule would have kept them at 8 bits: the network analysed was not the deployed one
+    differ = {t for t, b in bits_from_config(layers, config.layers).items() if b != grouped[t]}
+    assert differ == {"res.conv", "add"} and grouped["res.conv"] == grouped["add"] == 4
+    # the group {pw.conv, res.conv, add, pool} is read by res.conv and the classifier: both carry its noise
+    assert probe.input_op["res.conv"] == "quant:pw.conv" and probe.input_op["classifier"] == "quant:pool"
+    assert sorted(probe.group_ops["res.conv"]) == ["quant:add", "quant:pool", "quant:res.conv"]
+    assert sorted(probe.group_ops["classifier"]) == ["quant:add", "quant:pw.conv", "quant:res.conv"]
+    # every quantizer whose precision is a decision is charged to a layer (the image's and the logits' are not)
+    charged = set(probe.input_op.values()) | {k for v in probe.group_ops.values() for k in v}
+    quants = {op.key for op in probe.ops if op.kind == "act_quant"}
+    assert quants - charged == {"quant:input", "quant:classifier"}
 
+    s = sensitivity(model, layers, x, QuantuneParams.from_mapping({"low": 4}))
+    ops = {r["op"]: r for r in s.ops}
+    rows = {r["layer"]: r for r in s.layers}
+    for name in ("res.conv", "classifier"):
+        want = sum(ops[k]["dsqnr"] for k in probe.group_ops[name])
+        assert rows[name]["group_dsqnr"] == pytest.approx(want, abs=1e-9)
+        assert rows[name]["dsqnr"] == pytest.approx(rows[name]["unit_dsqnr"] + want, abs=1e-9)
+        # the unit: from before its input's quantizer to its last fused op, the telescoping sum of its ops
+        unit_ops = [probe.input_op[name]] + [r["op"] for r in s.ops if r["layer"] == name]
+        assert rows[name]["unit_dsqnr"] == pytest.approx(sum(ops[k]["dsqnr"] for k in unit_ops), abs=1e-6)
+    assert ops["quant:res.conv"]["dsqnr"] > 1.0  # a 4-bit quantizer adds noise that must count somewhere
+    assert rows["stem.conv"]["group_dsqnr"] == 0.0  # it reads the image, whose precision is not a decision
+
+
+def test_quantune_on_the_probe_runs_two_passes_and_ranks_every_layer():
     model = tiny()
     layers = extract_layers(model)
     s = sensitivity(model, layers, calib(24), QuantuneParams.from_mapping({"low": 2}))

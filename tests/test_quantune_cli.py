@@ -6,7 +6,7 @@ import csv
 import json
 
 import pytest
-from test_cli_smoke import REPO, tinyhil
+from tests.fixtures.cli import REPO, tinyhil
 
 from harness.precision.config import PrecisionConfig
 

@@ -236,17 +236,22 @@ class QuantMcuMethod:
     n: str = "auto"  # patches per side, or auto
     max_mac_overhead: float = 0.3
     n_calib: int = 16  # calibration images VDPC and VDQS look at
-    phi: float = 3.0  # rule=sigma: a value is an outlier when |x| > phi * sigma of its feature map
+    # VDPC, per channel c of a checked map: a value is an outlier when |x - mu_c| > phi * sigma_c (rule=sigma)
+    # or above the percentile-th percentile of |x - mu_c| (rule=percentile); center=zero uses |x| instead
+    phi: float = 3.0
     rule: str = "sigma"  # sigma | percentile
     percentile: float = 99.9
-    maps: str = "output"  # output | branch | first
+    center: str = "mean"  # mean (deviation from the channel's mean) | zero (|x|, the paper's literal reading)
+    maps: str = "output"  # output (the branch's output grain) | input (its input window) | branch | first
     min_fraction: float = 0.5  # outlier patch: outlier values on more than this fraction of the images
     # VDQS: S = -lam * Omega + (1 - lam) * Phi, both normalised to the patch branch's 8-bit totals
     lam: float = 0.5  # the paper's lambda
     bits: list[int] = field(default_factory=lambda: [8, 4, 2])  # one step at a time: 8 -> 4 -> 2
     range_mode: str = "patch"  # patch (MSE clip per patch) | tensor (per feature map) | minmax
     scope: str = "stage"  # stage (patch branches, the paper) | network (also the rest, shared)
-    memory_budget: Any = "board"  # board (its SRAM less runtime, stack, scratch) | null | bytes
+    # SRAM for the firmware's arena + result tables + scratch, judged by its arena planner: board (its SRAM less
+    # runtime and stack, the build's fit check) | null | bytes
+    memory_budget: Any = "board"
 
 
 # ------------------------------------------------------------------------------------------ experiments
@@ -335,11 +340,14 @@ class QuantuneExperiment:
     name: str = "quantune"
     entry: str = "harness.experiments.sensitivity:run"
     baseline: bool = True  # run the n + 1 evaluations
-    sweep: bool = True  # top-1 vs BitOPs for ks and uniform
-    ks: list[int] = field(default_factory=lambda: [0, 2, 4, 8, 16, 32])  # k beyond the layer count: dropped
+    sweep: bool = True  # ranking quality: top-1 of the top-k assignments of each ranking, for every k in ks
+    # "all": k = 0..n (n: the layers whose bits can change); or a list (k beyond n dropped)
+    ks: Any = "all"
     uniform: list[int] = field(default_factory=lambda: [8, 4])  # uniform a = w precisions to compare with
     baseline_topk: bool = True  # also the top-k assignments of the baseline ranking
+    n_random: int = 3  # random rankings (seeds 0..n_random-1 past `seed`): the floor a ranking must beat
     n_eval: int = 500  # test images per evaluation
+    tolerance_pts: float = 1.0  # "equal accuracy": mean top-1 over the ks within this many points
 
 
 @dataclass

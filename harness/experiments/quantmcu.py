@@ -68,8 +68,10 @@ def choose_plan(model, split="auto", n="auto", max_mac_overhead: float = 0.3):
     return plan_model(model, best.split, best.n)
 
 
-def memory_budget(cfg: DictConfig, arena_extra: int) -> int | None:
-    """SRAM bytes the patch stage may use: the board's SRAM minus what the runtime needs besides activations."""
+def memory_budget(cfg: DictConfig) -> int | None:
+    """SRAM bytes QuantMCU's configurations may use for the arena, the result tables and the scratch buffer:
+    the board's SRAM less the runtime and the stack, the same sum the build's fit check makes
+    (:func:`harness.build.project.check_fit`)."""
 
     b = cfg.method.memory_budget
     if b is None or b == "none":
@@ -77,8 +79,8 @@ def memory_budget(cfg: DictConfig, arena_extra: int) -> int | None:
     if b != "board":
         return int(b)
     ld = repo_root() / str(cfg.board.linker_script)
-    stack = min_stack_bytes(ld) if ld.is_file() else 8 * 1024
-    return int(cfg.board.sram.size) - RUNTIME_SRAM_BYTES - stack - arena_extra
+    stack = min_stack_bytes(ld) if ld.is_file() else 0
+    return int(cfg.board.sram.size) - RUNTIME_SRAM_BYTES - stack
 
 
 def branch_bits_frame(res):
@@ -123,7 +125,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     except DoesNotFitError as err:
         fits_layer, why_not = False, str(err)
     arena8 = plan_patch_arena(base)
-    budget = memory_budget(cfg, arena8.scratch_bytes + arena8.result_bytes)
+    budget = memory_budget(cfg)
     params = QuantMcuParams(**{**params.__dict__, "budget": budget})
 
     calib = integer_inputs(model, p.calib[: int(mc["n_calib"])])

@@ -6,7 +6,7 @@ feature-map precisions (VDQS, :mod:`.vdqs`) and returns the per-patch model the 
 with its :class:`~harness.precision.config.PrecisionConfig` (``patches``: patch -> layer -> a_bits).
 """
 
-from harness.search.quantmcu.branches import Branches, FeatureMap, branches, stage_memory
+from harness.search.quantmcu.branches import Branches, FeatureMap, branches, planned_model, sram_need
 from harness.search.quantmcu.build import patched_from_config, to_config
 from harness.search.quantmcu.pipeline import QuantMcuParams, QuantMcuResult, quantmcu
 from harness.search.quantmcu.stats import CalibStats, collect
@@ -28,8 +28,9 @@ __all__ = [
     "entropy_bits",
     "measure",
     "patched_from_config",
+    "planned_model",
     "quantmcu",
     "search",
-    "stage_memory",
+    "sram_need",
     "to_config",
 ]
