@@ -18,7 +18,7 @@ from harness.precision.groups import grouped_tensor_bits
 from harness.quant.calibrate import calibrate
 from harness.quant.qnet import quantize_model
 from harness.search.quantune.analyze import analyze
-from harness.search.quantune.assign import bit_pair, topk_config
+from harness.search.quantune.assign import bit_pair, fixed_layers, topk_config
 from harness.search.quantune.baseline import one_at_a_time
 from harness.search.quantune.metrics import NoiseStats, delta_sqnr, mse, sqnr, sqnr_db
 from harness.search.quantune.pipeline import QuantuneParams, probe_config, sensitivity
@@ -211,6 +211,21 @@ def test_topk_keeps_the_image_input_at_input_bits():
     assert cfg["stem.conv"] == (8, 2) and cfg["pw.conv"] == (2, 2)
 
 
+def test_layers_whose_bits_cannot_change_are_left_out_of_the_k_budget():
+    layers = extract_layers(tiny())
+    ranking = ["stem.conv", "pw.conv", "classifier", "dw.conv", "res.conv"]
+    # only activations differ and the image arrives at 8 bits: keeping stem.conv high changes nothing
+    assert fixed_layers(layers, (8, 4), (4, 4), input_bits=8) == ["stem.conv"]
+    assert fixed_layers(layers, (8, 8), (4, 4), input_bits=8) == []
+    cfg = topk_config(ranking, layers, 2, high=(8, 4), low=(4, 4), input_bits=8)
+    assert cfg.meta["kept_high"] == ["pw.conv", "classifier"] and cfg.meta["fixed"] == ["stem.conv"]
+    assert cfg["stem.conv"] == (8, 4) and cfg["pw.conv"] == cfg["classifier"] == (8, 4)
+    assert cfg["dw.conv"] == cfg["res.conv"] == (4, 4)
+    topk_config(ranking, layers, 4, high=(8, 4), low=(4, 4), input_bits=8)  # all four that can change
+    with pytest.raises(ConfigError, match=r"\[0, 4\].*1 cannot"):
+        topk_config(ranking, layers, 5, high=(8, 4), low=(4, 4), input_bits=8)
+
+
 def test_topk_rejects_bad_k_bits_and_foreign_rankings():
     layers = extract_layers(tiny())
     ranking = ["pw.conv", "classifier", "dw.conv", "res.conv", "stem.conv"]
@@ -362,3 +377,35 @@ def test_the_shipped_method_config_is_valid():
     d = group_config("method", "quantune")
     p = QuantuneParams.from_mapping(d)
     assert d["name"] == "quantune" and p.probe == p.low and p.chunk_size is None
+
+
+def test_ranking_quality_table_and_the_claim_from_top1_per_k():
+    from harness.search.quantune.quality import quality_summary, quality_table, random_rankings
+
+    names = ["a", "b", "c", "d"]
+    rnd = random_rankings(names, 3, seed=5)
+    assert all(sorted(r) == names for r in rnd) and rnd == random_rankings(names, 3, seed=5)
+    assert len({tuple(r) for r in rnd}) > 1
+    top1 = {  # k -> (quantune, baseline, random-0, random-1)
+        0: (0.40, 0.40, 0.40, 0.40),
+        1: (0.70, 0.60, 0.50, 0.45),
+        2: (0.75, 0.80, 0.60, 0.50),
+        3: (0.85, 0.85, 0.70, 0.80),
+        4: (0.90, 0.90, 0.90, 0.90),
+    }
+    rows = [
+        {"method": m, "k": k, "top1": t[i], "bitops_rel_8bit": 0.25 + 0.1 * k}
+        for k, t in top1.items()
+        for i, m in enumerate(("quantune", "baseline", "random-0", "random-1"))
+    ]
+    table = quality_table(rows, list(top1))
+    assert table[1]["top1_random_mean"] == pytest.approx(0.475) and table[3]["top1_random_max"] == 0.80
+    s = quality_summary(table, 4, {"quantune": 2.0, "baseline": 50.0, "random": 0.0}, tolerance_pts=1.0)
+    assert s["quality_ks"] == [1, 2, 3]  # k = 0 and k = n choose the same assignment whatever the ranking
+    assert s["quality_mean_top1_quantune"] == pytest.approx((0.70 + 0.75 + 0.85) / 3)
+    assert s["quality_diff_pts_quantune_vs_baseline"] == pytest.approx(100 * (2.30 - 2.25) / 3)
+    assert (s["quality_k_quantune_better_than_baseline"], s["quality_k_quantune_worse_than_baseline"]) == (1, 1)
+    assert s["quality_k_quantune_equal_to_baseline"] == 1 and s["quality_k_quantune_better_than_random"] == 3
+    assert s["claim_faster"] and s["claim_equal_or_better_accuracy"] and s["claim_holds"]
+    slow = quality_summary(table, 4, {"quantune": 60.0, "baseline": 50.0})
+    assert not slow["claim_faster"] and not slow["claim_holds"]
