@@ -322,6 +322,16 @@ class KernelsExperiment:
 
 
 @dataclass
+class PatchFinetuneSchema(QatSchema):
+    """Quantization-aware fine-tuning of a QuantMCU configuration through the patch-based computation, every
+    patch's precisions and ranges fixed (harness.search.quantmcu.finetune)."""
+
+    epochs: int = 0  # 0: no fine-tuning (the paper's search is training-free)
+    threads: int = 1  # torch threads: one is fastest on a busy machine
+    baseline: bool = True  # also fine-tune the 8-bit patch-based model the same way (accuracy at equal training)
+
+
+@dataclass
 class QuantMcuExperiment:
     """QuantMCU end to end against 8-bit patch-based inference (MCUNetV2)."""
 
@@ -331,6 +341,29 @@ class QuantMcuExperiment:
     n_calib: int = 256  # calibration images for the 8-bit activation ranges
     n_device: int = 20  # test images run on the board (each model)
     device_baseline: bool = True  # also run the 8-bit patch-based model on the board
+    device_baseline_finetuned: bool = True  # and, with finetune.baseline, the fine-tuned 8-bit one
+    finetune: PatchFinetuneSchema = field(default_factory=PatchFinetuneSchema)
+
+
+@dataclass
+class QuantMcuSweepExperiment(QuantMcuExperiment):
+    """QuantMCU settings swept on one model and one 8-bit baseline: BitOPs, measured count, device top-1."""
+
+    name: str = "quantmcu-sweep"
+    entry: str = "harness.experiments.quantmcu:run_sweep"
+    # each point: method overrides (phi, lam, bits, maps, center, rule, percentile, min_fraction, range_mode,
+    # scope); the plan (split, n) is shared
+    points: list[Any] = field(
+        default_factory=lambda: [
+            {"phi": 3.0, "lam": 0.5},
+            {"phi": 1000.0, "lam": 0.5},
+            {"phi": 1000.0, "lam": 0.1},
+            {"phi": 1000.0, "lam": 0.1, "bits": [8, 4]},
+        ]
+    )
+    n_device: int = 200
+    finetune: PatchFinetuneSchema = field(default_factory=lambda: PatchFinetuneSchema(epochs=1))
+    comparable_pts: float = 1.0  # "comparable accuracy": top-1 within this many points of 8-bit patch-based
 
 
 @dataclass
@@ -395,6 +428,7 @@ SCHEMAS: tuple[tuple[str, str, type], ...] = (
     ("experiment", "freebits", FreebitsExperiment),
     ("experiment", "kernels", KernelsExperiment),
     ("experiment", "quantmcu", QuantMcuExperiment),
+    ("experiment", "quantmcu-sweep", QuantMcuSweepExperiment),
     ("experiment", "quantune", QuantuneExperiment),
     ("experiment", "reliability", ReliabilityExperiment),
     ("experiment", "timing", TimingExperiment),
