@@ -3,7 +3,9 @@
 ``quantmcu(base, calib, params)`` takes the uniform 8-bit patch-based model (:class:`~harness.patch.intmodel.
 PatchedModel`, MCUNetV2) and calibration inputs, classifies patches (VDPC, :mod:`.vdpc`), searches per-branch
 feature-map precisions (VDQS, :mod:`.vdqs`) and returns the per-patch model the code generator and firmware run,
-with its :class:`~harness.precision.config.PrecisionConfig` (``patches``: patch -> layer -> a_bits).
+with its :class:`~harness.precision.config.PrecisionConfig` (``patches``: patch -> layer -> a_bits). Memory is
+judged by the firmware's arena planner (:func:`sram_need`). :mod:`.finetune` trains the shared weights of a
+configuration through the patch-based computation with every patch's precisions fixed.
 """
 
 from harness.search.quantmcu.branches import Branches, FeatureMap, branches, planned_model, sram_need
