@@ -386,9 +386,14 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
         rnd = random_rankings(changeable, int(e["n_random"]), seed)
         seconds["random"] = time.perf_counter() - t0
         orders += [(f"random-{i}", r + sorted(fixed)) for i, r in enumerate(rnd)]
+        console = Console(stderr=True)
         for name, order in orders:
             for k in ks:
                 sweep_rows.append(_sweep_row(name, f"k{k}", k, topk(order, k), layers, ref8, acc_of))
+                console.print(
+                    f"[dim]{name} k={k}: top-1 {sweep_rows[-1]['top1']:.3f} "
+                    f"({len(cache)} evaluations, {time.perf_counter() - t_start:.0f} s)[/dim]"
+                )
         for b in e["uniform"]:
             a_b, w_b = (b, b) if isinstance(b, int) else tuple(b)
             c = uniform_config(layers, a_b, w_b, input_bits=p.input_bits)
