@@ -157,6 +157,9 @@ else:
     fig, ax = plt.subplots(figsize=(6, 4))
     p8 = q.iloc[0]
     ax.scatter([1.0], [100 * p8["top1_patch8_host"]], marker="*", s=150, c="k", label="8-bit patch-based")
+    if p8.get("top1_patch8ft_host") is not None and not pd.isna(p8.get("top1_patch8ft_host")):
+        ax.scatter([1.0], [100 * p8["top1_patch8ft_host"]], marker="P", s=100, c="k",
+                   label="8-bit patch-based, fine-tuned")  # fmt: skip
     for _, r in q.iterrows():
         ax.scatter(r["bitops_stage_reduction"], 100 * r["top1_quantmcu_host"], s=40)
         ax.annotate(
@@ -168,7 +171,8 @@ else:
         )
     ax.axvline(2.2, ls="--", c="grey", label="paper: 2.2x")
     ax.set_xlabel("patch-stage BitOPs reduction vs 8-bit patch-based (x)")
-    ax.set_ylabel(f"top-1 % (host, {int(p8['n_eval'])} images, no fine-tuning)")
+    tuned = bool(q.get("finetuned", pd.Series([False])).fillna(False).any())
+    ax.set_ylabel(f"top-1 % (host, {int(p8['n_eval'])} images, {'fine-tuned' if tuned else 'no fine-tuning'})")
     ax.legend()
     save(fig, "quantmcu_tradeoff.png")
     cols = [
