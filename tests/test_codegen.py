@@ -334,5 +334,5 @@ def test_names_cannot_leave_their_c_comment(tmp_path, hostile):
     text = layer_artifact(model).sources["model_data.c"]
     # every comment closes where the generator closed it and every string literal is escaped: what is left
     # outside comments and strings is the generator's own code only
-    code = re.sub(r'"(?:\\.|[^"\\\n])*"', '""', re.sub(r"/\*.*?\*/", "", text, flags=re.S))
+    code = re.sub(r'"(?:\\.|[^"\\\n])*"', '""', re.sub(r"/\*.*?\*/", "", text, flags=re.DOTALL))
     assert "#error" not in code and "injected" not in code

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from harness import ops
+from harness.codegen.artifact import patch_artifact
 from harness.errors import ConfigError, DoesNotFitError
 from harness.patch.int_reference import run_patched
 from harness.patch.intmodel import patched_bitops, patched_model
@@ -25,7 +26,7 @@ from harness.search.quantmcu import (
     patched_from_config,
     quantmcu,
     search,
-    stage_memory,
+    sram_need,
 )
 from harness.synth.random_model import random_input, random_int_model
 
@@ -119,17 +120,37 @@ def test_lambda_trades_information_for_bitops_and_outlier_branches_stay_8_bit(se
         )
 
 
+def _artifact_need(pm) -> int:
+    e = patch_artifact(pm).estimate  # what the build's fit check adds runtime and stack to
+    return e.arena + e.scratch
+
+
+def test_memory_is_what_the_firmware_arena_planner_lays_out(setup):
+    base, _, br, _ = setup
+    all8 = [{fm.index: 8 for fm in br.maps}] * 9
+    assert sram_need(br, all8) == _artifact_need(base)
+    # mixed per-patch precisions: the need of the model the code generator emits, whatever it builds from
+    layers = {x.name: (base.model.a_bits(x), x.w_bits) for x in base.model.layers if x.weight is not None}
+    rng = np.random.default_rng(3)
+    for _ in range(3):
+        bits = [{fm.index: int(rng.choice([8, 4, 2])) for fm in br.maps} for _ in range(9)]
+        patches = {p: {n: br.a_bits(n, b) for n in br.weighted} for p, b in enumerate(bits)}
+        config = PrecisionConfig(layers, patches)
+        assert sram_need(br, bits) == _artifact_need(patched_from_config(br, config))
+
+
 def test_moves_keep_the_memory_budget(setup):
-    _, _, br, stats = setup
+    base, calib, br, stats = setup
     q = measure(br, stats, (8, 4, 2))
     free = (False,) * 9
     free_run = search(br, q, free, lam=0.0)
-    start = stage_memory(br, [{fm.index: 8 for fm in br.maps}] * 9)
-    assert free_run.memory_start == start > free_run.memory_end  # lowering bits shrinks per-patch buffers
-    capped = search(
-        br, q, free, lam=0.0, budget=start
-    )  # every move lowers memory: a start that fits stays in
-    assert capped.bits == free_run.bits and capped.memory_end <= start
+    start = sram_need(br, [{fm.index: 8 for fm in br.maps}] * 9)
+    assert free_run.memory_start == start > free_run.memory_end == sram_need(br, free_run.bits)
+    # the tightest budget the start fits: every move is checked against the planner, the end state fits
+    capped = search(br, q, free, lam=0.0, budget=start)
+    assert capped.memory_end == sram_need(br, capped.bits) <= start
+    r = quantmcu(base, calib, QuantMcuParams(lam=0.0, min_fraction=0.0, phi=1000.0, budget=start))
+    assert _artifact_need(r.patched) == r.figures["sram_need"] <= start < r.figures["sram_need_8bit"] + 1
     with pytest.raises(DoesNotFitError, match="over the budget"):
         search(br, q, free, lam=0.0, budget=start - 1)
 
@@ -183,3 +204,111 @@ def test_network_scope_also_lowers_the_shared_rest_and_the_config_carries_it(set
     again = patched_from_config(r.branches, r.config)
     x = calib[0]
     assert np.array_equal(run_patched(again, x).output(again), run_patched(r.patched, x).output(r.patched))
+
+
+def test_vdpc_ignores_an_offset_every_patch_shares_and_flags_the_object(setup):
+    base, _, br, stats = setup
+    from harness.search.quantmcu import CalibStats
+
+    t = base.stage_output
+    spec = base.model.tensors[t]
+    n = stats.n_images
+    rng = np.random.default_rng(4)
+    q = spec.zero_point + np.round(rng.normal(0, 2, stats.full[t].shape))
+    q[..., 0] += 90  # a background far from 0 in one channel, the same in every patch (an offset)
+    wins = base.plan.windows[base.plan.split]
+    h0, h1, w0, w1 = wins[4]
+    q[: n - 1, h0:h1, w0:w1, 1] += 60  # the object: the centre patch, on all images but one
+    q = np.clip(q, -128, 127).astype(np.int8)
+    crafted = CalibStats(
+        base, {**stats.full, t: q}, [{**w, t: q[:, a:b, c:d]} for w, (a, b, c, d) in zip(stats.windows, wins)]
+    )
+    for center in ("mean", "zero"):
+        v = classify(br, crafted, phi=3.0, center=center)
+        assert v.outlier == (False,) * 4 + (True,) + (False,) * 4, center
+        assert v.fraction[4] == pytest.approx((n - 1) / n)
+    # the rule this replaced: one sigma pooled over channels around the mean, against |x|: the offset channel
+    # trips it in every patch
+    real = crafted.real(t, q)
+    pooled = 3.0 * real.std()
+    assert all(
+        (np.abs(crafted.real(t, w[t])) > pooled).any(axis=(1, 2, 3)).mean() > 0.5 for w in crafted.windows
+    )
+    # the branch input: an object in the image's top-left corner only reaches patch 0's input window
+    x = base.model.input
+    img = stats.full[x].copy()
+    img[:] = 20
+    img[..., :2, :2, :] = 120
+    crafted = CalibStats(
+        base,
+        {**stats.full, x: img},
+        [{**w, x: img[:, a:b, c:d]} for w, (a, b, c, d) in zip(stats.windows, base.plan.windows["input"])],
+    )
+    v = classify(br, crafted, phi=3.0, maps="input")
+    assert v.outlier == (True,) + (False,) * 8
+    with pytest.raises(ConfigError, match="center"):
+        classify(br, stats, center="median")
+
+
+def _entropy(values: np.ndarray) -> float:
+    _, counts = np.unique(values, return_counts=True)
+    pr = counts / counts.sum()
+    return float(-(pr * np.log2(pr)).sum())
+
+
+def _requant4(values: np.ndarray, spec) -> np.ndarray:
+    """8-bit integers of ``spec`` at 4 bits over the same real range: scale * 255 / 15, zero at the same place."""
+    real = spec.scale * (values.astype(np.float64) - spec.zero_point)
+    s4 = spec.scale * 255 / 15
+    z4 = int(np.clip(round(-8 + (spec.zero_point + 128) / 255 * 15), -8, 7))
+    return np.clip(np.round(real / s4) + z4, -8, 7)
+
+
+def test_vdqs_scores_phi_omega_and_s_as_computed_by_hand():
+    b = SpecBuilder(8, 8, 2)
+    b.conv(4, 3, name="c1")
+    b.conv(4, 1, name="c2")
+    b.conv(6, 1, name="c3", activation=None)
+    b.pool(8, name="pool")
+    model = random_int_model(b.layers, 5, name="two-maps")
+    base = patched_model(model, "c3", 2)
+    rng = np.random.default_rng(2)
+    calib = [random_input(model.tensors[model.input], rng) for _ in range(5)]
+    stats = collect(base, calib)
+    br = branches(base)
+    out = {layer.name: layer.output for layer in model.layers}
+    assert [fm.tensors for fm in br.maps] == [(out["c1"],), (out["c2"],)]
+    assert [fm.readers for fm in br.maps] == [("c2",), ("c3",)]
+
+    # patch 0 only (the others are outliers); minmax keeps the 8-bit range at 4 bits (no clip to choose)
+    q = measure(br, stats, (8, 4), range_mode="minmax")
+    lam = 0.2  # both moves worth taking: the larger score first
+    res = search(br, q, (False, True, True, True), lam=lam, bit_choices=(8, 4))
+    steps = {st.layer: st for st in base.plan.schedule[0]}
+
+    def window_macs(layer: str, cin: int, k: int) -> int:
+        h0, h1, w0, w1 = steps[layer].out_window
+        return (h1 - h0) * (w1 - w0) * model.tensors[out[layer]].shape[2] * cin * k * k
+
+    m1, m2, m3 = window_macs("c1", 2, 3), window_macs("c2", 4, 1), window_macs("c3", 4, 1)
+    ops8 = (m1 + m2 + m3) * 8 * 8
+    phi = {0: m2 * 8 * (8 - 4) / ops8, 1: m3 * 8 * (8 - 4) / ops8}
+    info8, lost = 0.0, {}
+    for i, t in enumerate((out["c1"], out["c2"])):
+        v = stats.windows[0][t]
+        n = v[0].size  # elements per image
+        h8, h4 = _entropy(v), _entropy(_requant4(v, model.tensors[t]))
+        info8 += n * h8
+        lost[i] = n * (h8 - h4)
+    omega = {i: lost[i] / info8 for i in (0, 1)}
+    score = {i: -lam * omega[i] + (1 - lam) * phi[i] for i in (0, 1)}
+    order = sorted((i for i in (0, 1) if score[i] > 0), key=lambda i: -score[i])
+    assert order == [1, 0] and score[1] > score[0] > 0  # a real choice between two moves
+    assert [(m.patch, m.feature_map, m.old, m.new) for m in res.moves] == [
+        (0, br.maps[i].name, 8, 4) for i in order
+    ]
+    for m, i in zip(res.moves, order):
+        assert m.phi == pytest.approx(phi[i], rel=1e-12)
+        assert m.omega == pytest.approx(omega[i], rel=1e-12)
+        assert m.score == pytest.approx(score[i], rel=1e-12)
+    assert res.bits == [{0: 4, 1: 4}] + [{0: 8, 1: 8}] * 3

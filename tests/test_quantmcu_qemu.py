@@ -3,15 +3,12 @@ summary carries the memory, MAC and BitOPs figures, both models run bit-exact an
 
 from __future__ import annotations
 
+import csv
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+from tests.fixtures.cli import tinyhil
 
 pytestmark = pytest.mark.qemu  # the tiny-cnn digits checkpoint ships with the repository
 
@@ -28,14 +25,7 @@ def test_quantmcu_experiment_runs_end_to_end_and_reports_its_figures(tmp_path):
         f"hydra.run.dir={tmp_path}/run",
         f"workdir={tmp_path}/work",
     ]
-    p = subprocess.run(
-        [sys.executable, "-m", "harness.cli", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=dict(os.environ, PYTHONUNBUFFERED="1"),
-    )
+    p = tinyhil(*args, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
     s = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert s["trained"] is True and s["phi"] == 5.0
@@ -63,3 +53,50 @@ def test_quantmcu_experiment_runs_end_to_end_and_reports_its_figures(tmp_path):
     assert len(config["patches"]) == s["n_patches"]
     per_patch = (tmp_path / "run" / "per_patch.csv").read_text().splitlines()
     assert per_patch[0].startswith("patch,step,layer") and len(per_patch) > s["n_patches"]
+
+
+@pytest.mark.slow
+def test_the_quantmcu_sweep_fine_tunes_each_point_and_reports_counts_and_device_top1(tmp_path):
+    args = [
+        "run",
+        "experiment=quantmcu-sweep",
+        "model=tiny-cnn",
+        "data=digits",
+        "experiment.points=[{phi: 2.0, lam: 0.0},{phi: 1000.0, lam: 0.2, bits: [8, 4]}]",
+        "experiment.n_eval=60",
+        "experiment.n_device=4",
+        "experiment.finetune.n_train=128",
+        "experiment.finetune.batch_size=32",
+        f"hydra.run.dir={tmp_path}/run",
+        f"workdir={tmp_path}/work",
+    ]
+    p = tinyhil(*args, timeout=900)
+    assert p.returncode == 0, p.stderr[-3000:]
+    run = tmp_path / "run"
+    s = json.loads((run / "summary.json").read_text())
+    assert s["experiment"] == "quantmcu-sweep" and s["n_points"] == 2 and s["finetune_epochs"] == 1
+    assert s["bit_exact"] is True and s["device_equals_reference"] is True
+    with (run / "sweep.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [r["method"] for r in rows] == ["patch8", "patch8ft", "quantmcu", "quantmcu"]
+    assert {r["unit"] for r in rows} == {s["unit"]} == {"instructions"}
+    p8 = rows[0]
+    assert float(p8["count"]) == s["total_count_patch8"] and float(p8["bitops_reduction"]) == 1.0
+    for r, label in zip(rows[2:], s["points"]):
+        point = json.loads((run / "points" / label / "summary.json").read_text())
+        assert r["label"] == label and point["experiment"] == "quantmcu" and point["finetuned"] is True
+        assert float(r["count"]) == point["total_count"] and r["config_hash"] == point["config_hash"]
+        assert float(r["count_ratio_vs_patch8"]) == pytest.approx(
+            point["total_count"] / s["total_count_patch8"]
+        )
+        assert float(r["bitops_reduction"]) == pytest.approx(point["bitops_patch8"] / point["bitops"])
+        assert float(r["bitops_reduction"]) > 1.0  # both points lower something
+        n = point["n_device"]
+        assert abs(round(float(r["top1_device"]) * n) - float(r["top1_device"]) * n) < 1e-6
+        assert point["sram_need"] == point["sram_need_artifact"] <= point["memory_budget"]
+        assert point["top1_patch8ft_host"] == s["top1_patch8ft_host"]
+        assert (run / "points" / label / "config.yaml").is_file()
+        assert s[f"bitops_reduction_{label}"] == point["bitops_reduction"]
+    assert s["max_bitops_reduction"] == max(float(r["bitops_reduction"]) for r in rows[2:])
+    assert s["reference"] == "patch8ft" and s["paper_bitops_reduction"] == 2.2
+    assert (run / "sweep.png").stat().st_size > 10_000

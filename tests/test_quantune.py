@@ -11,12 +11,18 @@ from torch import nn
 
 from harness.errors import ConfigError, UnsupportedLayerError
 from harness.graph.trace import extract_layers
+from harness.memory.liveness import bits_from_config
 from harness.models import build_model
 from harness.precision.config import PrecisionConfig
+from harness.precision.groups import grouped_tensor_bits
+from harness.quant.calibrate import calibrate
+from harness.quant.qnet import quantize_model
 from harness.search.quantune.analyze import analyze
-from harness.search.quantune.assign import bit_pair, topk_config
+from harness.search.quantune.assign import bit_pair, fixed_layers, topk_config
 from harness.search.quantune.baseline import one_at_a_time
 from harness.search.quantune.metrics import NoiseStats, delta_sqnr, mse, sqnr, sqnr_db
+from harness.search.quantune.pipeline import QuantuneParams, probe_config, sensitivity
+from harness.search.quantune.probe import build_probe
 from harness.search.quantune.ranking import RankRule, rank_layers, spearman, topk_overlap
 from harness.search.quantune.units import unfused_ops
 
@@ -205,6 +211,21 @@ def test_topk_keeps_the_image_input_at_input_bits():
     assert cfg["stem.conv"] == (8, 2) and cfg["pw.conv"] == (2, 2)
 
 
+def test_layers_whose_bits_cannot_change_are_left_out_of_the_k_budget():
+    layers = extract_layers(tiny())
+    ranking = ["stem.conv", "pw.conv", "classifier", "dw.conv", "res.conv"]
+    # only activations differ and the image arrives at 8 bits: keeping stem.conv high changes nothing
+    assert fixed_layers(layers, (8, 4), (4, 4), input_bits=8) == ["stem.conv"]
+    assert fixed_layers(layers, (8, 8), (4, 4), input_bits=8) == []
+    cfg = topk_config(ranking, layers, 2, high=(8, 4), low=(4, 4), input_bits=8)
+    assert cfg.meta["kept_high"] == ["pw.conv", "classifier"] and cfg.meta["fixed"] == ["stem.conv"]
+    assert cfg["stem.conv"] == (8, 4) and cfg["pw.conv"] == cfg["classifier"] == (8, 4)
+    assert cfg["dw.conv"] == cfg["res.conv"] == (4, 4)
+    topk_config(ranking, layers, 4, high=(8, 4), low=(4, 4), input_bits=8)  # all four that can change
+    with pytest.raises(ConfigError, match=r"\[0, 4\].*1 cannot"):
+        topk_config(ranking, layers, 5, high=(8, 4), low=(4, 4), input_bits=8)
+
+
 def test_topk_rejects_bad_k_bits_and_foreign_rankings():
     layers = extract_layers(tiny())
     ranking = ["pw.conv", "classifier", "dw.conv", "res.conv", "stem.conv"]
@@ -269,11 +290,6 @@ def test_a_saved_ranking_is_the_quantune_starting_point(tmp_path):
 
 
 def test_the_probe_pair_reproduces_the_float_model_and_the_deployed_quantization():
-    from harness.quant.calibrate import calibrate
-    from harness.quant.qnet import quantize_model
-    from harness.search.quantune.pipeline import probe_config
-    from harness.search.quantune.probe import build_probe
-
     model = tiny()
     layers = extract_layers(model)
     x = calib(32)
@@ -281,7 +297,11 @@ def test_the_probe_pair_reproduces_the_float_model_and_the_deployed_quantization
     probe = build_probe(model, config, x)
     with torch.no_grad():
         assert torch.allclose(probe.float_model(x), model(x), atol=1e-5)  # the float twin is the float model
-        qnet = calibrate(quantize_model(model, config), x)
+        # the deployed network: tensors at their group's precision (what the loop builds and the table prices)
+        qnet = quantize_model(model, config)
+        for t, b in grouped_tensor_bits(qnet.specs, config).items():
+            qnet.act(t).bits = b
+        qnet = calibrate(qnet, x)
         qnet.integer_exact = False  # the probe fake-quantizes from the float result (see probe.py)
         q_probe, q_net = probe.quant_model(x), qnet(x)
         assert sqnr(q_net, q_probe) > 30.0  # same quantization up to bias rounding, unfused vs folded
@@ -292,9 +312,42 @@ def test_the_probe_pair_reproduces_the_float_model_and_the_deployed_quantization
     assert "stem.conv" not in probe.input_op  # the int8 image is not a decision: after its quantizer
 
 
-def test_quantune_on_the_probe_runs_two_passes_and_ranks_every_layer():
-    from harness.search.quantune.pipeline import QuantuneParams, sensitivity
+def test_the_probe_quantizes_every_tensor_at_its_group_precision_and_charges_its_noise_to_the_readers():
+    # res.conv's output is read only by the add, the add's only by the pool: one group with pw.conv's
+    model = tiny()
+    layers = extract_layers(model)
+    x = calib(24)
+    config = probe_config(layers, (4, 4), input_bits=8)
+    probe = build_probe(model, config, x)
+    grouped = grouped_tensor_bits(layers, config)
+    assert {t: probe.qnet.act(t).bits for t in grouped} == grouped
+    # the quantizer's own rule would have kept them at 8 bits: the network analysed was not the deployed one
+    differ = {t for t, b in bits_from_config(layers, config.layers).items() if b != grouped[t]}
+    assert differ == {"res.conv", "add"} and grouped["res.conv"] == grouped["add"] == 4
+    # the group {pw.conv, res.conv, add, pool} is read by res.conv and the classifier: both carry its noise
+    assert probe.input_op["res.conv"] == "quant:pw.conv" and probe.input_op["classifier"] == "quant:pool"
+    assert sorted(probe.group_ops["res.conv"]) == ["quant:add", "quant:pool", "quant:res.conv"]
+    assert sorted(probe.group_ops["classifier"]) == ["quant:add", "quant:pw.conv", "quant:res.conv"]
+    # every quantizer whose precision is a decision is charged to a layer (the image's and the logits' are not)
+    charged = set(probe.input_op.values()) | {k for v in probe.group_ops.values() for k in v}
+    quants = {op.key for op in probe.ops if op.kind == "act_quant"}
+    assert quants - charged == {"quant:input", "quant:classifier"}
 
+    s = sensitivity(model, layers, x, QuantuneParams.from_mapping({"low": 4}))
+    ops = {r["op"]: r for r in s.ops}
+    rows = {r["layer"]: r for r in s.layers}
+    for name in ("res.conv", "classifier"):
+        want = sum(ops[k]["dsqnr"] for k in probe.group_ops[name])
+        assert rows[name]["group_dsqnr"] == pytest.approx(want, abs=1e-9)
+        assert rows[name]["dsqnr"] == pytest.approx(rows[name]["unit_dsqnr"] + want, abs=1e-9)
+        # the unit: from before its input's quantizer to its last fused op, the telescoping sum of its ops
+        unit_ops = [probe.input_op[name]] + [r["op"] for r in s.ops if r["layer"] == name]
+        assert rows[name]["unit_dsqnr"] == pytest.approx(sum(ops[k]["dsqnr"] for k in unit_ops), abs=1e-6)
+    assert ops["quant:res.conv"]["dsqnr"] > 1.0  # a 4-bit quantizer adds noise that must count somewhere
+    assert rows["stem.conv"]["group_dsqnr"] == 0.0  # it reads the image, whose precision is not a decision
+
+
+def test_quantune_on_the_probe_runs_two_passes_and_ranks_every_layer():
     model = tiny()
     layers = extract_layers(model)
     s = sensitivity(model, layers, calib(24), QuantuneParams.from_mapping({"low": 2}))
@@ -324,3 +377,35 @@ def test_the_shipped_method_config_is_valid():
     d = group_config("method", "quantune")
     p = QuantuneParams.from_mapping(d)
     assert d["name"] == "quantune" and p.probe == p.low and p.chunk_size is None
+
+
+def test_ranking_quality_table_and_the_claim_from_top1_per_k():
+    from harness.search.quantune.quality import quality_summary, quality_table, random_rankings
+
+    names = ["a", "b", "c", "d"]
+    rnd = random_rankings(names, 3, seed=5)
+    assert all(sorted(r) == names for r in rnd) and rnd == random_rankings(names, 3, seed=5)
+    assert len({tuple(r) for r in rnd}) > 1
+    top1 = {  # k -> (quantune, baseline, random-0, random-1)
+        0: (0.40, 0.40, 0.40, 0.40),
+        1: (0.70, 0.60, 0.50, 0.45),
+        2: (0.75, 0.80, 0.60, 0.50),
+        3: (0.85, 0.85, 0.70, 0.80),
+        4: (0.90, 0.90, 0.90, 0.90),
+    }
+    rows = [
+        {"method": m, "k": k, "top1": t[i], "bitops_rel_8bit": 0.25 + 0.1 * k}
+        for k, t in top1.items()
+        for i, m in enumerate(("quantune", "baseline", "random-0", "random-1"))
+    ]
+    table = quality_table(rows, list(top1))
+    assert table[1]["top1_random_mean"] == pytest.approx(0.475) and table[3]["top1_random_max"] == 0.80
+    s = quality_summary(table, 4, {"quantune": 2.0, "baseline": 50.0, "random": 0.0}, tolerance_pts=1.0)
+    assert s["quality_ks"] == [1, 2, 3]  # k = 0 and k = n choose the same assignment whatever the ranking
+    assert s["quality_mean_top1_quantune"] == pytest.approx((0.70 + 0.75 + 0.85) / 3)
+    assert s["quality_diff_pts_quantune_vs_baseline"] == pytest.approx(100 * (2.30 - 2.25) / 3)
+    assert (s["quality_k_quantune_better_than_baseline"], s["quality_k_quantune_worse_than_baseline"]) == (1, 1)
+    assert s["quality_k_quantune_equal_to_baseline"] == 1 and s["quality_k_quantune_better_than_random"] == 3
+    assert s["claim_faster"] and s["claim_equal_or_better_accuracy"] and s["claim_holds"]
+    slow = quality_summary(table, 4, {"quantune": 60.0, "baseline": 50.0})
+    assert not slow["claim_faster"] and not slow["claim_holds"]

@@ -7,9 +7,9 @@ import json
 
 import pandas as pd
 import pytest
-from test_cli_smoke import REPO, tinyhil
 
 from harness.precision.config import PrecisionConfig
+from tests.fixtures.cli import REPO, tinyhil
 
 
 @pytest.mark.slow
@@ -23,7 +23,7 @@ def test_sensitivity_with_the_baseline_comparison_writes_flat_results(tmp_path):
         "method.n_calib=32",
         "method.k=2",
         "experiment.n_eval=60",
-        "experiment.ks=[0,2,5]",
+        "experiment.n_random=2",
         f"hydra.run.dir={run}",
         cwd=REPO,
     )
@@ -46,6 +46,23 @@ def test_sensitivity_with_the_baseline_comparison_writes_flat_results(tmp_path):
     assert s["bitops_rel_uniform_a8w8"] == 1.0 and s["bitops_rel_quantune_k5"] == 1.0
     assert s["bitops_rel_quantune_k0"] == pytest.approx(s["bitops_rel_uniform_a4w4"])
     assert all(not isinstance(v, dict) for v in s.values())  # flat
+    # ranking quality: every k from 0 to n, three rankings and two random ones, judged by top-1
+    assert s["n_layers_changeable"] == n and s["quality_ks"] == list(range(1, n))
+    with (run / "ranking_quality.csv").open() as f:
+        quality = list(csv.DictReader(f))
+    assert [int(r["k"]) for r in quality] == list(range(n + 1))
+    for r in quality:
+        lo, mean, hi = (float(r[f"top1_random_{x}"]) for x in ("min", "mean", "max"))
+        assert lo <= mean <= hi and 0.0 <= float(r["top1_quantune"]) <= 1.0
+        assert float(r["top1_baseline"]) == s[f"top1_baseline_k{r['k']}"]
+    ends = [quality[0], quality[-1]]  # all low / all high: the same assignment whatever the ranking
+    assert all(r["top1_quantune"] == r["top1_baseline"] == r["top1_random_mean"] for r in ends)
+    q_mean = sum(float(r["top1_quantune"]) for r in quality[1:-1]) / (n - 1)
+    assert s["quality_mean_top1_quantune"] == pytest.approx(q_mean)
+    assert s["ranking_seconds_baseline"] == s["baseline_seconds"] and s["ranking_seconds_random"] < 1.0
+    assert s["claim_holds"] == (s["claim_faster"] and s["claim_equal_or_better_accuracy"])
+    assert s["claim_equal_or_better_accuracy"] == (s["quality_diff_pts_quantune_vs_baseline"] >= -1.0)
+    assert s["n_evaluations"] < 4 * (n + 1) + 2  # assignments two rankings share are evaluated once
     for f in (
         "ranking.csv",
         "ops.csv",
@@ -54,6 +71,8 @@ def test_sensitivity_with_the_baseline_comparison_writes_flat_results(tmp_path):
         "baseline.csv",
         "sweep.csv",
         "tradeoff.png",
+        "ranking_quality.csv",
+        "ranking_quality.png",
     ):
         assert (run / f).stat().st_size > 0, f
     with (run / "ranking.csv").open() as f:

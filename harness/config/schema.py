@@ -12,7 +12,7 @@ Groups: ``board`` (:class:`BoardSchema` with :class:`TimerSchema`), ``method`` (
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, ClassVar, Optional
+from typing import Any, ClassVar
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
@@ -43,20 +43,20 @@ class DriverSchema:
     of a labgrid board farm: place, coordinator, flasher)."""
 
     type: str = MISSING  # qemu | serial | labgrid
-    machine: Optional[str] = None
-    cpu: Optional[str] = None
+    machine: str | None = None
+    cpu: str | None = None
     extra_args: list[str] = field(default_factory=list)
-    port: Optional[str] = None
+    port: str | None = None
     baud: int = 115200
-    flasher: Optional[str] = None  # pyocd | pio
-    target: Optional[str] = None  # pyOCD target name
-    probe: Optional[str] = None  # probe unique id when several are attached (auto: discovery picks it)
+    flasher: str | None = None  # pyocd | pio
+    target: str | None = None  # pyOCD target name
+    probe: str | None = None  # probe unique id when several are attached (auto: discovery picks it)
     link: str = "serial"  # serial (the protocol on `port`) | rtt (SEGGER RTT through the debug probe)
     boot_timeout_s: float = 10.0
     command_timeout_s: float = 60.0
     # type labgrid (a board of a labgrid farm, harness.boards.labgrid_board; flasher gdb | openocd):
-    place: Optional[str] = None  # the labgrid place (its name or a unique part of it)
-    coordinator: Optional[str] = None  # host:port of the labgrid coordinator (null: $LG_COORDINATOR or :20408)
+    place: str | None = None  # the labgrid place (its name or a unique part of it)
+    coordinator: str | None = None  # host:port of the labgrid coordinator (null: $LG_COORDINATOR or :20408)
     reserve: bool = True  # queue for the place with a reservation before acquiring it (fair between users)
     acquire_timeout_s: float = 600.0  # how long to wait for the place when other users hold it
     openocd_config: list[str] = field(default_factory=list)  # flasher openocd: OpenOCD config files of the board
@@ -67,8 +67,8 @@ class UartSchema:
     type: str = MISSING
     base: int = MISSING
     baud: int = 115200
-    tx_pin: Optional[str] = None  # boards whose UART pins are routed by software (nRF52 UARTE)
-    rx_pin: Optional[str] = None
+    tx_pin: str | None = None  # boards whose UART pins are routed by software (nRF52 UARTE)
+    rx_pin: str | None = None
 
 
 @dataclass
@@ -99,15 +99,15 @@ class BoardSchema:
     flash: MemRegionSchema = field(default_factory=MemRegionSchema)
     sram: MemRegionSchema = field(default_factory=MemRegionSchema)
     linker_script: str = MISSING
-    platformio_board: Optional[str] = None  # default: the board's name
+    platformio_board: str | None = None  # default: the board's name
     uart: UartSchema = field(default_factory=UartSchema)
     timer: TimerSchema = field(default_factory=TimerSchema)
     driver: DriverSchema = field(default_factory=DriverSchema)
     discovery: DiscoverySchema = field(default_factory=DiscoverySchema)
     # An emulated board can stand for a real chip by default: `timer=` and `timing=`, when not given, mean these
     # (qemu-mps2-an500: qemu-cycles under stm32h743); an explicit timer=qemu-icount counts instructions instead.
-    default_timer: Optional[str] = None
-    default_timing: Optional[str] = None
+    default_timer: str | None = None
+    default_timing: str | None = None
 
 
 # ------------------------------------------------------------------------------------------ profile and data
@@ -121,12 +121,12 @@ class ProfileSchema:
     a_bits: list[int] = field(default_factory=lambda: [2, 4, 8])  # input-activation precisions to measure
     w_bits: list[int] = field(default_factory=lambda: [2, 4, 8])  # weight precisions
     o_bits: list[int] = field(default_factory=lambda: [2, 4, 8])  # output precisions (producer narrows)
-    input_bits: Optional[int] = 8  # the network input's precision (null: the first layer at every a_bits)
-    output_bits: Optional[int] = 8  # the logits' precision (null: every o_bits)
+    input_bits: int | None = 8  # the network input's precision (null: the first layer at every a_bits)
+    output_bits: int | None = 8  # the logits' precision (null: every o_bits)
     repeats: int = 3  # random inputs per image; the row's count is their median (min/max kept)
     workers: int = 0  # images measured in parallel, one emulator each (0: one per available core)
     executor: str = "local"  # local: a pool of `workers` processes here | ray: images sharded over a Ray cluster
-    ray_address: Optional[str] = None  # executor=ray: host:port or auto (a running cluster); null: a local Ray
+    ray_address: str | None = None  # executor=ray: host:port or auto (a running cluster); null: a local Ray
     max_layers: int = 200  # layers per batch image (the firmware's table holds 256)
     max_macs: float = 3.0e7  # MACs per batch image: bounds one inference's emulation time
     build_flags: list[str] = field(default_factory=list)  # extra compiler flags (part of the target)
@@ -138,11 +138,11 @@ class DataSchema:
     """An offline data set (``configs/data``): subset sizes, split and normalisation."""
 
     name: str = MISSING
-    n_train: Optional[int] = None  # null: all
-    n_test: Optional[int] = None
+    n_train: int | None = None  # null: all
+    n_test: int | None = None
     seed: int = 0
-    test_fraction: Optional[float] = None  # sets without a fixed split: fraction held out (stratified)
-    split_seed: Optional[int] = None
+    test_fraction: float | None = None  # sets without a fixed split: fraction held out (stratified)
+    split_seed: int | None = None
     mean: float = 0.5
     std: float = 0.5
     augment: bool = False  # random shift (+ flip)
@@ -154,7 +154,7 @@ class TrainSchema:
     """Training hyper-parameters (float training and QAT)."""
 
     epochs: int = 2  # used when phases is null
-    phases: Optional[list[Any]] = None  # list of {resolution, epochs, n_train}
+    phases: list[Any] | None = None  # list of {resolution, epochs, n_train}
     batch_size: int = 128
     optimizer: str = "adamw"  # adamw | sgd
     lr: float = 0.003
@@ -173,7 +173,7 @@ class QatSchema:
     """Short quantization-aware fine-tuning at the final precisions."""
 
     epochs: int = 1
-    n_train: Optional[int] = 5000  # training images (null: all)
+    n_train: int | None = 5000  # training images (null: all)
     n_test: int = 500  # test images for the before/after top-1 it logs
     lr: float = 0.0005
     weight_decay: float = 0.0
@@ -188,8 +188,8 @@ class TrackingSchema:
     local MLflow file store (no server)."""
 
     name: str = "mlflow"
-    store: Optional[str] = None  # the file store's folder (null: mlruns/ inside the run folder)
-    experiment: Optional[str] = None  # MLflow experiment name (null: tinyhil-<command>)
+    store: str | None = None  # the file store's folder (null: mlruns/ inside the run folder)
+    experiment: str | None = None  # MLflow experiment name (null: tinyhil-<command>)
 
 
 # ------------------------------------------------------------------------------------------ methods
@@ -211,11 +211,11 @@ class BitopsMethod:
 
     name: str = "bitops"
     objective: str = "bits"  # bits | bitops | latency
-    bitops_frac: Optional[float] = 0.25  # at most this fraction of int8's BitOPs
-    latency_frac: Optional[float] = None  # or: at most this fraction of int8's predicted count (needs the table)
-    min_mean_bits: Optional[float] = None
-    flash_bytes: Optional[int] = None
-    sram_bytes: Optional[int] = None
+    bitops_frac: float | None = 0.25  # at most this fraction of int8's BitOPs
+    latency_frac: float | None = None  # or: at most this fraction of int8's predicted count (needs the table)
+    min_mean_bits: float | None = None
+    flash_bytes: int | None = None
+    sram_bytes: int | None = None
     out_bits_rule: str = "consumer"  # consumer: o_bits = what the next layer reads | 8
     bits: list[int] = field(default_factory=lambda: [2, 4, 8])
     input_bits: int = 8  # the image arrives as int8
@@ -229,7 +229,7 @@ class FileMethod:
     """A saved precision configuration (JSON or YAML), e.g. a previous run's final_config.json."""
 
     name: str = "file"
-    path: Optional[str] = None
+    path: str | None = None
 
 
 @dataclass
@@ -240,15 +240,15 @@ class QuantuneMethod:
     k: int = 4
     high: Any = 8  # an int (a = w), [a_bits, w_bits] or {a_bits, w_bits}
     low: Any = 4
-    input_bits: Optional[int] = 8  # layers reading the image read it at 8 bits; null: like the rest
+    input_bits: int | None = 8  # layers reading the image read it at 8 bits; null: like the rest
     probe: Any = None  # precision of the quantized pass; null = `low`
     rule: str = "dsqnr"  # dsqnr (ties within tie_db by MSE) | zscore (weighted z-scores)
     tie_db: float = 0.1
     weights: dict[str, float] = field(default_factory=lambda: {"dsqnr": 1.0, "mse": 1.0, "wsqnr": 1.0})
     sqnr_cap_db: float = 100.0  # SQNR of an exactly reproduced tensor (keeps dSQNR finite)
     n_calib: int = 64  # calibration images for the two passes and the activation ranges
-    chunk_size: Optional[int] = None  # images per chunk (null: all at once)
-    ranking: Optional[str] = None  # a ranking.csv from `tinyhil sensitivity` to use instead of the passes
+    chunk_size: int | None = None  # images per chunk (null: all at once)
+    ranking: str | None = None  # a ranking.csv from `tinyhil sensitivity` to use instead of the passes
 
 
 @dataclass
@@ -260,17 +260,22 @@ class QuantMcuMethod:
     n: str = "auto"  # patches per side, or auto
     max_mac_overhead: float = 0.3
     n_calib: int = 16  # calibration images VDPC and VDQS look at
-    phi: float = 3.0  # rule=sigma: a value is an outlier when |x| > phi * sigma of its feature map
+    # VDPC, per channel c of a checked map: a value is an outlier when |x - mu_c| > phi * sigma_c (rule=sigma)
+    # or above the percentile-th percentile of |x - mu_c| (rule=percentile); center=zero uses |x| instead
+    phi: float = 3.0
     rule: str = "sigma"  # sigma | percentile
     percentile: float = 99.9
-    maps: str = "output"  # output | branch | first
+    center: str = "mean"  # mean (deviation from the channel's mean) | zero (|x|, the paper's literal reading)
+    maps: str = "output"  # output (the branch's output grain) | input (its input window) | branch | first
     min_fraction: float = 0.5  # outlier patch: outlier values on more than this fraction of the images
     # VDQS: S = -lam * Omega + (1 - lam) * Phi, both normalised to the patch branch's 8-bit totals
     lam: float = 0.5  # the paper's lambda
     bits: list[int] = field(default_factory=lambda: [8, 4, 2])  # one step at a time: 8 -> 4 -> 2
     range_mode: str = "patch"  # patch (MSE clip per patch) | tensor (per feature map) | minmax
     scope: str = "stage"  # stage (patch branches, the paper) | network (also the rest, shared)
-    memory_budget: Any = "board"  # board (its SRAM less runtime, stack, scratch) | null | bytes
+    # SRAM for the firmware's arena + result tables + scratch, judged by its arena planner: board (its SRAM less
+    # runtime and stack, the build's fit check) | null | bytes
+    memory_budget: Any = "board"
 
 
 # ------------------------------------------------------------------------------------------ experiments
@@ -367,6 +372,16 @@ class TableOptimumExperiment:
 
 
 @dataclass
+class PatchFinetuneSchema(QatSchema):
+    """Quantization-aware fine-tuning of a QuantMCU configuration through the patch-based computation, every
+    patch's precisions and ranges fixed (harness.search.quantmcu.finetune)."""
+
+    epochs: int = 0  # 0: no fine-tuning (the paper's search is training-free)
+    threads: int = 1  # torch threads: one is fastest on a busy machine
+    baseline: bool = True  # also fine-tune the 8-bit patch-based model the same way (accuracy at equal training)
+
+
+@dataclass
 class QuantMcuExperiment:
     """QuantMCU end to end against 8-bit patch-based inference (MCUNetV2)."""
 
@@ -379,6 +394,29 @@ class QuantMcuExperiment:
     n_calib: int = 256  # calibration images for the 8-bit activation ranges
     n_device: int = 20  # test images run on the board (each model)
     device_baseline: bool = True  # also run the 8-bit patch-based model on the board
+    device_baseline_finetuned: bool = True  # and, with finetune.baseline, the fine-tuned 8-bit one
+    finetune: PatchFinetuneSchema = field(default_factory=PatchFinetuneSchema)
+
+
+@dataclass
+class QuantMcuSweepExperiment(QuantMcuExperiment):
+    """QuantMCU settings swept on one model and one 8-bit baseline: BitOPs, measured count, device top-1."""
+
+    name: str = "quantmcu-sweep"
+    entry: str = "harness.experiments.quantmcu:run_sweep"
+    # each point: method overrides (phi, lam, bits, maps, center, rule, percentile, min_fraction, range_mode,
+    # scope); the plan (split, n) is shared
+    points: list[Any] = field(
+        default_factory=lambda: [
+            {"phi": 3.0, "lam": 0.5},
+            {"phi": 1000.0, "lam": 0.5},
+            {"phi": 1000.0, "lam": 0.1},
+            {"phi": 1000.0, "lam": 0.1, "bits": [8, 4]},
+        ]
+    )
+    n_device: int = 200
+    finetune: PatchFinetuneSchema = field(default_factory=lambda: PatchFinetuneSchema(epochs=1))
+    comparable_pts: float = 1.0  # "comparable accuracy": top-1 within this many points of 8-bit patch-based
 
 
 @dataclass
@@ -391,11 +429,14 @@ class QuantuneExperiment:
     name: str = "quantune"
     entry: str = "harness.experiments.sensitivity:run"
     baseline: bool = True  # run the n + 1 evaluations
-    sweep: bool = True  # top-1 vs BitOPs for ks and uniform
-    ks: list[int] = field(default_factory=lambda: [0, 2, 4, 8, 16, 32])  # k beyond the layer count: dropped
+    sweep: bool = True  # ranking quality: top-1 of the top-k assignments of each ranking, for every k in ks
+    # "all": k = 0..n (n: the layers whose bits can change); or a list (k beyond n dropped)
+    ks: Any = "all"
     uniform: list[int] = field(default_factory=lambda: [8, 4])  # uniform a = w precisions to compare with
     baseline_topk: bool = True  # also the top-k assignments of the baseline ranking
+    n_random: int = 3  # random rankings (seeds 0..n_random-1 past `seed`): the floor a ranking must beat
     n_eval: int = 500  # test images per evaluation
+    tolerance_pts: float = 1.0  # "equal accuracy": mean top-1 over the ks within this many points
 
 
 @dataclass
@@ -443,7 +484,7 @@ class ScalingExperiment:
     model: str = "mbv2-w0.35"  # configs/model name
     workers: list[int] = field(default_factory=lambda: [1, 2])  # local pool sizes (1: serial, the baseline)
     ray: bool = True  # also through a local Ray (a head started on this machine), with the largest pool size
-    ray_address: Optional[str] = None  # or a running cluster's head (host:port)
+    ray_address: str | None = None  # or a running cluster's head (host:port)
     # A subset of the table: every (a, w, o) triple of mbv2-w0.35 is 792 entries, too long to profile three times
     # on a shared two-core machine; the 4/8-bit pairs at o = 8 (132 entries) keep each profile to minutes.
     a_bits: list[int] = field(default_factory=lambda: [4, 8])
@@ -471,6 +512,7 @@ SCHEMAS: tuple[tuple[str, str, type], ...] = (
     ("experiment", "kernels", KernelsExperiment),
     ("experiment", "table-optimum", TableOptimumExperiment),
     ("experiment", "quantmcu", QuantMcuExperiment),
+    ("experiment", "quantmcu-sweep", QuantMcuSweepExperiment),
     ("experiment", "quantune", QuantuneExperiment),
     ("experiment", "reliability", ReliabilityExperiment),
     ("experiment", "timing", TimingExperiment),

@@ -2,9 +2,15 @@
 
 Prints the ranked list (rich table) and writes ``ranking.csv`` (per conv/linear), ``ops.csv`` (per unfused op),
 ``sensitivity.png`` (bar chart), ``precision.json`` (the top-``method.k`` assignment) and its BitOPs and, with
-``evaluate``, its host fake-quant top-1. ``experiment=quantune`` adds the one-layer-at-a-time accuracy ranking
-(n + 1 evaluations) and compares the two (time ratio, Spearman, top-k overlap; ``baseline.csv``), and a sweep of
-top-1 vs BitOPs over ``experiment.ks`` against uniform precisions (``sweep.csv``, ``tradeoff.png``).
+``evaluate``, its host fake-quant top-1. Every network analysed and evaluated is the deployed one: activation
+tensors at their group's precision (:mod:`harness.search.quantune.grouping`).
+
+``experiment=quantune`` adds the one-layer-at-a-time accuracy ranking (n + 1 evaluations) and compares the two
+(time ratio, Spearman, top-k overlap; ``baseline.csv``), then judges the rankings by what they choose: for every
+``k`` in ``experiment.ks`` (default 0..n, n the layers whose bits can change) the top-1 of the top-k assignment
+of QuantuneV2's ranking, of the one-at-a-time ranking and of ``experiment.n_random`` random rankings, beside
+uniform precisions (``sweep.csv``; per k ``ranking_quality.csv``; ``ranking_quality.png``, ``tradeoff.png``) and
+whether the paper's claim (faster at equal or better accuracy) holds (``claim_*`` keys).
 """
 
 from __future__ import annotations
@@ -34,10 +40,11 @@ from harness.precision.config import PrecisionConfig
 from harness.precision.groups import harmonize
 from harness.quant.accounting import account
 from harness.results.io import atomic_write_bytes, repo_relative, write_table
-from harness.results.plotting import pyplot
-from harness.search.quantune.assign import topk_config
+from harness.results.plotting import pyplot, save
+from harness.search.quantune.assign import fixed_layers, topk_config
 from harness.search.quantune.baseline import one_at_a_time
 from harness.search.quantune.evaluate import deployed, one_at_a_time_template, only_layer, top1_and_loss
+from harness.search.quantune.grouping import input_group_tensors
 from harness.search.quantune.pipeline import (
     QuantuneParams,
     calibration_images,
@@ -45,6 +52,7 @@ from harness.search.quantune.pipeline import (
     save_ranking,
     sensitivity,
 )
+from harness.search.quantune.quality import is_random, quality_summary, quality_table, random_rankings
 from harness.search.quantune.ranking import RankRule, rank_layers, spearman, topk_overlap
 from harness.search.uniform import uniform_config
 
@@ -218,8 +226,13 @@ def deployable(layers: Sequence[LayerSpec], config: PrecisionConfig) -> Precisio
     return harmonize(layers, config)
 
 
-def _ks(e: Any, n_weighted: int) -> list[int]:
-    return sorted({int(k) for k in e["ks"] if 0 <= int(k) <= n_weighted})
+def _ks(e: Any, n: int) -> list[int]:
+    """The ks of the sweep: ``"all"`` is 0..n; a list keeps its ks in [0, n]."""
+    if e["ks"] == "all":
+        return list(range(n + 1))
+    if isinstance(e["ks"], (str, int)) or not isinstance(e["ks"], Sequence):
+        raise ConfigError(f"experiment.ks must be 'all' or a list of ints, got {e['ks']!r}")
+    return sorted({int(k) for k in e["ks"] if 0 <= int(k) <= n})
 
 
 def run(cfg: DictConfig, run_dir: Path) -> dict:
@@ -241,8 +254,13 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     shape = tuple(model.input_shape)
     layers = extract_layers(model)
     n_weighted = sum(s.has_weights for s in layers)
-    if p.k > n_weighted:
-        raise ConfigError(f"method.k={p.k} but {cfg.model.name} has {n_weighted} conv/linear layers")
+    fixed = fixed_layers(layers, p.high, p.low, p.input_bits)
+    n_change = n_weighted - len(fixed)  # the k budget: layers whose bits change when kept high
+    if p.k > n_change:
+        raise ConfigError(
+            f"method.k={p.k} but {cfg.model.name} has {n_change} conv/linear layers whose bits can change "
+            f"({n_weighted} in all)"
+        )
     calib = calibration_images(data, shape, p.n_calib, seed)
 
     def topk(order: Sequence[str], k: int) -> PrecisionConfig:
@@ -270,6 +288,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
         "data": str(cfg.data.name),
         "checkpoint": ck,
         "n_layers": n_weighted,
+        "n_layers_changeable": n_change,
+        "fixed_layers": fixed,
         "n_unfused_ops": len(sens.ops),
         "n_calib": sens.images,
         "rule": p.rule.rule,
@@ -285,7 +305,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
         "quantune_inference_passes": sens.meta["passes"],
         "most_sensitive": sens.ranking[0],
         "ranking": sens.ranking,
-        "kept_high": sens.ranking[: p.k],
+        "kept_high": assigned.meta["kept_high"],
         "bitops": bitops_of(layers, assigned),
         "bitops_8bit": ref8,
         "bitops_rel_8bit": bitops_of(layers, assigned) / ref8,
@@ -305,8 +325,13 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     float_eval_s = (time.perf_counter() - t0, time.process_time() - c0)
     summary["top1_float"] = float_top1
 
+    cache: dict[str, tuple[float, float]] = {}
+
     def acc_of(config: PrecisionConfig) -> tuple[float, float]:
-        return top1_and_loss(deployed(model, config, calib), x_eval, y_eval, bs)
+        d = config.digest()  # rankings often choose the same assignment (k = 0, k = n): evaluate it once
+        if d not in cache:
+            cache[d] = top1_and_loss(deployed(model, config, calib), x_eval, y_eval, bs)
+        return cache[d]
 
     if evaluate:
         summary["top1_assigned"] = acc_of(assigned)[0]
@@ -317,6 +342,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
             model,
             layers,
             calib,
+            input_group_tensors(layers, p.input_bits is not None),
             probe_config(layers, p.probe, p.input_bits),
             x_eval,
             y_eval,
@@ -350,12 +376,25 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
 
     sweep_rows: list[dict] = []
     if e.get("sweep"):
+        ks = _ks(e, n_change)
         orders = [("quantune", sens.ranking)]
+        seconds = {"quantune": q_seconds}
         if base is not None and e["baseline_topk"]:
             orders.append(("baseline", base.ranking))
+            seconds["baseline"] = base.seconds
+        t0 = time.perf_counter()
+        changeable = [n for n in sens.ranking if n not in set(fixed)]
+        rnd = random_rankings(changeable, int(e["n_random"]), seed)
+        seconds["random"] = time.perf_counter() - t0
+        orders += [(f"random-{i}", r + sorted(fixed)) for i, r in enumerate(rnd)]
+        console = Console(stderr=True)
         for name, order in orders:
-            for k in _ks(e, n_weighted):
+            for k in ks:
                 sweep_rows.append(_sweep_row(name, f"k{k}", k, topk(order, k), layers, ref8, acc_of))
+                console.print(
+                    f"[dim]{name} k={k}: top-1 {sweep_rows[-1]['top1']:.3f} "
+                    f"({len(cache)} evaluations, {time.perf_counter() - t_start:.0f} s)[/dim]"
+                )
         for b in e["uniform"]:
             a_b, w_b = (b, b) if isinstance(b, int) else tuple(b)
             c = uniform_config(layers, a_b, w_b, input_bits=p.input_bits)
@@ -364,13 +403,30 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
         sweep_df["k"] = sweep_df["k"].astype("Int64")  # blank for the uniform rows, not a float
         write_table(sweep_df, run_dir / "sweep.csv")
         for r in sweep_rows:
-            summary[f"top1_{r['method']}_{r['config']}"] = r["top1"]
-            summary[f"bitops_rel_{r['method']}_{r['config']}"] = r["bitops_rel_8bit"]
+            if not is_random(r["method"]):
+                summary[f"top1_{r['method']}_{r['config']}"] = r["top1"]
+                summary[f"bitops_rel_{r['method']}_{r['config']}"] = r["bitops_rel_8bit"]
+        table = quality_table(sweep_rows, ks)
+        write_table(pd.DataFrame(table), run_dir / "ranking_quality.csv")
+        for r in table:
+            if "top1_random_mean" in r:
+                summary[f"top1_random_mean_k{r['k']}"] = r["top1_random_mean"]
+        summary.update(quality_summary(table, n_change, seconds, float(e["tolerance_pts"])))
+        summary["n_evaluations"] = len(cache)
+        plot_quality(
+            table,
+            sweep_rows,
+            float_top1,
+            seconds,
+            run_dir / "ranking_quality.png",
+            f"Ranking quality: {cfg.model.name} on {cfg.data.name}, keep k at a{p.high[0]}w{p.high[1]}, "
+            f"rest a{p.low[0]}w{p.low[1]}, {len(y_eval)} test images (host, no fine-tuning)",
+        )
     if base is not None or sweep_rows:
         plot_comparison(
             sens.ranking,
             base.ranking if base else [],
-            sweep_rows,
+            [r for r in sweep_rows if not is_random(r["method"])],
             float_top1,
             run_dir / "tradeoff.png",
             f"QuantuneV2 vs one-at-a-time: {cfg.model.name} on {cfg.data.name}",
@@ -378,8 +434,63 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     return _finish(summary, t_start)
 
 
+def plot_quality(
+    table: Sequence[dict], rows: Sequence[dict], float_top1: float, seconds: dict, path: Path, title: str
+) -> Path:
+    """Top-1 of each ranking's top-k assignment vs k (random: mean and range), uniform precisions as lines."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    ks = [r["k"] for r in table]
+    for name, style, label in (
+        ("quantune", "o-", "QuantuneV2 (two passes)"),
+        ("baseline", "s--", "one at a time (n + 1 evaluations)"),
+    ):
+        col = f"top1_{name}"
+        if any(col in r for r in table):
+            t = seconds.get(name)
+            ax.plot(
+                ks,
+                [100 * r[col] for r in table],
+                style,
+                ms=3,
+                label=f"{label}, ranked in {t:.1f} s" if t is not None else label,
+            )
+    if any("top1_random_mean" in r for r in table):
+        ax.plot(ks, [100 * r["top1_random_mean"] for r in table], ":", c="gray", label="random (mean)")
+        ax.fill_between(
+            ks,
+            [100 * r["top1_random_min"] for r in table],
+            [100 * r["top1_random_max"] for r in table],
+            color="gray",
+            alpha=0.2,
+            label="random (min-max)",
+        )
+    for r in rows:
+        if r["method"] == "uniform":
+            ax.axhline(100 * r["top1"], lw=0.7, ls="-.", c="k")
+            ax.annotate(
+                f"uniform {r['config']}", (ks[-1], 100 * r["top1"]), fontsize=7, ha="right", va="bottom"
+            )
+    if not math.isnan(float_top1):
+        ax.axhline(100 * float_top1, lw=0.8, ls=":", c="tab:green", label="float")
+    ax.set_xlabel("k: layers kept at high precision")
+    ax.set_ylabel("top-1 % (host fake-quant)")
+    ax.set_title(title, fontsize=8)
+    ax.legend(fontsize=7, loc="lower right")
+    return save(fig, path)[0]
+
+
 def _baseline(
-    model, layers, calib, probe: PrecisionConfig, x_eval, y_eval, bs: int, float_result, float_eval_s
+    model,
+    layers,
+    calib,
+    group_tensors,
+    probe: PrecisionConfig,
+    x_eval,
+    y_eval,
+    bs: int,
+    float_result,
+    float_eval_s,
 ):
     """The one-layer-at-a-time ranking; its time includes building its quantized template and the float
     evaluation (its evaluation 0, shared with the float top-1)."""
@@ -391,7 +502,7 @@ def _baseline(
     def one(name: str | None) -> tuple[float, float]:
         if name is None:
             return float_result
-        return top1_and_loss(only_layer(template, name), x_eval, y_eval, bs)
+        return top1_and_loss(only_layer(template, name, group_tensors), x_eval, y_eval, bs)
 
     base = one_at_a_time([s.name for s in layers if s.has_weights], one)
     base.seconds += build_s + float_eval_s[0]

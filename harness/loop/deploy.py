@@ -25,20 +25,12 @@ from harness.ir.model import IntModel
 from harness.measure.session import Measurement, Session
 from harness.measure.target import measurement_target
 from harness.precision.config import PrecisionConfig
-from harness.precision.groups import activation_groups, group_bits
+from harness.precision.groups import grouped_tensor_bits
 from harness.quant.calibrate import calibrate
 from harness.quant.export import export_int_model
 from harness.quant.prepare import integer_inputs, top1
 from harness.quant.qnet import quantize_model
 from harness.table.lut import Target
-
-
-def grouped_tensor_bits(layers, config: PrecisionConfig, output_bits: int = 8) -> dict[str, int]:
-    """Every tensor's precision under ``config``: its activation group's (see the module docstring)."""
-
-    groups = activation_groups(layers)
-    gb = group_bits(groups, config, output_bits=output_bits)
-    return {t: gb[g] for t, g in groups.group_of.items()}
 
 
 def quantize_grouped(p, config: PrecisionConfig):

@@ -153,6 +153,16 @@ def group_bits(groups: ActivationGroups, config: PrecisionConfig, *, output_bits
     return out
 
 
+def grouped_tensor_bits(
+    layers: Sequence[LayerSpec] | ActivationGroups, config: PrecisionConfig, *, output_bits: int = 8
+) -> dict[str, int]:
+    """Every tensor's precision under ``config``: its activation group's (what deployment and the latency table
+    run; a tensor only an add or a pool reads takes the precision of the group it joins)."""
+    groups = layers if isinstance(layers, ActivationGroups) else activation_groups(layers)
+    gb = group_bits(groups, config, output_bits=output_bits)
+    return {t: gb[g] for t, g in groups.group_of.items()}
+
+
 def layer_bits(
     groups: ActivationGroups,
     config: PrecisionConfig,

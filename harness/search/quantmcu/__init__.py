@@ -3,12 +3,14 @@
 ``quantmcu(base, calib, params)`` takes the uniform 8-bit patch-based model (:class:`~harness.patch.intmodel.
 PatchedModel`, MCUNetV2) and calibration inputs, classifies patches (VDPC, :mod:`.vdpc`), searches per-branch
 feature-map precisions (VDQS, :mod:`.vdqs`) and returns the per-patch model the code generator and firmware run,
-with its :class:`~harness.precision.config.PrecisionConfig` (``patches``: patch -> layer -> a_bits).
+with its :class:`~harness.precision.config.PrecisionConfig` (``patches``: patch -> layer -> a_bits). Memory is
+judged by the firmware's arena planner (:func:`sram_need`). :mod:`.finetune` trains the shared weights of a
+configuration through the patch-based computation with every patch's precisions fixed.
 """
 
 from harness.errors import ConfigError
 from harness.search import register_check
-from harness.search.quantmcu.branches import Branches, FeatureMap, branches, stage_memory
+from harness.search.quantmcu.branches import Branches, FeatureMap, branches, planned_model, sram_need
 from harness.search.quantmcu.build import patched_from_config, to_config
 from harness.search.quantmcu.pipeline import QuantMcuParams, QuantMcuResult, quantmcu
 from harness.search.quantmcu.stats import CalibStats, collect
@@ -31,9 +33,10 @@ __all__ = [
     "entropy_bits",
     "measure",
     "patched_from_config",
+    "planned_model",
     "quantmcu",
     "search",
-    "stage_memory",
+    "sram_need",
     "to_config",
 ]
 

@@ -21,10 +21,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from harness import ops
+from harness.codegen.emit_patch import plan_patch_arena
 from harness.errors import ConfigError
 from harness.graph.spec import INPUT
-from harness.memory.liveness import build_steps, peak_memory, row_bytes
+from harness.ir.model import IntModel
 from harness.patch.intmodel import PatchedModel, layer_specs, stage_tensors
+from harness.patch.rebits import spec_at_bits
 from harness.precision.groups import activation_groups
 
 SCOPES = ("stage", "network")
@@ -155,31 +157,45 @@ def branches(pm: PatchedModel, scope: str = "stage") -> Branches:
     return Branches(pm, tuple(maps), weighted, macs, w_bits, fixed, rest)
 
 
-def stage_memory(
+def planned_model(
     br: Branches, bits: list[Mapping[int, int]], rest_bits: Mapping[int, int] | None = None
-) -> int:
-    """Patch-stage peak SRAM (planner rule, input resident) with per-branch precisions ``bits[p]``: the full
-    input and stage-output tensors plus the liveness peak of per-patch buffers, each sized for its largest patch.
-    ``rest_bits`` (decisions of the shared rest branch) may lower the stage-output tensor.
-    """
-    pm = br.pm
-    model, plan = pm.model, pm.plan
-    by_out = {layer.name: layer.output for layer in model.layers}
-    sizes: dict[str, int] = {INPUT: 0, plan.split: 0}
-    for p in range(plan.num_patches):
-        tb = br.tensor_bits(bits[p])
-        for name in plan.stage[:-1]:
-            t = by_out[name]
-            h0, h1, w0, w1 = plan.windows[name][p]
-            nb = (h1 - h0) * (w1 - w0) * row_bytes(model.tensors[t].shape[2], tb[t])
-            sizes[name] = max(sizes.get(name, 0), nb)
-    specs = layer_specs(model)[: pm.n_stage]
-    work = peak_memory(build_steps(specs), sizes).peak
-    out = model.tensors[pm.stage_output]
-    out_bits = out.bits
+) -> PatchedModel:
+    """The patch-based model of a search state as the memory planner sees it: every tensor at its searched
+    bit-width (``bits[p]`` per branch, ``rest_bits`` for the shared rest), layers and weights untouched.
+
+    Only shapes and bits decide where the firmware puts a buffer, so the tensors keep the base's range (the
+    requantization is redone only for the model that runs, :func:`~harness.search.quantmcu.build.
+    patched_from_config`)."""
+    base = br.pm.model
+    model = base
     if rest_bits and br.rest is not None:
+        tensors = dict(base.tensors)
         for fm in br.rest.maps:
-            if pm.stage_output in fm.tensors:
-                out_bits = rest_bits[fm.index]
-    out_bytes = out.shape[0] * out.shape[1] * row_bytes(out.shape[2], out_bits)
-    return model.tensors[model.input].nbytes + out_bytes + work
+            for t in fm.tensors:
+                tensors[t] = spec_at_bits(base.tensors[t], int(rest_bits[fm.index]))
+        model = IntModel(tensors, base.layers, base.input, base.output, base.name)
+    models = []
+    for p in range(br.num_patches):
+        tensors = dict(model.tensors)
+        changed = False
+        for fm in br.maps:
+            b = int(bits[p][fm.index])
+            for t in fm.tensors:
+                if b != tensors[t].bits:
+                    tensors[t] = spec_at_bits(tensors[t], b)
+                    changed = True
+        models.append(
+            IntModel(tensors, model.layers, model.input, model.output, model.name) if changed else model
+        )
+    return PatchedModel(model, br.pm.plan, tuple(models))
+
+
+def sram_need(br: Branches, bits: list[Mapping[int, int]], rest_bits: Mapping[int, int] | None = None) -> int:
+    """SRAM bytes the firmware's patch-based arena needs at a search state: the arena as the code generator
+    lays it out (:func:`~harness.codegen.emit_patch.plan_patch_arena`: first-fit placement of the full input,
+    the stage output, the per-patch buffers of each patch's precisions with their window copies, and the rest of
+    the network), the per-step result tables and the kernels' scratch buffer. This is what the fit check adds
+    the runtime and the stack to (:attr:`~harness.codegen.artifact.Artifact.estimate`), so a budget of the
+    board's SRAM less those two is exactly the build's limit."""
+    arena = plan_patch_arena(planned_model(br, bits, rest_bits))
+    return int(arena.arena_bytes + arena.result_bytes + arena.scratch_bytes)

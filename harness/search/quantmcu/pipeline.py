@@ -33,11 +33,12 @@ class QuantMcuParams:
     percentile: float = _DEFAULT.percentile
     maps: str = _DEFAULT.maps
     min_fraction: float = _DEFAULT.min_fraction
+    center: str = _DEFAULT.center
     lam: float = _DEFAULT.lam
     bits: tuple[int, ...] = tuple(_DEFAULT.bits)
     range_mode: str = _DEFAULT.range_mode
     scope: str = _DEFAULT.scope  # stage (patch branches only, the paper's setting) | network (also the rest)
-    budget: int | None = None  # bytes of SRAM the patch stage may use (None: no limit)
+    budget: int | None = None  # SRAM bytes for arena + result tables + scratch (None: no limit)
 
     @classmethod
     def from_mapping(cls, d: Mapping) -> QuantMcuParams:
@@ -87,13 +88,17 @@ def quantmcu(
             "the input and the stage output only; split later"
         )
     stats = collect(base, calib)
-    vdpc = classify(br, stats, params.phi, params.rule, params.percentile, params.maps, params.min_fraction)
+    vdpc = classify(
+        br, stats, params.phi, params.rule, params.percentile, params.maps, params.min_fraction, params.center
+    )
     quant = measure(br, stats, params.bits, params.range_mode)
     vdqs = search(br, quant, vdpc.outlier, params.lam, params.bits, params.budget)
     meta = {
         "phi": params.phi,
         "lambda": params.lam,
         "rule": params.rule,
+        "maps": params.maps,
+        "center": params.center,
         "range_mode": params.range_mode,
         "scope": params.scope,
         "outlier_patches": [p for p, o in enumerate(vdpc.outlier) if o],
@@ -112,8 +117,8 @@ def quantmcu(
         "bitops_patch8": b8,
         "bitops": bq,
         "bitops_reduction": b8 / bq if bq else float("inf"),
-        "stage_memory_8bit": vdqs.memory_start,
-        "stage_memory": vdqs.memory_end,
+        "sram_need_8bit": vdqs.memory_start,  # arena + result tables + scratch, as the fit check counts them
+        "sram_need": vdqs.memory_end,
         "n_patches": base.plan.num_patches,
         "n_outlier_patches": vdpc.n_outliers,
         "n_feature_maps": len(br.maps),

@@ -21,9 +21,13 @@ Quantizing a feature map at fewer bits needs a range. ``range_mode``: ``"patch"`
 8-bit range that minimises the squared error on that patch's own calibration values, value-driven per patch,
 each branch's layer copies carry their own scales), ``"tensor"`` (one clip per feature map over the whole map)
 or ``"minmax"`` (the full 8-bit range). With ``scope="network"`` the shared rest branch is searched alongside
-(normalised by the rest's own 8-bit BitOPs and information, whole tensors, one clip per feature map). The memory of a configuration is the patch stage's peak SRAM with
-per-patch buffers sized at their precisions (:func:`~harness.search.quantmcu.branches.stage_memory`);
-lowering bits never grows it, so a start that fits stays within budget.
+(normalised by the rest's own 8-bit BitOPs and information, whole tensors, one clip per feature map).
+
+The memory of a configuration is what the firmware's arena planner lays out for it
+(:func:`~harness.search.quantmcu.branches.sram_need`: arena, result tables and scratch, as the build's fit
+check counts them). Lowering bits shrinks buffers, but first-fit placement of per-patch buffers of different
+precisions can still need a larger arena, so every move is checked; a move over the budget is skipped for the
+next best one.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ import numpy as np
 
 from harness.errors import ConfigError, DoesNotFitError
 from harness.patch.rebits import mse_clip, quantize_real, spec_at_bits
-from harness.search.quantmcu.branches import Branches, FeatureMap, stage_memory
+from harness.search.quantmcu.branches import Branches, FeatureMap, sram_need
 from harness.search.quantmcu.stats import CalibStats
 
 RANGE_MODES = ("patch", "tensor", "minmax")
@@ -166,10 +170,11 @@ def search(
     bits = [{fm.index: start for fm in br.maps} for _ in range(br.num_patches)]
     rest = br.rest
     rest_bits = {fm.index: start for fm in rest.maps} if rest is not None else {}
-    mem0 = stage_memory(br, bits, rest_bits)
+    mem0 = sram_need(br, bits, rest_bits)
     if budget is not None and mem0 > budget:
         raise DoesNotFitError(
-            f"the {start}-bit patch stage needs {mem0} B of SRAM, over the budget of {budget} B"
+            f"the {start}-bit patch-based model needs {mem0} B of SRAM (arena, result tables, scratch), over "
+            f"the budget of {budget} B"
         )
     ops8 = [br.branch_bitops(p, bits[p]) for p in range(br.num_patches)]
     info8 = [sum(quant.map_info(p, fm, start) for fm in br.maps) for p in range(br.num_patches)]
@@ -208,8 +213,8 @@ def search(
         for s, _, _, p, fm, b, nb, phi, omega in sorted(cands, key=lambda c: c[:3], reverse=True):
             slot = rest_bits if p == REST else bits[p]
             slot[fm.index] = nb
-            m = stage_memory(br, bits, rest_bits)
-            if budget is None or m <= budget:
+            m = sram_need(br, bits, rest_bits) if budget is not None else None
+            if m is None or m <= budget:
                 moves.append(Move(p, fm.name, b, nb, float(s), float(phi), float(omega)))
                 mem = m
                 applied = True
@@ -217,4 +222,6 @@ def search(
             slot[fm.index] = b
         if not applied:
             break
+    if mem is None:  # unchecked moves (no budget): the end state's need, for the record
+        mem = sram_need(br, bits, rest_bits)
     return Vdqs(bits, moves, mem0, mem, budget, {"lambda": float(lam), "bits": list(bit_choices)}, rest_bits)

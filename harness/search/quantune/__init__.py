@@ -6,7 +6,10 @@
 * :mod:`.analyze`: per-op and per-layer metrics and the ranked list;
 * :mod:`.ranking`: the configurable combination rule, Spearman and top-k overlap;
 * :mod:`.assign`: top-k most sensitive layers high, the rest low -> PrecisionConfig;
-* :mod:`.baseline`: the one-layer-at-a-time accuracy ranking (n + 1 evaluations) it replaces.
+* :mod:`.baseline`: the one-layer-at-a-time accuracy ranking (n + 1 evaluations) it replaces;
+* :mod:`.grouping`: the deployed network (tensors at their activation group's precision) every analysis and
+  evaluation runs on, and which quantizers each layer's decision owns;
+* :mod:`.quality`: rankings judged by the top-1 of the top-k assignments they choose (against random ones).
 """
 
 from harness.search.quantune.analyze import Sensitivity, analyze

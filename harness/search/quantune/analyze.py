@@ -64,11 +64,14 @@ def layer_rows(
     w_sqnr: Mapping[str, float],
     cap_db: float = SQNR_CAP_DB,
     input_op: Mapping[str, str] | None = None,
+    group_ops: Mapping[str, Sequence[str]] | None = None,
 ) -> list[dict]:
     """Per conv/linear (execution order): the fused unit's metrics, from its first and last op.
 
     The unit's input is its conv's input, or the input of the op ``input_op[layer]`` names (the quantizer of
-    the tensor the layer reads, whose noise belongs to the layer's ``a_bits``).
+    the tensor the layer reads, whose noise belongs to the layer's ``a_bits``). ``group_ops[layer]`` names the
+    quantizers of the other tensors of the layer's input group (one precision, set by its readers): their
+    dSQNRs are added (``group_dsqnr``), so ``dsqnr = unit_dsqnr + group_dsqnr``.
     """
     first: dict[str, NoiseStats] = {}
     last: dict[str, NoiseStats] = {}
@@ -89,6 +92,15 @@ def layer_rows(
     rows = []
     for name, inp in first.items():
         s_in, s_out = inp.sqnr(cap_db), last[name].sqnr(cap_db)
+        group = 0.0
+        for key in (group_ops or {}).get(name, ()):
+            if key not in by_key:
+                raise ConfigError(
+                    f"layer {name!r}: the quantizer {key!r} of its input group was not observed"
+                )
+            q = by_key[key]
+            group += delta_sqnr(q.inp.sqnr(cap_db), q.out.sqnr(cap_db))
+        unit = delta_sqnr(s_in, s_out)
         rows.append(
             {
                 "layer": name,
@@ -96,7 +108,9 @@ def layer_rows(
                 "w_sqnr": w_sqnr.get(name, float("nan")),
                 "a_sqnr_in": s_in,
                 "a_sqnr_out": s_out,
-                "dsqnr": delta_sqnr(s_in, s_out),
+                "dsqnr": unit + group,
+                "unit_dsqnr": unit,
+                "group_dsqnr": group,
                 "mse": last[name].mse,
             }
         )
@@ -138,12 +152,14 @@ def analyze(
     cap_db: float = SQNR_CAP_DB,
     ops: Sequence[UnfusedOp] | None = None,
     input_op: Mapping[str, str] | None = None,
+    group_ops: Mapping[str, Sequence[str]] | None = None,
     clone: bool = True,
 ) -> Sensitivity:
     """Rank the conv/linear layers of ``float_model`` by how much quantization noise each adds, from one float
     and one quantized inference pass over ``images`` (``quant_model``: the same network, every layer at the
     probe precision, same module names, BN and ReLU not folded). ``ops``/``input_op``: what to observe and
-    where each layer's input is taken (default: every unfused op of ``float_model``; the conv's own input).
+    where each layer's input is taken (default: every unfused op of ``float_model``; the conv's own input);
+    ``group_ops``: the other quantizers of each layer's input group, whose noise it is charged with.
     ``clone=False`` skips copying the float activations (only for models without in-place ops)."""
     rule = rule or RankRule()
     t0, c0 = time.perf_counter(), time.process_time()
@@ -151,7 +167,7 @@ def analyze(
     result = two_pass(float_model, quant_model, images, ops, chunk_size, clone)
     names = [op.module for op in ops if op.kind in WEIGHTED_KINDS]
     wsq = weight_sqnrs(float_model, quant_model, names, weight_of, cap_db)
-    layers = rank_rows(layer_rows(result, wsq, cap_db, input_op), rule)
+    layers = rank_rows(layer_rows(result, wsq, cap_db, input_op, group_ops), rule)
     if not layers:
         raise ConfigError("no conv/linear layer was observed")
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0

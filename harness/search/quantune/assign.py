@@ -33,6 +33,29 @@ def bit_pair(value: Any, what: str) -> BitPair:
     return a, w
 
 
+def _pairs(layers: Sequence[LayerSpec], pair: BitPair, input_bits: int | None) -> dict[str, BitPair]:
+    """Every conv/linear at ``pair``, a layer reading the image at ``input_bits`` (when given)."""
+    out = {}
+    for s in layers:
+        if s.has_weights:
+            a, w = pair
+            out[s.name] = (input_bits if (INPUT in s.inputs and input_bits is not None) else a, w)
+    return out
+
+
+def fixed_layers(
+    layers: Sequence[LayerSpec], high: BitPair, low: BitPair, input_bits: int | None = 8
+) -> list[str]:
+    """Conv/linear layers whose bits do not depend on being kept: at ``high`` and at ``low`` they run the same
+    ``(a_bits, w_bits)`` (e.g. the layer reading the image when only activations differ). Keeping one costs
+    nothing and changes nothing, so they are left out of the ``k`` budget."""
+    hi, lo = (
+        _pairs(layers, bit_pair(high, "high"), input_bits),
+        _pairs(layers, bit_pair(low, "low"), input_bits),
+    )
+    return [n for n in hi if hi[n] == lo[n]]
+
+
 def topk_config(
     ranking: Sequence[str],
     layers: Sequence[LayerSpec],
@@ -42,9 +65,10 @@ def topk_config(
     *,
     input_bits: int | None = 8,
 ) -> PrecisionConfig:
-    """Keep the first ``k`` names of ``ranking`` (most sensitive first) at ``high``, every other conv/linear at
-    ``low``. Layers reading the network input read it at ``input_bits`` (8: the image arrives as int8; None:
-    like the rest).
+    """Keep the first ``k`` names of ``ranking`` (most sensitive first) whose bits can change at ``high``, every
+    other conv/linear at ``low``. Layers reading the network input read it at ``input_bits`` (8: the image
+    arrives as int8; None: like the rest). Layers whose bits are the same either way (:func:`fixed_layers`) do
+    not count against ``k``: it ranges over ``[0, changeable layers]``.
 
     The result is per-layer; readers of one shared activation may disagree, which
     :func:`harness.search.make_start` resolves by raising them to their maximum (``harmonize``).
@@ -57,28 +81,27 @@ def topk_config(
             f"the sensitivity ranking does not name this network's conv/linear layers once each "
             f"(missing {missing[:5]}, unknown {extra[:5]}); was it computed for another model?"
         )
-    if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= len(weighted):
-        raise ConfigError(
-            f"k must be an integer in [0, {len(weighted)}] (the number of conv/linear layers), got {k!r}"
-        )
     high, low = bit_pair(high, "high"), bit_pair(low, "low")
     if high[0] < low[0] or high[1] < low[1]:
         raise ConfigError(f"high precision {high} must not be below low precision {low}")
     if input_bits is not None and input_bits not in ALLOWED_BITS:
         raise ConfigError(f"input_bits must be one of {ALLOWED_BITS} or None, got {input_bits!r}")
-    keep = set(ranking[:k])
-    reads_input = {s.name for s in layers if s.has_weights and INPUT in s.inputs}
-    cfg: dict[str, BitPair] = {}
-    for name in weighted:
-        a, w = high if name in keep else low
-        if name in reads_input and input_bits is not None:
-            a = input_bits
-        cfg[name] = (a, w)
+    fixed = set(fixed_layers(layers, high, low, input_bits))
+    changeable = [n for n in ranking if n not in fixed]
+    if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= len(changeable):
+        raise ConfigError(
+            f"k must be an integer in [0, {len(changeable)}] (the conv/linear layers whose bits can change"
+            f"{f'; {len(fixed)} cannot' if fixed else ''}), got {k!r}"
+        )
+    keep = set(changeable[:k])
+    hi, lo = _pairs(layers, high, input_bits), _pairs(layers, low, input_bits)
+    cfg: dict[str, BitPair] = {name: hi[name] if name in keep else lo[name] for name in weighted}
     meta = {
         "method": "quantune",
         "k": k,
         "high": list(high),
         "low": list(low),
-        "kept_high": list(ranking[:k]),
+        "kept_high": list(changeable[:k]),
+        "fixed": sorted(fixed),
     }
     return PrecisionConfig(cfg, meta=meta)

@@ -119,13 +119,26 @@ def sensitivity(
         cap_db=params.sqnr_cap_db,
         ops=probe.ops,
         input_op=probe.input_op,
+        group_ops=probe.group_ops,
         clone=False,  # the probe pair has no in-place ops (see probe.py)
     )
     s.meta.update({"quantize_s": t_q, "quantize_cpu_s": c_q, "probe": list(params.probe)})
     return s
 
 
-RANKING_COLUMNS = ("rank", "layer", "kind", "score", "dsqnr", "mse", "w_sqnr", "a_sqnr_in", "a_sqnr_out")
+RANKING_COLUMNS = (
+    "rank",
+    "layer",
+    "kind",
+    "score",
+    "dsqnr",
+    "unit_dsqnr",
+    "group_dsqnr",
+    "mse",
+    "w_sqnr",
+    "a_sqnr_in",
+    "a_sqnr_out",
+)
 
 
 def save_ranking(rows: Sequence[Mapping[str, Any]], path: str | Path) -> Path:

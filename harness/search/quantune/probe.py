@@ -16,8 +16,13 @@ Differences from the deployed network, both below one LSB: the int32 bias roundi
 are fake-quantized from the float result instead of through the integer multiplier/shift. The float twin is
 the same graph with every quantizer switched off, so both passes observe identically named modules.
 
-Attribution: a tensor's quantizer belongs to the layers that *read* it (a PrecisionConfig's ``a_bits`` is the
-precision of a layer's input), so the input SQNR of a fused layer is taken before its input's quantizer.
+Every tensor is quantized at its activation group's precision, as deployed (:mod:`.grouping`): a tensor only
+an add or a pool reads (a MobileNetV2 projection output) holds the precision of the group it joins, not 8 bits.
+
+Attribution: a tensor's quantizer belongs to the layers that *read* its group (a PrecisionConfig's ``a_bits`` is
+the precision of a layer's input, and one group holds one precision), so the input SQNR of a fused layer is taken
+before its input's quantizer (``input_op``) and the noise of the other quantizers of its input group is added to
+it (``group_ops``): without that, the noise of a tensor read only by an add would be charged to no layer.
 """
 
 from __future__ import annotations
@@ -37,7 +42,8 @@ from harness.graph.trace import TracedLayer, trace_model
 from harness.ops import WEIGHTED_OPS
 from harness.precision.config import PrecisionConfig
 from harness.quant.calibrate import calibrate
-from harness.quant.qnet import QuantNet, quantize_model
+from harness.quant.qnet import QuantNet
+from harness.search.quantune.grouping import input_group_tensors, quantize_grouped
 from harness.search.quantune.units import UnfusedOp, unfused_ops
 
 _ADDS = {operator.add, operator.iadd, torch.add}
@@ -80,6 +86,9 @@ class Probe:
     ops: list[UnfusedOp]
     input_op: dict[str, str]  # conv/linear name -> key of the op whose input SQNR is the fused layer's input
     qnet: QuantNet
+    group_ops: dict[
+        str, list[str]
+    ]  # conv/linear name -> quantizer ops of the other tensors of its input group
 
 
 def _is_act(node: fx.Node, modules: Mapping[str, nn.Module]) -> bool:
@@ -198,7 +207,7 @@ def build_probe(
     it takes its input SQNR after the input quantizer; otherwise before, like every other layer.
     """
     model = model.eval()
-    qnet = calibrate(quantize_model(model, config), calib)
+    qnet = calibrate(quantize_grouped(model, config), calib)
     traced = trace_model(model)
     layer_nodes = {k: v.name for k, v in _layer_nodes(fx.symbolic_trace(model), traced).items()}
     tensor_nodes = {INPUT: "", **layer_nodes}
@@ -214,9 +223,10 @@ def build_probe(
         if n.op == "call_module":
             first_call.setdefault(str(n.target), i)
     ops = sorted([*base_ops, *quant_ops.values()], key=lambda op: first_call[op.module])
-    input_op = {}
-    for t in traced:
-        src = t.spec.inputs[0]
-        if t.spec.op in WEIGHTED_OPS and not (input_fixed and src == INPUT):
-            input_op[t.name] = quant_ops[src].key
-    return Probe(fgm, qgm, ops, input_op, qnet)
+    input_op: dict[str, str] = {}
+    group_ops: dict[str, list[str]] = {}
+    for name, tensors in input_group_tensors([t.spec for t in traced], input_fixed).items():
+        if tensors:
+            input_op[name] = quant_ops[tensors[0]].key
+            group_ops[name] = [quant_ops[x].key for x in tensors[1:]]
+    return Probe(fgm, qgm, ops, input_op, qnet, group_ops)
