@@ -15,6 +15,7 @@ from pathlib import Path
 
 from harness.build.project import _compiler_id as cid
 from harness.config.board import BoardConfig, load_board_config, repo_root
+from harness.synth.batch import BATCH_MODEL_VERSION
 from harness.table.lut import Target
 
 _OPT_RE = re.compile(r'"(-O[0-3sgz]|-Ofast)"')
@@ -37,12 +38,15 @@ def _compiler_id() -> str:
 
 
 def firmware_hash(board: BoardConfig | str, build_flags: Iterable[str] = ()) -> str:
-    """12 hex digits naming the kernel build on ``board`` (sources, build script, compiler, flags)."""
+    """12 hex digits naming the kernel build on ``board`` (sources, build script, compiler, flags) and the
+    version of the profiling batch model (:data:`harness.synth.batch.BATCH_MODEL_VERSION`), whose layer
+    parameters select the kernels' specialisations: a table profiled with another version is measured again."""
     cfg = load_board_config(board)
     fw = repo_root() / "firmware"
     h = hashlib.sha256()
     h.update(_compiler_id().encode())
     h.update("\0".join(build_flags).encode())
+    h.update(f"batch-model {BATCH_MODEL_VERSION}\0".encode())  # how profiled variants are built
     for f in _firmware_files(cfg):
         h.update(str(f.relative_to(fw)).encode() + b"\0" + f.read_bytes() + b"\0")
     return h.hexdigest()[:12]
