@@ -118,12 +118,24 @@ def _layer_infos(model: IntModel, macs: dict[str, int] | None = None) -> tuple[L
     )
 
 
+def _layer_plan(model: IntModel, variant: str, keep_input: bool) -> tuple[ArenaPlan, int, MemoryEstimate]:
+    plan = plan_arena(model, keep_input=keep_input, validate=False)
+    flash, _ = estimate_footprint(model, plan, variant)
+    return plan, flash, MemoryEstimate(arena=plan.arena_bytes, scratch=plan.scratch_bytes, weights=flash)
+
+
+def layer_estimate(model: IntModel, *, variant: str = "opt", keep_input: bool = False) -> MemoryEstimate:
+    """What :func:`layer_artifact` of ``model`` would hand the fit check (arena plan, scratch, weights), without
+    rendering its sources: the searches judge a configuration by it before anything is built."""
+    validate_model(model)
+    return _layer_plan(model, variant, keep_input)[2]
+
+
 def layer_artifact(model: IntModel, *, variant: str = "opt", keep_input: bool = False) -> Artifact:
     """The artifact of ``model`` run layer by layer (``variant='ref'``: every a8w8 layer on its plain loop;
     a layer's ``meta['kernel_variant']`` overrides it for that layer)."""
     validate_model(model)
-    plan = plan_arena(model, keep_input=keep_input, validate=False)
-    flash, _ = estimate_footprint(model, plan, variant)
+    plan, flash, estimate = _layer_plan(model, variant, keep_input)
     out = model.tensors[model.output]
 
     def reference(x: np.ndarray) -> Expected:
@@ -137,7 +149,7 @@ def layer_artifact(model: IntModel, *, variant: str = "opt", keep_input: bool = 
             "model_data.c": render_model_c(model, plan, variant),
             "model_data.h": render_model_h(model, plan),
         },
-        estimate=MemoryEstimate(arena=plan.arena_bytes, scratch=plan.scratch_bytes, weights=flash),
+        estimate=estimate,
         model_hash=model_hash(model),
         layers=_layer_infos(model),
         input=model.tensors[model.input],

@@ -345,7 +345,7 @@ def plan_profile(
         )
     )
     unsigned = unsigned_inputs(layers)
-    variants = [Variant(e, s, unsigned.get(s.name, False)) for e, s in needed if e in missing]
+    variants = [Variant(e, s, unsigned.get(s.name, ())) for e, s in needed if e in missing]
     unfit = [v.entry for v in variants if never_fits(v, cfg)]
     variants = [v for v in variants if v.entry not in set(unfit)]
     # the batch input depends on the whole model, not on what is left: a resumed profile builds the same feeds

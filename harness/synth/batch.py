@@ -7,7 +7,7 @@ image is an :class:`~harness.ir.model.IntModel` that runs every variant as its o
   being profiled), loaded over serial, random for every repeat;
 * per input size ``(H, W)`` smaller than ``x``, a *resize* layer (an average pool with stride ``H0 // H``) that
   brings ``x`` to that size;
-* per *feed* ``(H, W, C, a_bits)`` a *source* layer (an 8-bit 3x3 conv of the resized tensor, written at
+* per *feed* ``(H, W, C, a_bits, signedness of each input)`` a *source* layer (an 8-bit 3x3 conv of the resized tensor, written at
   ``a_bits``) that generates the input tensor every variant of that feed reads; an add has a second source;
 * the variants, each reading its feed: a weighted variant has Gaussian float weights (trained weights' largest
   magnitude is 2-3 standard deviations per output channel, as a Gaussian's) quantized and calibrated by the
@@ -63,7 +63,7 @@ CREST_SIGNED = 12.5
 #: sources' 3x3 convolutions still give every channel of a feed its own spatial filter of it.
 INPUT_CHANNELS = 1
 
-Feed = tuple[int, int, int, int, bool]  # (H, W, C, a_bits, unsigned)
+Feed = tuple[int, int, int, int, tuple[bool, ...]]  # (H, W, C, a_bits, per input: unsigned)
 
 
 @dataclass(frozen=True)
@@ -72,21 +72,22 @@ class Variant:
 
     entry: Entry
     spec: LayerSpec
-    unsigned_input: bool = False  # the layer reads a ReLU's output in the network (zero point at the bottom)
+    unsigned_input: tuple[bool, ...] = ()  # per input: a ReLU's output in the network (zero point at the bottom)
 
     @property
     def feed(self) -> Feed:
         h, w, c = self.spec.in_shape
-        return h, w, c, self.entry[1], self.unsigned_input
+        flags = tuple(self.unsigned_input) + (False,) * (self.n_sources - len(self.unsigned_input))
+        return h, w, c, self.entry[1], flags[: self.n_sources]
 
     @property
     def n_sources(self) -> int:
         return 2 if self.spec.op == "add" else 1
 
 
-def unsigned_inputs(layers: Sequence[LayerSpec]) -> dict[str, bool]:
-    """Per layer: whether the tensor it reads holds a ReLU's output (unsigned, zero point at the bottom of the
-    range); an average pool passes its input's signedness on, an add without activation is signed."""
+def unsigned_inputs(layers: Sequence[LayerSpec]) -> dict[str, tuple[bool, ...]]:
+    """Per layer, per input: whether the tensor it reads holds a ReLU's output (unsigned, zero point at the bottom
+    of the range); an average pool passes its input's signedness on, an add without activation is signed."""
     by_name = {s.name: s for s in layers}
 
     def unsigned(t: str) -> bool:
@@ -97,7 +98,7 @@ def unsigned_inputs(layers: Sequence[LayerSpec]) -> dict[str, bool]:
             return True
         return s.op == "avgpool" and unsigned(s.inputs[0])
 
-    return {s.name: unsigned(s.inputs[0]) for s in layers}
+    return {s.name: tuple(unsigned(t) for t in s.inputs) for s in layers}
 
 
 def seeded(seed: int, *what: object) -> np.random.Generator:
@@ -161,7 +162,7 @@ def build_batch_model(
     index: dict[int, int] = {}
     order = {id(v): i for i, v in enumerate(variants)}
     for group in group_by_feed(variants):
-        h, w, c, a, unsigned = group[0].feed
+        h, w, c, a, flags = group[0].feed
         if (h, w) == (h0, w0):
             base = x
         elif (h, w) in resized:
@@ -181,7 +182,8 @@ def build_batch_model(
             base = resized[(h, w)] = add(layer, out)
         sources = []
         for j in range(max(v.n_sources for v in group)):
-            nm = f"s{h}x{w}x{c}a{a}{'u' if unsigned else ''}_{j}"
+            unsigned = flags[j]
+            nm = f"s{h}x{w}x{c}a{a}{''.join('u' if f else 's' for f in flags)}_{j}"
             layer, out = calibrated_weighted_layer(
                 nm,
                 "conv2d",
@@ -195,7 +197,7 @@ def build_batch_model(
                 padding="same",
                 act="relu" if unsigned else None,
                 x_values=values[base.name],
-                rng=seeded(seed, "source", h, w, c, a, j, *(("unsigned",) if unsigned else ())),
+                rng=seeded(seed, "source", h, w, c, a, j, flags),
             )
             sources.append(add(layer, out))
         for v in group:
