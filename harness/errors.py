@@ -60,3 +60,8 @@ class InternalError(Exception):
 class TimingError(TinyHilError):
     """The cycle model cannot count: the timing plugin did not load, a cycle marker is missing, or the timer,
     profile and image do not belong together. Counts are never replaced by instruction counts instead."""
+
+
+class ChipFitError(DoesNotFitError, TimingError):
+    """An emulated board's image is larger than the real chip its timing profile stands for (a memory of the
+    profile is smaller than the emulated board's): a fit failure, which a profile splits like any other."""

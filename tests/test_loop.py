@@ -236,8 +236,11 @@ def test_freebits_loop_end_to_end_on_the_tiny_cnn(tmp_path):
     assert s["reduction_vs_int8_pct"] == pytest.approx(
         100 * (1 - s["final_count"] / s["baseline_int8_count"])
     )
-    preds = pd.read_csv(run / "predictions.csv")
-    assert (preds["final_device"] == preds["final_reference"]).all()
+    images = pd.read_csv(run / "image_predictions.csv")
+    assert len(images) and (images["final_device"] == images["final_reference"]).all()
+    per_layer = pd.read_csv(run / "predictions.csv")  # per round and layer: table, in-context model, measured
+    assert set(per_layer["round"]) == set(pd.read_csv(run / "rounds.csv")["round"])
+    assert per_layer["measured"].gt(0).all()
     # what bounds the saving is stated, and the int8 count is broken down by op
     assert s["limit"] and isinstance(s["int8_dominates"], bool)
     shares = {k: v for k, v in s.items() if k.startswith("int8_count_share_")}

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness import ops
 from harness.build.elf import ElfImage
 from harness.build.project import build, firmware_key, generate_project, require_buildable
 from harness.build.sizes import min_stack_bytes
@@ -88,18 +89,28 @@ def linked_footprint(board: BoardConfig, kernels: Iterable[str] = ()) -> Footpri
     return _LINKED[key]
 
 
+def any_pair_footprint(board: str | BoardConfig, op_names: Iterable[str]) -> Footprint:
+    """The firmware of ``board`` with the kernels of ``op_names`` at every (a, w) pair linked in: an upper bound
+    of what any precision configuration of a network with these operators needs besides its data, linked once.
+    The searches judge many configurations by it; the build still checks the one it builds exactly."""
+    bits = (2, 4, 8)
+    kernels = {ops.kernel_symbol(op, a, w) for op in set(op_names) for a in bits for w in bits}
+    return linked_footprint(require_buildable(load_board_config(board)), kernels)
+
+
 def runtime_footprint(board: str | BoardConfig) -> Footprint:
     """The firmware of ``board`` without any model: runtime, protocol, startup, board support, libc."""
     return linked_footprint(require_buildable(board))
 
 
-def check_fit(board: str | BoardConfig, estimate: MemoryEstimate) -> None:
+def check_fit(board: str | BoardConfig, estimate: MemoryEstimate, firmware: Footprint | None = None) -> None:
     """DoesNotFitError if ``estimate`` cannot fit the board, before any model is built: the model's arena,
-    scratch and constant data on top of the firmware linked with exactly its kernels, and the minimum stack."""
+    scratch and constant data on top of the firmware linked with exactly its kernels (or ``firmware``, a
+    footprint the caller measured once, such as :func:`any_pair_footprint`), and the minimum stack."""
     cfg = require_buildable(load_board_config(board))
     ld = repo_root() / cfg.linker_script
     stack = min_stack_bytes(ld) if ld.is_file() else 0
-    fw = linked_footprint(cfg, estimate.kernels)
+    fw = firmware if firmware is not None else linked_footprint(cfg, estimate.kernels)
     what = "runtime and kernels" if estimate.kernels else "runtime"
     sram_need = estimate.arena + estimate.scratch + fw.sram + stack
     if sram_need > cfg.sram.size:

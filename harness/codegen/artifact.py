@@ -142,12 +142,23 @@ def layer_memory(model: IntModel, live_bytes: list[int] | None = None) -> tuple[
     return tuple(rows)
 
 
+def _layer_plan(model: IntModel, variant: str, keep_input: bool) -> tuple[ArenaPlan, MemoryEstimate]:
+    plan = plan_arena(model, keep_input=keep_input, validate=False)
+    return plan, estimate_footprint(model, plan, variant)
+
+
+def layer_estimate(model: IntModel, *, variant: str = "opt", keep_input: bool = False) -> MemoryEstimate:
+    """What :func:`layer_artifact` of ``model`` would hand the fit check (arena plan, scratch, weights), without
+    rendering its sources: the searches judge a configuration by it before anything is built."""
+    validate_model(model)
+    return _layer_plan(model, variant, keep_input)[1]
+
+
 def layer_artifact(model: IntModel, *, variant: str = "opt", keep_input: bool = False) -> Artifact:
     """The artifact of ``model`` run layer by layer (``variant='ref'``: every a8w8 layer on its plain loop;
     a layer's ``meta['kernel_variant']`` overrides it for that layer)."""
     validate_model(model)
-    plan = plan_arena(model, keep_input=keep_input, validate=False)
-    estimate = estimate_footprint(model, plan, variant)
+    plan, estimate = _layer_plan(model, variant, keep_input)
     out = model.tensors[model.output]
 
     def reference(x: np.ndarray) -> Expected:

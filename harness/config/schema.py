@@ -278,6 +278,28 @@ class QuantMcuMethod:
     memory_budget: Any = "board"
 
 
+@dataclass
+class BayesBitsMethod:
+    """Bayesian Bits (the Free Bits paper's stage 1): gated residual quantizers over {2, 4, 8} bits per layer and
+    activation group, trained with QAT and ``lam`` times a BitOPs (the paper) or latency (the measured table)
+    regulariser; a gate is on when P(z > 0) > 0.5 after training (harness/search/bayesbits.py)."""
+
+    name: str = "bayesbits"
+    lam: float = 0.05  # regulariser strength (the regulariser is 1 at uniform 8 bits)
+    regulariser: str = "bitops"  # bitops (the paper) | latency (expected count from the board's table)
+    epochs: int = 3
+    n_train: int | None = 2000  # training images per epoch (null: all)
+    batch_size: int = 64
+    lr: float = 0.0001  # weights
+    gate_lr: float = 0.2  # log_alpha of the gates (Adam: about this far per step)
+    gate_init: float = 3.0  # initial log_alpha: P(z > 0) = 0.99, every quantizer starts at 8 bits
+    n_calib: int = 128  # calibration images for the activation ranges
+    input_bits: int = 8  # the image arrives as int8
+    out_bits_rule: str = "consumer"  # latency regulariser: o_bits = what the consumers read | 8
+    seed: int | None = None  # null: the run's seed
+    threads: int = 2  # torch threads while training
+
+
 # ------------------------------------------------------------------------------------------ experiments
 
 
@@ -506,6 +528,7 @@ SCHEMAS: tuple[tuple[str, str, type], ...] = (
     ("method", "file", FileMethod),
     ("method", "quantune", QuantuneMethod),
     ("method", "quantmcu", QuantMcuMethod),
+    ("method", "bayesbits", BayesBitsMethod),
     ("experiment", "smoke", SmokeExperiment),
     ("experiment", "int8", Int8Experiment),
     ("experiment", "freebits", FreebitsExperiment),

@@ -3,21 +3,27 @@
 1. Profile: the board's latency table covers every entry the network can take (resumable, shared per board:
    ``results/lut/<board>.parquet``; only what is missing is measured).
 2. Baseline: uniform int8 (post-training calibration) on the device: its count and top-1 on ``n_eval`` images.
-3. Start: ``method`` (default: the BitOPs-budget ILP, ``configs/method/bitops.yaml``) gives the start.
-4. Loop (:mod:`harness.loop.closed_loop`): export, build, flash, measure per-layer counts, put the counts measured
-   in context into the table, Free Bits refine, repeat until the measured count stops improving (at most
-   ``max_rounds`` rounds).
+3. Start: ``method`` (default: Bayesian Bits with the BitOPs regulariser, the Free Bits paper's stage 1,
+   ``configs/method/bayesbits.yaml``) gives the start, within the board's memory.
+4. Loop (:mod:`harness.loop.closed_loop`): export, build, flash, measure per-layer counts, Free Bits refine over the
+   profiled table within the board's memory (the firmware's own arena planner and fit check,
+   :mod:`harness.search.memory_fit`), repeat until the measured count stops improving (at most ``max_rounds``).
 5. Final: short QAT at the final precisions, export, device top-1 on ``n_eval`` images; the device's logits must
    equal the host integer reference's on every image.
 
-Writes ``rounds.csv``, ``summary.json``, the start/final configurations, the loop's table
-(``lut_in_context.parquet``/``.csv``), per-layer counts of int8 and final, and three plots.
+Writes ``rounds.csv``, ``predictions.csv`` (per round and layer: predicted by the profiled table, by the in-context
+model, measured), ``image_predictions.csv`` (per test image: label, device and reference predictions),
+``summary.json``, the start/final configurations, the loop's tables (``lut_profiled`` and ``lut_in_context``),
+per-layer counts of int8 and final, and three plots. :class:`Bench` and its helpers are shared with
+``experiment=freebits-pareto``.
 """
 
 from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -30,21 +36,24 @@ from harness.errors import TinyHilError
 from harness.experiments.common import board_from, progress, workdir
 from harness.experiments.profile import profile_for
 from harness.graph.trace import extract_layers
-from harness.loop.closed_loop import LoopSettings, closed_loop
+from harness.loop.closed_loop import LoopResult, LoopSettings, closed_loop
 from harness.loop.context import context_rows, total_count
-from harness.loop.deploy import Deployer
+from harness.loop.deploy import Deployed, Deployer
 from harness.loop.plots import pair_matrix, plot_latency_accuracy, plot_pair_heatmap, plot_rounds
 from harness.measure.report import per_layer_frame
-from harness.quant.prepare import prepare
+from harness.precision.config import PrecisionConfig
+from harness.quant.prepare import Prepared, prepare
 from harness.quant.qat import qat_finetune
 from harness.results.io import write_table
 from harness.search import make_start
-from harness.search.bitops_budget import bitops_search
+from harness.search.bitops_budget import bitops, bitops_search
+from harness.search.memory_fit import BoardFit, board_fit
 from harness.search.uniform import uniform_config
 from harness.table.lut import LatencyTable
 
 GOAL_REDUCTION_PCT = 28.6  # the Free Bits paper's headline
 GOAL_MAX_TOP1_LOSS_PTS = 1.0
+REFUSED = "exceeds the memory budget"  # how the refiner notes a raise the board's memory refused
 
 
 def _console():
@@ -58,7 +67,7 @@ def faster_pairs(table, layers) -> dict[str, int]:
     return {c: int((m[c] < 1.0).sum()) for c in m.columns if c != "a8w8"}
 
 
-def latency_bounds(table, layers, start, int8_predicted: float) -> dict:
+def latency_bounds(table, layers, start, int8_predicted: float, fits=None) -> dict:
     """What the table says is reachable: the exact fastest raise-only configuration from ``start`` (what Free
     Bits approximates) and the fastest configuration of all (the latency ILP), both predicted, and vs int8."""
 
@@ -72,39 +81,146 @@ def latency_bounds(table, layers, start, int8_predicted: float) -> dict:
             continue
         out[f"{name}_predicted_count"] = pred
         out[f"{name}_vs_int8_pct"] = 100.0 * (1.0 - pred / int8_predicted)
+        if fits is not None:
+            out[f"{name}_fits"] = bool(fits(c))
     return out
 
 
-def _qat(cfg: DictConfig, p, qnet, log) -> dict:
-    """Short QAT of ``qnet`` in place on a training subset; test top-1 measured on the host eval images."""
+@dataclass
+class Bench:
+    """One trained network on one board, ready for Free Bits runs: the prepared model and data, its layers, the
+    board and its profiled table, the deployer, the memory judge, and the measured int8 baseline."""
 
-    q = OmegaConf.to_container(cfg.experiment.qat, resolve=True)
+    cfg: DictConfig
+    p: Prepared
+    layers: list
+    board: object
+    table: LatencyTable
+    prof: object  # harness.measure.profile.ProfileResult
+    dep: Deployer
+    fit: BoardFit
+    log: Callable[[str], None]
+    int8: Deployed | None = None
+    int8_count: float = float("nan")
+    top1_int8_host: float = float("nan")
+    seconds: dict = field(default_factory=dict)
+
+    @property
+    def unit(self) -> str:
+        return self.board.cfg.timer.unit
+
+    @property
+    def n_eval(self) -> int:
+        return int(self.cfg.experiment.n_eval)
+
+    @property
+    def n_host(self) -> int:
+        return int(self.cfg.experiment.n_eval_host)
+
+    def settings(self) -> LoopSettings:
+        e = self.cfg.experiment
+        return LoopSettings(
+            max_rounds=int(e.max_rounds),
+            min_gain=float(e.min_gain),
+            pricing=str(e.pricing),
+            out_bits_rule=e.out_bits_rule,
+            tie_break=str(e.tie_break),
+        )
+
+
+def setup(cfg: DictConfig, log: Callable[[str], None], *, n_eval_images: int | None = None) -> Bench:
+    """Prepare, profile the board, build the memory judge and measure the int8 baseline on the device."""
+    t = time.perf_counter()
+    n_eval, n_host = int(cfg.experiment.n_eval), int(cfg.experiment.n_eval_host)
+    p = prepare(cfg, n_eval=max(n_eval, n_host, n_eval_images or 0), n_calib=int(cfg.experiment.n_calib))
+    layers = extract_layers(p.model, p.input_shape)
+    board = board_from(cfg)  # with timer=/timing= applied: the table's target names the cycle model too
+    seconds = {"prepare": time.perf_counter() - t}
+    t = time.perf_counter()
+    prof = profile_for(
+        cfg.experiment.profile, board.cfg, layers, workdir(cfg, "profile"), seed=int(cfg.seed), title=p.name
+    )
+    seconds["profile"] = time.perf_counter() - t
+    flags = tuple(cfg.experiment.profile.build_flags)
+    dep = Deployer(
+        p, board, workdir(cfg, "freebits", board.cfg.name, p.name), target=prof.target, build_flags=flags
+    )
+    bench = Bench(
+        cfg, p, layers, board, prof.table, prof, dep, board_fit(layers, board), log, seconds=seconds
+    )
+    t = time.perf_counter()
+    int8 = uniform_config(layers, 8, 8)
+    with progress(f"int8 on {board.cfg.name}", n_eval) as advance:
+        bench.int8 = dep.deploy(int8, n_eval, "int8", progress=advance)
+    bench.int8_count = total_count(bench.int8.measurement)
+    bench.top1_int8_host = dep.host_top1(int8, n_host)
+    seconds["int8"] = time.perf_counter() - t
+    return bench
+
+
+def start_config(bench: Bench, method_cfg) -> PrecisionConfig:
+    """The start ``method_cfg`` gives for the bench's network, within the board's memory."""
+    p = bench.p
+    return make_start(
+        method_cfg, bench.layers, table=bench.table, model=p.model, calib=p.calib, data=p.data,
+        input_shape=p.input_shape, seed=int(bench.cfg.seed), fits=bench.fit,
+        cache_dir=workdir(bench.cfg, "bayesbits"), log=bench.log,
+    )  # fmt: skip
+
+
+def run_loop(bench: Bench, start: PrecisionConfig, tag: str = "rounds") -> LoopResult:
+    n_measure = int(bench.cfg.experiment.n_measure)
+    return closed_loop(
+        bench.layers,
+        start,
+        bench.table,
+        lambda c, r: bench.dep.deploy(c, n_measure, tag).measurement,
+        settings=bench.settings(),
+        fits=bench.fit,
+        evaluate=lambda c: bench.dep.host_top1(c, bench.n_host),
+        log=bench.log,
+    )
+
+
+def finetune(bench: Bench, config: PrecisionConfig, qat_cfg=None) -> tuple[object, dict]:
+    """Short QAT of ``config``'s calibrated fake-quant network on a training subset (a copy); test top-1 on the host
+    before/after."""
+
+    q = OmegaConf.to_container(qat_cfg if qat_cfg is not None else bench.cfg.experiment.qat, resolve=True)
+    qnet = copy.deepcopy(bench.dep.qnet(config))
     epochs = int(q.pop("epochs"))
     n_train = q.pop("n_train")
     n_test = int(q.pop("n_test"))
     if epochs <= 0:
-        return {"qat_epochs": 0}
-    data = p.data
-    train = (
-        data.train.subset(min(int(n_train), len(data.train)), int(cfg.seed) + 7) if n_train else data.train
-    )
-    test = data.test.subset(min(n_test, len(data.test)), int(cfg.seed) + 11)
+        return qnet, {"qat_epochs": 0}
+    data, seed = bench.p.data, int(bench.cfg.seed)
+    train = data.train.subset(min(int(n_train), len(data.train)), seed + 7) if n_train else data.train
+    test = data.test.subset(min(n_test, len(data.test)), seed + 11)
     sub = DataSplits(
-        data.name,
-        ImageSet(train.x, train.y),
-        ImageSet(test.x, test.y),
-        data.classes,
-        data.mean,
-        data.std,
+        data.name, ImageSet(train.x, train.y), ImageSet(test.x, test.y), data.classes, data.mean, data.std,
         dict(data.meta),
-    )
-    res = qat_finetune(qnet, sub, {"epochs": epochs, "seed": int(cfg.seed), **q}, log=log)
-    return {
+    )  # fmt: skip
+    res = qat_finetune(qnet, sub, {"epochs": epochs, "seed": seed, **q}, log=bench.log)
+    return qnet, {
         "qat_epochs": epochs,
         "qat_n_train": len(train),
         "qat_top1_before": res["test_top1_before"],
         "qat_top1_after": res["test_top1_after"],
         "qat_seconds": res["train_seconds"],
+    }
+
+
+def device_eval(bench: Bench, config: PrecisionConfig, qnet, n: int, tag: str) -> Deployed:
+    with progress(f"{tag} on {bench.board.cfg.name}", n) as advance:
+        return bench.dep.deploy(config, n, tag, qnet=qnet, progress=advance)
+
+
+def memory_figures(bench: Bench, config: PrecisionConfig, prefix: str) -> dict:
+    est = bench.fit.need(config)
+    return {
+        f"{prefix}_arena_bytes": est.arena,
+        f"{prefix}_scratch_bytes": est.scratch,
+        f"{prefix}_weights_bytes": est.weights,
     }
 
 
@@ -115,76 +231,37 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     def log(s: str) -> None:
         console.print(f"[dim]{s}[/dim]")
 
-    n_eval, n_host = int(cfg.experiment.n_eval), int(cfg.experiment.n_eval_host)
-    p = prepare(cfg, n_eval=max(n_eval, n_host), n_calib=int(cfg.experiment.n_calib))
-    layers = extract_layers(p.model, p.input_shape)
-    board = board_from(cfg)  # with timer=/timing= applied: the table's target names the cycle model too
-    board_cfg = board.cfg
-    unit = board_cfg.timer.unit
-
-    # 1. the board's table for this network
-    prof = profile_for(
-        cfg.experiment.profile,
-        board_cfg,
-        layers,
-        workdir(cfg, "profile"),
-        seed=int(cfg.seed),
-        title=p.name,
-    )
-    table = prof.table
-    target = prof.target
-
-    flags = tuple(cfg.experiment.profile.build_flags)
-    dep = Deployer(
-        p, board, workdir(cfg, "freebits", board_cfg.name, p.name), target=target, build_flags=flags
-    )
-
-    # 2. the int8 baseline (post-training calibration), evaluated on the device
-    int8 = uniform_config(layers, 8, 8)
-    with progress(f"int8 on {board_cfg.name}", n_eval) as advance:
-        d8 = dep.deploy(int8, n_eval, "int8", progress=advance)
-    int8_count = total_count(d8.measurement)
-    top1_int8_host = dep.host_top1(int8, n_host)
+    bench = setup(cfg, log)
+    p, layers, dep, unit = bench.p, bench.layers, bench.dep, bench.unit
+    target, d8, int8_count = bench.prof.target, bench.int8, bench.int8_count
+    seconds = bench.seconds
 
     # 3. the start and 4. the loop
-    # model/calib let data-driven starts (quantune) analyse the network; the others ignore them
-    start = make_start(cfg.method, layers, table=table, model=p.model, calib=p.calib, seed=int(cfg.seed))
-    settings = LoopSettings(
-        max_rounds=int(cfg.experiment.max_rounds),
-        min_gain=float(cfg.experiment.min_gain),
-        pricing=str(cfg.experiment.pricing),
-        out_bits_rule=cfg.experiment.out_bits_rule,
-        tie_break=str(cfg.experiment.tie_break),
-    )
-    n_measure = int(cfg.experiment.n_measure)
-    res = closed_loop(
-        layers,
-        start,
-        table,
-        lambda c, r: dep.deploy(c, n_measure, "rounds").measurement,
-        settings=settings,
-        evaluate=lambda c: dep.host_top1(c, n_host),
-        log=log,
-    )
+    t = time.perf_counter()
+    start = start_config(bench, cfg.method)
+    seconds["start"] = time.perf_counter() - t
+    t = time.perf_counter()
+    res = run_loop(bench, start)
+    seconds["loop"] = time.perf_counter() - t
     rounds = pd.DataFrame([r.row() for r in res.rounds])
     write_table(rounds, run_dir / "rounds.csv")
-    res.table.save(run_dir / "lut_in_context", merge=False)
+    write_table(res.predictions, run_dir / "predictions.csv")
+    res.table.save(run_dir / "lut_profiled", merge=False)
+    res.context.save(run_dir / "lut_in_context", merge=False)
     start.save(run_dir / "start_config.json")
     final = res.best.config
     final.save(run_dir / "final_config.json")
 
     # the board's table learns the entries it lacked (measured in context)
-
-    board_table = LatencyTable.load(prof.path, missing_ok=True)
+    board_table = LatencyTable.load(bench.prof.path, missing_ok=True)
     latest = {
         (row["layer_key"], row["a_bits"], row["w_bits"], row["o_bits"]): row
         for r in res.rounds
         for row in context_rows(r.measurement, layers, round_=r.index)
     }
-    new_rows = list(latest.values())
     n_learned = len(
         board_table.add(
-            new_rows,
+            list(latest.values()),
             board=target.board,
             timer=target.timer,
             firmware_hash=target.firmware_hash,
@@ -192,15 +269,16 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
         )
     )
     if n_learned:
-        board_table.save(prof.path)
+        board_table.save(bench.prof.path)
 
     # 5. QAT at the final precisions, then top-1 on the device
-
-    qnet = copy.deepcopy(dep.qnet(final))
-    qat = _qat(cfg, p, qnet, log)
-    top1_final_host = dep.host_top1(n=n_host, qnet=qnet)
-    with progress(f"final on {board_cfg.name}", n_eval) as advance:
-        df_ = dep.deploy(final, n_eval, "final", qnet=qnet, progress=advance)
+    t = time.perf_counter()
+    qnet, qat = finetune(bench, final)
+    top1_final_host = dep.host_top1(n=bench.n_host, qnet=qnet)
+    seconds["qat"] = time.perf_counter() - t
+    t = time.perf_counter()
+    df_ = device_eval(bench, final, qnet, bench.n_eval, "final")
+    seconds["final"] = time.perf_counter() - t
     final_count = total_count(df_.measurement)
 
     write_table(per_layer_frame(d8.measurement), run_dir / "per_layer_int8.csv")
@@ -215,7 +293,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
                 "final_reference": df_.reference_predictions,
             }
         ),
-        run_dir / "predictions.csv",
+        run_dir / "image_predictions.csv",
     )
 
     # plots
@@ -224,7 +302,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     start_count = res.start.measured
     plot_latency_accuracy(
         [
-            {"label": "int8 (PTQ)", "count": int8_count, "top1": top1_int8_host},
+            {"label": "int8 (PTQ)", "count": int8_count, "top1": bench.top1_int8_host},
             {
                 "label": f"start ({start.meta.get('method', '')}, PTQ)",
                 "count": start_count,
@@ -234,16 +312,21 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
         ],
         run_dir / "latency_accuracy.png",
         unit=unit,
-        ylabel=f"host fake-quant, {min(n_host, len(p.eval_y))} images",
+        ylabel=f"host fake-quant, {min(bench.n_host, len(p.eval_y))} images",
     )
 
     best = res.best
     share = per_layer_frame(d8.measurement).groupby("op")["count"].sum()
     share = (share / share.sum()).round(4)
-    bounds = latency_bounds(res.table, layers, start, res.table.predict(layers, int8, estimate=True)[0])
+    int8 = uniform_config(layers, 8, 8)
+    bounds = latency_bounds(
+        res.table, layers, start, res.table.predict(layers, int8, estimate=True)[0], bench.fit
+    )
     errors = [r.error_pct for r in res.rounds]
+    ctx_errors = [r.error_in_context_pct for r in res.rounds[1:]]
     reduction = 100.0 * (1.0 - final_count / int8_count)
     loss_pts = 100.0 * (d8.top1 - df_.top1)
+    int8_bitops = bitops(layers, int8)
     summary = {
         "experiment": "freebits",
         "board": target.board,
@@ -254,8 +337,9 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
         "data": str(cfg.data.name),
         "checkpoint": p.checkpoint,
         "start_method": str(start.meta.get("method", cfg.method.name)),
-        "table": str(prof.path),
-        "table_new_entries": prof.n_new,
+        "start_meta": {k: v for k, v in start.meta.items() if isinstance(v, (int, float, str, bool))},
+        "table": str(bench.prof.path),
+        "table_new_entries": bench.prof.n_new,
         "table_learned_in_context": n_learned,
         "baseline_int8_count": int8_count,
         "start_count": start_count,
@@ -264,15 +348,17 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
         "predicted_final_count": best.predicted,
         "prediction_error_pct": best.error_pct,
         "prediction_error_pct_rounds": errors,
+        "max_abs_prediction_error_pct": float(np.max(np.abs(errors))),
         "mean_abs_prediction_error_pct": float(np.mean(np.abs(errors))),
+        "prediction_error_in_context_pct_rounds": ctx_errors,
         "start_prediction_error_pct": res.start.error_pct,
         "top1_int8": d8.top1,
         "top1_final": df_.top1,
-        "top1_int8_host": top1_int8_host,
+        "top1_int8_host": bench.top1_int8_host,
         "top1_start_host": res.start.top1,
         "top1_final_host": top1_final_host,
         "n_eval": len(df_.labels),
-        "n_eval_host": min(n_host, len(p.eval_y)),
+        "n_eval_host": min(bench.n_host, len(p.eval_y)),
         "rounds": len(res.rounds),
         "final_round": best.index,
         "stop_reason": res.stop_reason,
@@ -282,6 +368,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
         "top1_loss_pts": loss_pts,
         "goal": f">= {GOAL_REDUCTION_PCT} % fewer counts than int8 at <= {GOAL_MAX_TOP1_LOSS_PTS} point top-1 loss",
         "goal_met": bool(reduction >= GOAL_REDUCTION_PCT and loss_pts <= GOAL_MAX_TOP1_LOSS_PTS),
+        "start_bitops_vs_int8": bitops(layers, start) / int8_bitops,
+        "final_bitops_vs_int8": bitops(layers, final) / int8_bitops,
         "pairs_faster_than_a8w8": faster_pairs(res.table, layers),
         **bounds,
         "int8_count_share": {str(k): float(v) for k, v in share.items()},
@@ -290,16 +378,23 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
         "limit": _limit(bounds),
         "final_pairs": _pair_counts(final),
         "start_pairs": _pair_counts(start),
+        "memory_board_flash_bytes": bench.fit.board.flash.size,
+        "memory_board_sram_bytes": bench.fit.board.sram.size,
+        **memory_figures(bench, start, "start"),
+        **memory_figures(bench, final, "final"),
+        "memory_refusals": sum(REFUSED in n for n in res.notes),
         "device_equals_reference_int8": d8.equals_reference,
         "device_equals_reference_final": df_.equals_reference,
         **qat,
+        "seconds": {k: round(v, 1) for k, v in seconds.items()},
         "host_seconds": round(time.perf_counter() - t0, 1),
     }
     console.print(
         f"[bold]{p.name} on {target.board}[/bold]: int8 {int8_count:,.0f}, start {start_count:,.0f}, final "
         f"{final_count:,.0f} {unit} ({reduction:+.1f} % vs int8); top-1 int8 {100 * d8.top1:.1f} %, final "
         f"{100 * df_.top1:.1f} % (device, {len(df_.labels)} images); {len(res.rounds)} rounds "
-        f"({res.stop_reason}); table error {best.error_pct:+.2f} %"
+        f"({res.stop_reason}); table error {best.error_pct:+.2f} % (worst round "
+        f"{summary['max_abs_prediction_error_pct']:.2f} %)"
     )
     return summary
 

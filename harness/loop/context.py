@@ -4,8 +4,10 @@ The profiled table measures each layer shape alone in a batch image; the loop al
 where a layer reads what its real producer wrote. :func:`context_rows` turns one such measurement into table rows
 (one per ``(layer_key, a, w, o)``: the mean over the layers of that shape and over the inputs, so that the table
 prices the measured network at exactly its measured mean count), and
-:func:`with_in_context` makes the table the refiner prices with: the profiled rows, with every entry measured in
-context replaced by the in-context count (column ``source``: ``profile`` or ``in-context``).
+:func:`with_in_context` keeps a record of them: the profiled rows, with every entry measured in context replaced
+by the in-context count (column ``source``: ``profile`` or ``in-context``). Decisions never read that record
+(the loop compares like with like: :mod:`harness.loop.closed_loop`); :func:`layer_counts` gives each layer's
+measured count, from which the loop models what the isolated rows miss (a per-layer offset).
 """
 
 from __future__ import annotations
@@ -62,14 +64,18 @@ def per_input_counts(m: Measurement) -> list[list[float]]:
     return m.counts_per_input or [[lm.count for lm in m.layers]]
 
 
+def layer_counts(m: Measurement) -> dict[str, float]:
+    """Per layer name: its measured count averaged over the inputs, in the timer's unit."""
+    rows = per_input_counts(m)
+    return {lm.name: float(statistics.fmean(row[i] for row in rows)) for i, lm in enumerate(m.layers)}
+
+
 def total_count(m: Measurement) -> float:
     """The network's count, averaged over the measured inputs."""
     return float(statistics.fmean(sum(row) for row in per_input_counts(m)))
 
 
-def context_rows(
-    m: Measurement, layers: Sequence[LayerSpec], *, round_: int | None = None
-) -> list[dict]:
+def context_rows(m: Measurement, layers: Sequence[LayerSpec], *, round_: int | None = None) -> list[dict]:
     """Table rows (without target columns) of one in-context measurement."""
     entries = measured_entries(m, layers)
     counts = per_input_counts(m)

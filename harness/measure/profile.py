@@ -41,6 +41,7 @@ from harness.synth.batch import (
     plan_images,
     repeat_inputs,
     standalone_arena_bytes,
+    unsigned_inputs,
 )
 from harness.table.lut import Entry, LatencyTable, Target
 
@@ -351,7 +352,8 @@ def plan_profile(
             cflags=target.cflags,
         )
     )
-    variants = [Variant(e, s) for e, s in needed if e in missing]
+    unsigned = unsigned_inputs(layers)
+    variants = [Variant(e, s, unsigned.get(s.name, ())) for e, s in needed if e in missing]
     unfit = [v.entry for v in variants if never_fits(v, cfg)]
     variants = [v for v in variants if v.entry not in set(unfit)]
     # the batch input depends on the whole model, not on what is left: a resumed profile builds the same feeds

@@ -8,20 +8,25 @@ and the deployed network) therefore share one target, which is what lets the pro
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable
 from pathlib import Path
 
 from harness.build.project import firmware_key
 from harness.config.board import BoardConfig, load_board_config, repo_root
+from harness.synth.batch import BATCH_MODEL_VERSION
 from harness.table.lut import Target
 
 _OPT_RE = re.compile(r'"(-O[0-3sgz]|-Ofast)"')
 
 
 def firmware_hash(board: BoardConfig | str, build_flags: Iterable[str] = ()) -> str:
-    """12 hex digits naming the kernel build on ``board`` (sources, build script, compiler, flags)."""
-    return firmware_key(load_board_config(board), tuple(build_flags))[:12]
+    """12 hex digits naming the kernel build on ``board`` (sources, build script, compiler, flags) and the
+    version of the profiling batch model (:data:`harness.synth.batch.BATCH_MODEL_VERSION`), whose layer
+    parameters select the kernels' specialisations: a table profiled with another version is measured again."""
+    key = firmware_key(load_board_config(board), tuple(build_flags))
+    return hashlib.sha256(f"{key}\0batch-model {BATCH_MODEL_VERSION}".encode()).hexdigest()[:12]
 
 
 def compiler_flags(board: BoardConfig | str, build_flags: Iterable[str] = ()) -> str:

@@ -5,13 +5,16 @@
 ``uniform``, ``bitops``, ``file``, and the methods other modules register (``quantune``, ``quantmcu``). A
 method module registers itself with ``@register_start("name")`` on a function ``fn(params: dict, layers:
 list[LayerSpec], context: dict) -> PrecisionConfig``, where ``params`` is the method config without ``name``
-and ``context`` carries what the caller has (``table``, ``model``, ``data``, ...). An unregistered name
+and ``context`` carries what the caller has (``table``, ``model``, ``data``, ``fits``, ...). An unregistered name
 imports the modules of this package whose names start with it (``quantune`` -> ``harness.search.quantune*``)
 and looks again.
 
 Every start is passed through :func:`~harness.precision.groups.harmonize`, so a method that chose each
 layer's input bits independently still yields a consistent configuration (raised layers are listed in
-``meta["harmonized"]``).
+``meta["harmonized"]``). With ``fits`` in the context (the board's memory budget,
+:class:`~harness.search.memory_fit.BoardFit`), a start that does not fit is refused with the build's own reason
+(DoesNotFitError) before anything is built; the BitOPs search tightens its own memory limits until its answer
+fits (:func:`~harness.search.memory_fit.within_budget`).
 """
 
 from __future__ import annotations
@@ -25,12 +28,13 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from harness.config.schema import method_defaults
-from harness.errors import ConfigError
+from harness.errors import ConfigError, DoesNotFitError
 from harness.graph.spec import LayerSpec
 from harness.precision.config import PrecisionConfig
 from harness.precision.groups import activation_groups, harmonize
 from harness.search.bitops_budget import bitops_search
 from harness.search.bitops_budget import check_params as bitops_check
+from harness.search.memory_fit import BoardFit, within_budget
 from harness.search.uniform import uniform_config
 
 StartFn = Callable[[dict, list[LayerSpec], dict], PrecisionConfig]
@@ -125,6 +129,10 @@ def make_start(method_cfg: Mapping | Any, layers: Sequence[LayerSpec], **context
         raise ConfigError(f"search method {name!r} returned {type(cfg).__name__}, not a PrecisionConfig")
     cfg = harmonize(activation_groups(layers), cfg)
     cfg.meta.setdefault("method", name)
+    fits = context.get("fits")
+    if fits is not None and not fits(cfg):
+        why = fits.why(cfg) if isinstance(fits, BoardFit) else "it exceeds the memory budget"
+        raise DoesNotFitError(f"the start of method {name!r} does not fit: {why}")
     return cfg
 
 
@@ -152,7 +160,16 @@ def _start_uniform(params: dict, layers: list[LayerSpec], context: dict) -> Prec
 @register_start("bitops", check=lambda params: bitops_check(**_take(params, "bitops")) and None)
 def _start_bitops(params: dict, layers: list[LayerSpec], context: dict) -> PrecisionConfig:
     p = _take(params, "bitops")
-    return bitops_search(layers, table=context.get("table"), **p)
+    fits = context.get("fits")
+    if not isinstance(fits, BoardFit):
+        return bitops_search(layers, table=context.get("table"), **p)
+    sram, flash = p.pop("sram_bytes"), p.pop("flash_bytes")
+    return within_budget(
+        lambda lim: bitops_search(layers, table=context.get("table"), **p, **lim),
+        fits,
+        sram_bytes=sram,
+        flash_bytes=flash,
+    )
 
 
 @register_start("file", check=_check_file)

@@ -19,7 +19,7 @@ from typing import Any
 
 from harness.build.project import TIMER_BUILD_FLAGS
 from harness.config.board import BoardConfig, TimerSpec
-from harness.errors import ConfigError, TimingError
+from harness.errors import ChipFitError, ConfigError, TimingError
 from harness.timing import plugin
 from harness.timing.elf import ImageLayout, image_layout
 from harness.timing.model import CoreModel, Region, load_core, model_text, model_version
@@ -120,16 +120,16 @@ class CycleCounter:
         flash_used = layout.flash_end - b.flash.base
         ram_used = layout.ram_bytes - 4 * layout.n_marks  # the marker array exists only in emulator images
         if code.size is not None and flash_used > code.size:
-            raise TimingError(f"the image needs {flash_used} B of flash but timing={p.name}'s {code.name} has "
+            raise ChipFitError(f"the image needs {flash_used} B of flash but timing={p.name}'s {code.name} has "
                               f"{code.size} B: the model does not fit the real chip")
         need = ram_used + (layout.min_stack if stack.name == data.name else 0)
         if data.size is not None and need > data.size:
             others = [n for n in sorted(p.memories) if n != data.name]
-            raise TimingError(f"the image's .data/.bss ({ram_used} B{' + stack' if stack.name == data.name else ''})"
+            raise ChipFitError(f"the image's .data/.bss ({ram_used} B{' + stack' if stack.name == data.name else ''})"
                               f" does not fit timing={p.name}'s {data.name} ({data.size} B); choose a profile that "
                               f"places it elsewhere (other memories of this chip: {', '.join(others)})")
         if stack.size is not None and stack.name != data.name and layout.min_stack > stack.size:
-            raise TimingError(f"the minimum stack ({layout.min_stack} B) does not fit {stack.name} ({stack.size} B)")
+            raise ChipFitError(f"the minimum stack ({layout.min_stack} B) does not fit {stack.name} ({stack.size} B)")
         return [Region("code", b.flash.base, b.flash.size, code),
                 Region("data", b.sram.base, layout.stack_bottom - b.sram.base, data),
                 Region("stack", layout.stack_bottom, sram_end - layout.stack_bottom, stack)]
