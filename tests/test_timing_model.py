@@ -20,6 +20,7 @@ from harness.timing.calibrate import (
 )
 from harness.timing.counter import BUILD_FLAGS
 from harness.timing.elf import ImageLayout
+from harness.timing.mca import without_it_blocks
 from harness.timing.microbench import Bench, model_source
 from harness.timing.model import CORE_EVENTS, M7_PARAMS, model_text, model_version
 from harness.timing.records import Record, check_against_ticks, layer_counts, parse_line
@@ -188,3 +189,10 @@ def test_documented_cases_carry_their_source():
     assert len(M4_CASES) >= 30 and all(c.source for c in (*M4_CASES, *M7_CASES))
     assert all((c.expected is None) != (c.expected_range is None) for c in M4_CASES)
     assert sum(c.expected is not None for c in M4_CASES) >= 30
+
+
+def test_it_blocks_become_unconditional_instructions_for_llvm_mca():
+    asm = ["cmp r3, r6", "itet ge", "movge r3, r6", "addlt.w r3, r3, #1", "strge r3, [r4]", "bne loop"]
+    assert without_it_blocks(asm) == ["cmp r3, r6", "mov r3, r6", "add.w r3, r3, #1", "str r3, [r4]", "bne loop"]
+    # outside an IT block nothing changes, even a mnemonic that ends like a condition
+    assert without_it_blocks(["bics r0, r1", "movs r0, #1"]) == ["bics r0, r1", "movs r0, #1"]

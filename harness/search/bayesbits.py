@@ -434,7 +434,12 @@ def settings_from(params: dict, seed: int = 0) -> BayesBitsSettings:
     )
 
 
-@register_start("bayesbits")
+def _check(params: dict) -> None:
+    """The method's options, before any training starts (ConfigError naming the option)."""
+    settings_from(_take(params, "bayesbits"), seed=0)
+
+
+@register_start("bayesbits", check=_check)
 def _start_bayesbits(params: dict, layers: list[LayerSpec], context: dict) -> PrecisionConfig:
     p = _take(params, "bayesbits")
     for need in ("model", "data", "input_shape"):
