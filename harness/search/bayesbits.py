@@ -63,7 +63,7 @@ class BayesBitsSettings:
 
     lam: float = 0.05
     regulariser: str = "bitops"
-    epochs: int = 3
+    epochs: int = 1
     n_train: int | None = 2000
     batch_size: int = 64
     lr: float = 1e-4
@@ -349,6 +349,9 @@ def bayesbits_search(
                 opt.step()
                 step += 1
                 last = {"ce": float(ce.detach()), "reg": float(r.detach())}
+                if step % 10 == 0:  # training is the longest silent step of the main job
+                    log(f"bayesbits epoch {epoch + 1}/{st.epochs}, step {step}: ce {last['ce']:.3f}, "
+                        f"{st.regulariser} {last['reg']:.3f}")
             log(
                 f"bayesbits epoch {epoch + 1}/{st.epochs}: ce {last['ce']:.3f}, {st.regulariser} {last['reg']:.3f}"
             )

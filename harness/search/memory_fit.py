@@ -75,35 +75,14 @@ def skeleton_model(
         common |= {"act_min": act_min, "act_max": hi}
         if s.has_weights:
             cout = s.out_shape[2]
-            ils.append(
-                IntLayer(
-                    s.name,
-                    s.op,
-                    list(s.inputs),
-                    s.name,
-                    weight=np.zeros(s.weight_shape, np.int8),
-                    w_bits=config[s.name][1],
-                    bias=np.zeros(cout, np.int32),
-                    multiplier=np.full(cout, _UNIT_MULT, np.int32),
-                    shift=np.zeros(cout, np.int32),
-                    **common,
-                )
-            )
+            arrays = {"weight": np.zeros(s.weight_shape, np.int8), "w_bits": config[s.name][1],
+                      "bias": np.zeros(cout, np.int32), "multiplier": np.full(cout, _UNIT_MULT, np.int32),
+                      "shift": np.zeros(cout, np.int32)}  # fmt: skip
         elif s.op == "add":
-            p = AddParams(20, _UNIT_MULT, 0, _UNIT_MULT, 0, _UNIT_MULT, -20)
-            ils.append(IntLayer(s.name, s.op, list(s.inputs), s.name, add=p, **common))
+            arrays = {"add": AddParams(20, _UNIT_MULT, 0, _UNIT_MULT, 0, _UNIT_MULT, -20)}
         else:
-            ils.append(
-                IntLayer(
-                    s.name,
-                    s.op,
-                    list(s.inputs),
-                    s.name,
-                    multiplier=np.array([_UNIT_MULT], np.int32),
-                    shift=np.zeros(1, np.int32),
-                    **common,
-                )
-            )
+            arrays = {"multiplier": np.array([_UNIT_MULT], np.int32), "shift": np.zeros(1, np.int32)}
+        ils.append(IntLayer(s.name, s.op, list(s.inputs), s.name, **arrays, **common))
     return IntModel(tensors, ils, INPUT, layers[-1].name, name=name)
 
 
