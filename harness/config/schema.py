@@ -287,7 +287,7 @@ class BayesBitsMethod:
     name: str = "bayesbits"
     lam: float = 0.05  # regulariser strength (the regulariser is 1 at uniform 8 bits)
     regulariser: str = "bitops"  # bitops (the paper) | latency (expected count from the board's table)
-    epochs: int = 1  # one epoch of 2,000 images keeps the main job under 10 minutes on 2 cores
+    epochs: int = 3
     n_train: int | None = 2000  # training images per epoch (null: all)
     batch_size: int = 64
     lr: float = 0.0001  # weights

@@ -63,7 +63,7 @@ class BayesBitsSettings:
 
     lam: float = 0.05
     regulariser: str = "bitops"
-    epochs: int = 1
+    epochs: int = 3
     n_train: int | None = 2000
     batch_size: int = 64
     lr: float = 1e-4
