@@ -89,7 +89,9 @@ def test_the_cached_search_returns_the_same_answer_without_training(tiny, tmp_pa
     first = cached_search(model, data, SHAPE, st, cache_dir=tmp_path)
     again = cached_search(model, data, SHAPE, st, cache_dir=tmp_path)
     assert again.layers == first.layers and again.meta.get("cached") is True
-    other = cached_search(model, data, SHAPE, BayesBitsSettings(**{**st.__dict__, "lam": 2.0}), cache_dir=tmp_path)
+    other = cached_search(
+        model, data, SHAPE, BayesBitsSettings(**{**st.__dict__, "lam": 2.0}), cache_dir=tmp_path
+    )
     assert not other.meta.get("cached")  # another setting is another search
     assert len(list(tmp_path.glob("bayesbits-*.json"))) == 2
 
@@ -99,4 +101,6 @@ def test_the_latency_regulariser_needs_a_table_and_the_start_needs_the_network(t
     with pytest.raises(ConfigError, match="needs the board's latency table"):
         bayesbits_search(model, data, SHAPE, BayesBitsSettings(regulariser="latency", threads=1))
     with pytest.raises(ConfigError, match="trains the network"):
-        make_start({"name": "bayesbits"}, [LayerSpec("l", "pointwise", (4, 4, 8), (4, 4, 8), inputs=("input",))])
+        make_start(
+            {"name": "bayesbits"}, [LayerSpec("l", "pointwise", (4, 4, 8), (4, 4, 8), inputs=("input",))]
+        )

@@ -11,7 +11,7 @@ import pytest
 
 from harness.results.io import portable, repo_relative
 from tests.fixtures.cli import REPO, tinyhil
-from tests.fixtures.results import absolute_paths
+from tests.fixtures.results import absolute_paths, scan_results
 
 
 def test_paths_in_results_become_relative_to_the_run_or_the_repository(tmp_path):
@@ -48,3 +48,12 @@ def test_a_smoke_run_writes_its_log_its_per_layer_memory_and_milliseconds(tmp_pa
         if f.is_file():
             assert stat.S_IMODE(f.stat().st_mode) == 0o644, f
     assert absolute_paths(s) == []
+
+
+def test_committed_reference_runs_hold_no_absolute_path_and_no_hydra_folder():
+    ref = REPO / "results" / "reference"
+    assert scan_results(ref) == []
+    texts = [f for f in ref.rglob("*") if f.suffix in (".yaml", ".log", ".md", ".txt") and f.is_file()]
+    assert texts, "the reference runs hold their configs and logs"
+    assert [str(f) for f in texts if str(REPO) in f.read_text(errors="replace")] == []
+    assert list(ref.rglob(".hydra")) == []  # Hydra's own folder holds the machine's paths
