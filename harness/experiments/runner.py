@@ -135,8 +135,10 @@ def run_entry(cfg, run_dir: Path) -> dict:
     build_only = bool(OmegaConf.select(cfg, "build_only", default=False))
     board = check_board(cfg, build_only)
     if board is not None:
-        log.info("board: %s (%s, timer %s)", board.name, "emulated" if board.emulated else "real",
-                 OmegaConf.select(cfg, "timer") or board.timer.source)
+        timer = OmegaConf.select(cfg, "timer") or board.default_timer or board.timer.source
+        timing = OmegaConf.select(cfg, "timing.name") or (board.default_timing if timer == board.default_timer else None)
+        log.info("board: %s (%s, timer %s%s)", board.name, "emulated" if board.emulated else "real", timer,
+                 f", timing {timing}" if timing else "")
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     t0 = time.perf_counter()
