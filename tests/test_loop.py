@@ -171,12 +171,19 @@ def test_a_deployment_of_another_kernel_build_is_refused():
 
 
 @pytest.mark.qemu
-def test_freebits_loop_end_to_end_on_the_tiny_cnn(tmp_path):
+@pytest.mark.parametrize(
+    "board,unit,max_error_pct",
+    # Instructions: the isolated rows add up to the network. Cycles under stm32h743: a layer profiled in a batch
+    # image finds other cache and branch-predictor state than inside the network (measured -4 to -6 % here).
+    [("qemu-mps2-an386", "instructions", 2.0), ("qemu-mps2-an500", "cycles", 8.0)],
+)
+def test_freebits_loop_end_to_end_on_the_tiny_cnn(tmp_path, board, unit, max_error_pct):
     run = tmp_path / "run"
     lut = tmp_path / "lut"
     args = [
         "run",
         "experiment=freebits",
+        f"board={board}",
         "model=tiny-cnn",
         "data=digits",
         "experiment.n_eval=8",
@@ -206,7 +213,7 @@ def test_freebits_loop_end_to_end_on_the_tiny_cnn(tmp_path):
     assert s["start_count"] == rounds["measured_count"].iloc[0]
     assert s["final_count_loop"] == rounds["measured_count"].min(), "the loop keeps its best measured round"
     assert s["final_count_loop"] <= s["start_count"]
-    assert (rounds["prediction_error_pct"].abs() < 5).all(), "the profiled table predicts the network"
+    assert (rounds["prediction_error_pct"].abs() <= max_error_pct).all(), "the profiled table predicts the network"
     # Free Bits only raises bits
     for name, (a, w) in final.layers.items():
         assert a >= start[name][0] and w >= start[name][1]
@@ -248,6 +255,7 @@ def test_freebits_loop_end_to_end_on_the_tiny_cnn(tmp_path):
     for png in ("rounds.png", "pair_heatmap.png", "latency_accuracy.png"):
         assert (run / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # the board's table covers the network (profiled on the way)
-    board_table = LatencyTable.load(lut / "qemu-mps2-an386")
+    assert (s["board"], s["unit"]) == (board, unit)
+    board_table = LatencyTable.load(lut / board)
     keys = set(board_table.df["layer_key"])
     assert {s_.key() for s_ in layers} <= keys

@@ -46,6 +46,7 @@ def test_smoke_in_cycles_is_bit_exact_and_says_what_it_counts(tmp_path, board, t
     s = json.loads((tmp_path / "c" / "summary.json").read_text())
     assert (s["timer"], s["unit"], s["core"], s["timing_profile"]) == ("qemu-cycles", "cycles", core, profile)
     assert s["bit_exact"] is True and s["timing_model_version"]
+    assert s["warmup_inferences"] == 1  # cycle counts are steady state
     per_layer = pd.read_csv(tmp_path / "c" / "per_layer.csv")
     assert (per_layer["timer"] == "qemu-cycles").all() and (per_layer["instructions"] > 0).all()
     assert s["total_count"] == pytest.approx(per_layer["count"].sum())
@@ -57,6 +58,7 @@ def test_smoke_in_cycles_is_bit_exact_and_says_what_it_counts(tmp_path, board, t
     assert q.returncode == 0, q.stderr[-3000:]
     icount = json.loads((tmp_path / "i" / "summary.json").read_text())
     assert icount["unit"] == "instructions" and "instructions_total" not in icount
+    assert icount["warmup_inferences"] == 0  # instruction counts are the same on every run
     assert s["instructions_total"] == pytest.approx(icount["total_count"], rel=0.02)
     assert s["total_count"] != pytest.approx(icount["total_count"], rel=0.05)  # cycles are not instructions
 
@@ -153,3 +155,26 @@ def test_the_emulated_m7_stands_for_the_stm32h743_unless_told_to_count_instructi
     plain = make_board("qemu-mps2-an500", timer="qemu-icount")
     assert (plain.cfg.timer.source, plain.cycles) == ("qemu-icount", None)
     assert make_board("qemu-mps2-an386").cfg.timer.source == "qemu-icount"
+
+
+def test_cycle_counts_are_steady_state_after_one_dropped_inference(tmp_path, monkeypatch):
+    """Caches and the branch predictor keep state across inferences: without the warm-up the first input of a
+    session costs more than the same input again; with it, the same input costs the same every time."""
+    from harness.codegen.artifact import layer_artifact
+    from harness.config.compose import compose_config
+    from harness.experiments.smoke import smoke_model
+    from harness.measure.session import Session
+
+    model, inputs = smoke_model(compose_config("run", ["experiment=smoke"]))
+    x = inputs[0]
+    board = make_board("qemu-mps2-an500", timer="qemu-cycles", timing="stm32h743")
+    session = Session(board, tmp_path / "w")
+    assert session.warmup == 1
+    m = session.run(layer_artifact(model), [x, x, x])
+    totals = [sum(row) for row in m.counts_per_input]
+    assert totals[0] == totals[1] == totals[2] and m.warmup == 1
+    monkeypatch.setattr(Session, "warmup", property(lambda self: 0))  # the same session without its warm-up
+    first = [sum(row) for row in Session(board, tmp_path / "w").run(layer_artifact(model), [x, x]).counts_per_input]
+    assert first[0] > first[1] == totals[0]
+    monkeypatch.undo()
+    assert Session(make_board("qemu-mps2-an386", timer="qemu-icount"), tmp_path / "i").warmup == 0

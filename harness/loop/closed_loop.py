@@ -173,7 +173,7 @@ def closed_loop(
         per["offset"] = per["layer"].map(offsets).fillna(0.0) if offsets else float("nan")
         per["predicted_in_context"] = per["count"] + per["offset"]
         m = measure(config, r)
-        table.require_target(m.board, m.timer)  # counts of another board or timer never price this one
+        table.require_target(m.board, m.timer_id)  # counts of another board, timer or model never price this one
         check_keys(m, layers, config)
         measured = total_count(m)
         per["measured"] = per["layer"].map(layer_counts(m))

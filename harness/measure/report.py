@@ -56,7 +56,7 @@ def count_keys(m: Measurement) -> dict:
     """The summary keys every measurement carries: what its counts are (timer, unit) and their total; with
     ``timer=qemu-cycles`` also the core, timing profile, model version, instructions beside the cycles and the
     profile's clock (the runner adds milliseconds beside every cycle count: ``total_ms``)."""
-    keys = {"timer": m.timer, "unit": m.unit, "total_count": m.total_count}
+    keys = {"timer": m.timer, "unit": m.unit, "total_count": m.total_count, "warmup_inferences": m.warmup}
     if m.unit != "instructions" and m.instructions_total is not None:
         keys["instructions_total"] = m.instructions_total
     if m.timing:

@@ -95,6 +95,15 @@ class Measurement:
     timing: dict = field(default_factory=dict)  # timer=qemu-cycles: core, timing profile, model version, clock
     layer_memory: list[dict] = field(default_factory=list)  # per layer: flash and RAM bytes (the artifact's)
     clock_hz: int | None = None  # the clock cycle counts run at (None: counts are not cycles)
+    warmup: int = 0  # inferences run before the counted ones and dropped (cycles: steady state)
+
+    @property
+    def timer_id(self) -> str:
+        """The timer as a latency table's target names it: cycle counts carry their timing profile and model."""
+        t = self.timing
+        if t.get("timing_profile") and t.get("timing_model_version"):
+            return f"{self.timer}:{t['timing_profile']}/{t['timing_model_version']}"
+        return self.timer
 
     @property
     def bit_exact(self) -> bool | None:
@@ -179,6 +188,12 @@ class Session:
         self.workdir = Path(workdir)
         self.build_flags = tuple(build_flags)
 
+    @property
+    def warmup(self) -> int:
+        """Inferences run and dropped before the counted ones: one where the count is cycles (caches and branch
+        predictors hold state across inferences), none for instruction counts (the same on every run)."""
+        return 1 if self.board.cfg.timer.unit == "cycles" else 0
+
     def deploy(self, art: Artifact) -> dict:
         """Check the fit, generate the project, build and flash; the build's figures as a dict."""
         check_fit(self.board.cfg, art.estimate)  # before any build: DoesNotFitError naming the sizes
@@ -214,6 +229,17 @@ class Session:
         try:
             dut.model_info()
             dut.set_crc(check)
+            if self.warmup and len(inputs):
+                # Cycle counts are steady state (MLPerf Tiny's practice): one inference of the first input warms
+                # the caches and branch predictor, and its counts are dropped.
+                dut.load_input(art.input_bytes(inputs[0]))
+                if cycles is not None:
+                    cycles.begin()
+                dut.infer(1, 0)
+                layers = dut.layers()
+                if cycles is not None:
+                    cycles.collect(len(art.layers), names, [r.ticks for r in layers])
+                    cycles.per_input.clear()
             for x in inputs:
                 dut.load_input(art.input_bytes(x))
                 if cycles is not None:
@@ -295,6 +321,7 @@ class Session:
             ticks_per_input=[[int(r.ticks) for r in ls] for ls in per_layers], counts_per_input=counts,
             memory=dict(art.memory), timing=cycles.describe() if cycles is not None else {},
             layer_memory=[dict(r) for r in art.layer_memory], clock_hz=_clock_hz(timer, cycles),
+            warmup=self.warmup,
         )  # fmt: skip
         log.info("ran %d input(s) on %s: total %.0f %s, bit-exact %s", len(inputs), m.board, m.total_count, m.unit,
                  m.bit_exact)
