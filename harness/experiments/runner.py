@@ -140,7 +140,10 @@ def run_entry(cfg, run_dir: Path) -> dict:
         log.info("board: %s (%s, timer %s%s)", board.name, "emulated" if board.emulated else "real", timer,
                  f", timing {timing}" if timing else "")
     run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    shown = OmegaConf.to_container(cfg, resolve=True)
+    if isinstance(shown.get("workdir"), str):  # the private work folder, named without the machine's path
+        shown["workdir"] = repo_relative(shown["workdir"])
+    atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(shown))
     t0 = time.perf_counter()
     with build_only_mode.mode(build_only):
         try:
