@@ -72,7 +72,7 @@ def test_freebits_pareto_end_to_end_on_the_tiny_cnn(tmp_path):
     p = tinyhil(
         "run", "experiment=freebits-pareto", "model=tiny-cnn", "data=digits", f"experiment.points={POINTS}",
         "experiment.n_eval=8", "experiment.n_eval_host=120", "experiment.n_calib=64", "experiment.qat.n_train=300",
-        "experiment.qat.n_test=60", "experiment.max_rounds=2", "experiment.n_eval_device=40",
+        "experiment.qat.n_test=60", "experiment.max_rounds=2", "experiment.n_eval_device=150",
         "experiment.n_eval_screen=10", "experiment.jobs=2", f"experiment.profile.table_dir={tmp_path / 'lut'}",
         "experiment.profile.repeats=1", f"workdir={tmp_path}/work", f"hydra.run.dir={run}", cwd=REPO,
     )  # fmt: skip
@@ -121,10 +121,12 @@ def test_freebits_pareto_end_to_end_on_the_tiny_cnn(tmp_path):
     # the front: consistent with the data, its points on all n_eval_device images, the others screened
     _front_is_consistent(df, "measured_count", "top1_device")
     assert df["on_front"].any() and s["front"] == df.loc[df["on_front"], "label"].tolist()
-    assert (df.loc[df["on_front"], "n_eval_device"] == 40).all()
-    assert set(df.loc[~df["on_front"], "n_eval_device"]) <= {10, 40}
+    assert (df.loc[df["on_front"], "n_eval_device"] == 150).all()
+    assert set(df.loc[~df["on_front"], "n_eval_device"]) <= {10, 150}
 
     # each point's summary and images agree with its row
+    front1 = df.loc[df["on_front"], "label"].iloc[0]
+    labels_150 = pd.read_csv(run / "points" / front1 / "image_predictions.csv")["label"].tolist()
     for _, r in df.iterrows():
         ps = json.loads((run / "points" / r["label"] / "summary.json").read_text())
         for k in ("config_hash", "method", "measured_count", "top1_device", "top1_host", "n_eval_device",
@@ -134,6 +136,9 @@ def test_freebits_pareto_end_to_end_on_the_tiny_cnn(tmp_path):
         assert len(img) == r["n_eval_device"] and (img["device"] == img["reference"]).all()
         assert r["top1_device"] == pytest.approx((img["device"] == img["label"]).mean())
         assert s[f"measured_count_{r['label']}"] == r["measured_count"]
+        # the same test images, in the same order, whichever process evaluated the point (150 > n_eval_host: the
+        # workers prepare as many images as the parent did)
+        assert img["label"].tolist() == labels_150[: len(img)]
 
     # the best saving on the front within a point of the fine-tuned int8's top-1
     ref = s["top1_int8_reference"]

@@ -229,17 +229,20 @@ def _pair_counts(config) -> dict[str, int]:
 # ------------------------------------------------------------------------------------------ parallel points
 
 
-def _worker(cfg: dict, point: dict, run_dir: str, n_device: int, int8_count: float) -> Outcome:
-    """One point in a worker process: the network prepared and the (complete) table loaded again, int8 not
-    measured again (the parent's count is passed in)."""
+def _worker(cfg: dict, point: dict, run_dir: str, n_device: int, n_prepare: int, int8_count: float) -> Outcome:
+    """One point in a worker process: the network prepared again (``n_prepare`` evaluation images, as the parent
+    did: the same images), the (complete) table loaded again, int8 not measured again (the parent's count)."""
     c = OmegaConf.create(cfg)
-    bench = setup(c, lambda s: None, int8_images=0, show=False)
+    bench = setup(c, lambda s: None, n_eval_images=n_prepare, int8_images=0, show=False)
     bench.int8_count = int8_count
     return safe_point(bench, point, Path(run_dir), n_device, show=False)
 
 
-def run_points(bench: Bench, points: list[dict], run_dir: Path, n_device: int, jobs: int, on_done) -> None:
-    """Every point, serially here or in a pool of ``jobs`` processes; ``on_done(outcome)`` after each."""
+def run_points(
+    bench: Bench, points: list[dict], run_dir: Path, n_device: int, jobs: int, on_done, n_prepare: int
+) -> None:
+    """Every point, serially here or in a pool of ``jobs`` processes; ``on_done(outcome)`` after each.
+    ``n_prepare``: the evaluation images the bench was prepared with (workers draw the same ones)."""
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=Console(stderr=True)) as prog:  # fmt: skip
         task = prog.add_task(f"Pareto points ({jobs} at once)" if jobs > 1 else "Pareto points", total=len(points))
@@ -253,7 +256,7 @@ def run_points(bench: Bench, points: list[dict], run_dir: Path, n_device: int, j
         ctx = multiprocessing.get_context("spawn")  # torch and fork do not mix
         with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
             futs = {
-                pool.submit(_worker, cfg, p, str(run_dir), n_device, bench.int8_count): p for p in points
+                pool.submit(_worker, cfg, p, str(run_dir), n_device, n_prepare, bench.int8_count): p for p in points
             }
             for f in as_completed(futs):
                 p = futs[f]
@@ -320,7 +323,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     def log(s: str) -> None:
         console.print(f"[dim]{s}[/dim]")
 
-    bench = setup(cfg, log, n_eval_images=max(n_device, n_screen))
+    n_prepare = max(n_device, n_screen)
+    bench = setup(cfg, log, n_eval_images=n_prepare)
     outcomes: dict[str, Outcome] = {}
 
     def write() -> pd.DataFrame:
@@ -333,7 +337,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
         outcomes[out.row["label"]] = out
         write()
 
-    run_points(bench, points, run_dir, n_screen, jobs, on_done)
+    run_points(bench, points, run_dir, n_screen, jobs, on_done, n_prepare)
     n_topped = top_up_front(bench, outcomes, run_dir, n_device, write) if n_screen < n_device else 0
     df = write()
     for label, o in outcomes.items():
