@@ -346,6 +346,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
                 df.loc[df["label"] == label, "on_front"].iloc[0])})  # fmt: skip
 
     int8_ref = _int8_reference(bench, df)
+    int8_row = _int8_row(df, uniform_config(bench.layers, 8, 8).digest())
     title = (f"Free Bits Pareto front: {bench.p.name} on {cfg.data.name}, {bench.board.cfg.name} "
              f"({bench.unit}); top-1 on the device")  # fmt: skip
     fig = pareto_figure(df, int8_count=bench.int8_count, int8_top1=int8_ref, unit=bench.unit, title=title)
@@ -365,7 +366,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
         "top1_int8_ptq_device": bench.int8.top1 if bench.int8 is not None else None,
         "n_eval_int8_ptq": len(bench.int8.labels) if bench.int8 is not None else 0,
         "top1_int8_reference": int8_ref,
-        "int8_reference": "uniform-a8w8 point (fine-tuned)" if _int8_row(df) is not None else "int8 PTQ",
+        "int8_reference": "int8 PTQ" if int8_row is None else f"{int8_row['label']} (fine-tuned)",
         **front_summary(df, int8_ref),
         "n_eval_device": n_device,
         "n_eval_screen": n_screen,
@@ -384,15 +385,16 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     return summary
 
 
-def _int8_row(df: pd.DataFrame):
-    """The fine-tuned uniform 8-bit point's row (the reference of the accuracy loss), or None."""
-    ok = df[df["error"].fillna("") == ""]
-    hit = ok[ok["label"].astype(str).str.contains(r"a8w8")]
-    return hit.iloc[0] if len(hit) else None
+def _int8_row(df: pd.DataFrame, int8_hash: str):
+    """The row of a fine-tuned point at uniform 8 bits (the reference of the accuracy loss; a point without the
+    refiner first), or None."""
+    ok = df[(df["error"].fillna("") == "") & (df["config_hash"] == int8_hash)]
+    ok = ok.sort_values("refined", kind="stable")
+    return ok.iloc[0] if len(ok) else None
 
 
 def _int8_reference(bench: Bench, df: pd.DataFrame) -> float | None:
-    r = _int8_row(df)
+    r = _int8_row(df, uniform_config(bench.layers, 8, 8).digest())
     if r is not None:
         return float(r["top1_device"])
     return bench.int8.top1 if bench.int8 is not None else None
