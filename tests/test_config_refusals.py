@@ -13,8 +13,8 @@ from tests.fixtures.cli import REPO, tinyhil
     "args,says",
     [
         (["method=bitops", "method.bits=[3]"], "method.bits must be a non-empty subset"),
-        (["method.regulariser=energy"], "bayesbits regulariser must be one of"),
-        (["method.epochs=0"], "bayesbits needs lam >= 0, epochs >= 1"),
+        (["method=bayesbits", "method.regulariser=energy"], "bayesbits regulariser must be one of"),
+        (["method=bayesbits", "method.epochs=0"], "bayesbits needs lam >= 0, epochs >= 1"),
         (["experiment=int8", "method=uniform4", "method.a_bits=3"], "method.a_bits must be 2, 4 or 8"),
         (["experiment=smoke", "method=bitops"], "experiment=smoke does not use method"),
         (["experiment=smoke", "model=tiny-cnn"], "experiment=smoke does not use model"),

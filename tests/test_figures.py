@@ -7,7 +7,7 @@ import shutil
 
 import pandas as pd
 
-from harness.experiments.figures import pareto_front
+from harness.experiments.figures import Skipped, draw_freebits_pareto, pareto_front
 from tests.fixtures.cli import REPO, tinyhil
 
 REF = REPO / "results" / "reference"
@@ -27,6 +27,15 @@ def _pareto_run(root):
                                                 "data": "fashion_mnist", "board": "qemu-mps2-an386"}))
 
 
+def test_the_pareto_figure_reads_any_pareto_csv_with_a_count_and_a_top1(tmp_path):
+    _pareto_run(tmp_path)
+    fig = draw_freebits_pareto(tmp_path)
+    assert not isinstance(fig, Skipped)
+    ax = fig.axes[0]
+    assert "million instructions" in ax.get_xlabel() and "device" in ax.get_ylabel()  # no int8 count: absolute
+    assert sum(len(c.get_offsets()) for c in ax.collections) == 4 + 3  # the points, then the front's 3 rings
+
+
 def test_the_pareto_front_keeps_only_undominated_points():
     df = pd.DataFrame({"x": [1.0, 2.0, 3.0, 1.5, 4.0], "y": [50.0, 70.0, 90.0, 40.0, 85.0]})
     assert pareto_front(df, "x", "y")[["x", "y"]].values.tolist() == [[1.0, 50.0], [2.0, 70.0], [3.0, 90.0]]
@@ -34,8 +43,7 @@ def test_the_pareto_front_keeps_only_undominated_points():
 
 def test_figures_draws_every_paper_figure_as_png_and_pdf(tmp_path):
     results = tmp_path / "results"
-    shutil.copytree(REF, results)
-    _pareto_run(results)
+    shutil.copytree(REF, results)  # with the reference Pareto run (results/reference/freebits-pareto-*)
     out = tmp_path / "figs"
     p = tinyhil("figures", f"results={results}", f"out={out}")
     assert p.returncode == 0, p.stderr[-3000:]

@@ -362,6 +362,54 @@ class FreebitsExperiment:
 
 
 @dataclass
+class ParetoPointSchema:
+    """One point of the Free Bits Pareto experiment: a start, the refiner in the loop or not, fine-tuning."""
+
+    method: str = MISSING  # pareto.csv's method column: freebits | bayesbits | uniform | bitops-ilp | ...
+    start: dict[str, Any] = field(default_factory=dict)  # a method config: {name: bayesbits, lam: 0.05, ...}
+    refine: bool = True  # the Free Bits refiner in the closed loop on the board; false: the start as it is
+    finetune: bool = True  # QAT (the experiment's qat block) at the final precisions before top-1
+    label: str | None = None  # the point's row and folder name (null: the method and the start's options)
+
+
+def _pareto_points() -> list[ParetoPointSchema]:
+    bb = {"name": "bayesbits"}
+    lat = {**bb, "regulariser": "latency"}
+    uniform = [
+        ParetoPointSchema("uniform", {"name": "uniform", "a_bits": b, "w_bits": b}, False, label=f"uniform-a{b}w{b}")
+        for b in (8, 4, 2)
+    ]
+    return [
+        *uniform,
+        ParetoPointSchema("bitops-ilp", {"name": "bitops"}, False, label="bitops-ilp-0.25"),
+        ParetoPointSchema("bayesbits", {**bb, "lam": 0.05}, False, label="bayesbits-bitops-0.05"),
+        ParetoPointSchema("freebits", {**bb, "lam": 0.05}, True, label="freebits-bitops-0.05"),
+        ParetoPointSchema("freebits", {**bb, "lam": 0.2}, True, label="freebits-bitops-0.2"),
+        ParetoPointSchema("freebits-latency", {**lat, "lam": 0.05}, True, label="freebits-latency-0.05"),
+        ParetoPointSchema("freebits-latency", {**lat, "lam": 0.2}, True, label="freebits-latency-0.2"),
+    ]
+
+
+@dataclass
+class FreebitsParetoExperiment(FreebitsExperiment):
+    """The latency-accuracy Pareto front on the board: each point a start (Bayesian Bits at several regulariser
+    strengths, uniform 8/4/2 bits, the BitOPs ILP), the Free Bits refiner in the closed loop or not, QAT at the
+    final precisions, the measured count and device top-1; one latency table shared by every point."""
+
+    #: the config groups this experiment reads (the points name their own start methods, not `method`)
+    uses: ClassVar[tuple[str, ...]] = ("board", "model", "data", "timer", "timing")
+
+    name: str = "freebits-pareto"
+    entry: str = "harness.experiments.freebits_pareto:run"
+    points: list[ParetoPointSchema] = field(default_factory=_pareto_points)
+    n_eval_device: int = 1000  # device test images for every point on the front (the int8 baseline: n_eval)
+    # null: every point gets n_eval_device images; N: every point first gets N, then the front's get n_eval_device
+    n_eval_screen: int | None = None
+    jobs: int = 1  # points run at once, each in its own process (1: one after another, here)
+    only: list[str] = field(default_factory=list)  # run only these labels (shards of a Hydra multirun)
+
+
+@dataclass
 class KernelsExperiment:
     """Count per MAC of every kernel on the benchmark layer shapes, at every (a, w) pair and the int8 loop."""
 
@@ -532,6 +580,7 @@ SCHEMAS: tuple[tuple[str, str, type], ...] = (
     ("experiment", "smoke", SmokeExperiment),
     ("experiment", "int8", Int8Experiment),
     ("experiment", "freebits", FreebitsExperiment),
+    ("experiment", "freebits-pareto", FreebitsParetoExperiment),
     ("experiment", "kernels", KernelsExperiment),
     ("experiment", "table-optimum", TableOptimumExperiment),
     ("experiment", "quantmcu", QuantMcuExperiment),

@@ -26,6 +26,7 @@ import yaml
 from omegaconf import DictConfig
 from rich.console import Console
 
+from harness.experiments.pareto import pareto_figure, pareto_front  # noqa: F401 - pareto_front: its API
 from harness.graph.trace import extract_layers
 from harness.memory.liveness import TINYENGINE, build_steps, layer_by_layer_peak, peak_memory
 from harness.models.mobilenetv2 import MobileNetV2
@@ -109,46 +110,29 @@ def _col(df: pd.DataFrame, *names: str) -> str | None:
     return next((norm[n] for n in names if n in norm), None)
 
 
-def pareto_front(points: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
-    """The points no other point beats in both ``x`` (lower is better) and ``y`` (higher is better)."""
-    p = points.sort_values([x, y], ascending=[True, False])
-    best, keep = -np.inf, []
-    for i, r in p.iterrows():
-        if r[y] > best:
-            keep.append(i)
-            best = r[y]
-    return p.loc[keep]
-
-
 def draw_freebits_pareto(results: Path):
-    """Measured latency against device top-1 of every configuration the Pareto run measured, with its front."""
+    """Measured latency (relative to uniform int8) against device top-1 of every configuration the Pareto run
+    measured (``pareto.csv`` of ``tinyhil run experiment=freebits-pareto``), its front and the paper's line."""
     run = find_run(results, "freebits-pareto")
     if run is None or not (run / "pareto.csv").is_file():
         return Skipped("freebits_pareto", f"no freebits-pareto* run with pareto.csv under {results}")
-    plt = pyplot()
     df = pd.read_csv(run / "pareto.csv")
     s = _summary(run)
     xc = _col(df, "measured_count", "measured")
-    yc = _col(df, "device_top1", "top1_device", "device_top_1", "top1")
-    hc = _col(df, "host_top1", "top1_host", "host_top_1")
-    mc = _col(df, "method")
-    uc = _col(df, "unit")
+    yc = _col(df, "top1_device", "device_top1", "device_top_1")
+    hc = _col(df, "top1_host", "host_top1", "host_top_1")
     if xc is None or (yc is None and hc is None):
         return Skipped("freebits_pareto", f"{run / 'pareto.csv'} lacks a measured count or a top-1 column")
     ycol = yc if yc is not None and df[yc].notna().any() else hc
-    unit = str(df[uc].iloc[0]) if uc else s.get("unit", "count")
-    df = df.dropna(subset=[xc, ycol]).copy()
-    df["_x"], df["_y"] = df[xc] / 1e6, 100 * df[ycol]
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for method, g in df.groupby(mc) if mc else [("configurations", df)]:
-        ax.scatter(g["_x"], g["_y"], s=30, alpha=0.8, label=str(method))
-    front = pareto_front(df, "_x", "_y")
-    ax.plot(front["_x"], front["_y"], "k-", lw=1.2, drawstyle="steps-post", label="Pareto front")
-    ax.set_xlabel(f"measured latency (million {unit} per inference)")
-    ax.set_ylabel(f"top-1 % ({'device' if ycol == yc else 'host'})")
-    ax.legend(fontsize=8)
-    ax.set_title(f"Free Bits latency-accuracy Pareto front: {_where(s, run)}")
-    return fig
+    df = df.rename(columns={xc: "measured_count", ycol: "top1"})
+    if _col(df, "method") is None:
+        df["method"] = "configurations"
+    unit = str(df["unit"].dropna().iloc[0]) if "unit" in df and df["unit"].notna().any() else s.get("unit", "count")
+    return pareto_figure(
+        df, x="measured_count", y="top1", int8_count=s.get("baseline_int8_count"),
+        int8_top1=s.get("top1_int8_reference"), unit=unit, accuracy="device" if ycol == yc else "host",
+        title=f"Free Bits latency-accuracy Pareto front: {_where(s, run)}",
+    )  # fmt: skip
 
 
 def draw_freebits_loop(results: Path):

@@ -128,8 +128,17 @@ class Bench:
         )
 
 
-def setup(cfg: DictConfig, log: Callable[[str], None], *, n_eval_images: int | None = None) -> Bench:
-    """Prepare, profile the board, build the memory judge and measure the int8 baseline on the device."""
+def setup(
+    cfg: DictConfig,
+    log: Callable[[str], None],
+    *,
+    n_eval_images: int | None = None,
+    int8_images: int | None = None,
+    show: bool = True,
+) -> Bench:
+    """Prepare, profile the board, build the memory judge and measure the int8 baseline on the device on
+    ``int8_images`` images (None: ``experiment.n_eval``; 0: not measured, e.g. in a worker of a parallel sweep
+    whose parent measured it). ``n_eval_images``: evaluation images to prepare beyond ``n_eval``/``n_eval_host``."""
     t = time.perf_counter()
     n_eval, n_host = int(cfg.experiment.n_eval), int(cfg.experiment.n_eval_host)
     p = prepare(cfg, n_eval=max(n_eval, n_host, n_eval_images or 0), n_calib=int(cfg.experiment.n_calib))
@@ -148,13 +157,14 @@ def setup(cfg: DictConfig, log: Callable[[str], None], *, n_eval_images: int | N
     bench = Bench(
         cfg, p, layers, board, prof.table, prof, dep, board_fit(layers, board), log, seconds=seconds
     )
-    t = time.perf_counter()
-    int8 = uniform_config(layers, 8, 8)
-    with progress(f"int8 on {board.cfg.name}", n_eval) as advance:
-        bench.int8 = dep.deploy(int8, n_eval, "int8", progress=advance)
-    bench.int8_count = total_count(bench.int8.measurement)
-    bench.top1_int8_host = dep.host_top1(int8, n_host)
-    seconds["int8"] = time.perf_counter() - t
+    n8 = n_eval if int8_images is None else int(int8_images)
+    if n8 > 0:
+        t = time.perf_counter()
+        int8 = uniform_config(layers, 8, 8)
+        bench.int8 = device_eval(bench, int8, None, n8, "int8", show=show)
+        bench.int8_count = total_count(bench.int8.measurement)
+        bench.top1_int8_host = dep.host_top1(int8, n_host)
+        seconds["int8"] = time.perf_counter() - t
     return bench
 
 
@@ -210,9 +220,70 @@ def finetune(bench: Bench, config: PrecisionConfig, qat_cfg=None) -> tuple[objec
     }
 
 
-def device_eval(bench: Bench, config: PrecisionConfig, qnet, n: int, tag: str) -> Deployed:
+def device_eval(bench: Bench, config: PrecisionConfig, qnet, n: int, tag: str, show: bool = True) -> Deployed:
+    """``config`` (from ``qnet`` when given) on the board over the first ``n`` evaluation images, with a rich
+    progress bar unless ``show`` is false (a worker process beside others)."""
+    if not show:
+        return bench.dep.deploy(config, n, tag, qnet=qnet)
     with progress(f"{tag} on {bench.board.cfg.name}", n) as advance:
         return bench.dep.deploy(config, n, tag, qnet=qnet, progress=advance)
+
+
+def predicted_count(bench: Bench, config: PrecisionConfig) -> float:
+    """``config``'s end-to-end count as the profiled table predicts it (what the loop predicts each round)."""
+    rule = bench.settings().out_bits_rule
+    return float(bench.table.explain(bench.layers, config, rule, estimate=True)["count"].sum())
+
+
+@dataclass
+class Finished:
+    """A configuration fine-tuned at its precisions and evaluated: host fake-quant and device top-1."""
+
+    config: PrecisionConfig
+    qnet: object
+    qat: dict
+    top1_host: float
+    device: Deployed
+    seconds: dict
+
+
+def finish(
+    bench: Bench, config: PrecisionConfig, tag: str, n_device: int, show: bool = True, qat_cfg=None
+) -> Finished:
+    """Step 5 of the loop: short QAT at ``config``'s precisions (``qat_cfg``, default ``experiment.qat``), host
+    top-1, then top-1 on the device over ``n_device`` images (logits checked against the host integer reference
+    on every image)."""
+    t = time.perf_counter()
+    qnet, qat = finetune(bench, config, qat_cfg)
+    top1_host = bench.dep.host_top1(n=bench.n_host, qnet=qnet)
+    seconds = {"qat": time.perf_counter() - t}
+    t = time.perf_counter()
+    dev = device_eval(bench, config, qnet, n_device, tag, show=show)
+    seconds["device"] = time.perf_counter() - t
+    return Finished(config, qnet, qat, top1_host, dev, seconds)
+
+
+def learn_in_context(bench: Bench, res: LoopResult) -> int:
+    """Add to the board's table the entries it lacked, as the loop measured them in context; how many."""
+    target = bench.prof.target
+    board_table = LatencyTable.load(bench.prof.path, missing_ok=True)
+    latest = {
+        (row["layer_key"], row["a_bits"], row["w_bits"], row["o_bits"]): row
+        for r in res.rounds
+        for row in context_rows(r.measurement, bench.layers, round_=r.index)
+    }
+    n_learned = len(
+        board_table.add(
+            list(latest.values()),
+            board=target.board,
+            timer=target.timer,
+            firmware_hash=target.firmware_hash,
+            cflags=target.cflags,
+        )
+    )
+    if n_learned:
+        board_table.save(bench.prof.path)
+    return n_learned
 
 
 def memory_figures(bench: Bench, config: PrecisionConfig, prefix: str) -> dict:
@@ -232,7 +303,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
         console.print(f"[dim]{s}[/dim]")
 
     bench = setup(cfg, log)
-    p, layers, dep, unit = bench.p, bench.layers, bench.dep, bench.unit
+    p, layers, unit = bench.p, bench.layers, bench.unit
     target, d8, int8_count = bench.prof.target, bench.int8, bench.int8_count
     seconds = bench.seconds
 
@@ -253,32 +324,12 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     final.save(run_dir / "final_config.json")
 
     # the board's table learns the entries it lacked (measured in context)
-    board_table = LatencyTable.load(bench.prof.path, missing_ok=True)
-    latest = {
-        (row["layer_key"], row["a_bits"], row["w_bits"], row["o_bits"]): row
-        for r in res.rounds
-        for row in context_rows(r.measurement, layers, round_=r.index)
-    }
-    n_learned = len(
-        board_table.add(
-            list(latest.values()),
-            board=target.board,
-            timer=target.timer,
-            firmware_hash=target.firmware_hash,
-            cflags=target.cflags,
-        )
-    )
-    if n_learned:
-        board_table.save(bench.prof.path)
+    n_learned = learn_in_context(bench, res)
 
     # 5. QAT at the final precisions, then top-1 on the device
-    t = time.perf_counter()
-    qnet, qat = finetune(bench, final)
-    top1_final_host = dep.host_top1(n=bench.n_host, qnet=qnet)
-    seconds["qat"] = time.perf_counter() - t
-    t = time.perf_counter()
-    df_ = device_eval(bench, final, qnet, bench.n_eval, "final")
-    seconds["final"] = time.perf_counter() - t
+    fin = finish(bench, final, "final", bench.n_eval)
+    qat, top1_final_host, df_ = fin.qat, fin.top1_host, fin.device
+    seconds["qat"], seconds["final"] = fin.seconds["qat"], fin.seconds["device"]
     final_count = total_count(df_.measurement)
 
     write_table(per_layer_frame(d8.measurement), run_dir / "per_layer_int8.csv")

@@ -257,3 +257,11 @@ def check_config(command: str, overrides: list[str]) -> None:
             )
     if "method" in uses and OmegaConf.select(cfg, "method") is not None:
         check_method(cfg.method)
+    entry = OmegaConf.select(cfg, "experiment.entry")
+    if entry:  # an experiment's own checks (its module's ``check_config(cfg)``), e.g. the methods of its points
+        try:
+            own = getattr(importlib.import_module(str(entry).split(":", 1)[0]), "check_config", None)
+        except ModuleNotFoundError:
+            own = None  # reported by resolve_entry when the run starts
+        if own is not None:
+            own(cfg)

@@ -128,6 +128,13 @@ class Deployer:
 
         q = qnet if qnet is not None else self.qnet(config)
         model = export_int_model(q)  # as configured and calibrated (re-applying the config would regroup)
+        return self.deploy_model(model, config, n_images, tag, progress=progress)
+
+    def deploy_model(
+        self, model: IntModel, config: PrecisionConfig, n_images: int, tag: str, progress=None
+    ) -> Deployed:
+        """Build, flash and run the exported integer ``model`` (of ``config``) on ``n_images`` evaluation images,
+        e.g. again on more images than a first deployment ran."""
         n = max(1, min(n_images, len(self.p.eval_y)))
         inputs = integer_inputs(model, self.p.eval_x[:n])
         if self.target is not None:

@@ -232,13 +232,25 @@ def gated_net(qnet: QuantNet, *, gate_init: float, input_bits: int = 8, output_b
 
 
 def latency_matrices(
-    layers: Sequence[LayerSpec], table: LatencyTable, out_bits_rule: str = "consumer"
+    layers: Sequence[LayerSpec],
+    table: LatencyTable,
+    out_bits_rule: str = "consumer",
+    input_bits: int = 8,
+    output_bits: int = 8,
 ) -> dict[str, np.ndarray]:
     """Per layer, the table's count over bits: weighted layers ``[a, w, o]`` (3x3x3 over (2, 4, 8); with a fixed
-    ``out_bits_rule`` every o gets that row), weightless ones ``[g]``. TableError names an entry the table lacks."""
+    ``out_bits_rule`` every o gets that row), weightless ones ``[g]``. TableError names an entry the table lacks.
+    The network input's and output's groups are fixed at ``input_bits``/``output_bits`` (their gates never move),
+    so a layer reading the input or writing the output is priced at those bits whatever the index (the table
+    profiles only them: ``profile.input_bits``/``output_bits``)."""
+    groups = activation_groups(layers)
+    fixed = {groups.group_of[INPUT]: input_bits}
+    fixed.update({g: output_bits for g, rs in enumerate(groups.readers) if not rs and g not in fixed})
     out: dict[str, np.ndarray] = {}
     for s in layers:
         k = s.key()
+        fa = fixed.get(groups.group_of[s.inputs[0]])
+        fo = fixed.get(groups.group_of[s.name])
         try:
             if s.has_weights:
                 m = np.zeros((3, 3, 3))
@@ -246,9 +258,10 @@ def latency_matrices(
                     for j, w in enumerate(BITS):
                         for ko, o in enumerate(BITS):
                             oo = o if out_bits_rule == "consumer" else int(out_bits_rule)
-                            m[i, j, ko] = table.estimate(k, a, w, oo)[0]
+                            m[i, j, ko] = table.estimate(k, fa or a, w, fo or oo)[0]
             else:
-                m = np.array([table.estimate(k, g, NO_WEIGHTS, g)[0] for g in BITS])
+                gg = fa or fo
+                m = np.array([table.estimate(k, gg or g, NO_WEIGHTS, gg or g)[0] for g in BITS])
         except TableError as e:
             raise TableError(
                 f"the latency regulariser needs every (a, w, o) of layer {s.name!r}: {str(e).split('; ')[0]}; "
@@ -323,7 +336,11 @@ def bayesbits_search(
             calib = next(batches(sub, input_shape, len(sub), mean=data.mean, std=data.std))[0]
         calibrate(qnet, calib[: st.n_calib])
         g = gated_net(qnet, gate_init=st.gate_init, input_bits=st.input_bits)
-        mats = latency_matrices(g.layers, table, st.out_bits_rule) if st.regulariser == "latency" else None
+        mats = (
+            latency_matrices(g.layers, table, st.out_bits_rule, input_bits=st.input_bits)
+            if st.regulariser == "latency"
+            else None
+        )
 
         def reg() -> torch.Tensor:
             return expected_latency(g, mats) if mats is not None else expected_bitops(g)
