@@ -256,6 +256,11 @@ def test_freebits_loop_end_to_end_on_the_tiny_cnn(tmp_path, board, unit, max_err
         assert (run / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # the board's table covers the network (profiled on the way)
     assert (s["board"], s["unit"]) == (board, unit)
+    # the summary says what the counts are: the timer, and for cycles the timing profile and model version
+    assert s["timer"] == ("qemu-cycles" if unit == "cycles" else "qemu-icount")
+    assert (s.get("timing_profile"), bool(s.get("timing_model_version"))) == (
+        ("stm32h743", True) if unit == "cycles" else (None, False)
+    )
     board_table = LatencyTable.load(lut / board)
     keys = set(board_table.df["layer_key"])
     assert {s_.key() for s_ in layers} <= keys

@@ -41,6 +41,7 @@ from harness.loop.context import context_rows, total_count
 from harness.loop.deploy import Deployed, Deployer
 from harness.loop.plots import pair_matrix, plot_latency_accuracy, plot_pair_heatmap, plot_rounds
 from harness.measure.report import per_layer_frame
+from harness.measure.target import timer_keys
 from harness.precision.config import PrecisionConfig
 from harness.quant.prepare import Prepared, prepare
 from harness.quant.qat import qat_finetune
@@ -381,7 +382,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     summary = {
         "experiment": "freebits",
         "board": target.board,
-        "timer": target.timer,
+        **timer_keys(target),
         "unit": unit,
         "firmware_hash": target.firmware_hash,
         "model": p.name,

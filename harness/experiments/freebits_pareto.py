@@ -56,6 +56,7 @@ from harness.experiments.pareto import (
 )
 from harness.loop.context import total_count
 from harness.loop.deploy import Deployed
+from harness.measure.target import timer_keys
 from harness.results.io import atomic_write_text, write_summary, write_table
 from harness.results.plotting import save
 from harness.search import check_method
@@ -354,7 +355,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     summary = {
         "experiment": "freebits-pareto",
         "board": bench.prof.target.board,
-        "timer": bench.prof.target.timer,
+        **timer_keys(bench.prof.target),
         "unit": bench.unit,
         "firmware_hash": bench.prof.target.firmware_hash,
         "model": bench.p.name,

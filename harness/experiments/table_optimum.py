@@ -29,6 +29,7 @@ from harness.experiments.profile import profile_for
 from harness.graph.trace import extract_layers
 from harness.loop.context import total_count
 from harness.loop.deploy import Deployer
+from harness.measure.target import timer_keys
 from harness.quant.prepare import prepare
 from harness.results.io import write_table
 from harness.search.bitops_budget import bitops_search
@@ -106,7 +107,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
         "experiment": "table-optimum",
         "model": p.name,
         "board": bcfg.name,
-        "timer": str(prof.target.timer),
+        **timer_keys(prof.target),
         "unit": unit,
         "table_entries": prof.n_entries,
         "int8_count": c8,

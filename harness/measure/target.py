@@ -45,6 +45,17 @@ def measurement_target(board: BoardConfig | str, build_flags: Iterable[str] = ()
     return Target(cfg.name, timer, firmware_hash(cfg, flags), compiler_flags(cfg, flags))
 
 
+def timer_keys(target: Target) -> dict:
+    """Summary keys saying what a target's counts are: the timer (``qemu-cycles``, ``qemu-icount``,
+    ``dwt-cycles``) and, for emulated cycles, the timing profile and cycle-model version the target carries."""
+    source, _, model = str(target.timer).partition(":")
+    keys: dict = {"timer": source}
+    if model:
+        profile, _, version = model.partition("/")
+        keys.update(timing_profile=profile, timing_model_version=version)
+    return keys
+
+
 def table_path(board: BoardConfig | str, root: str | Path = "results/lut") -> Path:
     """Where the board's latency table lives: ``<root>/<board>`` (``.parquet`` and ``.csv``)."""
     cfg = load_board_config(board)
