@@ -123,6 +123,8 @@ def test_freebits_pareto_end_to_end_on_the_tiny_cnn(tmp_path):
     assert df["on_front"].any() and s["front"] == df.loc[df["on_front"], "label"].tolist()
     assert (df.loc[df["on_front"], "n_eval_device"] == 150).all()
     assert set(df.loc[~df["on_front"], "n_eval_device"]) <= {10, 150}
+    # the int8 point the loss is measured against has as many images as the front
+    assert df.set_index("label").loc["uniform-a8w8", "n_eval_device"] == 150
 
     # each point's summary and images agree with its row
     front1 = df.loc[df["on_front"], "label"].iloc[0]
