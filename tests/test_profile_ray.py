@@ -17,6 +17,7 @@ from harness.experiments.bench_scaling import comparable
 from harness.experiments.profile import model_layers
 from harness.measure.profile import ProfileSettings, default_budget, profile_layers
 from tests.fixtures.farm import free_port
+from tests.fixtures.processes import wait_or_kill
 
 TINY = {"_target_": "harness.models.tiny_cnn.TinyCNN", "name": "tiny-cnn", "resolution": 8, "in_channels": 1,
         "num_classes": 10, "channels": 16, "stem": 8}
@@ -47,12 +48,7 @@ def ray_head(tmp: Path):
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(proc.pid, signal.SIGTERM)  # ray start --block stops its processes on SIGTERM
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+        wait_or_kill(proc, 60)
 
 
 @pytest.mark.qemu

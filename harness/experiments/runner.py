@@ -27,6 +27,7 @@ from rich.console import Console
 
 from harness.boards import build_only as build_only_mode
 from harness.boards.discovery import preflight
+from harness.boards.factory import chosen_timer
 from harness.build.project import require_buildable
 from harness.config.board import load_board_config
 from harness.config.compose import compose_config
@@ -135,8 +136,9 @@ def run_entry(cfg, run_dir: Path) -> dict:
     build_only = bool(OmegaConf.select(cfg, "build_only", default=False))
     board = check_board(cfg, build_only)
     if board is not None:
-        timer = OmegaConf.select(cfg, "timer") or board.default_timer or board.timer.source
-        timing = OmegaConf.select(cfg, "timing.name") or (board.default_timing if timer == board.default_timer else None)
+        given = OmegaConf.select(cfg, "timer"), OmegaConf.select(cfg, "timing.name")
+        timer, timing = chosen_timer(board, *given)
+        timer = timer or board.timer.source
         log.info("board: %s (%s, timer %s%s)", board.name, "emulated" if board.emulated else "real", timer,
                  f", timing {timing}" if timing else "")
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -226,28 +226,30 @@ class Session:
         if cycles is not None:
             cycles.per_input.clear()
         names = [info.name for info in art.layers]
+
+        def infer(x: np.ndarray) -> tuple[object, list]:
+            """One inference of ``x``: its output and per-layer results (cycle records collected beside)."""
+            dut.load_input(art.input_bytes(x))
+            if cycles is not None:
+                cycles.begin()
+            out = dut.infer(1, 0)
+            layers = dut.layers()
+            if cycles is not None:  # checks the plugin's instructions against the firmware's own ticks
+                cycles.collect(len(art.layers), names, [r.ticks for r in layers])
+            return out, layers
+
         try:
             dut.model_info()
             dut.set_crc(check)
             if self.warmup and len(inputs):
                 # Cycle counts are steady state (MLPerf Tiny's practice): one inference of the first input warms
                 # the caches and branch predictor, and its counts are dropped.
-                dut.load_input(art.input_bytes(inputs[0]))
+                infer(inputs[0])
                 if cycles is not None:
-                    cycles.begin()
-                dut.infer(1, 0)
-                layers = dut.layers()
-                if cycles is not None:
-                    cycles.collect(len(art.layers), names, [r.ticks for r in layers])
                     cycles.per_input.clear()
             for x in inputs:
-                dut.load_input(art.input_bytes(x))
-                if cycles is not None:
-                    cycles.begin()
-                outputs.append(dut.infer(1, 0))
-                layers = dut.layers()
-                if cycles is not None:  # checks the plugin's instructions against the firmware's own ticks
-                    cycles.collect(len(art.layers), names, [r.ticks for r in layers])
+                out, layers = infer(x)
+                outputs.append(out)
                 per_layers.append(layers)
                 per_steps.append(dut.patches() if art.patched else [])
                 if progress is not None:
