@@ -41,7 +41,7 @@ fi
 # PlatformIO builds offline through the project's local platform; its scons package is prepared from PyPI's scons.
 .venv/bin/python -c "from harness.build.pio_core import ensure_pio_core; print('[setup] PlatformIO core:', ensure_pio_core())"
 # The QEMU timing plugin of timer=qemu-cycles (C, host gcc; rebuilt on demand when its sources change).
-.venv/bin/python -m harness.timing.plugin | sed 's/^/[setup] timing plugin: /'
+.venv/bin/python -c "from harness.timing.plugin import plugin_path; print(plugin_path())" | sed 's/^/[setup] timing plugin: /'
 echo "[setup] done: run '. .venv/bin/activate' to get the tinyhil command"
 
 if ((RUN)); then
